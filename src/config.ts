@@ -1,0 +1,309 @@
+/**
+ * Options are parsed once, here, at the edge: flags first, then `BERTH_*` environment variables, then
+ * defaults, into a complete config with sizes in bytes and durations in milliseconds. The core never
+ * reads `process.env`.
+ */
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { BerthError } from './errors.js';
+import { ID_PATTERN } from './ids.js';
+import { PATTERNS, type Pattern } from './stores/types.js';
+
+export interface ServeConfig {
+  port: number;
+  host: string;
+  dataDir: string;
+  /** Store URL, e.g. `sqlite:/var/lib/berth/berth.db`. */
+  store: string;
+  /** The Messages API the agents use; null means the built-in scripted model. */
+  modelEndpoint: string | null;
+  /** The key the agents send to `modelEndpoint` (a placeholder for the scripted model). */
+  modelApiKey: string;
+  /** A scenario file for the built-in scripted model. */
+  mockScript: string | null;
+  pattern: Pattern;
+  /** API key -> tenant; empty means no auth (loopback only). */
+  apiKeys: Map<string, string>;
+  maxBodyBytes: number;
+  heartbeatMs: number;
+  confirmationTimeoutMs: number;
+  interruptTimeoutMs: number;
+  killGraceMs: number;
+  /** `PATH` given to the agents' tools. */
+  agentPath: string;
+}
+
+/** One option: its flag, its environment variable and its help line. */
+interface OptionSpec {
+  flag: string;
+  env: string;
+  type: 'string' | 'boolean';
+  help: string;
+}
+
+export const SERVE_OPTIONS: readonly OptionSpec[] = [
+  {
+    flag: 'port',
+    env: 'BERTH_PORT',
+    type: 'string',
+    help: 'port to listen on (default 8080; 0 picks a free one)',
+  },
+  { flag: 'host', env: 'BERTH_HOST', type: 'string', help: 'address to bind (default 127.0.0.1)' },
+  {
+    flag: 'data-dir',
+    env: 'BERTH_DATA_DIR',
+    type: 'string',
+    help: 'workspaces, config dirs and the embedded store (default ./.berth)',
+  },
+  {
+    flag: 'store',
+    env: 'BERTH_STORE',
+    type: 'string',
+    help: 'transcript/registry store URL (default sqlite:DATA_DIR/berth.db)',
+  },
+  {
+    flag: 'model-endpoint',
+    env: 'BERTH_MODEL_ENDPOINT',
+    type: 'string',
+    help: 'Messages API URL the agents use (ANTHROPIC_BASE_URL)',
+  },
+  {
+    flag: 'mock-model',
+    env: 'BERTH_MOCK_MODEL',
+    type: 'boolean',
+    help: 'start the built-in scripted model and use it (default without ANTHROPIC_API_KEY)',
+  },
+  {
+    flag: 'mock-script',
+    env: 'BERTH_MOCK_SCRIPT',
+    type: 'string',
+    help: 'scenario file (JSON) for the built-in scripted model',
+  },
+  {
+    flag: 'pattern',
+    env: 'BERTH_PATTERN',
+    type: 'string',
+    help: `default hosting pattern: ${PATTERNS.join(', ')} (default long-running)`,
+  },
+  {
+    flag: 'api-keys',
+    env: 'BERTH_API_KEYS',
+    type: 'string',
+    help: 'tenant:key,... (without keys only loopback binds are allowed)',
+  },
+  { flag: 'max-body', env: 'BERTH_MAX_BODY', type: 'string', help: 'largest request body (default 1MiB)' },
+  { flag: 'heartbeat', env: 'BERTH_HEARTBEAT', type: 'string', help: 'SSE heartbeat interval (default 15s)' },
+  {
+    flag: 'confirmation-timeout',
+    env: 'BERTH_CONFIRMATION_TIMEOUT',
+    type: 'string',
+    help: 'unanswered tool confirmations are denied after this (default 5m)',
+  },
+  {
+    flag: 'interrupt-timeout',
+    env: 'BERTH_INTERRUPT_TIMEOUT',
+    type: 'string',
+    help: 'an interrupt that has not ended the turn by then kills the subprocess (default 10s)',
+  },
+  {
+    flag: 'kill-grace',
+    env: 'BERTH_KILL_GRACE',
+    type: 'string',
+    help: 'SIGTERM-to-SIGKILL grace for subprocess trees (default 3s)',
+  },
+];
+
+const SIZE_UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  kb: 1e3,
+  mb: 1e6,
+  gb: 1e9,
+  kib: 1024,
+  mib: 1024 ** 2,
+  gib: 1024 ** 3,
+  k: 1024,
+  m: 1024 ** 2,
+  g: 1024 ** 3,
+};
+
+/** `1MiB`, `512KiB`, `2GB`, `1048576` -> bytes. */
+export function parseSize(value: string, what: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(value.trim());
+  const unit = SIZE_UNITS[match?.[2]?.toLowerCase() ?? 'x'];
+  if (!match || unit === undefined) {
+    throw new BerthError(
+      'invalid_config',
+      `${what}: ${JSON.stringify(value)} is not a size (e.g. 512KiB, 1MiB, 2GiB)`,
+    );
+  }
+  return Math.floor(Number(match[1]) * unit);
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** `90s`, `5m`, `250ms`, `1h`, `0` -> milliseconds. */
+export function parseDuration(value: string, what: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
+  if (!match || (match[2] === undefined && Number(match[1]) !== 0)) {
+    throw new BerthError(
+      'invalid_config',
+      `${what}: ${JSON.stringify(value)} is not a duration (e.g. 250ms, 90s, 5m, 1h)`,
+    );
+  }
+  return Math.round(Number(match[1]) * (DURATION_UNITS[match[2] ?? 'ms'] ?? 1));
+}
+
+function parsePort(value: string): number {
+  const port = Number(value);
+  if (!/^\d+$/.test(value) || port > 65535) {
+    throw new BerthError('invalid_config', `--port: ${JSON.stringify(value)} is not a port (0-65535)`);
+  }
+  return port;
+}
+
+/** `tenant:key,tenant2:key2` -> key -> tenant. */
+export function parseApiKeys(value: string): Map<string, string> {
+  const keys = new Map<string, string>();
+  for (const pair of value
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
+    const colon = pair.indexOf(':');
+    const tenant = pair.slice(0, colon);
+    const key = pair.slice(colon + 1);
+    if (colon <= 0 || !ID_PATTERN.test(tenant)) {
+      throw new BerthError(
+        'invalid_config',
+        `--api-keys: ${JSON.stringify(pair.slice(0, 40))} is not tenant:key (tenant like ${ID_PATTERN.source})`,
+      );
+    }
+    if (key.length < 8 || /\s/.test(key)) {
+      throw new BerthError(
+        'invalid_config',
+        `--api-keys: the key of tenant ${tenant} must be at least 8 characters, no spaces`,
+      );
+    }
+    if (keys.has(key)) throw new BerthError('invalid_config', `--api-keys: a key is given twice`);
+    keys.set(key, tenant);
+  }
+  return keys;
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
+function parseUrl(value: string, what: string): string {
+  try {
+    const url = new URL(value);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('not http(s)');
+    return url.toString().replace(/\/$/, '');
+  } catch {
+    throw new BerthError('invalid_config', `${what}: ${JSON.stringify(value)} is not an http(s) URL`);
+  }
+}
+
+/** Raw values by flag name, from argv then env. */
+function collect(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+  specs: readonly OptionSpec[],
+): Map<string, string | boolean> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      options: Object.fromEntries(specs.map((s) => [s.flag, { type: s.type }])),
+      strict: true,
+      allowPositionals: false,
+    });
+  } catch (err) {
+    throw new BerthError('invalid_config', (err as Error).message);
+  }
+  const values = new Map<string, string | boolean>();
+  for (const spec of specs) {
+    const fromFlag = (parsed.values as Record<string, string | boolean | undefined>)[spec.flag];
+    const fromEnv = env[spec.env];
+    if (fromFlag !== undefined) values.set(spec.flag, fromFlag);
+    else if (fromEnv !== undefined && fromEnv !== '') {
+      if (spec.type === 'boolean') {
+        if (!/^(1|0|true|false)$/i.test(fromEnv)) {
+          throw new BerthError(
+            'invalid_config',
+            `${spec.env}: ${JSON.stringify(fromEnv)} is not 1, 0, true or false`,
+          );
+        }
+        values.set(spec.flag, /^(1|true)$/i.test(fromEnv));
+      } else {
+        values.set(spec.flag, fromEnv);
+      }
+    }
+  }
+  return values;
+}
+
+/** The complete, validated config of `berth serve`; throws `BerthError('invalid_config')`. */
+export function parseServeConfig(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): ServeConfig {
+  const v = collect(argv, env, SERVE_OPTIONS);
+  const str = (flag: string): string | undefined => {
+    const value = v.get(flag);
+    return typeof value === 'string' ? value : undefined;
+  };
+  const host = str('host') ?? '127.0.0.1';
+  const dataDir = path.resolve(str('data-dir') ?? '.berth');
+  const apiKeys = parseApiKeys(str('api-keys') ?? '');
+  if (apiKeys.size === 0 && !isLoopback(host)) {
+    throw new BerthError(
+      'invalid_config',
+      `--host ${host}: without --api-keys Berth only listens on loopback, since every caller would be tenant "default"`,
+    );
+  }
+  const pattern = str('pattern') ?? 'long-running';
+  if (!(PATTERNS as readonly string[]).includes(pattern)) {
+    throw new BerthError(
+      'invalid_config',
+      `--pattern: ${JSON.stringify(pattern)} is not one of ${PATTERNS.join(', ')}`,
+    );
+  }
+  const explicitEndpoint = str('model-endpoint');
+  const anthropicKey = env.ANTHROPIC_API_KEY || undefined;
+  const mock = v.get('mock-model') === true || (explicitEndpoint === undefined && anthropicKey === undefined);
+  if (mock && explicitEndpoint !== undefined) {
+    throw new BerthError('invalid_config', '--mock-model and --model-endpoint exclude each other');
+  }
+  const store = str('store') ?? `sqlite:${path.join(dataDir, 'berth.db')}`;
+  return {
+    port: parsePort(str('port') ?? '8080'),
+    host,
+    dataDir,
+    store,
+    modelEndpoint: mock
+      ? null
+      : parseUrl(explicitEndpoint ?? 'https://api.anthropic.com', '--model-endpoint'),
+    modelApiKey: mock ? 'sk-berth-scripted-model' : (anthropicKey ?? 'sk-berth-no-key'),
+    mockScript: str('mock-script') ?? null,
+    pattern: pattern as Pattern,
+    apiKeys,
+    maxBodyBytes: parseSize(str('max-body') ?? '1MiB', '--max-body'),
+    heartbeatMs: positive(parseDuration(str('heartbeat') ?? '15s', '--heartbeat'), '--heartbeat'),
+    confirmationTimeoutMs: positive(
+      parseDuration(str('confirmation-timeout') ?? '5m', '--confirmation-timeout'),
+      '--confirmation-timeout',
+    ),
+    interruptTimeoutMs: positive(
+      parseDuration(str('interrupt-timeout') ?? '10s', '--interrupt-timeout'),
+      '--interrupt-timeout',
+    ),
+    killGraceMs: parseDuration(str('kill-grace') ?? '3s', '--kill-grace'),
+    agentPath: env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+  };
+}
+
+function positive(ms: number, what: string): number {
+  if (ms <= 0) throw new BerthError('invalid_config', `${what} must be more than 0`);
+  return ms;
+}

@@ -1,0 +1,222 @@
+/**
+ * The sessions of one host. It creates and finds sessions for the API, loads them back from the registry
+ * after a restart (they come back `cold` and resume from the transcript store on their next turn), and
+ * stops every subprocess when the host closes.
+ *
+ * On-disk layout under the data dir:
+ *   workspaces/<tenant>/<session id>/   the agent's cwd
+ *   tenants/<tenant>/claude-config/     the tenant's CLAUDE_CONFIG_DIR
+ *   tenants/<tenant>/home/              the tenant's HOME
+ */
+import { mkdir, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import type { SessionStore } from '@anthropic-ai/claude-agent-sdk';
+import { BerthError } from '../errors.js';
+import { ID_PATTERN } from '../ids.js';
+import { ZERO_USAGE } from '../session/events.js';
+import { SessionEventStream } from '../session/event-stream.js';
+import { buildAgentEnv } from '../session/environment.js';
+import { Session, newSdkSessionId, type SessionPaths, type SessionTimeouts } from '../session/session.js';
+import type { SpawnedTree } from '../sandbox/plain-spawn.js';
+import { scopeTranscriptStore } from '../stores/scoped-store.js';
+import type {
+  AgentConfig,
+  EventLog,
+  ListPage,
+  Pattern,
+  SessionRecord,
+  SessionRegistry,
+} from '../stores/types.js';
+
+export interface SessionHostOptions {
+  registry: SessionRegistry;
+  eventLog: EventLog;
+  /** The transcript store; the host gives each tenant its own scope of it. */
+  transcriptStore: SessionStore;
+  dataDir: string;
+  /** The Messages API the subprocesses use. */
+  modelEndpoint: string;
+  /** The API key the subprocesses send. */
+  modelApiKey: string;
+  /** `PATH` for the agents' tools. */
+  agentPath: string;
+  /** The pattern of sessions created without one. */
+  defaultPattern: Pattern;
+  timeouts: SessionTimeouts;
+  createSpawner?: () => SpawnedTree;
+  /** Failures that no client sees (a registry write that failed in the background). */
+  onError?: (err: unknown) => void;
+}
+
+export interface CreateSessionInput {
+  id?: string | undefined;
+  title?: string | undefined;
+  metadata?: Record<string, string> | undefined;
+  pattern?: Pattern | undefined;
+  agent?: AgentConfig | undefined;
+}
+
+async function ensureDirs(paths: SessionPaths): Promise<void> {
+  await Promise.all([paths.cwd, paths.configDir, paths.home].map((dir) => mkdir(dir, { recursive: true })));
+}
+
+function newSessionId(): string {
+  return `sess_${randomBytes(15).toString('base64url')}`;
+}
+
+export class SessionHost {
+  private readonly sessions = new Map<string, Session>();
+  private readonly loading = new Map<string, Promise<Session | undefined>>();
+  private closing: Promise<void> | undefined;
+
+  constructor(private readonly options: SessionHostOptions) {}
+
+  /** Live (in-memory) sessions, for health and tests. */
+  get liveSessions(): readonly Session[] {
+    return [...this.sessions.values()];
+  }
+
+  async create(tenant: string, input: CreateSessionInput): Promise<Session> {
+    this.assertOpen();
+    const id = input.id ?? newSessionId();
+    if (!ID_PATTERN.test(id)) {
+      throw new BerthError(
+        'invalid_session_id',
+        `${JSON.stringify(id.slice(0, 80))} is not a session id: ids match ${ID_PATTERN.source}`,
+      );
+    }
+    const now = Date.now();
+    const record: SessionRecord = {
+      id,
+      tenant,
+      title: input.title ?? null,
+      metadata: input.metadata ?? {},
+      pattern: input.pattern ?? this.options.defaultPattern,
+      agent: input.agent ?? {},
+      status: 'idle',
+      sdkSessionId: newSdkSessionId(),
+      started: false,
+      createdAt: now,
+      updatedAt: now,
+      usage: { ...ZERO_USAGE },
+      turns: 0,
+    };
+    await this.options.registry.create(record);
+    const { session, paths } = this.instantiate(record, 0);
+    await ensureDirs(paths);
+    return session;
+  }
+
+  /** The tenant's session, loading it from the registry if this host has not seen it yet. */
+  async get(tenant: string, id: string): Promise<Session> {
+    if (!ID_PATTERN.test(id)) {
+      throw new BerthError(
+        'invalid_session_id',
+        `${JSON.stringify(id.slice(0, 80))} is not a session id: ids match ${ID_PATTERN.source}`,
+      );
+    }
+    const session = this.sessions.get(id) ?? (await this.load(id));
+    // Another tenant's session is reported exactly like a missing one, so ids do not leak.
+    if (!session || session.snapshot.tenant !== tenant) {
+      throw new BerthError('session_not_found', `No session ${JSON.stringify(id)}`);
+    }
+    return session;
+  }
+
+  async list(
+    tenant: string,
+    page: { limit: number; cursor?: string | undefined },
+  ): Promise<ListPage<SessionRecord>> {
+    const result = await this.options.registry.list(tenant, page);
+    // Live sessions know their status better than the registry's last background write.
+    return { ...result, data: result.data.map((r) => this.sessions.get(r.id)?.snapshot ?? r) };
+  }
+
+  /** Terminates the session, then removes its record, events, transcript and working directory. */
+  async delete(tenant: string, id: string): Promise<void> {
+    const session = await this.get(tenant, id);
+    const record = session.snapshot;
+    await session.close('deleted');
+    this.sessions.delete(id);
+    const store = scopeTranscriptStore(this.options.transcriptStore, tenant);
+    await store.delete?.({ projectKey: tenant, sessionId: record.sdkSessionId });
+    await this.options.eventLog.deleteSession(id);
+    await this.options.registry.delete(id);
+    await rm(this.pathsFor(record).cwd, { recursive: true, force: true });
+  }
+
+  /** Stops every subprocess, leaving sessions resumable (idempotent). */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await Promise.allSettled([...this.loading.values()]);
+      await Promise.allSettled(this.liveSessions.map((s) => s.stopProcess('The host is shutting down.')));
+      await Promise.allSettled(this.liveSessions.map((s) => s.events.flush()));
+    })();
+    return this.closing;
+  }
+
+  private assertOpen(): void {
+    if (this.closing) throw new BerthError('not_ready', 'This host is shutting down');
+  }
+
+  pathsFor(record: Pick<SessionRecord, 'id' | 'tenant'>): SessionPaths {
+    const dataDir = path.resolve(this.options.dataDir);
+    return {
+      cwd: path.join(dataDir, 'workspaces', record.tenant, record.id),
+      configDir: path.join(dataDir, 'tenants', record.tenant, 'claude-config'),
+      home: path.join(dataDir, 'tenants', record.tenant, 'home'),
+    };
+  }
+
+  private load(id: string): Promise<Session | undefined> {
+    let loading = this.loading.get(id);
+    if (!loading) {
+      loading = (async () => {
+        const record = await this.options.registry.get(id);
+        if (!record) return undefined;
+        const lastSeq = await this.options.eventLog.lastSeq(id);
+        const { session, paths } = this.instantiate(record, lastSeq);
+        // This host may never have run the session: its directories are made here, the same on every host.
+        await ensureDirs(paths);
+        if (record.status === 'running' || record.status === 'requires_action') {
+          // The host that ran this turn is gone; the turn is over, the session is not.
+          session.events.emit(
+            {
+              type: 'session.error',
+              error: { type: 'host_restarted', message: 'The host restarted during this turn.' },
+            },
+            { type: 'session.status_idle', stop_reason: { type: 'error', subtype: 'host_restarted' } },
+          );
+          await this.options.registry.update(id, { status: 'idle' });
+        }
+        return session;
+      })().finally(() => this.loading.delete(id));
+      this.loading.set(id, loading);
+    }
+    return loading;
+  }
+
+  private instantiate(record: SessionRecord, lastSeq: number): { session: Session; paths: SessionPaths } {
+    const paths = this.pathsFor(record);
+    const session = new Session({
+      record,
+      events: new SessionEventStream(record.id, this.options.eventLog, lastSeq),
+      registry: this.options.registry,
+      transcriptStore: scopeTranscriptStore(this.options.transcriptStore, record.tenant),
+      paths,
+      env: buildAgentEnv({
+        modelEndpoint: this.options.modelEndpoint,
+        apiKey: this.options.modelApiKey,
+        configDir: paths.configDir,
+        home: paths.home,
+        path: this.options.agentPath,
+      }),
+      timeouts: this.options.timeouts,
+      ...(this.options.createSpawner && { createSpawner: this.options.createSpawner }),
+      ...(this.options.onError && { onError: this.options.onError }),
+    });
+    this.sessions.set(record.id, session);
+    return { session, paths };
+  }
+}

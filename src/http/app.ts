@@ -1,0 +1,191 @@
+/**
+ * The HTTP API (DESIGN.md, "API"): sessions, their events and event streams, health. Every route
+ * validates what it is given before it touches anything, and every failure is `{error: {type, code,
+ * message}}` with the status of its code.
+ */
+import { Hono, type Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import type { z } from 'zod';
+import { BerthError, describeError, isBerthError } from '../errors.js';
+import type { SessionHost } from '../host/session-host.js';
+import type { Session, UserEvent } from '../session/session.js';
+import type { SessionRecord } from '../stores/types.js';
+import { authenticate, type ApiKeys } from './auth.js';
+import {
+  KNOWN_USER_EVENTS,
+  createSessionSchema,
+  describeZodError,
+  listEventsQuery,
+  listSessionsQuery,
+  postEventsSchema,
+  streamQuery,
+  userEventSchema,
+} from './schemas.js';
+import { streamSessionEvents } from './sse.js';
+
+export interface AppOptions {
+  host: SessionHost;
+  /** Key -> tenant; empty means no auth and every caller is tenant `default`. */
+  apiKeys: ApiKeys;
+  maxBodyBytes: number;
+  heartbeatMs: number;
+  /** False while the host drains; `/readyz` answers 503. */
+  isReady: () => boolean;
+  /** Extra facts for `/readyz`. */
+  readiness?: () => Record<string, unknown>;
+  onError?: (err: unknown) => void;
+}
+
+type Env = { Variables: { tenant: string } };
+
+function errorResponse(c: Context, err: BerthError): Response {
+  return c.json(err.toJSON(), err.status as ContentfulStatusCode);
+}
+
+/** The public shape of a session. */
+export function sessionView(record: SessionRecord): Record<string, unknown> {
+  return {
+    id: record.id,
+    type: 'session',
+    status: record.status,
+    title: record.title,
+    metadata: record.metadata,
+    pattern: record.pattern,
+    agent: record.agent,
+    usage: record.usage,
+    turns: record.turns,
+    created_at: new Date(record.createdAt).toISOString(),
+    updated_at: new Date(record.updatedAt).toISOString(),
+  };
+}
+
+async function readJson(c: Context): Promise<unknown> {
+  const text = await c.req.text();
+  if (text.trim() === '') throw new BerthError('invalid_json', 'The request body is empty; it must be JSON');
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new BerthError('invalid_json', `The request body is not valid JSON: ${describeError(err)}`);
+  }
+}
+
+function parse<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
+  const result = schema.safeParse(value);
+  if (!result.success) {
+    throw new BerthError('invalid_request', `Invalid ${what}: ${describeZodError(result.error)}`);
+  }
+  return result.data;
+}
+
+function parseUserEvents(body: unknown): UserEvent[] {
+  const { events } = parse(postEventsSchema, body, 'request body');
+  return events.map((raw, index) => {
+    if (!KNOWN_USER_EVENTS.has(raw.type)) {
+      throw new BerthError(
+        'unknown_event_type',
+        `events.${index}.type: unknown event type ${JSON.stringify(raw.type)}; clients send ${[...KNOWN_USER_EVENTS].join(', ')}`,
+      );
+    }
+    const event: UserEvent = parse(userEventSchema, raw, `events.${index}`);
+    return event;
+  });
+}
+
+export function createApp(options: AppOptions): Hono<Env> {
+  const { host } = options;
+  const app = new Hono<Env>();
+
+  app.onError((err, c) => {
+    if (isBerthError(err)) return errorResponse(c, err);
+    options.onError?.(err);
+    return errorResponse(c, new BerthError('internal', 'Internal error'));
+  });
+  app.notFound((c) =>
+    errorResponse(c, new BerthError('not_found', `No route for ${c.req.method} ${c.req.path}`)),
+  );
+
+  app.get('/healthz', (c) => c.json({ status: 'ok' }));
+  app.get('/readyz', (c) => {
+    const ready = options.isReady();
+    return c.json({ status: ready ? 'ready' : 'draining', ...options.readiness?.() }, ready ? 200 : 503);
+  });
+
+  app.use('/v1/*', async (c, next) => {
+    c.set('tenant', authenticate(c.req.raw.headers, options.apiKeys));
+    await next();
+  });
+  app.use(
+    '/v1/*',
+    bodyLimit({
+      maxSize: options.maxBodyBytes,
+      onError: (c) =>
+        errorResponse(
+          c,
+          new BerthError('body_too_large', `The request body is over ${options.maxBodyBytes} bytes`),
+        ),
+    }),
+  );
+
+  const session = (c: Context<Env>): Promise<Session> => host.get(c.get('tenant'), c.req.param('id') ?? '');
+
+  app.post('/v1/sessions', async (c) => {
+    const input = parse(createSessionSchema, await readJson(c), 'request body');
+    if (input.agent?.permission_mode === 'bypassPermissions' && process.getuid?.() === 0) {
+      // The CLI refuses it as root (FACTS.md); failing here beats a session that can never run a turn.
+      throw new BerthError(
+        'invalid_request',
+        'agent.permission_mode bypassPermissions is refused when agents run as root',
+      );
+    }
+    const created = await host.create(c.get('tenant'), input);
+    return c.json(sessionView(created.snapshot), 201);
+  });
+
+  app.get('/v1/sessions', async (c) => {
+    const q = parse(listSessionsQuery, c.req.query(), 'query');
+    const page = await host.list(c.get('tenant'), { limit: q.limit ?? 20, cursor: q.page });
+    return c.json({ data: page.data.map(sessionView), next_page: page.next });
+  });
+
+  app.get('/v1/sessions/:id', async (c) => c.json(sessionView((await session(c)).snapshot)));
+
+  app.delete('/v1/sessions/:id', async (c) => {
+    const id = (await session(c)).id;
+    await host.delete(c.get('tenant'), id);
+    return c.json({ id, type: 'session_deleted' });
+  });
+
+  app.post('/v1/sessions/:id/events', async (c) => {
+    const s = await session(c);
+    const events = parseUserEvents(await readJson(c));
+    const stored = s.send(events);
+    return c.json({ data: stored }, 202);
+  });
+
+  app.get('/v1/sessions/:id/events', async (c) => {
+    const q = parse(listEventsQuery, c.req.query(), 'query');
+    const s = await session(c);
+    await s.events.flush();
+    const limit = q.limit ?? 100;
+    const data = await s.events.list(q.after ?? 0, limit);
+    const last = data.at(-1);
+    return c.json({ data, next_after: data.length === limit && last ? last.seq : null });
+  });
+
+  app.get('/v1/sessions/:id/events/stream', async (c) => {
+    const q = parse(streamQuery, c.req.query(), 'query');
+    const lastEventId = c.req.header('last-event-id');
+    let after = q.after;
+    if (lastEventId !== undefined) {
+      if (!/^\d{1,15}$/.test(lastEventId)) {
+        throw new BerthError('invalid_request', 'Last-Event-ID must be an event sequence number');
+      }
+      after = Number(lastEventId);
+    }
+    const s = await session(c);
+    return streamSessionEvents(c, s, { after, heartbeatMs: options.heartbeatMs });
+  });
+
+  return app;
+}

@@ -1,0 +1,83 @@
+/**
+ * Request bodies and query strings of the API, as zod schemas. Unknown fields are rejected (`strict`):
+ * a typo in a field name is an error the client should see, not a setting silently ignored.
+ */
+import { z } from 'zod';
+import { ID_PATTERN } from '../ids.js';
+import { PATTERNS } from '../stores/types.js';
+import { USER_EVENT_TYPES } from '../session/events.js';
+
+const contentBlock = z.looseObject({ type: z.string().min(1) });
+
+export const agentSchema = z.strictObject({
+  model: z.string().min(1).max(200).optional(),
+  system_prompt: z.string().max(100_000).optional(),
+  allowed_tools: z.array(z.string().min(1).max(200)).max(200).optional(),
+  disallowed_tools: z.array(z.string().min(1).max(200)).max(200).optional(),
+  permission_mode: z.enum(['default', 'acceptEdits', 'bypassPermissions', 'plan', 'dontAsk']).optional(),
+  max_turns: z.number().int().min(1).max(10_000).optional(),
+});
+
+export const createSessionSchema = z.strictObject({
+  id: z
+    .string()
+    .regex(ID_PATTERN, 'must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$ (letters, digits, _ and -, at most 64)')
+    .optional(),
+  title: z.string().max(500).optional(),
+  metadata: z
+    .record(z.string().max(256), z.string().max(4096))
+    .refine((m) => Object.keys(m).length <= 64, 'at most 64 keys')
+    .optional(),
+  pattern: z.enum(PATTERNS).optional(),
+  agent: agentSchema.optional(),
+});
+
+const userMessage = z.strictObject({
+  type: z.literal('user.message'),
+  content: z.union([
+    z.string().refine((s) => s.trim().length > 0, 'must not be empty'),
+    z.array(contentBlock).min(1, 'must hold at least one content block'),
+  ]),
+});
+
+const userInterrupt = z.strictObject({ type: z.literal('user.interrupt') });
+
+const toolConfirmation = z.strictObject({
+  type: z.literal('user.tool_confirmation'),
+  tool_use_id: z.string().min(1).max(200),
+  result: z.enum(['allow', 'deny']),
+  message: z.string().max(10_000).optional(),
+});
+
+export const userEventSchema = z.discriminatedUnion('type', [userMessage, userInterrupt, toolConfirmation]);
+
+export const postEventsSchema = z.strictObject({
+  events: z
+    .array(z.looseObject({ type: z.string() }))
+    .min(1)
+    .max(100),
+});
+
+export const KNOWN_USER_EVENTS: ReadonlySet<string> = new Set(USER_EVENT_TYPES);
+
+const seqParam = z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+
+export const listEventsQuery = z.strictObject({
+  after: seqParam.optional(),
+  limit: z.coerce.number().int().min(1).max(1000).optional(),
+});
+
+export const listSessionsQuery = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(100).optional(),
+  page: z.string().max(500).optional(),
+});
+
+export const streamQuery = z.strictObject({ after: seqParam.optional() });
+
+/** A one-line account of what is wrong, naming each bad field. */
+export function describeZodError(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 5)
+    .map((issue) => `${issue.path.length > 0 ? issue.path.join('.') : 'body'}: ${issue.message}`)
+    .join('; ');
+}

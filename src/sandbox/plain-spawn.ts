@@ -1,0 +1,64 @@
+/**
+ * The plain spawner: runs the `claude` CLI as an ordinary child process, but as the leader of its own
+ * session and process group, marked so that {@link killTree} can find everything it starts.
+ */
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import type { SpawnedProcess, SpawnOptions } from '@anthropic-ai/claude-agent-sdk';
+import { TREE_MARKER_VAR, killTree, type ProcessTreeId } from './process-tree.js';
+
+/** The last bytes of a subprocess's stderr kept for error messages. */
+const STDERR_TAIL_BYTES = 8 * 1024;
+
+export interface SpawnedTree {
+  /** Set once the SDK has asked for the process. */
+  readonly tree: ProcessTreeId | undefined;
+  /** The tail of the CLI's stderr, for error reports. */
+  stderrTail(): string;
+  /** Kills the whole tree (idempotent); resolves when it is gone. */
+  kill(graceMs: number): Promise<void>;
+  /** Pass as `options.spawnClaudeCodeProcess`. */
+  spawn(options: SpawnOptions): SpawnedProcess;
+}
+
+/** One spawner per subprocess: it remembers the tree it started so the owner can kill all of it. */
+export function createPlainSpawner(): SpawnedTree {
+  let tree: ProcessTreeId | undefined;
+  let stderr = '';
+  let killing: Promise<void> | undefined;
+  return {
+    get tree() {
+      return tree;
+    },
+    stderrTail: () => stderr,
+    kill(graceMs) {
+      if (!tree) return Promise.resolve();
+      killing ??= killTree(tree, { graceMs });
+      return killing;
+    },
+    spawn(options) {
+      const marker = randomUUID();
+      const child = spawn(options.command, options.args, {
+        cwd: options.cwd,
+        env: { ...options.env, [TREE_MARKER_VAR]: marker },
+        detached: true,
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
+      if (child.pid !== undefined) tree = { leaderPid: child.pid, marker };
+      child.stderr.setEncoding('utf8');
+      child.stderr.on('data', (chunk: string) => {
+        stderr = (stderr + chunk).slice(-STDERR_TAIL_BYTES);
+      });
+      // The SDK aborts this signal after its own graceful close (stdin EOF plus a grace window): by then
+      // anything still alive in the tree is an orphan in the making.
+      options.signal.addEventListener(
+        'abort',
+        () => {
+          if (tree) killTree(tree, { graceMs: 1000 }).catch(() => undefined);
+        },
+        { once: true },
+      );
+      return child;
+    },
+  };
+}

@@ -1,0 +1,43 @@
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { TREE_MARKER_VAR, killTree, listTree, treeRssBytes } from './process-tree.js';
+
+function stateOf(pid: number): string {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]!;
+  } catch {
+    return 'gone';
+  }
+}
+
+describe('process trees', () => {
+  it('finds and kills a detached leader, its group, a setsid escapee and an orphan', async () => {
+    const marker = randomUUID();
+    // The shell starts: a background sleep in its group, a sleep in a new session (setsid) that only the
+    // marker finds, and exits-then-orphans nothing itself; it ignores SIGTERM so SIGKILL must follow.
+    const leader = spawn(
+      'bash',
+      ['-c', 'trap "" TERM; sleep 300 & setsid sleep 301 & (sleep 302 &) ; sleep 303 & wait'],
+      { detached: true, stdio: 'ignore', env: { PATH: process.env.PATH, [TREE_MARKER_VAR]: marker } },
+    );
+    const tree = { leaderPid: leader.pid!, marker };
+    let members: number[] = [];
+    for (let i = 0; i < 100 && members.length < 5; i++) {
+      members = (await listTree(tree)).map((p) => p.pid);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(members.length).toBeGreaterThanOrEqual(5);
+    expect(await treeRssBytes(tree)).toBeGreaterThan(0);
+    await killTree(tree, { graceMs: 200 });
+    expect(await listTree(tree)).toEqual([]);
+    // Gone, or a zombie waiting for a reaper (in some containers PID 1 never reaps orphans).
+    for (const pid of members) expect(['gone', 'Z']).toContain(stateOf(pid));
+  });
+
+  it('is a no-op for a tree that is already gone', async () => {
+    await killTree({ leaderPid: 2 ** 22 - 1, marker: randomUUID() }, { graceMs: 10 });
+  });
+});

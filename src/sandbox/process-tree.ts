@@ -1,0 +1,142 @@
+/**
+ * Finding and killing everything a subprocess started.
+ *
+ * The `claude` CLI is spawned as the leader of a new session and process group (`detached: true`, which
+ * calls setsid). Its tools run shells, and a shell may put a background job in a process group of its own
+ * or leave it orphaned (re-parented to init), so neither the parent chain nor the process group alone
+ * finds everything. A process belongs to the tree when any of these holds:
+ * - its process group is the leader's (`kill(-pgid)` reaches it),
+ * - its session id is the leader's (survives `setpgid` and re-parenting),
+ * - its environment carries the tree's marker variable (survives `setsid` too, unless the program
+ *   scrubbed its environment on purpose).
+ * Linux only: it reads /proc.
+ */
+import { readFile, readdir } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/** The environment variable every process of a tree inherits; its value names the tree. */
+export const TREE_MARKER_VAR = 'BERTH_PROCESS_TREE';
+
+export interface ProcessTreeId {
+  /** The leader's pid, which is also the pgid and sid of the tree. */
+  leaderPid: number;
+  /** The value of {@link TREE_MARKER_VAR} in the tree's environment. */
+  marker: string;
+}
+
+interface ProcStat {
+  pid: number;
+  ppid: number;
+  pgid: number;
+  sid: number;
+  /** Resident set size in pages. */
+  rssPages: number;
+  state: string;
+}
+
+/** Parses /proc/PID/stat; the command name (field 2) may contain spaces and parentheses. */
+function parseStat(text: string): ProcStat | undefined {
+  const close = text.lastIndexOf(')');
+  if (close < 0) return undefined;
+  const pid = Number.parseInt(text, 10);
+  const rest = text.slice(close + 2).split(' ');
+  // rest[0] is field 3 (state); fields are 1-based in proc(5).
+  const field = (n: number): number => Number(rest[n - 3]);
+  return { pid, state: rest[0] ?? '?', ppid: field(4), pgid: field(5), sid: field(6), rssPages: field(24) };
+}
+
+async function readStat(pid: number): Promise<ProcStat | undefined> {
+  try {
+    return parseStat(await readFile(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return undefined; // gone, or never existed
+  }
+}
+
+async function hasMarker(pid: number, marker: string): Promise<boolean> {
+  try {
+    const env = await readFile(`/proc/${pid}/environ`, 'latin1');
+    return env.split('\0').includes(`${TREE_MARKER_VAR}=${marker}`);
+  } catch {
+    return false;
+  }
+}
+
+async function allPids(): Promise<number[]> {
+  const names = await readdir('/proc');
+  const pids: number[] = [];
+  for (const name of names) {
+    const pid = Number(name);
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid) pids.push(pid);
+  }
+  return pids;
+}
+
+/** The live (not zombie) processes of the tree, leader included when alive. */
+export async function listTree(tree: ProcessTreeId): Promise<ProcStat[]> {
+  const found: ProcStat[] = [];
+  for (const pid of await allPids()) {
+    const stat = await readStat(pid);
+    if (!stat || stat.state === 'Z') continue;
+    const member =
+      pid === tree.leaderPid ||
+      stat.pgid === tree.leaderPid ||
+      stat.sid === tree.leaderPid ||
+      (await hasMarker(pid, tree.marker));
+    if (member) found.push(stat);
+  }
+  return found;
+}
+
+/** Resident memory of the whole tree, in bytes. */
+export async function treeRssBytes(tree: ProcessTreeId): Promise<number> {
+  const pageSize = 4096;
+  const procs = await listTree(tree);
+  return procs.reduce((sum, p) => sum + p.rssPages * pageSize, 0);
+}
+
+function signalAll(pids: readonly number[], signal: NodeJS.Signals, leaderPid: number): void {
+  try {
+    process.kill(-leaderPid, signal);
+  } catch {
+    // the group is already empty
+  }
+  for (const pid of pids) {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/**
+ * SIGTERM to every process of the tree, up to `graceMs` for them to exit, then SIGKILL to whatever is
+ * left. Resolves when nothing of the tree is alive (or after a bounded wait past SIGKILL, which only a
+ * process stuck in uninterruptible sleep survives).
+ */
+export async function killTree(tree: ProcessTreeId, options: { graceMs: number }): Promise<void> {
+  let procs = await listTree(tree);
+  if (procs.length === 0) return;
+  signalAll(
+    procs.map((p) => p.pid),
+    'SIGTERM',
+    tree.leaderPid,
+  );
+  const deadline = Date.now() + options.graceMs;
+  while (Date.now() < deadline) {
+    await sleep(50);
+    procs = await listTree(tree);
+    if (procs.length === 0) return;
+  }
+  // A process may have forked during the grace period, so SIGKILL until a scan comes back empty.
+  for (let round = 0; round < 20 && procs.length > 0; round++) {
+    signalAll(
+      procs.map((p) => p.pid),
+      'SIGKILL',
+      tree.leaderPid,
+    );
+    await sleep(50);
+    procs = await listTree(tree);
+  }
+}

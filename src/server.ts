@@ -1,0 +1,159 @@
+/**
+ * The one place where Berth's parts are chosen and wired together from a config: the store, the model
+ * endpoint (or the built-in scripted model), the session host and the HTTP API.
+ */
+import type { AddressInfo } from 'node:net';
+import { serve, type ServerType } from '@hono/node-server';
+import type { ServeConfig } from './config.js';
+import { BerthError, describeError } from './errors.js';
+import { SessionHost } from './host/session-host.js';
+import { createApp } from './http/app.js';
+import { openStores, type Stores } from './stores/open-stores.js';
+import { startMockModel, type MockModel } from './testing/index.js';
+import { loadScenarioFile } from './testing/scenario-file.js';
+
+export interface BerthServer {
+  /** `http://HOST:PORT` of the API. */
+  readonly url: string;
+  readonly host: SessionHost;
+  /** The built-in scripted model, when the config asked for it. */
+  readonly mockModel: MockModel | undefined;
+  /** Stops accepting requests, ends every subprocess (sessions stay resumable), closes the stores. */
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** Where background failures go; stderr by default. */
+  log?: (line: string) => void;
+}
+
+export interface BerthCore {
+  readonly host: SessionHost;
+  /** The Messages API URL the agents use. */
+  readonly modelEndpoint: string;
+  /** The built-in scripted model, when the config asked for it. */
+  readonly mockModel: MockModel | undefined;
+  /** Ends every subprocess (sessions stay resumable) and closes the stores and the scripted model. */
+  close(): Promise<void>;
+}
+
+/** The store, the model endpoint (or the built-in scripted model) and the session host, without HTTP. */
+export async function openBerthCore(config: ServeConfig, options: StartOptions = {}): Promise<BerthCore> {
+  const onError = errorLogger(options);
+  const cleanups = new Cleanups(onError);
+  try {
+    let mockModel: MockModel | undefined;
+    let modelEndpoint = config.modelEndpoint;
+    if (modelEndpoint === null) {
+      const scenarios = config.mockScript ? await loadScenarioFile(config.mockScript, '--mock-script') : [];
+      const model = await startMockModel({ scenarios });
+      cleanups.add(() => model.close());
+      mockModel = model;
+      modelEndpoint = model.url;
+    }
+    const stores: Stores = await openStores(config.store);
+    cleanups.add(() => stores.close());
+    const host = new SessionHost({
+      registry: stores.registry,
+      eventLog: stores.eventLog,
+      transcriptStore: stores.transcriptStore,
+      dataDir: config.dataDir,
+      modelEndpoint,
+      modelApiKey: config.modelApiKey,
+      agentPath: config.agentPath,
+      defaultPattern: config.pattern,
+      timeouts: {
+        confirmationMs: config.confirmationTimeoutMs,
+        interruptMs: config.interruptTimeoutMs,
+        killGraceMs: config.killGraceMs,
+      },
+      onError,
+    });
+    cleanups.add(() => host.close());
+    return { host, modelEndpoint, mockModel, close: () => cleanups.run() };
+  } catch (err) {
+    await cleanups.run();
+    throw err;
+  }
+}
+
+/** {@link openBerthCore} plus the HTTP API, listening. */
+export async function startBerth(config: ServeConfig, options: StartOptions = {}): Promise<BerthServer> {
+  const onError = errorLogger(options);
+  const core = await openBerthCore(config, options);
+  const cleanups = new Cleanups(onError);
+  cleanups.add(() => core.close());
+  try {
+    let ready = true;
+    const app = createApp({
+      host: core.host,
+      apiKeys: config.apiKeys,
+      maxBodyBytes: config.maxBodyBytes,
+      heartbeatMs: config.heartbeatMs,
+      isReady: () => ready,
+      readiness: () => ({ live_sessions: core.host.liveSessions.length }),
+      onError,
+    });
+    const server = await listen(app.fetch, config.port, config.host);
+    cleanups.add(() => closeServer(server));
+    const address = server.address() as AddressInfo;
+    const hostPart = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+    return {
+      url: `http://${hostPart}:${address.port}`,
+      host: core.host,
+      mockModel: core.mockModel,
+      close() {
+        ready = false;
+        return cleanups.run();
+      },
+    };
+  } catch (err) {
+    await cleanups.run();
+    throw err;
+  }
+}
+
+function errorLogger(options: StartOptions): (err: unknown) => void {
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  return (err) => log(`berth: ${describeError(err)}`);
+}
+
+/** Cleanup steps run last-added first, each once, every one even if another fails. */
+class Cleanups {
+  private readonly steps: Array<() => Promise<void>> = [];
+  private running: Promise<void> | undefined;
+
+  constructor(private readonly onError: (err: unknown) => void) {}
+
+  add(step: () => Promise<void>): void {
+    this.steps.push(step);
+  }
+
+  run(): Promise<void> {
+    this.running ??= (async () => {
+      for (const step of this.steps.reverse()) await step().catch(this.onError);
+    })();
+    return this.running;
+  }
+}
+
+function listen(
+  fetch: (req: Request) => Response | Promise<Response>,
+  port: number,
+  hostname: string,
+): Promise<ServerType> {
+  return new Promise((resolve, reject) => {
+    const server = serve({ fetch, port, hostname }, () => resolve(server));
+    server.once('error', (err: Error) =>
+      reject(new BerthError('invalid_config', `Cannot listen on ${hostname}:${port}: ${err.message}`)),
+    );
+  });
+}
+
+function closeServer(server: ServerType): Promise<void> {
+  return new Promise((resolve) => {
+    // Open SSE streams would hold close() forever; the sessions behind them are already stopped.
+    (server as { closeAllConnections?: () => void }).closeAllConnections?.();
+    server.close(() => resolve());
+  });
+}

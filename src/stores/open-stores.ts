@@ -1,0 +1,55 @@
+/**
+ * `--store URL` to the stores Berth runs on. One URL names where transcripts, the session registry and
+ * the event log live.
+ */
+import path from 'node:path';
+import type { SessionStore } from '@anthropic-ai/claude-agent-sdk';
+import { BerthError, describeError } from '../errors.js';
+import type { EventLog, SessionRegistry } from './types.js';
+
+export interface Stores {
+  transcriptStore: SessionStore;
+  registry: SessionRegistry;
+  eventLog: EventLog;
+  /** Idempotent. */
+  close(): Promise<void>;
+}
+
+export const STORE_URL_FORMS = ['sqlite:PATH'] as const;
+
+export async function openStores(url: string): Promise<Stores> {
+  const colon = url.indexOf(':');
+  const scheme = colon > 0 ? url.slice(0, colon).toLowerCase() : '';
+  switch (scheme) {
+    case 'sqlite': {
+      const file = url.slice(colon + 1).replace(/^\/\/(?=\/)/, '');
+      if (file === '' || file.includes('\0')) {
+        throw new BerthError(
+          'invalid_config',
+          `--store ${url}: sqlite: needs a file path, e.g. sqlite:./.berth/berth.db`,
+        );
+      }
+      // Loaded on demand so that deployments on another backend never load the native module.
+      const { openSqliteStores } = await import('./sqlite.js');
+      try {
+        const stores = openSqliteStores(path.resolve(file));
+        return {
+          transcriptStore: stores.sessionStore,
+          registry: stores.registry,
+          eventLog: stores.eventLog,
+          close: async () => stores.close(),
+        };
+      } catch (err) {
+        throw new BerthError(
+          'invalid_config',
+          `--store ${url}: cannot open the SQLite database: ${describeError(err)}`,
+        );
+      }
+    }
+    default:
+      throw new BerthError(
+        'invalid_config',
+        `--store ${JSON.stringify(url)}: unsupported store URL; this build supports ${STORE_URL_FORMS.join(', ')}`,
+      );
+  }
+}

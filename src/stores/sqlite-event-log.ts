@@ -1,0 +1,82 @@
+/**
+ * The event log on the embedded SQLite database (table `events`, see `sqlite-database.ts`).
+ */
+import { BerthError } from '../errors.js';
+import type { StoredEvent } from '../session/events.js';
+import { migrateSqliteDatabase, sqliteTask } from './sqlite-database.js';
+import type { SqliteDatabase } from './sqlite-database.js';
+import type { EventLog } from './types.js';
+
+/** Options of {@link SqliteEventLog}. */
+export interface SqliteEventLogOptions {
+  /** An open connection, e.g. from `openSqliteDatabase`; the log never closes it. */
+  db: SqliteDatabase;
+}
+
+/**
+ * Every event of every session in SQLite, keyed by (session id, seq). A batch is stored whole or not at
+ * all; a `seq` that is already stored fails the batch with code `internal`, because two writers numbering
+ * the same session's events is a bug that must surface, not be papered over.
+ */
+export class SqliteEventLog implements EventLog {
+  private readonly db: SqliteDatabase;
+  private readonly sql: ReturnType<typeof prepareStatements>;
+  private readonly appendTx: (sessionId: string, events: StoredEvent[]) => void;
+
+  constructor(options: SqliteEventLogOptions) {
+    this.db = options.db;
+    migrateSqliteDatabase(this.db);
+    this.sql = prepareStatements(this.db);
+    const append = this.db.transaction((sessionId: string, events: StoredEvent[]) => {
+      for (const event of events) {
+        if (this.sql.insert.run(sessionId, event.seq, JSON.stringify(event)).changes === 0) {
+          throw new BerthError(
+            'internal',
+            `event seq ${event.seq} of session ${sessionId} is already stored`,
+          );
+        }
+      }
+    });
+    this.appendTx = (sessionId, events) => append.immediate(sessionId, events);
+  }
+
+  append(sessionId: string, events: StoredEvent[]): Promise<void> {
+    return sqliteTask(this.db, 'append events', () => {
+      if (events.length > 0) this.appendTx(sessionId, events);
+    });
+  }
+
+  list(sessionId: string, options: { after: number; limit: number }): Promise<StoredEvent[]> {
+    return sqliteTask(this.db, 'list events', () => {
+      // SQLite reads a negative LIMIT as "no limit"; a caller asking for nothing gets nothing.
+      if (!(options.limit > 0)) return [];
+      const rows = this.sql.list.all(sessionId, options.after, Math.floor(options.limit));
+      return rows.map((row) => JSON.parse(row) as StoredEvent);
+    });
+  }
+
+  lastSeq(sessionId: string): Promise<number> {
+    return sqliteTask(this.db, 'read last event seq', () => this.sql.lastSeq.get(sessionId) ?? 0);
+  }
+
+  deleteSession(sessionId: string): Promise<void> {
+    return sqliteTask(this.db, 'delete events', () => {
+      this.sql.deleteSession.run(sessionId);
+    });
+  }
+}
+
+function prepareStatements(db: SqliteDatabase) {
+  return {
+    insert: db.prepare<[string, number, string]>(
+      'INSERT INTO events (session_id, seq, event) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
+    ),
+    list: db
+      .prepare<[string, number, number], string>(
+        'SELECT event FROM events WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?',
+      )
+      .pluck(),
+    lastSeq: db.prepare<[string], number | null>('SELECT max(seq) FROM events WHERE session_id = ?').pluck(),
+    deleteSession: db.prepare<[string]>('DELETE FROM events WHERE session_id = ?'),
+  };
+}

@@ -1,0 +1,209 @@
+/**
+ * The session registry on the embedded SQLite database (table `sessions`, see `sqlite-database.ts`).
+ */
+import { BerthError } from '../errors.js';
+import { migrateSqliteDatabase, sqliteTask } from './sqlite-database.js';
+import type { SqliteDatabase } from './sqlite-database.js';
+import type {
+  AgentConfig,
+  ListPage,
+  Pattern,
+  SessionRecord,
+  SessionRegistry,
+  SessionStatus,
+} from './types.js';
+import type { Usage } from '../session/events.js';
+
+/** Options of {@link SqliteRegistry}. */
+export interface SqliteRegistryOptions {
+  /** An open connection, e.g. from `openSqliteDatabase`; the registry never closes it. */
+  db: SqliteDatabase;
+}
+
+interface SessionRow {
+  id: string;
+  tenant: string;
+  title: string | null;
+  metadata: string;
+  pattern: string;
+  agent: string;
+  status: string;
+  sdk_session_id: string;
+  started: number;
+  created_at: number;
+  updated_at: number;
+  usage: string;
+  turns: number;
+}
+
+interface CursorPosition {
+  createdAt: number;
+  id: string;
+}
+
+/**
+ * Session records in SQLite. `list` pages newest first with a keyset cursor on (createdAt, id), so pages
+ * neither skip nor repeat records when sessions are created or deleted between requests.
+ */
+export class SqliteRegistry implements SessionRegistry {
+  private readonly db: SqliteDatabase;
+  private readonly sql: ReturnType<typeof prepareStatements>;
+  private readonly updateTx: (id: string, patch: Partial<SessionRecord>) => void;
+
+  constructor(options: SqliteRegistryOptions) {
+    this.db = options.db;
+    migrateSqliteDatabase(this.db);
+    this.sql = prepareStatements(this.db);
+    const update = this.db.transaction((id: string, patch: Partial<SessionRecord>) =>
+      this.updateLocked(id, patch),
+    );
+    this.updateTx = (id, patch) => update.immediate(id, patch);
+  }
+
+  /** Stores a new record; throws `session_exists` when the id is taken by any tenant. */
+  create(record: SessionRecord): Promise<void> {
+    return sqliteTask(this.db, 'create session', () => {
+      if (this.sql.insert.run(toRow(record)).changes === 0) {
+        throw new BerthError('session_exists', `session ${record.id} already exists`);
+      }
+    });
+  }
+
+  get(id: string): Promise<SessionRecord | undefined> {
+    return sqliteTask(this.db, 'get session', () => {
+      const row = this.sql.select.get(id);
+      return row && fromRow(row);
+    });
+  }
+
+  /**
+   * The tenant's records, newest first (ties broken by id, descending). Throws `invalid_request` for a
+   * cursor this registry did not produce or a limit that is not a positive integer.
+   */
+  list(
+    tenant: string,
+    options: { limit: number; cursor?: string | undefined },
+  ): Promise<ListPage<SessionRecord>> {
+    return sqliteTask(this.db, 'list sessions', () => {
+      const { limit, cursor } = options;
+      if (!Number.isSafeInteger(limit) || limit < 1) {
+        throw new BerthError('invalid_request', `limit must be a positive integer, got ${limit}`);
+      }
+      const after = cursor === undefined ? undefined : decodeCursor(cursor);
+      // One extra row tells whether another page exists without a count query.
+      const rows = after
+        ? this.sql.listAfter.all({ tenant, limit: limit + 1, createdAt: after.createdAt, id: after.id })
+        : this.sql.listFirst.all({ tenant, limit: limit + 1 });
+      const data = rows.slice(0, limit).map(fromRow);
+      const last = data.at(-1);
+      const next =
+        rows.length > limit && last ? encodeCursor({ createdAt: last.createdAt, id: last.id }) : null;
+      return { data, next };
+    });
+  }
+
+  /** Merges the patch (fields set to `undefined` are ignored) and sets `updatedAt` to now. */
+  update(id: string, patch: Partial<Omit<SessionRecord, 'id' | 'tenant' | 'createdAt'>>): Promise<void> {
+    return sqliteTask(this.db, 'update session', () => this.updateTx(id, patch));
+  }
+
+  delete(id: string): Promise<void> {
+    return sqliteTask(this.db, 'delete session', () => {
+      this.sql.delete.run(id);
+    });
+  }
+
+  private updateLocked(id: string, patch: Partial<SessionRecord>): void {
+    const row = this.sql.select.get(id);
+    if (!row) return;
+    const current = fromRow(row);
+    const merged: SessionRecord = { ...current };
+    for (const [field, value] of Object.entries(patch)) {
+      if (value !== undefined) (merged as unknown as Record<string, unknown>)[field] = value;
+    }
+    // The identity of a record never changes, whatever a caller slips into the patch at runtime.
+    merged.id = current.id;
+    merged.tenant = current.tenant;
+    merged.createdAt = current.createdAt;
+    merged.updatedAt = Date.now();
+    this.sql.update.run(toRow(merged));
+  }
+}
+
+const COLUMNS =
+  'id, tenant, title, metadata, pattern, agent, status, sdk_session_id, started, created_at, updated_at, usage, turns';
+
+function prepareStatements(db: SqliteDatabase) {
+  return {
+    insert: db.prepare<SessionRow>(
+      `INSERT INTO sessions (${COLUMNS}) VALUES (@id, @tenant, @title, @metadata, @pattern, @agent, @status,
+       @sdk_session_id, @started, @created_at, @updated_at, @usage, @turns) ON CONFLICT (id) DO NOTHING`,
+    ),
+    select: db.prepare<[string], SessionRow>(`SELECT ${COLUMNS} FROM sessions WHERE id = ?`),
+    listFirst: db.prepare<{ tenant: string; limit: number }, SessionRow>(
+      `SELECT ${COLUMNS} FROM sessions WHERE tenant = @tenant ORDER BY created_at DESC, id DESC LIMIT @limit`,
+    ),
+    listAfter: db.prepare<{ tenant: string; limit: number; createdAt: number; id: string }, SessionRow>(
+      `SELECT ${COLUMNS} FROM sessions WHERE tenant = @tenant AND (created_at, id) < (@createdAt, @id)
+       ORDER BY created_at DESC, id DESC LIMIT @limit`,
+    ),
+    update: db.prepare<SessionRow>(
+      `UPDATE sessions SET title = @title, metadata = @metadata, pattern = @pattern, agent = @agent,
+       status = @status, sdk_session_id = @sdk_session_id, started = @started, updated_at = @updated_at,
+       usage = @usage, turns = @turns WHERE id = @id`,
+    ),
+    delete: db.prepare<[string]>('DELETE FROM sessions WHERE id = ?'),
+  };
+}
+
+function toRow(record: SessionRecord): SessionRow {
+  return {
+    id: record.id,
+    tenant: record.tenant,
+    title: record.title,
+    metadata: JSON.stringify(record.metadata),
+    pattern: record.pattern,
+    agent: JSON.stringify(record.agent),
+    status: record.status,
+    sdk_session_id: record.sdkSessionId,
+    started: record.started ? 1 : 0,
+    created_at: record.createdAt,
+    updated_at: record.updatedAt,
+    usage: JSON.stringify(record.usage),
+    turns: record.turns,
+  };
+}
+
+function fromRow(row: SessionRow): SessionRecord {
+  return {
+    id: row.id,
+    tenant: row.tenant,
+    title: row.title,
+    metadata: JSON.parse(row.metadata) as Record<string, string>,
+    pattern: row.pattern as Pattern,
+    agent: JSON.parse(row.agent) as AgentConfig,
+    status: row.status as SessionStatus,
+    sdkSessionId: row.sdk_session_id,
+    started: row.started !== 0,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    usage: JSON.parse(row.usage) as Usage,
+    turns: row.turns,
+  };
+}
+
+function encodeCursor(position: CursorPosition): string {
+  return Buffer.from(`${position.createdAt}:${position.id}`, 'utf8').toString('base64url');
+}
+
+function decodeCursor(cursor: string): CursorPosition {
+  const invalid = () => new BerthError('invalid_request', 'invalid pagination cursor');
+  // Node's base64url decoder skips characters it does not know, so reject them up front, and reject
+  // anything that would not re-encode to itself (padding, trailing bits).
+  if (!/^[A-Za-z0-9_-]+$/.test(cursor)) throw invalid();
+  const text = Buffer.from(cursor, 'base64url').toString('utf8');
+  if (Buffer.from(text, 'utf8').toString('base64url') !== cursor) throw invalid();
+  const match = /^(\d{1,15}):(.+)$/s.exec(text);
+  if (!match?.[1] || match[2] === undefined) throw invalid();
+  return { createdAt: Number(match[1]), id: match[2] };
+}

@@ -1,0 +1,66 @@
+/**
+ * Berth's embedded default store: transcripts, registry and event log in one SQLite file. The schema and
+ * key scheme are described in `sqlite-database.ts`.
+ */
+import { openSqliteDatabase } from './sqlite-database.js';
+import type { SqliteDatabase, SqliteDatabaseOptions } from './sqlite-database.js';
+import { SqliteEventLog } from './sqlite-event-log.js';
+import { SqliteRegistry } from './sqlite-registry.js';
+import { SqliteSessionStore } from './sqlite-session-store.js';
+
+export { migrateSqliteDatabase, openSqliteDatabase, SQLITE_SCHEMA_VERSION } from './sqlite-database.js';
+export type { SqliteDatabase, SqliteDatabaseOptions } from './sqlite-database.js';
+export { SqliteEventLog } from './sqlite-event-log.js';
+export type { SqliteEventLogOptions } from './sqlite-event-log.js';
+export { SqliteRegistry } from './sqlite-registry.js';
+export type { SqliteRegistryOptions } from './sqlite-registry.js';
+export { SqliteSessionStore } from './sqlite-session-store.js';
+export type { SqliteSessionStoreOptions } from './sqlite-session-store.js';
+
+/** The three stores on one open database, as returned by {@link openSqliteStores}. */
+export interface SqliteStores {
+  db: SqliteDatabase;
+  sessionStore: SqliteSessionStore;
+  registry: SqliteRegistry;
+  eventLog: SqliteEventLog;
+  /** Closes the database; idempotent (later calls return the first call's promise). */
+  close(): Promise<void>;
+}
+
+/** Opens the database at `file` (see {@link openSqliteDatabase}) and the three stores on it. */
+export function openSqliteStores(file: string, options: SqliteDatabaseOptions = {}): SqliteStores {
+  const db = openSqliteDatabase(file, options);
+  let stores: Pick<SqliteStores, 'sessionStore' | 'registry' | 'eventLog'>;
+  try {
+    stores = {
+      sessionStore: new SqliteSessionStore({ db }),
+      registry: new SqliteRegistry({ db }),
+      eventLog: new SqliteEventLog({ db }),
+    };
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+  let closing: Promise<void> | undefined;
+  return {
+    db,
+    ...stores,
+    close() {
+      closing ??= new Promise<void>((resolve, reject) => {
+        try {
+          // SQLite's advice for long-lived connections: let it refresh query-planner statistics on close.
+          db.pragma('optimize');
+        } catch {
+          // Only an optimization; closing matters more.
+        }
+        try {
+          db.close();
+          resolve();
+        } catch (err) {
+          reject(err instanceof Error ? err : new Error(String(err)));
+        }
+      });
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,79 @@
+/**
+ * What Berth keeps besides transcripts: the session registry (one record per session) and the event log
+ * (every event of every session, in `seq` order). Transcripts go through the SDK's own `SessionStore`
+ * interface; these two are Berth's. Both are async so that a networked backend can implement them.
+ */
+import type { StoredEvent, Usage } from '../session/events.js';
+
+export const PATTERNS = ['ephemeral', 'long-running', 'hybrid', 'multi-agent'] as const;
+export type Pattern = (typeof PATTERNS)[number];
+
+/**
+ * The status a client sees.
+ * - `idle`: waiting for input (with or without a live subprocess).
+ * - `running`: a turn is in progress.
+ * - `requires_action`: a turn is paused on a tool confirmation.
+ * - `terminated`: closed for good; only reads are allowed.
+ */
+export type SessionStatus = 'idle' | 'running' | 'requires_action' | 'terminated';
+
+/** How an agent is configured at session creation; fixed for the session's life. */
+export interface AgentConfig {
+  model?: string;
+  system_prompt?: string;
+  allowed_tools?: string[];
+  disallowed_tools?: string[];
+  permission_mode?: 'default' | 'acceptEdits' | 'bypassPermissions' | 'plan' | 'dontAsk';
+  max_turns?: number;
+}
+
+export interface SessionRecord {
+  id: string;
+  tenant: string;
+  title: string | null;
+  metadata: Record<string, string>;
+  pattern: Pattern;
+  agent: AgentConfig;
+  status: SessionStatus;
+  /** The SDK's session UUID: the transcript's key in the SessionStore, and what `resume` takes. */
+  sdkSessionId: string;
+  /** True once the SDK has written a transcript for this session, so the next spawn must resume it. */
+  started: boolean;
+  /** Epoch milliseconds. */
+  createdAt: number;
+  updatedAt: number;
+  usage: Usage;
+  turns: number;
+}
+
+export interface ListPage<T> {
+  data: T[];
+  /** Opaque cursor for the next page, or null when this was the last. */
+  next: string | null;
+}
+
+export interface SessionRegistry {
+  /** Throws `BerthError('session_exists')` when the id is taken (by any tenant). */
+  create(record: SessionRecord): Promise<void>;
+  /** The record, or undefined. Tenant scoping is the caller's job (it compares `record.tenant`). */
+  get(id: string): Promise<SessionRecord | undefined>;
+  /** The tenant's sessions, newest first. */
+  list(
+    tenant: string,
+    options: { limit: number; cursor?: string | undefined },
+  ): Promise<ListPage<SessionRecord>>;
+  /** Applies the patch and bumps `updatedAt`; a no-op for an unknown id. */
+  update(id: string, patch: Partial<Omit<SessionRecord, 'id' | 'tenant' | 'createdAt'>>): Promise<void>;
+  /** Removes the record; a no-op for an unknown id. */
+  delete(id: string): Promise<void>;
+}
+
+export interface EventLog {
+  /** Stores events whose `seq` the caller assigned (strictly increasing per session). */
+  append(sessionId: string, events: StoredEvent[]): Promise<void>;
+  /** Events with `seq > after`, oldest first, at most `limit`. */
+  list(sessionId: string, options: { after: number; limit: number }): Promise<StoredEvent[]>;
+  /** The highest stored `seq`, or 0. */
+  lastSeq(sessionId: string): Promise<number>;
+  deleteSession(sessionId: string): Promise<void>;
+}

@@ -1,0 +1,237 @@
+/**
+ * Chooses the mock model's reply to a Messages API request: the first matching scenario's step for
+ * this request, or a deterministic default reply. The only state kept is which turns a scenario with
+ * `times` has claimed and how often a reply's fault has fired; the step index comes from the request.
+ */
+import type { WireContentBlock } from './anthropic-sse.js';
+import {
+  countAssistantTurns,
+  findLastUserMessage,
+  toolResultsOf,
+  type AnalyzedRequest,
+  type ToolResultSummary,
+} from './messages-request.js';
+import { parseScenarios, type Fault, type Reply, type Scenario, type TextPattern } from './scenario.js';
+
+/** The reply to send, before faults that change its shape (largeReplyBytes) are applied. */
+export interface ReplyPlan {
+  content: WireContentBlock[];
+  stopReason: string;
+  usage: Reply['usage'];
+  /** The reply's own fault, when it still applies. */
+  fault: Fault | undefined;
+  /** The scenario whose step is sent; null for the default reply. */
+  scenarioName: string | null;
+  /** The step index the reply was chosen for. */
+  stepIndex: number;
+}
+
+interface Entry {
+  scenario: Scenario;
+  name: string;
+  pattern: RegExp | null;
+  /** Turns this scenario answered, tracked only when it has `times`. */
+  turns: Set<string>;
+}
+
+const MAX_ECHO_CHARS = 200;
+const SCHEMA_DEPTH_LIMIT = 8;
+
+function compile(pattern: string | TextPattern | undefined): RegExp | null {
+  if (pattern === undefined || typeof pattern === 'string') return null;
+  // Without g and y, RegExp#test keeps no lastIndex state between requests.
+  return new RegExp(pattern.regex, (pattern.flags ?? '').replace(/[gy]/g, ''));
+}
+
+function toolResultMatches(
+  result: ToolResultSummary,
+  want: { contains?: string; isError?: boolean },
+): boolean {
+  if (want.contains !== undefined && !result.text.includes(want.contains)) return false;
+  if (want.isError !== undefined && result.is_error !== want.isError) return false;
+  return true;
+}
+
+/** The default reply's text: an echo of the user's words, so tests can tell turns apart. */
+export function defaultReplyText(userText: string | null): string {
+  if (userText === null) return 'Scripted reply.';
+  return `Scripted reply to: ${[...userText].slice(0, MAX_ECHO_CHARS).join('')}`;
+}
+
+/**
+ * A value that satisfies simple JSON schemas (objects, primitives, enums), so that a side request
+ * asking for structured output (the CLI's title generation) gets parseable JSON.
+ */
+export function sampleForSchema(schema: unknown, text: string, depth = 0): unknown {
+  if (typeof schema !== 'object' || schema === null || depth > SCHEMA_DEPTH_LIMIT) return text;
+  const s = schema as Record<string, unknown>;
+  if ('const' in s) return s.const;
+  if (Array.isArray(s.enum) && s.enum.length > 0) return s.enum[0];
+  const type = Array.isArray(s.type) ? (s.type[0] as unknown) : s.type;
+  switch (type) {
+    case 'object': {
+      const out: Record<string, unknown> = {};
+      const props = typeof s.properties === 'object' && s.properties !== null ? s.properties : {};
+      for (const [key, sub] of Object.entries(props)) out[key] = sampleForSchema(sub, text, depth + 1);
+      return out;
+    }
+    case 'array':
+      return [];
+    case 'number':
+    case 'integer':
+      return 0;
+    case 'boolean':
+      return false;
+    case 'null':
+      return null;
+    default:
+      return text;
+  }
+}
+
+/** A deterministic ASCII text of exactly `bytes` bytes. */
+export function fillerText(bytes: number): string {
+  const line = 'The quick brown fox jumps over the lazy dog. 0123456789\n';
+  return line.repeat(Math.ceil(bytes / line.length)).slice(0, bytes);
+}
+
+// Not a real signature: the CLI sends it back verbatim and the mock model never checks it.
+function fakeSignature(thinking: string): string {
+  return Buffer.from(`mock-signature:${thinking.length}`).toString('base64');
+}
+
+/** Scenario matching and reply rendering for one mock model. */
+export class ScenarioMatcher {
+  #entries: Entry[] = [];
+  readonly #faultUses = new WeakMap<Reply, number>();
+  readonly #newToolUseId: () => string;
+
+  /** @param newToolUseId makes an id for a tool_use block that has none; ids must be unique. */
+  constructor(scenarios: Scenario[], newToolUseId: () => string) {
+    this.#newToolUseId = newToolUseId;
+    this.set(scenarios);
+  }
+
+  /** Replaces all scenarios (and forgets their `times` counts). */
+  set(scenarios: Scenario[]): void {
+    const parsed = parseScenarios(scenarios);
+    this.#entries = [];
+    for (const scenario of parsed) this.#push(scenario);
+  }
+
+  /** Appends one scenario; it is tried after the existing ones. */
+  add(scenario: Scenario): void {
+    const [parsed] = parseScenarios([scenario]);
+    if (parsed) this.#push(parsed);
+  }
+
+  #push(scenario: Scenario): void {
+    this.#entries.push({
+      scenario,
+      name: scenario.name ?? `#${this.#entries.length}`,
+      pattern: compile(scenario.match.userText),
+      turns: new Set(),
+    });
+  }
+
+  /** The reply to `request`; `sessionId` tells apart turns of different sessions for `times`. */
+  plan(request: AnalyzedRequest, sessionId: string | null): ReplyPlan {
+    for (const entry of this.#entries) {
+      const { scenario } = entry;
+      if (!request.isMain && scenario.sideRequests !== true) continue;
+
+      const { userText, toolResult } = scenario.match;
+      if (userText !== undefined) {
+        if (request.userText === null) continue;
+        const ok =
+          typeof userText === 'string'
+            ? request.userText.includes(userText)
+            : entry.pattern?.test(request.userText);
+        if (ok !== true) continue;
+      }
+
+      let anchor = request.userTextIndex;
+      let turnKey = `u${anchor}:${request.userText ?? ''}`;
+      if (toolResult !== undefined) {
+        const from = Math.max(0, request.userTextIndex);
+        anchor = findLastUserMessage(request.messages, from, (m) =>
+          toolResultsOf(m).some((r) => toolResultMatches(r, toolResult)),
+        );
+        if (anchor < 0) continue;
+        turnKey = `t${anchor}:${toolResultsOf(request.messages[anchor])
+          .map((r) => r.tool_use_id)
+          .join(',')}`;
+      }
+
+      if (scenario.times !== undefined) {
+        // Keyed by session and anchor message, so a retry or the next step of a claimed turn is
+        // still answered while a new turn past `times` is not.
+        const key = `${sessionId ?? ''}\u0000${turnKey}`;
+        if (!entry.turns.has(key)) {
+          if (entry.turns.size >= scenario.times) continue;
+          entry.turns.add(key);
+        }
+      }
+
+      const stepIndex = countAssistantTurns(request.messages, anchor);
+      const reply = scenario.steps[stepIndex];
+      if (reply === undefined) return this.#defaultPlan(request, stepIndex);
+      const content = this.#render(reply, request.userText);
+      // The CLI fails a turn whose tool_use names a tool it did not offer.
+      const offered = content.every(
+        (block) =>
+          block.type !== 'tool_use' || (typeof block.name === 'string' && request.toolNames.has(block.name)),
+      );
+      if (!offered) return this.#defaultPlan(request, stepIndex);
+      return {
+        content,
+        stopReason:
+          reply.stopReason ?? (content.some((b) => b.type === 'tool_use') ? 'tool_use' : 'end_turn'),
+        usage: reply.usage,
+        fault: this.#takeFault(reply),
+        scenarioName: entry.name,
+        stepIndex,
+      };
+    }
+    return this.#defaultPlan(request, request.stepIndex);
+  }
+
+  #takeFault(reply: Reply): Fault | undefined {
+    const { fault } = reply;
+    if (fault?.times === undefined) return fault;
+    const uses = this.#faultUses.get(reply) ?? 0;
+    this.#faultUses.set(reply, uses + 1);
+    return uses < fault.times ? fault : undefined;
+  }
+
+  #render(reply: Reply, userText: string | null): WireContentBlock[] {
+    const blocks: WireContentBlock[] = [];
+    if (reply.thinking !== undefined) {
+      blocks.push({ type: 'thinking', thinking: reply.thinking, signature: fakeSignature(reply.thinking) });
+    }
+    if (reply.text !== undefined) {
+      blocks.push({ type: 'text', text: reply.text.replaceAll('{{userText}}', userText ?? '') });
+    }
+    for (const block of reply.content ?? []) blocks.push({ ...block });
+    const toolUses =
+      reply.toolUse === undefined ? [] : Array.isArray(reply.toolUse) ? reply.toolUse : [reply.toolUse];
+    for (const use of toolUses) {
+      blocks.push({ type: 'tool_use', id: use.id ?? this.#newToolUseId(), name: use.name, input: use.input });
+    }
+    return blocks;
+  }
+
+  #defaultPlan(request: AnalyzedRequest, stepIndex: number): ReplyPlan {
+    const text = defaultReplyText(request.userText);
+    const body =
+      request.outputSchema === undefined ? text : JSON.stringify(sampleForSchema(request.outputSchema, text));
+    return {
+      content: [{ type: 'text', text: body }],
+      stopReason: 'end_turn',
+      usage: undefined,
+      fault: undefined,
+      scenarioName: null,
+      stepIndex,
+    };
+  }
+}

@@ -1,0 +1,242 @@
+/**
+ * Sessions end to end: the HTTP API, the real `claude` subprocess, the scripted model, the embedded store.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { readFile, readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Scenario } from '../src/testing/index.js';
+import { TestBerth, replyTexts } from './helpers/berth.js';
+
+const scenarios: Scenario[] = [
+  {
+    name: 'write-file',
+    match: { userText: 'write the note' },
+    steps: [
+      { toolUse: { name: 'Bash', input: { command: 'echo berth-was-here > note.txt && echo wrote' } } },
+      { text: 'The note is written.' },
+    ],
+  },
+  {
+    name: 'needs-permission',
+    match: { userText: 'touch the flag' },
+    steps: [
+      { toolUse: { name: 'Bash', input: { command: 'touch flag.txt && echo touched' } } },
+      { text: 'Done with the flag.' },
+    ],
+  },
+  {
+    name: 'stall',
+    match: { userText: 'stall forever' },
+    steps: [{ text: 'never finished', fault: { stallMs: Infinity } }],
+  },
+  {
+    name: 'background-job',
+    match: { userText: 'start a daemon' },
+    steps: [
+      {
+        toolUse: {
+          name: 'Bash',
+          // One job in the shell's group, one orphaned by a subshell, one escaping into a new session. The
+          // CLI refuses commands that start with `sleep`, so the jobs run a copy of it under another name.
+          input: {
+            command:
+              'cp "$(command -v sleep)" ./berthd && ./berthd 4711 >/dev/null 2>&1 & (./berthd 4712 >/dev/null 2>&1 &); setsid ./berthd 4713 >/dev/null 2>&1 & echo started',
+          },
+        },
+      },
+      { text: 'The daemon is running.' },
+    ],
+  },
+];
+
+let berth: TestBerth;
+
+beforeAll(async () => {
+  berth = await TestBerth.start({ scenarios });
+});
+
+afterAll(async () => {
+  await berth?.dispose();
+});
+
+/** Live processes whose command line is exactly `command`, zombies excepted. */
+async function processesMatching(command: string): Promise<number[]> {
+  const found: number[] = [];
+  for (const name of await readdir('/proc')) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid)) continue;
+    try {
+      const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) continue;
+      const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).replaceAll('\0', ' ').trim();
+      if (cmdline === command) found.push(pid);
+    } catch {
+      // gone
+    }
+  }
+  return found;
+}
+
+describe('sessions on the real SDK', () => {
+  it('holds a two-turn conversation, and the second request carries the first turn', async () => {
+    const id = await berth.createSession({ title: 'two turns' });
+    const first = await berth.turn(id, 'my favourite colour is ultramarine');
+    expect(first.map((e) => e.type)).toEqual(
+      expect.arrayContaining(['session.status_running', 'agent.message', 'session.status_idle']),
+    );
+    expect(replyTexts(first).join()).toContain('ultramarine');
+    const idle = first.at(-1)!;
+    expect(idle).toMatchObject({ type: 'session.status_idle', stop_reason: { type: 'end_turn' } });
+
+    const second = await berth.turn(id, 'what did I say?');
+    expect(replyTexts(second).join()).toContain('what did I say?');
+    const request = berth.model.requests.findLast((r) => r.isMain && r.userText?.includes('what did I say?'));
+    expect(JSON.stringify(request?.messages)).toContain('ultramarine');
+
+    // One subprocess held open across both turns.
+    const mains = berth.model.requests.filter(
+      (r) => r.isMain && JSON.stringify(r.messages).includes('ultramarine'),
+    );
+    expect(new Set(mains.map((r) => r.sessionId)).size).toBe(1);
+
+    const session = (await berth.api('GET', `/v1/sessions/${id}`)).body;
+    expect(session).toMatchObject({ id, status: 'idle', title: 'two turns', turns: 2 });
+    expect(session.usage.output_tokens).toBeGreaterThan(0);
+  });
+
+  it('streams a Bash tool call that writes a file into the session cwd', async () => {
+    const id = await berth.createSession({ agent: { allowed_tools: ['Bash'] } });
+    const stream = berth.stream(id);
+    expect(await stream.status).toBe(200);
+    try {
+      await berth.send(id, [{ type: 'user.message', content: 'please write the note' }]);
+      const toolUse = await stream.waitFor((e) => e.type === 'agent.tool_use');
+      const toolResult = await stream.waitFor((e) => e.type === 'agent.tool_result');
+      await stream.waitFor((e) => e.type === 'session.status_idle');
+      expect(toolUse).toMatchObject({ name: 'Bash' });
+      expect(toolResult).toMatchObject({ is_error: false });
+      expect(toolResult.seq).toBeGreaterThan(toolUse.seq);
+      if (toolUse.type === 'agent.tool_use' && toolResult.type === 'agent.tool_result') {
+        expect(toolResult.tool_use_id).toBe(toolUse.tool_use_id);
+      }
+      const cwd = berth.server.host.pathsFor({ id, tenant: 'default' }).cwd;
+      expect(readFileSync(path.join(cwd, 'note.txt'), 'utf8').trim()).toBe('berth-was-here');
+      // SSE ids are the sequence numbers, in order, without gaps.
+      const seqs = stream.frames.map((f) => Number(f.id));
+      expect(seqs).toEqual(seqs.map((_, i) => seqs[0]! + i));
+    } finally {
+      stream.close();
+    }
+  });
+
+  it('asks for a confirmation; allow runs the tool, deny does not', async () => {
+    const id = await berth.createSession();
+    const cwd = berth.server.host.pathsFor({ id, tenant: 'default' }).cwd;
+    const stream = berth.stream(id, { after: 0 });
+    try {
+      await berth.send(id, [{ type: 'user.message', content: 'touch the flag please' }]);
+      const paused = await stream.waitFor(
+        (e) => e.type === 'session.status_idle' && e.stop_reason.type === 'requires_action',
+      );
+      const toolUse = await stream.waitFor((e) => e.type === 'agent.tool_use');
+      if (paused.type !== 'session.status_idle' || paused.stop_reason.type !== 'requires_action')
+        throw new Error();
+      if (toolUse.type !== 'agent.tool_use') throw new Error();
+      expect(paused.stop_reason.event_ids).toEqual([toolUse.id]);
+      expect((await berth.api('GET', `/v1/sessions/${id}`)).body.status).toBe('requires_action');
+      await berth.send(id, [
+        { type: 'user.tool_confirmation', tool_use_id: toolUse.tool_use_id, result: 'allow' },
+      ]);
+      await stream.waitFor((e) => e.type === 'session.status_idle' && e.stop_reason.type === 'end_turn');
+      expect(existsSync(path.join(cwd, 'flag.txt'))).toBe(true);
+    } finally {
+      stream.close();
+    }
+
+    const id2 = await berth.createSession();
+    const cwd2 = berth.server.host.pathsFor({ id: id2, tenant: 'default' }).cwd;
+    const stream2 = berth.stream(id2, { after: 0 });
+    try {
+      await berth.send(id2, [{ type: 'user.message', content: 'touch the flag please' }]);
+      const toolUse = await stream2.waitFor((e) => e.type === 'agent.tool_use');
+      await stream2.waitFor(
+        (e) => e.type === 'session.status_idle' && e.stop_reason.type === 'requires_action',
+      );
+      if (toolUse.type !== 'agent.tool_use') throw new Error();
+      await berth.send(id2, [
+        {
+          type: 'user.tool_confirmation',
+          tool_use_id: toolUse.tool_use_id,
+          result: 'deny',
+          message: 'not today',
+        },
+      ]);
+      const result = await stream2.waitFor((e) => e.type === 'agent.tool_result');
+      expect(result).toMatchObject({ is_error: true });
+      expect(JSON.stringify(result)).toContain('not today');
+      await stream2.waitFor((e) => e.type === 'session.status_idle' && e.stop_reason.type === 'end_turn');
+      expect(existsSync(path.join(cwd2, 'flag.txt'))).toBe(false);
+    } finally {
+      stream2.close();
+    }
+  });
+
+  it('interrupts a stalled turn, and the session stays usable', async () => {
+    const id = await berth.createSession();
+    const stream = berth.stream(id, { after: 0 });
+    try {
+      await berth.send(id, [{ type: 'user.message', content: 'stall forever' }]);
+      await berth.model.waitForRequest((r) => r.isMain && r.userText?.includes('stall forever') === true);
+      await berth.send(id, [{ type: 'user.interrupt' }]);
+      const idle = await stream.waitFor((e) => e.type === 'session.status_idle', 30_000);
+      expect(idle).toMatchObject({ stop_reason: { type: 'interrupted' } });
+      const next = await berth.turn(id, 'are you still there?');
+      expect(replyTexts(next).join()).toContain('are you still there?');
+    } finally {
+      stream.close();
+    }
+  });
+
+  it('replays exactly the missed events to a client that reconnects with Last-Event-ID', async () => {
+    const id = await berth.createSession();
+    await berth.turn(id, 'first words');
+    const all1 = await berth.history(id);
+    const seen = all1.at(-1)!.seq;
+    await berth.turn(id, 'second words');
+    const all2 = await berth.history(id);
+    const missed = all2.filter((e) => e.seq > seen);
+    expect(missed.length).toBeGreaterThan(0);
+
+    const stream = berth.stream(id, { lastEventId: seen });
+    try {
+      await stream.waitFor((e) => e.seq === all2.at(-1)!.seq);
+      expect(stream.events).toEqual(missed);
+      // Live events follow the replay without a gap or a duplicate.
+      await berth.send(id, [{ type: 'user.message', content: 'third words' }]);
+      await stream.waitFor((e) => e.type === 'session.status_idle' && e.seq > all2.at(-1)!.seq);
+      const seqs = stream.events.map((e) => e.seq);
+      expect(seqs).toEqual(seqs.map((_, i) => seen + 1 + i));
+    } finally {
+      stream.close();
+    }
+  });
+
+  it('kills the background processes an agent started when the session is deleted', async () => {
+    const id = await berth.createSession({ agent: { allowed_tools: ['Bash'] } });
+    await berth.turn(id, 'start a daemon');
+    const jobs = async () =>
+      [
+        ...(await processesMatching('./berthd 4711')),
+        ...(await processesMatching('./berthd 4712')),
+        ...(await processesMatching('./berthd 4713')),
+      ].length;
+    // The CLI itself ends the jobs left in the tool shell's process group; the one that escaped into a
+    // session of its own survives it, and only Berth's tree kill can find it.
+    expect(await processesMatching('./berthd 4713')).toHaveLength(1);
+    const res = await berth.api('DELETE', `/v1/sessions/${id}`);
+    expect(res.status).toBe(200);
+    expect(await jobs()).toBe(0);
+    expect((await berth.api('GET', `/v1/sessions/${id}`)).status).toBe(404);
+  });
+});
