@@ -70,6 +70,8 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
       onError,
     });
     cleanups.add(() => host.close());
+    const orphans = await host.sweepOrphans();
+    if (orphans > 0) onError(new Error(`killed ${orphans} process(es) that an earlier host left running`));
     return { host, modelEndpoint, mockModel, close: () => cleanups.run() };
   } catch (err) {
     await cleanups.run();

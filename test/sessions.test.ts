@@ -41,7 +41,10 @@ const scenarios: Scenario[] = [
           // CLI refuses commands that start with `sleep`, so the jobs run a copy of it under another name.
           input: {
             command:
-              'cp "$(command -v sleep)" ./berthd && ./berthd 4711 >/dev/null 2>&1 & (./berthd 4712 >/dev/null 2>&1 &); setsid ./berthd 4713 >/dev/null 2>&1 & echo started',
+              'cp "$(command -v sleep)" ./berthd && { setsid ./berthd 4713 >/dev/null 2>&1 & } ; ' +
+              // Wait until the escapee has called setsid and exec'd, or the CLI's own cleanup may win the race.
+              'until grep -qsa "^\\\\./berthd.4713" /proc/[0-9]*/cmdline; do :; done; ' +
+              './berthd 4711 >/dev/null 2>&1 & (./berthd 4712 >/dev/null 2>&1 &); echo started',
           },
         },
       },

@@ -19,14 +19,17 @@ import { SessionEventStream } from '../session/event-stream.js';
 import { buildAgentEnv } from '../session/environment.js';
 import { Session, newSdkSessionId, type SessionPaths, type SessionTimeouts } from '../session/session.js';
 import type { SpawnedTree } from '../sandbox/plain-spawn.js';
+import { sweepMarkedProcesses } from '../sandbox/process-tree.js';
 import { scopeTranscriptStore } from '../stores/scoped-store.js';
-import type {
-  AgentConfig,
-  EventLog,
-  ListPage,
-  Pattern,
-  SessionRecord,
-  SessionRegistry,
+import {
+  sessionKey,
+  type AgentConfig,
+  type EventLog,
+  type ListPage,
+  type Pattern,
+  type SessionRecord,
+  type SessionRef,
+  type SessionRegistry,
 } from '../stores/types.js';
 
 export interface SessionHostOptions {
@@ -116,9 +119,10 @@ export class SessionHost {
         `${JSON.stringify(id.slice(0, 80))} is not a session id: ids match ${ID_PATTERN.source}`,
       );
     }
-    const session = this.sessions.get(id) ?? (await this.load(id));
-    // Another tenant's session is reported exactly like a missing one, so ids do not leak.
-    if (!session || session.snapshot.tenant !== tenant) {
+    const ref = { tenant, id };
+    const session = this.sessions.get(sessionKey(ref)) ?? (await this.load(ref));
+    // Another tenant's session is simply not found: ids are per tenant, so none can leak.
+    if (!session) {
       throw new BerthError('session_not_found', `No session ${JSON.stringify(id)}`);
     }
     return session;
@@ -130,7 +134,7 @@ export class SessionHost {
   ): Promise<ListPage<SessionRecord>> {
     const result = await this.options.registry.list(tenant, page);
     // Live sessions know their status better than the registry's last background write.
-    return { ...result, data: result.data.map((r) => this.sessions.get(r.id)?.snapshot ?? r) };
+    return { ...result, data: result.data.map((r) => this.sessions.get(sessionKey(r))?.snapshot ?? r) };
   }
 
   /** Terminates the session, then removes its record, events, transcript and working directory. */
@@ -138,11 +142,12 @@ export class SessionHost {
     const session = await this.get(tenant, id);
     const record = session.snapshot;
     await session.close('deleted');
-    this.sessions.delete(id);
+    const ref = { tenant, id };
+    this.sessions.delete(sessionKey(ref));
     const store = scopeTranscriptStore(this.options.transcriptStore, tenant);
     await store.delete?.({ projectKey: tenant, sessionId: record.sdkSessionId });
-    await this.options.eventLog.deleteSession(id);
-    await this.options.registry.delete(id);
+    await this.options.eventLog.deleteSession(sessionKey(ref));
+    await this.options.registry.delete(ref);
     await rm(this.pathsFor(record).cwd, { recursive: true, force: true });
   }
 
@@ -154,6 +159,17 @@ export class SessionHost {
       await Promise.allSettled(this.liveSessions.map((s) => s.events.flush()));
     })();
     return this.closing;
+  }
+
+  /**
+   * Kills subprocesses that an earlier host on this data dir left behind (it was SIGKILLed, or crashed),
+   * recognised by a config dir under this data dir. Call once at start, before any session runs.
+   */
+  sweepOrphans(): Promise<number> {
+    const prefix = `CLAUDE_CONFIG_DIR=${path.join(path.resolve(this.options.dataDir), 'tenants')}${path.sep}`;
+    return sweepMarkedProcesses((env) => env.some((v) => v.startsWith(prefix)), {
+      graceMs: this.options.timeouts.killGraceMs,
+    });
   }
 
   private assertOpen(): void {
@@ -169,13 +185,14 @@ export class SessionHost {
     };
   }
 
-  private load(id: string): Promise<Session | undefined> {
-    let loading = this.loading.get(id);
+  private load(ref: SessionRef): Promise<Session | undefined> {
+    const key = sessionKey(ref);
+    let loading = this.loading.get(key);
     if (!loading) {
       loading = (async () => {
-        const record = await this.options.registry.get(id);
+        const record = await this.options.registry.get(ref);
         if (!record) return undefined;
-        const lastSeq = await this.options.eventLog.lastSeq(id);
+        const lastSeq = await this.options.eventLog.lastSeq(key);
         const { session, paths } = this.instantiate(record, lastSeq);
         // This host may never have run the session: its directories are made here, the same on every host.
         await ensureDirs(paths);
@@ -188,11 +205,11 @@ export class SessionHost {
             },
             { type: 'session.status_idle', stop_reason: { type: 'error', subtype: 'host_restarted' } },
           );
-          await this.options.registry.update(id, { status: 'idle' });
+          await this.options.registry.update(ref, { status: 'idle' });
         }
         return session;
-      })().finally(() => this.loading.delete(id));
-      this.loading.set(id, loading);
+      })().finally(() => this.loading.delete(key));
+      this.loading.set(key, loading);
     }
     return loading;
   }
@@ -201,7 +218,7 @@ export class SessionHost {
     const paths = this.pathsFor(record);
     const session = new Session({
       record,
-      events: new SessionEventStream(record.id, this.options.eventLog, lastSeq),
+      events: new SessionEventStream(sessionKey(record), this.options.eventLog, lastSeq),
       registry: this.options.registry,
       transcriptStore: scopeTranscriptStore(this.options.transcriptStore, record.tenant),
       paths,
@@ -216,7 +233,7 @@ export class SessionHost {
       ...(this.options.createSpawner && { createSpawner: this.options.createSpawner }),
       ...(this.options.onError && { onError: this.options.onError }),
     });
-    this.sessions.set(record.id, session);
+    this.sessions.set(sessionKey(record), session);
     return { session, paths };
   }
 }

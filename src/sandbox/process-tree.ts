@@ -96,10 +96,12 @@ export async function treeRssBytes(tree: ProcessTreeId): Promise<number> {
 }
 
 function signalAll(pids: readonly number[], signal: NodeJS.Signals, leaderPid: number): void {
-  try {
-    process.kill(-leaderPid, signal);
-  } catch {
-    // the group is already empty
+  if (leaderPid > 0) {
+    try {
+      process.kill(-leaderPid, signal);
+    } catch {
+      // the group is already empty
+    }
   }
   for (const pid of pids) {
     try {
@@ -139,4 +141,33 @@ export async function killTree(tree: ProcessTreeId, options: { graceMs: number }
     await sleep(50);
     procs = await listTree(tree);
   }
+}
+
+/**
+ * Kills every marked process whose environment satisfies `belongs` (e.g. a config dir under this host's
+ * data dir), whatever tree it was in. A host that was SIGKILLed could not end its subprocesses; the next
+ * host on the same data dir calls this at start so that none of them outlive it. Returns how many
+ * processes it found.
+ */
+export async function sweepMarkedProcesses(
+  belongs: (env: readonly string[]) => boolean,
+  options: { graceMs: number },
+): Promise<number> {
+  const markers = new Set<string>();
+  let found = 0;
+  for (const pid of await allPids()) {
+    let env: string[];
+    try {
+      env = (await readFile(`/proc/${pid}/environ`, 'latin1')).split('\0');
+    } catch {
+      continue;
+    }
+    const marker = env.find((v) => v.startsWith(`${TREE_MARKER_VAR}=`));
+    if (!marker || !belongs(env)) continue;
+    markers.add(marker.slice(TREE_MARKER_VAR.length + 1));
+    found++;
+  }
+  // No live leader is known for these trees: pid -1 matches no process group, so the marker decides.
+  await Promise.all([...markers].map((marker) => killTree({ leaderPid: -1, marker }, options)));
+  return found;
 }

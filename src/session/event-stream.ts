@@ -20,7 +20,8 @@ export class SessionEventStream {
   private writeError: Error | undefined;
 
   constructor(
-    readonly sessionId: string,
+    /** The event log key of the session (see `sessionKey`). */
+    readonly key: string,
     private readonly log: EventLog,
     lastSeq: number,
   ) {
@@ -42,7 +43,7 @@ export class SessionEventStream {
       created_at: createdAt,
     }));
     this.writing = this.writing.then(() =>
-      this.log.append(this.sessionId, stored).catch((err: unknown) => {
+      this.log.append(this.key, stored).catch((err: unknown) => {
         // Kept for flush(): a lost event must surface to the next reader, not vanish.
         this.writeError ??= err instanceof Error ? err : new Error(String(err));
       }),
@@ -71,7 +72,7 @@ export class SessionEventStream {
 
   /** Stored events with `seq > after`, oldest first; call `flush()` first to include the latest. */
   list(after: number, limit: number): Promise<StoredEvent[]> {
-    return this.log.list(this.sessionId, { after, limit });
+    return this.log.list(this.key, { after, limit });
   }
 
   /** Live events from now on; returns the unsubscribe function. */

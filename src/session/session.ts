@@ -264,7 +264,9 @@ export class Session {
   private persist(patch: Partial<SessionRecord>): void {
     this.record = { ...this.record, ...patch, updatedAt: Date.now() };
     this.persisting = this.persisting.then(() =>
-      this.options.registry.update(this.id, patch).catch((err: unknown) => this.report(err)),
+      this.options.registry
+        .update({ tenant: this.record.tenant, id: this.id }, patch)
+        .catch((err: unknown) => this.report(err)),
     );
   }
 
@@ -306,7 +308,8 @@ export class Session {
   }
 
   private startProcess(): LiveProcess {
-    const { record, paths, env, transcriptStore } = this.options;
+    const { paths, env, transcriptStore } = this.options;
+    const record = this.record;
     const spawner = (this.options.createSpawner ?? createPlainSpawner)();
     const input = new InputQueue<SDKUserMessage>();
     const agent = record.agent;

@@ -15,9 +15,11 @@
  *   `seq` is AUTOINCREMENT, so append order is `seq` order even after deletes. A partial UNIQUE index on
  *   (`key_id`, `uuid`) makes a replayed entry an `INSERT OR IGNORE` no-op; entries without a uuid are
  *   always stored.
- * - `sessions(id, tenant, ..., created_at, ...)`: the registry, one row per Berth session; `metadata`,
+ * - `sessions(tenant, id, ..., created_at, ...)`: the registry, one row per Berth session, ids unique per
+ *   tenant; `metadata`,
  *   `agent` and `usage` are JSON. Listed newest first through an index on (tenant, created_at, id).
- * - `events(session_id, seq, event)`: the event log; the event is JSON; (session_id, seq) is the key.
+ * - `events(session_id, seq, event)`: the event log; `session_id` is `tenant/id`; the event is JSON;
+ *   (session_id, seq) is the key.
  *
  * Concurrency: WAL lets readers run beside one writer, and `busy_timeout` makes a connection that finds the
  * write lock taken (another store instance or process) wait for it instead of failing. Every write is a
@@ -54,8 +56,8 @@ const MIGRATIONS: readonly string[] = [
   CREATE UNIQUE INDEX transcript_entries_uuid ON transcript_entries (key_id, uuid) WHERE uuid IS NOT NULL;
 
   CREATE TABLE sessions (
-    id             TEXT    PRIMARY KEY,
     tenant         TEXT    NOT NULL,
+    id             TEXT    NOT NULL,
     title          TEXT,
     metadata       TEXT    NOT NULL,
     pattern        TEXT    NOT NULL,
@@ -66,7 +68,8 @@ const MIGRATIONS: readonly string[] = [
     created_at     INTEGER NOT NULL,
     updated_at     INTEGER NOT NULL,
     usage          TEXT    NOT NULL,
-    turns          INTEGER NOT NULL
+    turns          INTEGER NOT NULL,
+    PRIMARY KEY (tenant, id)
   ) WITHOUT ROWID;
   CREATE INDEX sessions_by_tenant ON sessions (tenant, created_at, id);
 

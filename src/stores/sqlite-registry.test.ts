@@ -33,6 +33,9 @@ async function rejection(promise: Promise<unknown>): Promise<unknown> {
   throw new Error('expected a rejection');
 }
 
+/** A session of the default test tenant. */
+const acme = (id: string) => ({ tenant: 'acme', id });
+
 describe('SqliteRegistry', () => {
   let db: SqliteDatabase;
   let registry: SqliteRegistry;
@@ -70,15 +73,19 @@ describe('SqliteRegistry', () => {
       turns: 3,
     });
     await registry.create(full);
-    expect(await registry.get('s1')).toEqual(full);
-    expect(await registry.get('missing')).toBeUndefined();
+    expect(await registry.get(acme('s1'))).toEqual(full);
+    expect(await registry.get(acme('missing'))).toBeUndefined();
   });
 
-  it('refuses an id that exists, whichever tenant holds it', async () => {
+  it("refuses an id the tenant already has, and keeps tenants' ids apart", async () => {
     await registry.create(record('s1', { title: 'first' }));
-    const err = await rejection(registry.create(record('s1', { tenant: 'other', title: 'second' })));
+    const err = await rejection(registry.create(record('s1', { title: 'second' })));
     expect(isBerthError(err, 'session_exists')).toBe(true);
-    expect((await registry.get('s1'))!.title).toBe('first');
+    expect((await registry.get(acme('s1')))!.title).toBe('first');
+    await registry.create(record('s1', { tenant: 'other', title: 'theirs' }));
+    expect((await registry.get({ tenant: 'other', id: 's1' }))!.title).toBe('theirs');
+    await registry.delete({ tenant: 'other', id: 's1' });
+    expect((await registry.get(acme('s1')))!.title).toBe('first');
   });
 
   it("lists a tenant's sessions newest first, ties by id, in pages that neither skip nor repeat", async () => {
@@ -118,7 +125,7 @@ describe('SqliteRegistry', () => {
       await registry.create(record(id, { createdAt: 1000 + i }));
     const first = await registry.list('acme', { limit: 2 });
     expect(first.data.map((r) => r.id)).toEqual(['d', 'c']);
-    await registry.delete('c');
+    await registry.delete(acme('c'));
     await registry.create(record('newest', { createdAt: 5000 }));
     const second = await registry.list('acme', { limit: 2, cursor: first.next! });
     expect(second.data.map((r) => r.id)).toEqual(['b', 'a']);
@@ -150,7 +157,7 @@ describe('SqliteRegistry', () => {
   it('update merges the patch, keeps identity fields and sets updatedAt to now', async () => {
     await registry.create(record('s1', { title: 'old', metadata: { a: '1' } }));
     vi.spyOn(Date, 'now').mockReturnValue(1_800_000_000_000);
-    await registry.update('s1', {
+    await registry.update(acme('s1'), {
       status: 'running',
       started: true,
       turns: 2,
@@ -158,7 +165,7 @@ describe('SqliteRegistry', () => {
       usage: { ...ZERO_USAGE, output_tokens: 5 },
       ...({ id: 'hijack', tenant: 'evil', createdAt: 1 } as object),
     });
-    expect(await registry.get('s1')).toEqual(
+    expect(await registry.get(acme('s1'))).toEqual(
       record('s1', {
         title: 'old',
         metadata: { a: '1' },
@@ -169,29 +176,33 @@ describe('SqliteRegistry', () => {
         updatedAt: 1_800_000_000_000,
       }),
     );
-    expect(await registry.get('hijack')).toBeUndefined();
-    await registry.update('s1', { title: null, metadata: { b: '2' } });
-    expect(await registry.get('s1')).toMatchObject({ title: null, metadata: { b: '2' }, status: 'running' });
+    expect(await registry.get(acme('hijack'))).toBeUndefined();
+    await registry.update(acme('s1'), { title: null, metadata: { b: '2' } });
+    expect(await registry.get(acme('s1'))).toMatchObject({
+      title: null,
+      metadata: { b: '2' },
+      status: 'running',
+    });
   });
 
   it('update and delete of an unknown id are no-ops', async () => {
-    await registry.update('missing', { status: 'running' });
-    await registry.delete('missing');
-    expect(await registry.get('missing')).toBeUndefined();
+    await registry.update(acme('missing'), { status: 'running' });
+    await registry.delete(acme('missing'));
+    expect(await registry.get(acme('missing'))).toBeUndefined();
   });
 
   it('delete removes the record and frees its id', async () => {
     await registry.create(record('s1'));
-    await registry.delete('s1');
-    expect(await registry.get('s1')).toBeUndefined();
+    await registry.delete(acme('s1'));
+    expect(await registry.get(acme('s1'))).toBeUndefined();
     expect((await registry.list('acme', { limit: 10 })).data).toEqual([]);
     await registry.create(record('s1', { title: 'again' }));
-    expect((await registry.get('s1'))!.title).toBe('again');
+    expect((await registry.get(acme('s1')))!.title).toBe('again');
   });
 
   it('reports a closed database as store_unavailable through the promise', async () => {
     db.close();
-    const err = await rejection(registry.get('s1'));
+    const err = await rejection(registry.get(acme('s1')));
     expect(isBerthError(err, 'store_unavailable')).toBe(true);
     db = openSqliteDatabase(':memory:'); // for afterEach
   });

@@ -9,6 +9,7 @@ import type {
   ListPage,
   Pattern,
   SessionRecord,
+  SessionRef,
   SessionRegistry,
   SessionStatus,
 } from './types.js';
@@ -48,19 +49,19 @@ interface CursorPosition {
 export class SqliteRegistry implements SessionRegistry {
   private readonly db: SqliteDatabase;
   private readonly sql: ReturnType<typeof prepareStatements>;
-  private readonly updateTx: (id: string, patch: Partial<SessionRecord>) => void;
+  private readonly updateTx: (ref: SessionRef, patch: Partial<SessionRecord>) => void;
 
   constructor(options: SqliteRegistryOptions) {
     this.db = options.db;
     migrateSqliteDatabase(this.db);
     this.sql = prepareStatements(this.db);
-    const update = this.db.transaction((id: string, patch: Partial<SessionRecord>) =>
-      this.updateLocked(id, patch),
+    const update = this.db.transaction((ref: SessionRef, patch: Partial<SessionRecord>) =>
+      this.updateLocked(ref, patch),
     );
-    this.updateTx = (id, patch) => update.immediate(id, patch);
+    this.updateTx = (ref, patch) => update.immediate(ref, patch);
   }
 
-  /** Stores a new record; throws `session_exists` when the id is taken by any tenant. */
+  /** Stores a new record; throws `session_exists` when the tenant already has the id. */
   create(record: SessionRecord): Promise<void> {
     return sqliteTask(this.db, 'create session', () => {
       if (this.sql.insert.run(toRow(record)).changes === 0) {
@@ -69,9 +70,9 @@ export class SqliteRegistry implements SessionRegistry {
     });
   }
 
-  get(id: string): Promise<SessionRecord | undefined> {
+  get(ref: SessionRef): Promise<SessionRecord | undefined> {
     return sqliteTask(this.db, 'get session', () => {
-      const row = this.sql.select.get(id);
+      const row = this.sql.select.get(ref.tenant, ref.id);
       return row && fromRow(row);
     });
   }
@@ -103,18 +104,18 @@ export class SqliteRegistry implements SessionRegistry {
   }
 
   /** Merges the patch (fields set to `undefined` are ignored) and sets `updatedAt` to now. */
-  update(id: string, patch: Partial<Omit<SessionRecord, 'id' | 'tenant' | 'createdAt'>>): Promise<void> {
-    return sqliteTask(this.db, 'update session', () => this.updateTx(id, patch));
+  update(ref: SessionRef, patch: Partial<Omit<SessionRecord, 'id' | 'tenant' | 'createdAt'>>): Promise<void> {
+    return sqliteTask(this.db, 'update session', () => this.updateTx(ref, patch));
   }
 
-  delete(id: string): Promise<void> {
+  delete(ref: SessionRef): Promise<void> {
     return sqliteTask(this.db, 'delete session', () => {
-      this.sql.delete.run(id);
+      this.sql.delete.run(ref.tenant, ref.id);
     });
   }
 
-  private updateLocked(id: string, patch: Partial<SessionRecord>): void {
-    const row = this.sql.select.get(id);
+  private updateLocked(ref: SessionRef, patch: Partial<SessionRecord>): void {
+    const row = this.sql.select.get(ref.tenant, ref.id);
     if (!row) return;
     const current = fromRow(row);
     const merged: SessionRecord = { ...current };
@@ -137,9 +138,11 @@ function prepareStatements(db: SqliteDatabase) {
   return {
     insert: db.prepare<SessionRow>(
       `INSERT INTO sessions (${COLUMNS}) VALUES (@id, @tenant, @title, @metadata, @pattern, @agent, @status,
-       @sdk_session_id, @started, @created_at, @updated_at, @usage, @turns) ON CONFLICT (id) DO NOTHING`,
+       @sdk_session_id, @started, @created_at, @updated_at, @usage, @turns) ON CONFLICT (tenant, id) DO NOTHING`,
     ),
-    select: db.prepare<[string], SessionRow>(`SELECT ${COLUMNS} FROM sessions WHERE id = ?`),
+    select: db.prepare<[string, string], SessionRow>(
+      `SELECT ${COLUMNS} FROM sessions WHERE tenant = ? AND id = ?`,
+    ),
     listFirst: db.prepare<{ tenant: string; limit: number }, SessionRow>(
       `SELECT ${COLUMNS} FROM sessions WHERE tenant = @tenant ORDER BY created_at DESC, id DESC LIMIT @limit`,
     ),
@@ -150,9 +153,9 @@ function prepareStatements(db: SqliteDatabase) {
     update: db.prepare<SessionRow>(
       `UPDATE sessions SET title = @title, metadata = @metadata, pattern = @pattern, agent = @agent,
        status = @status, sdk_session_id = @sdk_session_id, started = @started, updated_at = @updated_at,
-       usage = @usage, turns = @turns WHERE id = @id`,
+       usage = @usage, turns = @turns WHERE tenant = @tenant AND id = @id`,
     ),
-    delete: db.prepare<[string]>('DELETE FROM sessions WHERE id = ?'),
+    delete: db.prepare<[string, string]>('DELETE FROM sessions WHERE tenant = ? AND id = ?'),
   };
 }
 

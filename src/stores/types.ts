@@ -46,6 +46,20 @@ export interface SessionRecord {
   turns: number;
 }
 
+/**
+ * Names one session. Session ids are unique per tenant, not globally: a tenant can neither squat an id
+ * another tenant wants nor learn, from a conflict, that another tenant uses it.
+ */
+export interface SessionRef {
+  tenant: string;
+  id: string;
+}
+
+/** The event log's key of a session (`/` appears in neither part, see ID_PATTERN). */
+export function sessionKey(ref: SessionRef): string {
+  return `${ref.tenant}/${ref.id}`;
+}
+
 export interface ListPage<T> {
   data: T[];
   /** Opaque cursor for the next page, or null when this was the last. */
@@ -53,21 +67,22 @@ export interface ListPage<T> {
 }
 
 export interface SessionRegistry {
-  /** Throws `BerthError('session_exists')` when the id is taken (by any tenant). */
+  /** Throws `BerthError('session_exists')` when the tenant already has a session with this id. */
   create(record: SessionRecord): Promise<void>;
-  /** The record, or undefined. Tenant scoping is the caller's job (it compares `record.tenant`). */
-  get(id: string): Promise<SessionRecord | undefined>;
+  /** The record, or undefined. */
+  get(ref: SessionRef): Promise<SessionRecord | undefined>;
   /** The tenant's sessions, newest first. */
   list(
     tenant: string,
     options: { limit: number; cursor?: string | undefined },
   ): Promise<ListPage<SessionRecord>>;
   /** Applies the patch and bumps `updatedAt`; a no-op for an unknown id. */
-  update(id: string, patch: Partial<Omit<SessionRecord, 'id' | 'tenant' | 'createdAt'>>): Promise<void>;
+  update(ref: SessionRef, patch: Partial<Omit<SessionRecord, 'id' | 'tenant' | 'createdAt'>>): Promise<void>;
   /** Removes the record; a no-op for an unknown id. */
-  delete(id: string): Promise<void>;
+  delete(ref: SessionRef): Promise<void>;
 }
 
+/** Events of all sessions, keyed by {@link sessionKey}. */
 export interface EventLog {
   /** Stores events whose `seq` the caller assigned (strictly increasing per session). */
   append(sessionId: string, events: StoredEvent[]): Promise<void>;

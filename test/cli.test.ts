@@ -1,0 +1,253 @@
+/**
+ * The CLI as a user runs it: `berth serve` on its embedded defaults (the scripted model, SQLite), a
+ * restart that resumes the conversation, a crash (SIGKILL) that the next host cleans up after,
+ * `berth run`, `berth mock-model`, and bad flags.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readFile, readdir } from 'node:fs/promises';
+import { TREE_MARKER_VAR } from '../src/sandbox/process-tree.js';
+import type { StoredEvent } from '../src/session/events.js';
+import { startMockModel, type MockModel } from '../src/testing/index.js';
+
+const BIN = path.resolve('bin/berth.js');
+
+interface Running {
+  child: ChildProcess;
+  stdout: string;
+  stderr: string;
+  exit: Promise<number | null>;
+}
+
+/** Starts the CLI with a clean environment (no ANTHROPIC_API_KEY, no BERTH_*). */
+function run(args: string[], cwd: string): Running {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    cwd,
+    env: { PATH: process.env.PATH, HOME: cwd },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const running: Running = {
+    child,
+    stdout: '',
+    stderr: '',
+    exit: new Promise((resolve) => child.on('exit', (code) => resolve(code))),
+  };
+  child.stdout.on('data', (c: Buffer) => (running.stdout += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (running.stderr += c.toString()));
+  return running;
+}
+
+async function waitForOutput(r: Running, pattern: RegExp, timeoutMs = 30_000): Promise<RegExpMatchArray> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const match = (r.stderr + r.stdout).match(pattern);
+    if (match) return match;
+    if (r.child.exitCode !== null || Date.now() > deadline) {
+      throw new Error(`no ${pattern} in output:\n${r.stderr}\n${r.stdout}`);
+    }
+    await new Promise((res) => setTimeout(res, 50));
+  }
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- tests read response bodies loosely
+async function api(base: string, method: string, route: string, body?: unknown): Promise<any> {
+  const res = await fetch(`${base}${route}`, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+/** Sends a message and polls history until the turn's final status_idle. */
+async function turn(base: string, id: string, content: string): Promise<StoredEvent[]> {
+  const sent = await api(base, 'POST', `/v1/sessions/${id}/events`, {
+    events: [{ type: 'user.message', content }],
+  });
+  expect(sent.status).toBe(202);
+  const after = sent.body.data[0].seq as number;
+  for (let i = 0; i < 600; i++) {
+    const events = (await api(base, 'GET', `/v1/sessions/${id}/events?after=${after}`)).body
+      .data as StoredEvent[];
+    const idle = events.find(
+      (e) => e.type === 'session.status_idle' && e.stop_reason.type !== 'requires_action',
+    );
+    if (idle) return events;
+    await new Promise((res) => setTimeout(res, 50));
+  }
+  throw new Error('turn did not finish');
+}
+
+/** Live processes of a Berth subprocess tree whose config dir is under `configDirs`. */
+async function markedProcesses(configDirs: string): Promise<number[]> {
+  const found: number[] = [];
+  for (const name of await readdir('/proc')) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid)) continue;
+    try {
+      const env = (await readFile(`/proc/${pid}/environ`, 'latin1')).split('\0');
+      if (
+        env.some((v) => v.startsWith(`${TREE_MARKER_VAR}=`)) &&
+        env.some((v) => v.startsWith(`CLAUDE_CONFIG_DIR=${configDirs}/`))
+      ) {
+        found.push(pid);
+      }
+    } catch {
+      // gone
+    }
+  }
+  return found;
+}
+
+let dir: string;
+let model: MockModel;
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'berth-test-cli-'));
+  model = await startMockModel();
+});
+
+afterAll(async () => {
+  await model?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('berth serve', () => {
+  it('runs on its embedded defaults, announces the scripted model, and resumes after a restart', async () => {
+    const cwd = path.join(dir, 'restart');
+    await mkdir(cwd);
+    const first = run(['serve', '--port', '0'], cwd);
+    const [, base] = await waitForOutput(first, /listening on (http:\/\/[\d.:]+)/);
+    expect(first.stderr).toMatch(/built-in scripted model/);
+    expect(first.stderr).toMatch(/no ANTHROPIC_API_KEY/);
+    expect(first.stderr).toContain(`sqlite:${path.join(cwd, '.berth', 'berth.db')}`);
+
+    const created = await api(base!, 'POST', '/v1/sessions', { title: 'survives restarts' });
+    expect(created.status).toBe(201);
+    const id = created.body.id as string;
+    await turn(base!, id, 'the secret word is pelican');
+    first.child.kill('SIGTERM');
+    expect(await first.exit).toBe(0);
+
+    // The second host talks to a scripted model this test can read, to see what the resumed CLI sends.
+    const second = run(['serve', '--port', '0', '--model-endpoint', model.url], cwd);
+    const [, base2] = await waitForOutput(second, /listening on (http:\/\/[\d.:]+)/);
+    try {
+      const got = await api(base2!, 'GET', `/v1/sessions/${id}`);
+      expect(got.body).toMatchObject({ id, status: 'idle', title: 'survives restarts', turns: 1 });
+      const events = await turn(base2!, id, 'what is the secret word?');
+      const text = JSON.stringify(events.filter((e) => e.type === 'agent.message'));
+      expect(text).toContain('what is the secret word?');
+      const request = model.requests.findLast((r) => r.isMain && r.userText === 'what is the secret word?');
+      expect(JSON.stringify(request?.messages)).toContain('the secret word is pelican');
+    } finally {
+      second.child.kill('SIGTERM');
+      expect(await second.exit).toBe(0);
+    }
+  });
+
+  it('after a SIGKILL, the next host kills the orphans and the session resumes', async () => {
+    const cwd = path.join(dir, 'crash');
+    await mkdir(cwd);
+    const script = path.join(cwd, 'scenarios.json');
+    await writeFile(
+      script,
+      JSON.stringify([
+        { match: { userText: 'stall forever' }, steps: [{ text: 'never', fault: { stallMs: 1e12 } }] },
+        {
+          // A job that escapes into its own session: it outlives the CLI, so only a sweep can find it.
+          match: { userText: 'start the daemon' },
+          steps: [
+            {
+              toolUse: {
+                name: 'Bash',
+                input: {
+                  command:
+                    'cp "$(command -v sleep)" ./berthd && { setsid ./berthd 4800 >/dev/null 2>&1 & } ; until grep -qsa "^\\\\./berthd.4800" /proc/[0-9]*/cmdline; do :; done; echo ok',
+                },
+              },
+            },
+            { text: 'started' },
+          ],
+        },
+      ]),
+    );
+    const first = run(['serve', '--port', '0', '--mock-script', script], cwd);
+    const [, base] = await waitForOutput(first, /listening on (http:\/\/[\d.:]+)/);
+    const id = (await api(base!, 'POST', '/v1/sessions', { agent: { allowed_tools: ['Bash'] } })).body
+      .id as string;
+    await turn(base!, id, 'remember the number 8675309');
+    await turn(base!, id, 'start the daemon');
+    const configDirs = path.join(cwd, '.berth', 'tenants');
+    expect((await markedProcesses(configDirs)).length).toBeGreaterThan(0);
+    await api(base!, 'POST', `/v1/sessions/${id}/events`, {
+      events: [{ type: 'user.message', content: 'stall forever' }],
+    });
+    await new Promise((res) => setTimeout(res, 500));
+    first.child.kill('SIGKILL');
+    await first.exit;
+
+    const second = run(['serve', '--port', '0', '--model-endpoint', model.url], cwd);
+    const [, base2] = await waitForOutput(second, /listening on (http:\/\/[\d.:]+)/);
+    try {
+      // The new host swept what the killed one left: the CLI, and the job that escaped into its own session.
+      expect(second.stderr).toMatch(/killed \d+ process\(es\) that an earlier host left running/);
+      expect(await markedProcesses(configDirs)).toEqual([]);
+      const history = (await api(base2!, 'GET', `/v1/sessions/${id}/events`)).body.data as StoredEvent[];
+      const tail = history.slice(-2);
+      expect(tail[0]).toMatchObject({ type: 'session.error', error: { type: 'host_restarted' } });
+      expect(tail[1]).toMatchObject({ type: 'session.status_idle' });
+      expect((await api(base2!, 'GET', `/v1/sessions/${id}`)).body.status).toBe('idle');
+      const events = await turn(base2!, id, 'which number?');
+      expect(JSON.stringify(events)).toContain('which number?');
+      const request = model.requests.findLast((r) => r.isMain && r.userText === 'which number?');
+      expect(JSON.stringify(request?.messages)).toContain('remember the number 8675309');
+    } finally {
+      second.child.kill('SIGTERM');
+      expect(await second.exit).toBe(0);
+    }
+  });
+
+  it('rejects bad flags with a clear message and exit code 2', async () => {
+    for (const [args, message] of [
+      [['serve', '--port', 'abc'], /--port/],
+      [['serve', '--store', 'nosuch://x'], /unsupported store URL/],
+      [['serve', '--host', '0.0.0.0'], /loopback/],
+      [['serve', '--frobnicate'], /frobnicate/],
+      [['launch'], /unknown command/],
+      [['run'], /needs a prompt/],
+    ] as const) {
+      const r = run([...args], dir);
+      expect(await r.exit, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(message);
+    }
+  });
+});
+
+describe('berth run and berth mock-model', () => {
+  it('runs one task and prints its result, leaving nothing behind', async () => {
+    const before = new Set(await readdir(os.tmpdir()));
+    const r = run(['run', 'say hello to the harbour'], dir);
+    expect(await r.exit, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe('Scripted reply to: say hello to the harbour');
+    const after = await readdir(os.tmpdir());
+    expect(after.filter((name) => name.startsWith('berth-run-') && !before.has(name))).toEqual([]);
+  });
+
+  it('serves the scripted model alone', async () => {
+    const r = run(['mock-model', '--port', '0'], dir);
+    const [, url] = await waitForOutput(r, /(http:\/\/127\.0\.0\.1:\d+)/);
+    const res = await fetch(`${url}/v1/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'm', max_tokens: 10, messages: [{ role: 'user', content: 'ping' }] }),
+    });
+    const reply = (await res.json()) as { content: Array<{ text: string }> };
+    expect(reply.content[0]!.text).toBe('Scripted reply to: ping');
+    r.child.kill('SIGTERM');
+    expect(await r.exit).toBe(0);
+  });
+});
