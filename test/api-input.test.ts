@@ -124,7 +124,17 @@ describe('bad input changes nothing', () => {
 
   it('user.message with empty or non-string content', async () => {
     const before = await state();
-    for (const content of ['', '   ', 42, null, [], { text: 'hi' }, [{ text: 'no type' }]]) {
+    for (const content of [
+      '',
+      '   ',
+      42,
+      null,
+      [],
+      { text: 'hi' },
+      [{ text: 'no type' }],
+      [{ type: 'text', text: '' }],
+      [{ type: 'tool_result', tool_use_id: 'x' }],
+    ]) {
       const res = await berth.api(
         'POST',
         `/v1/sessions/${sessionId}/events`,

@@ -108,6 +108,21 @@ describe('sessions on the real SDK', () => {
     expect(session.usage.output_tokens).toBeGreaterThan(0);
   });
 
+  it('takes a message as content blocks', async () => {
+    const id = await berth.createSession();
+    const [sent] = await berth.send(id, [
+      { type: 'user.message', content: [{ type: 'text', text: 'blocks arrive intact' }] },
+    ]);
+    const stream = berth.stream(id, { after: sent!.seq });
+    try {
+      const idle = await stream.waitFor((e) => e.type === 'session.status_idle');
+      expect(idle).toMatchObject({ stop_reason: { type: 'end_turn' } });
+      expect(replyTexts(stream.events).join()).toContain('blocks arrive intact');
+    } finally {
+      stream.close();
+    }
+  });
+
   it('streams a Bash tool call that writes a file into the session cwd', async () => {
     const id = await berth.createSession({ agent: { allowed_tools: ['Bash'] } });
     const stream = berth.stream(id);

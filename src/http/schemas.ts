@@ -7,7 +7,15 @@ import { ID_PATTERN } from '../ids.js';
 import { PATTERNS } from '../stores/types.js';
 import { USER_EVENT_TYPES } from '../session/events.js';
 
-const contentBlock = z.looseObject({ type: z.string().min(1) });
+/**
+ * The user content blocks the Messages API takes from a person. Extra fields (e.g. `cache_control`) pass
+ * through; anything else is refused here rather than by the model API in the middle of a turn.
+ */
+const contentBlock = z.discriminatedUnion('type', [
+  z.looseObject({ type: z.literal('text'), text: z.string().min(1) }),
+  z.looseObject({ type: z.literal('image'), source: z.looseObject({ type: z.string() }) }),
+  z.looseObject({ type: z.literal('document'), source: z.looseObject({ type: z.string() }) }),
+]);
 
 export const agentSchema = z.strictObject({
   model: z.string().min(1).max(200).optional(),
