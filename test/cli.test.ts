@@ -4,12 +4,11 @@
  * `berth run`, `berth mock-model`, and bad flags.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readFile, readdir } from 'node:fs/promises';
-import { TREE_MARKER_VAR } from '../src/sandbox/process-tree.js';
+import { findProcesses, treeMarkerOf } from '../src/sandbox/process-tree.js';
 import type { StoredEvent } from '../src/session/events.js';
 import { startMockModel, type MockModel } from '../src/testing/index.js';
 
@@ -83,23 +82,12 @@ async function turn(base: string, id: string, content: string): Promise<StoredEv
 
 /** Live processes of a Berth subprocess tree whose config dir is under `configDirs`. */
 async function markedProcesses(configDirs: string): Promise<number[]> {
-  const found: number[] = [];
-  for (const name of await readdir('/proc')) {
-    const pid = Number(name);
-    if (!Number.isInteger(pid)) continue;
-    try {
-      const env = (await readFile(`/proc/${pid}/environ`, 'latin1')).split('\0');
-      if (
-        env.some((v) => v.startsWith(`${TREE_MARKER_VAR}=`)) &&
-        env.some((v) => v.startsWith(`CLAUDE_CONFIG_DIR=${configDirs}/`))
-      ) {
-        found.push(pid);
-      }
-    } catch {
-      // gone
-    }
-  }
-  return found;
+  const found = await findProcesses(
+    (p) =>
+      treeMarkerOf(p.env) !== undefined &&
+      p.env.some((v) => v.startsWith(`CLAUDE_CONFIG_DIR=${configDirs}/`)),
+  );
+  return found.map((p) => p.pid);
 }
 
 let dir: string;

@@ -4,36 +4,17 @@
  * Test processes are recognised by the tree marker every Berth subprocess carries and by a config dir
  * under a test data dir (`berth-test-*`), so other programs on the machine are never counted.
  */
-import { readFile, readdir } from 'node:fs/promises';
-import { TREE_MARKER_VAR } from '../src/sandbox/process-tree.js';
+import { findProcesses, treeMarkerOf, type ProcessInfo } from '../src/sandbox/process-tree.js';
 
-interface Leftover {
-  pid: number;
-  cmdline: string;
+async function leftovers(): Promise<ProcessInfo[]> {
+  return findProcesses(
+    (p) =>
+      treeMarkerOf(p.env) !== undefined &&
+      p.env.some((v) => v.startsWith('CLAUDE_CONFIG_DIR=') && v.includes('/berth-test-')),
+  );
 }
 
-async function leftovers(): Promise<Leftover[]> {
-  const found: Leftover[] = [];
-  for (const name of await readdir('/proc')) {
-    const pid = Number(name);
-    if (!Number.isInteger(pid) || pid === process.pid) continue;
-    try {
-      const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) continue;
-      const env = (await readFile(`/proc/${pid}/environ`, 'latin1')).split('\0');
-      const marked = env.some((v) => v.startsWith(`${TREE_MARKER_VAR}=`));
-      const fromTest = env.some((v) => v.startsWith('CLAUDE_CONFIG_DIR=') && v.includes('/berth-test-'));
-      if (!marked || !fromTest) continue;
-      const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).replaceAll('\0', ' ').trim();
-      found.push({ pid, cmdline: cmdline.slice(0, 200) });
-    } catch {
-      // gone, or not ours to read
-    }
-  }
-  return found;
-}
-
-function killAll(list: readonly Leftover[]): void {
+function killAll(list: readonly ProcessInfo[]): void {
   for (const p of list) {
     try {
       process.kill(p.pid, 'SIGKILL');
@@ -59,7 +40,7 @@ export default async function setup(): Promise<() => Promise<void>> {
     if (left.length > 0) {
       killAll(left);
       throw new Error(
-        `Berth tests left ${left.length} process(es) behind:\n${left.map((p) => `  ${p.pid} ${p.cmdline}`).join('\n')}`,
+        `Berth tests left ${left.length} process(es) behind:\n${left.map((p) => `  ${p.pid} ${p.cmdline.slice(0, 200)}`).join('\n')}`,
       );
     }
   };

@@ -2,9 +2,9 @@
  * Sessions end to end: the HTTP API, the real `claude` subprocess, the scripted model, the embedded store.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findProcesses } from '../src/sandbox/process-tree.js';
 import type { Scenario } from '../src/testing/index.js';
 import { TestBerth, replyTexts } from './helpers/berth.js';
 
@@ -63,22 +63,9 @@ afterAll(async () => {
   await berth?.dispose();
 });
 
-/** Live processes whose command line is exactly `command`, zombies excepted. */
+/** Live processes whose command line is exactly `command`. */
 async function processesMatching(command: string): Promise<number[]> {
-  const found: number[] = [];
-  for (const name of await readdir('/proc')) {
-    const pid = Number(name);
-    if (!Number.isInteger(pid)) continue;
-    try {
-      const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) continue;
-      const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).replaceAll('\0', ' ').trim();
-      if (cmdline === command) found.push(pid);
-    } catch {
-      // gone
-    }
-  }
-  return found;
+  return (await findProcesses((p) => p.cmdline === command)).map((p) => p.pid);
 }
 
 describe('sessions on the real SDK', () => {

@@ -143,6 +143,42 @@ export async function killTree(tree: ProcessTreeId, options: { graceMs: number }
   }
 }
 
+export interface ProcessInfo {
+  pid: number;
+  /** The command line, arguments joined by spaces. */
+  cmdline: string;
+  /** The environment, as `NAME=value` strings. */
+  env: string[];
+}
+
+/**
+ * Live (not zombie) processes that satisfy `match`. It reads every process's command line and
+ * environment: for sweeps, tests and tools, not for hot paths.
+ */
+export async function findProcesses(match: (p: ProcessInfo) => boolean): Promise<ProcessInfo[]> {
+  const found: ProcessInfo[] = [];
+  for (const pid of await allPids()) {
+    try {
+      const stat = await readStat(pid);
+      if (!stat || stat.state === 'Z') continue;
+      const [env, cmdline] = await Promise.all([
+        readFile(`/proc/${pid}/environ`, 'latin1'),
+        readFile(`/proc/${pid}/cmdline`, 'utf8'),
+      ]);
+      const info = { pid, cmdline: cmdline.replaceAll('\0', ' ').trim(), env: env.split('\0') };
+      if (match(info)) found.push(info);
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return found;
+}
+
+/** The value of the tree marker in an environment, if any. */
+export function treeMarkerOf(env: readonly string[]): string | undefined {
+  return env.find((v) => v.startsWith(`${TREE_MARKER_VAR}=`))?.slice(TREE_MARKER_VAR.length + 1);
+}
+
 /**
  * Kills every marked process whose environment satisfies `belongs` (e.g. a config dir under this host's
  * data dir), whatever tree it was in. A host that was SIGKILLed could not end its subprocesses; the next
@@ -153,21 +189,9 @@ export async function sweepMarkedProcesses(
   belongs: (env: readonly string[]) => boolean,
   options: { graceMs: number },
 ): Promise<number> {
-  const markers = new Set<string>();
-  let found = 0;
-  for (const pid of await allPids()) {
-    let env: string[];
-    try {
-      env = (await readFile(`/proc/${pid}/environ`, 'latin1')).split('\0');
-    } catch {
-      continue;
-    }
-    const marker = env.find((v) => v.startsWith(`${TREE_MARKER_VAR}=`));
-    if (!marker || !belongs(env)) continue;
-    markers.add(marker.slice(TREE_MARKER_VAR.length + 1));
-    found++;
-  }
+  const found = await findProcesses((p) => treeMarkerOf(p.env) !== undefined && belongs(p.env));
+  const markers = new Set(found.map((p) => treeMarkerOf(p.env)!));
   // No live leader is known for these trees: pid -1 matches no process group, so the marker decides.
   await Promise.all([...markers].map((marker) => killTree({ leaderPid: -1, marker }, options)));
-  return found;
+  return found.length;
 }
