@@ -1,0 +1,296 @@
+/**
+ * Helpers shared by the benchmark suites: timing, statistics, tables, the machine description, an SSE
+ * reader that timestamps each event on arrival, and the check that no subprocess outlived a suite.
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { readFile, readdir } from 'node:fs/promises';
+import os from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/** What a suite gives back to `bench/run.ts`. */
+export interface SuiteReport {
+  /** Printed to stdout. */
+  text: string;
+  /** The suite's section of docs/benchmarks.md (between its markers). */
+  markdown: string;
+  /** Written as JSON to bench/results/. */
+  raw: unknown;
+  /** Targets the run missed, by name; reported, they do not fail the run. */
+  missed: string[];
+}
+
+export interface SuiteOptions {
+  /** Measured iterations per kind, when the caller overrides the suite's default. */
+  iterations: number | undefined;
+  /** Progress lines (stderr), so that stdout keeps only the results. */
+  log: (line: string) => void;
+}
+
+export interface Suite {
+  /** Used by `--only`, in file names and in the doc's markers. */
+  name: string;
+  run(options: SuiteOptions): Promise<SuiteReport>;
+}
+
+// ---- timing and statistics ----------------------------------------------------------------------------
+
+export const now = (): number => performance.now();
+
+export interface Timing {
+  /** Wall time. */
+  ms: number;
+  /**
+   * CPU time this process used meanwhile (user + system, all its threads): the Node-side cost, which
+   * a latency hides when it overlaps the subprocess's own work. Not the event loop's busy time, which
+   * on a loaded machine also counts the time the thread waits for a CPU inside a system call.
+   */
+  cpuMs: number;
+}
+
+/** Starts a stopwatch; calling the result reads it. */
+export function stopwatch(): () => Timing {
+  const start = now();
+  const cpu = process.cpuUsage();
+  return () => {
+    const used = process.cpuUsage(cpu);
+    return { ms: now() - start, cpuMs: (used.user + used.system) / 1000 };
+  };
+}
+
+/** Rejects with a message naming `what` if `promise` has not settled within `ms`. */
+export async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  const timeout = new AbortController();
+  try {
+    return await Promise.race([
+      promise,
+      sleep(ms, undefined, { signal: timeout.signal }).then(() => {
+        throw new Error(`${what} took more than ${ms} ms`);
+      }),
+    ]);
+  } finally {
+    timeout.abort();
+  }
+}
+
+/** The p-th percentile (0-100), interpolating linearly between the closest ranks. */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = (p / 100) * (sorted.length - 1);
+  const low = Math.floor(rank);
+  const high = Math.ceil(rank);
+  return sorted[low]! + (sorted[high]! - sorted[low]!) * (rank - low);
+}
+
+export const median = (values: readonly number[]): number => percentile(values, 50);
+
+export interface Summary {
+  n: number;
+  median: number;
+  p90: number;
+  min: number;
+  max: number;
+}
+
+export function summarize(values: readonly number[]): Summary {
+  return {
+    n: values.length,
+    median: median(values),
+    p90: percentile(values, 90),
+    min: Math.min(...values),
+    max: Math.max(...values),
+  };
+}
+
+// ---- formatting ---------------------------------------------------------------------------------------
+
+/** `1234.5` -> `1235`, `12.345` -> `12.3`, `0.4567` -> `0.457`: three significant digits, at most. */
+export function ms(value: number): string {
+  if (!Number.isFinite(value)) return '-';
+  const abs = Math.abs(value);
+  return value.toFixed(abs >= 100 ? 0 : abs >= 10 ? 1 : abs >= 1 ? 2 : 3);
+}
+
+export const ratio = (value: number): string => (Number.isFinite(value) ? `${value.toFixed(2)}x` : '-');
+
+export type Row = readonly string[];
+
+/** A table with aligned columns, for a terminal. */
+export function textTable(header: Row, rows: readonly Row[]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: Row): string =>
+    cells
+      .map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+/** The same table in Markdown, numbers right-aligned. */
+export function markdownTable(header: Row, rows: readonly Row[]): string {
+  const line = (cells: Row): string => `| ${cells.join(' | ')} |`;
+  const rule = `|${header.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`;
+  return [line(header), rule, ...rows.map(line)].join('\n');
+}
+
+// ---- the machine --------------------------------------------------------------------------------------
+
+export interface Machine {
+  cpus: number;
+  memoryGiB: number;
+  node: string;
+  sdk: string;
+  date: string;
+}
+
+export function describeMachine(): Machine {
+  let cpus = os.availableParallelism();
+  try {
+    cpus = Number(execFileSync('nproc', { encoding: 'utf8' }).trim()) || cpus;
+  } catch {
+    // no coreutils: the CPUs Node may use is the same number
+  }
+  const sdkPackage = new URL('../node_modules/@anthropic-ai/claude-agent-sdk/package.json', import.meta.url);
+  const sdk = (JSON.parse(readFileSync(sdkPackage, 'utf8')) as { version: string }).version;
+  return {
+    cpus,
+    memoryGiB: Math.round((os.totalmem() / 1024 ** 3) * 10) / 10,
+    node: process.version,
+    sdk,
+    date: new Date().toISOString(),
+  };
+}
+
+export function machineLine(m: Machine): string {
+  return (
+    `${m.cpus} CPUs, ${m.memoryGiB} GiB RAM, Node ${m.node}, ` +
+    `@anthropic-ai/claude-agent-sdk ${m.sdk}, ${m.date.slice(0, 10)}`
+  );
+}
+
+// ---- SSE ----------------------------------------------------------------------------------------------
+
+export interface TimedSseEvent {
+  type: string;
+  /** The parsed `data:` of the frame. */
+  data: Record<string, unknown>;
+  /** `performance.now()` when the frame had arrived. */
+  at: number;
+}
+
+/**
+ * Reads one SSE stream and queues its events, each stamped with its arrival time. `next()` consumes the
+ * queue in order, so a waiter never sees an event twice.
+ */
+export class SseReader {
+  private readonly queue: TimedSseEvent[] = [];
+  private wake: (() => void) | undefined;
+  private ended: Error | undefined;
+  private readonly controller = new AbortController();
+
+  private constructor() {}
+
+  /** Resolves once the response headers arrived, i.e. the server has subscribed this client. */
+  static async open(url: string): Promise<SseReader> {
+    const reader = new SseReader();
+    const res = await fetch(url, {
+      headers: { accept: 'text/event-stream' },
+      signal: reader.controller.signal,
+    });
+    if (res.status !== 200 || !res.body) throw new Error(`GET ${url}: ${res.status}`);
+    void reader.read(res.body);
+    return reader;
+  }
+
+  private async read(body: ReadableStream<Uint8Array>): Promise<void> {
+    const decoder = new TextDecoder();
+    let buffer = '';
+    try {
+      for await (const chunk of body) {
+        const at = now();
+        buffer += decoder.decode(chunk, { stream: true });
+        let end: number;
+        while ((end = buffer.indexOf('\n\n')) >= 0) {
+          this.parse(buffer.slice(0, end), at);
+          buffer = buffer.slice(end + 2);
+        }
+      }
+      this.ended = new Error('the SSE stream ended');
+    } catch (err) {
+      this.ended = err instanceof Error ? err : new Error(String(err));
+    }
+    this.wake?.();
+  }
+
+  private parse(block: string, at: number): void {
+    let type: string | undefined;
+    const data: string[] = [];
+    for (const line of block.split('\n')) {
+      if (line.startsWith('event:')) type = line.slice(6).trim();
+      else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+    }
+    if (type === undefined) return; // a heartbeat comment
+    this.queue.push({ type, data: JSON.parse(data.join('\n')) as Record<string, unknown>, at });
+    this.wake?.();
+  }
+
+  /** The next event for which `match` holds; the events before it are dropped. */
+  async next(match: (e: TimedSseEvent) => boolean, timeoutMs: number): Promise<TimedSseEvent> {
+    const deadline = now() + timeoutMs;
+    for (;;) {
+      for (let e = this.queue.shift(); e; e = this.queue.shift()) if (match(e)) return e;
+      if (this.ended) throw this.ended;
+      const left = deadline - now();
+      if (left <= 0) throw new Error(`no matching SSE event within ${timeoutMs} ms`);
+      await withTimeout(
+        new Promise<void>((resolve) => (this.wake = resolve)),
+        left,
+        'waiting for an SSE event',
+      ).finally(() => (this.wake = undefined));
+    }
+  }
+
+  close(): void {
+    this.controller.abort();
+  }
+}
+
+// ---- leftovers ----------------------------------------------------------------------------------------
+
+/** Processes whose environment has a variable `NAME=VALUE` where VALUE contains `fragment`. */
+export async function processesWithEnv(name: string, fragment: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const entry of await readdir('/proc')) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    try {
+      const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) continue; // a zombie is already dead
+      const env = (await readFile(`/proc/${pid}/environ`, 'latin1')).split('\0');
+      if (!env.some((v) => v.startsWith(`${name}=`) && v.includes(fragment))) continue;
+      const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).replaceAll('\0', ' ').trim();
+      found.push(`${pid} ${cmdline.slice(0, 160)}`);
+    } catch {
+      // gone meanwhile, or not ours to read
+    }
+  }
+  return found;
+}
+
+/**
+ * Waits up to `graceMs` for every process whose `CLAUDE_CONFIG_DIR` lies under `dir` to exit; throws,
+ * listing them, if any is left. Subprocesses end with a grace period, hence the wait.
+ */
+export async function assertNoSubprocessesUnder(dir: string, graceMs = 5000): Promise<void> {
+  const deadline = now() + graceMs;
+  let left = await processesWithEnv('CLAUDE_CONFIG_DIR', dir);
+  while (left.length > 0 && now() < deadline) {
+    await sleep(100);
+    left = await processesWithEnv('CLAUDE_CONFIG_DIR', dir);
+  }
+  if (left.length > 0) {
+    throw new Error(`${left.length} subprocess(es) outlived the benchmark:\n  ${left.join('\n  ')}`);
+  }
+}
