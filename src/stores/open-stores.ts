@@ -3,17 +3,10 @@
  * the event log live.
  */
 import path from 'node:path';
-import type { SessionStore } from '@anthropic-ai/claude-agent-sdk';
 import { BerthError, describeError } from '../errors.js';
-import type { EventLog, SessionRegistry } from './types.js';
+import type { Stores } from './types.js';
 
-export interface Stores {
-  transcriptStore: SessionStore;
-  registry: SessionRegistry;
-  eventLog: EventLog;
-  /** Idempotent. */
-  close(): Promise<void>;
-}
+export type { Stores } from './types.js';
 
 export const STORE_URL_FORMS = ['sqlite:PATH'] as const;
 
@@ -37,6 +30,7 @@ export async function openStores(url: string): Promise<Stores> {
           transcriptStore: stores.sessionStore,
           registry: stores.registry,
           eventLog: stores.eventLog,
+          shared: false,
           close: async () => stores.close(),
         };
       } catch (err) {

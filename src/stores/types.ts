@@ -3,6 +3,7 @@
  * (every event of every session, in `seq` order). Transcripts go through the SDK's own `SessionStore`
  * interface; these two are Berth's. Both are async so that a networked backend can implement them.
  */
+import type { SessionStore } from '@anthropic-ai/claude-agent-sdk';
 import type { StoredEvent, Usage } from '../session/events.js';
 
 export const PATTERNS = ['ephemeral', 'long-running', 'hybrid', 'multi-agent'] as const;
@@ -91,4 +92,15 @@ export interface EventLog {
   /** The highest stored `seq`, or 0. */
   lastSeq(sessionId: string): Promise<number>;
   deleteSession(sessionId: string): Promise<void>;
+}
+
+/** Everything one `--store URL` names: where transcripts, the session registry and the event log live. */
+export interface Stores {
+  transcriptStore: SessionStore;
+  registry: SessionRegistry;
+  eventLog: EventLog;
+  /** True when another host sharing this store can resume this host's sessions (not memory or SQLite). */
+  shared: boolean;
+  /** Releases connections; idempotent. */
+  close(): Promise<void>;
 }
