@@ -17,6 +17,7 @@ export class SessionEventStream {
   private seq: number;
   private readonly listeners = new Set<EventListener>();
   private writing: Promise<void> = Promise.resolve();
+  private readonly unwritten: StoredEvent[] = [];
   private writeError: Error | undefined;
 
   constructor(
@@ -42,12 +43,18 @@ export class SessionEventStream {
       seq: ++this.seq,
       created_at: createdAt,
     }));
-    this.writing = this.writing.then(() =>
-      this.log.append(this.key, stored).catch((err: unknown) => {
-        // Kept for flush(): a lost event must surface to the next reader, not vanish.
-        this.writeError ??= err instanceof Error ? err : new Error(String(err));
-      }),
-    );
+    // Events emitted while a write is queued join that write: one transaction for a burst of events.
+    const scheduleWrite = this.unwritten.length === 0;
+    this.unwritten.push(...stored);
+    if (scheduleWrite) {
+      this.writing = this.writing.then(() => {
+        const batch = this.unwritten.splice(0);
+        return this.log.append(this.key, batch).catch((err: unknown) => {
+          // Kept for flush(): a lost event must surface to the next reader, not vanish.
+          this.writeError ??= err instanceof Error ? err : new Error(String(err));
+        });
+      });
+    }
     for (const event of stored) {
       for (const listener of this.listeners) {
         try {

@@ -250,14 +250,15 @@ export class Session {
     await this.events.flush().catch((err: unknown) => this.report(err));
   }
 
-  private transition(to: SessionState): void {
-    if (this.state === to) return;
-    if (!TRANSITIONS[this.state].includes(to)) {
+  /** Moves to `to` and writes the new public status, with `patch`, in one registry update. */
+  private transition(to: SessionState, patch: Partial<SessionRecord> = {}): void {
+    if (this.state !== to && !TRANSITIONS[this.state].includes(to)) {
       throw new Error(`Session ${this.id}: illegal transition ${this.state} -> ${to}`);
     }
     const before = PUBLIC_STATUS[this.state];
     this.state = to;
-    if (PUBLIC_STATUS[to] !== before) this.persist({ status: PUBLIC_STATUS[to] });
+    const update = PUBLIC_STATUS[to] === before ? patch : { ...patch, status: PUBLIC_STATUS[to] };
+    if (Object.keys(update).length > 0) this.persist(update);
   }
 
   /** Registry writes are serialised so that a later patch never lands before an earlier one. */
@@ -279,6 +280,9 @@ export class Session {
     this.pumping = true;
     void (async () => {
       try {
+        // Start turns after the current call stack (an HTTP handler) has answered: spawning a subprocess
+        // takes ~20 ms of synchronous work that the client's 202 should not wait for.
+        await new Promise<void>((resolve) => setImmediate(resolve));
         for (let next = this.queue.shift(); next; next = this.queue.shift()) {
           if (this.state === 'closed') break;
           await this.runTurn(next);
@@ -374,9 +378,10 @@ export class Session {
     const costUsd = Math.max(0, result.total_cost_usd - proc.costSoFar);
     proc.costSoFar = result.total_cost_usd;
     const usage = resultUsage(result, costUsd);
-    this.persist({ usage: addUsage(this.record.usage, usage), turns: this.record.turns + 1 });
-    if (!turn) return; // a result with no turn of ours (e.g. after an interrupt already ended it)
-    this.finishTurn(turn, resultStopReason(result, turn.interrupted), usage, 'idle');
+    const totals = { usage: addUsage(this.record.usage, usage), turns: this.record.turns + 1 };
+    if (turn) this.finishTurn(turn, resultStopReason(result, turn.interrupted), usage, 'idle', totals);
+    // A result with no turn of ours (an interrupt already ended it) still counts.
+    else this.persist(totals);
   }
 
   private finishTurn(
@@ -384,11 +389,15 @@ export class Session {
     stopReason: StopReason,
     usage: ReturnType<typeof resultUsage> | undefined,
     next: 'idle' | 'cold',
+    totals: Partial<SessionRecord> = {},
   ): void {
-    if (this.turn !== turn || this.state === 'closed') return;
+    if (this.turn !== turn || this.state === 'closed') {
+      if (Object.keys(totals).length > 0) this.persist(totals);
+      return;
+    }
     this.turn = undefined;
     this.toolUseEvents.clear();
-    this.transition(next);
+    this.transition(next, totals);
     this.events.emit({
       type: 'session.status_idle',
       stop_reason: stopReason,
