@@ -1,0 +1,247 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { SessionKey, SessionStore, SessionStoreEntry } from '@anthropic-ai/claude-agent-sdk';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { runSessionStoreConformance } from '../testing/session-store-conformance.js';
+import { DurableMirror } from './durable-mirror.js';
+import { openSqliteDatabase, SqliteSessionStore } from './sqlite.js';
+
+/** A real (SQLite) store whose availability the test switches, like a backend behind a flaky network. */
+class SwitchableStore implements SessionStore {
+  down = false;
+  /** Fail after writing, once: the backend got the batch but the mirror never heard back. */
+  failAfterWriteOnce = false;
+  appendCalls = 0;
+  constructor(readonly inner: SqliteSessionStore) {}
+
+  async append(key: SessionKey, entries: SessionStoreEntry[]): Promise<void> {
+    this.appendCalls++;
+    if (this.down) throw new Error('connection refused');
+    await this.inner.append(key, entries);
+    if (this.failAfterWriteOnce) {
+      this.failAfterWriteOnce = false;
+      throw new Error('connection reset after the write');
+    }
+  }
+  load(key: SessionKey): Promise<SessionStoreEntry[] | null> {
+    if (this.down) return Promise.reject(new Error('connection refused'));
+    return this.inner.load(key);
+  }
+  listSessions(projectKey: string) {
+    return this.inner.listSessions(projectKey);
+  }
+  listSessionSummaries(projectKey: string) {
+    return this.inner.listSessionSummaries(projectKey);
+  }
+  delete(key: SessionKey) {
+    return this.inner.delete(key);
+  }
+  listSubkeys(key: { projectKey: string; sessionId: string }) {
+    return this.inner.listSubkeys(key);
+  }
+}
+
+const entry = (n: number, extra: Record<string, unknown> = {}): SessionStoreEntry => ({
+  type: 'user',
+  uuid: `u-${n}`,
+  n,
+  ...extra,
+});
+
+async function until(condition: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  for (let i = 0; i < 400; i++) {
+    if (await condition()) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+let dir: string;
+let cleanups: Array<() => Promise<void> | void>;
+
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'berth-mirror-'));
+  cleanups = [];
+});
+
+afterEach(async () => {
+  for (const c of cleanups.reverse()) await c();
+  await rm(dir, { recursive: true, force: true });
+});
+
+function backend(): SwitchableStore {
+  const db = openSqliteDatabase(':memory:');
+  cleanups.push(() => void db.close());
+  return new SwitchableStore(new SqliteSessionStore({ db }));
+}
+
+function mirror(store: SessionStore, extra: Partial<ConstructorParameters<typeof DurableMirror>[0]> = {}) {
+  const m = new DurableMirror({
+    backend: store,
+    spoolPath: path.join(dir, 'spool.db'),
+    minBackoffMs: 5,
+    maxBackoffMs: 20,
+    ...extra,
+  });
+  cleanups.push(() => m.close());
+  return m;
+}
+
+const KEY = { projectKey: 'acme', sessionId: 's1' };
+
+describe('DurableMirror', () => {
+  it('keeps accepting entries while the backend is down, tells each session once, and drains on recovery', async () => {
+    const store = backend();
+    const delayed: string[] = [];
+    let recovered = 0;
+    const m = mirror(store, {
+      onDelayed: (key) => delayed.push(key.sessionId),
+      onRecovered: () => recovered++,
+    });
+    await m.append(KEY, [entry(1)]);
+    await m.drain();
+    store.down = true;
+    for (let n = 2; n <= 20; n++) await m.append(KEY, [entry(n)]);
+    await m.append({ projectKey: 'acme', sessionId: 's2' }, [entry(100)]);
+    await until(() => m.delayed, 'the outage to be noticed');
+    await m.append(KEY, [entry(21)]);
+    // Read-your-writes on this host needs the backend for the shipped part; once it is back, load merges.
+    expect(m.backlog).toBeGreaterThan(0);
+    expect(delayed.sort()).toEqual(['s1', 's2']);
+
+    store.down = false;
+    await m.drain();
+    expect(recovered).toBe(1);
+    expect(m.delayed).toBe(false);
+    expect((await store.inner.load(KEY))!.map((e) => e.n)).toEqual(
+      Array.from({ length: 21 }, (_, i) => i + 1),
+    );
+    expect(await store.inner.load({ projectKey: 'acme', sessionId: 's2' })).toEqual([entry(100)]);
+
+    // A second outage is a new outage: the session is told again.
+    store.down = true;
+    await m.append(KEY, [entry(22)]);
+    await until(() => delayed.length === 3, 'the second notice');
+    store.down = false;
+    await m.drain();
+  });
+
+  it('load returns shipped and spooled entries together, each uuid once', async () => {
+    const store = backend();
+    const m = mirror(store);
+    await m.append(KEY, [entry(1), entry(2)]);
+    await m.drain();
+    store.down = true;
+    await m.append(KEY, [entry(2), entry(3), { type: 'title', title: 'no uuid' }]);
+    store.down = false;
+    // The backend is up for reads but the shipper may not have run yet: load must merge either way.
+    const loaded = (await m.load(KEY))!;
+    expect(loaded.filter((e) => e.uuid).map((e) => e.n)).toEqual([1, 2, 3]);
+    expect(loaded.at(-1)).toEqual({ type: 'title', title: 'no uuid' });
+  });
+
+  it('a restarted host ships what its spool still holds', async () => {
+    const store = backend();
+    store.down = true;
+    const first = mirror(store);
+    for (let n = 1; n <= 5; n++) await first.append(KEY, [entry(n)]);
+    await first.close();
+    store.down = false;
+    const second = mirror(store);
+    await second.drain();
+    expect((await store.inner.load(KEY))!.map((e) => e.n)).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it('ships again after a failure that followed the write, without duplicates', async () => {
+    const store = backend();
+    store.failAfterWriteOnce = true;
+    const m = mirror(store);
+    await m.append(KEY, [entry(1), entry(2)]);
+    await m.drain();
+    expect(store.appendCalls).toBe(2);
+    expect((await store.inner.load(KEY))!.map((e) => e.n)).toEqual([1, 2]);
+  });
+
+  it('keeps each key in order and ships consecutive batches of a key together', async () => {
+    const store = backend();
+    store.down = true;
+    const m = mirror(store);
+    const sub = { ...KEY, subpath: 'subagents/agent-1' };
+    await m.append(KEY, [entry(1)]);
+    await m.append(KEY, [entry(2)]);
+    await m.append(sub, [entry(50)]);
+    await m.append(KEY, [entry(3)]);
+    expect((await m.listSubkeys(KEY)).sort()).toEqual(['subagents/agent-1']);
+    const calls = store.appendCalls;
+    store.down = false;
+    await m.drain();
+    // Three groups (KEY 1+2, sub, KEY 3), not four calls.
+    expect(store.appendCalls - calls).toBeLessThanOrEqual(3 + 1);
+    expect((await store.inner.load(KEY))!.map((e) => e.n)).toEqual([1, 2, 3]);
+    expect(await store.inner.load(sub)).toEqual([entry(50)]);
+  });
+
+  it('delete drops what is spooled for the session', async () => {
+    const store = backend();
+    store.down = true;
+    const m = mirror(store);
+    await m.append(KEY, [entry(1)]);
+    await m.append({ ...KEY, subpath: 'subagents/a' }, [entry(2)]);
+    store.down = false;
+    await m.delete(KEY);
+    expect(m.backlog).toBe(0);
+    expect(await m.load(KEY)).toBeNull();
+  });
+
+  it('drain gives up when its signal aborts', async () => {
+    const store = backend();
+    store.down = true;
+    const m = mirror(store);
+    await m.append(KEY, [entry(1)]);
+    await expect(m.drain(AbortSignal.timeout(50))).rejects.toThrow();
+  });
+});
+
+runSessionStoreConformance(
+  'DurableMirror over SQLite',
+  async () => {
+    const spoolDir = await mkdtemp(path.join(tmpdir(), 'berth-mirror-conf-'));
+    const db = openSqliteDatabase(':memory:');
+    const m = new DurableMirror({
+      backend: new SqliteSessionStore({ db }),
+      spoolPath: path.join(spoolDir, 'spool.db'),
+    });
+    return {
+      store: m,
+      cleanup: async () => {
+        await m.close();
+        db.close();
+        await rm(spoolDir, { recursive: true, force: true });
+      },
+    };
+  },
+  {
+    // Three hosts, each with its own spool, in front of one backend.
+    sharedFactory: async () => {
+      const spoolDir = await mkdtemp(path.join(tmpdir(), 'berth-mirror-conf-'));
+      const file = path.join(spoolDir, 'backend.db');
+      const dbs = [0, 1, 2].map(() => openSqliteDatabase(file));
+      const mirrors = dbs.map(
+        (db, i) =>
+          new DurableMirror({
+            backend: new SqliteSessionStore({ db }),
+            spoolPath: path.join(spoolDir, `spool-${i}.db`),
+          }),
+      );
+      return {
+        stores: mirrors,
+        cleanup: async () => {
+          for (const m of mirrors) await m.close();
+          for (const db of dbs) db.close();
+          await rm(spoolDir, { recursive: true, force: true });
+        },
+      };
+    },
+  },
+);
