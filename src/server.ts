@@ -3,11 +3,13 @@
  * endpoint (or the built-in scripted model), the session host and the HTTP API.
  */
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import type { ServeConfig } from './config.js';
 import { BerthError, describeError } from './errors.js';
 import { SessionHost } from './host/session-host.js';
 import { createApp } from './http/app.js';
+import { DurableMirror } from './stores/durable-mirror.js';
 import { openStores, type Stores } from './stores/open-stores.js';
 import { startMockModel, type MockModel } from './testing/index.js';
 import { loadScenarioFile } from './testing/scenario-file.js';
@@ -27,6 +29,9 @@ export interface StartOptions {
   log?: (line: string) => void;
 }
 
+/** How long a stopping host waits for its spool to reach the store; what is left ships at the next start. */
+const MIRROR_DRAIN_MS = 5000;
+
 export interface BerthCore {
   readonly host: SessionHost;
   /** The Messages API URL the agents use. */
@@ -39,6 +44,7 @@ export interface BerthCore {
 
 /** The store, the model endpoint (or the built-in scripted model) and the session host, without HTTP. */
 export async function openBerthCore(config: ServeConfig, options: StartOptions = {}): Promise<BerthCore> {
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const onError = errorLogger(options);
   const cleanups = new Cleanups(onError);
   try {
@@ -53,10 +59,30 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
     }
     const stores: Stores = await openStores(config.store);
     cleanups.add(() => stores.close());
+    // The mirror is made before the host it reports to.
+    const reportTo: { host?: SessionHost } = {};
+    let transcriptStore = stores.transcriptStore;
+    if (stores.shared) {
+      // A networked store can be down; the mirror keeps every entry on this host's disk until it is back.
+      const mirror = new DurableMirror({
+        backend: stores.transcriptStore,
+        spoolPath: path.join(config.dataDir, 'spool.db'),
+        onDelayed: (key, err) => reportTo.host?.reportMirrorDelay(key.projectKey, key.sessionId, err),
+        onRecovered: (backlog) =>
+          log(`berth: the transcript store is back; shipping ${backlog} spooled batch(es)`),
+      });
+      cleanups.add(async () => {
+        await mirror.drain(AbortSignal.timeout(MIRROR_DRAIN_MS)).catch(() => {
+          log(`berth: ${mirror.backlog} transcript batch(es) stay spooled for the next start`);
+        });
+        await mirror.close();
+      });
+      transcriptStore = mirror;
+    }
     const host = new SessionHost({
       registry: stores.registry,
       eventLog: stores.eventLog,
-      transcriptStore: stores.transcriptStore,
+      transcriptStore,
       dataDir: config.dataDir,
       modelEndpoint,
       modelApiKey: config.modelApiKey,
@@ -69,9 +95,10 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
       },
       onError,
     });
+    reportTo.host = host;
     cleanups.add(() => host.close());
     const orphans = await host.sweepOrphans();
-    if (orphans > 0) onError(new Error(`killed ${orphans} process(es) that an earlier host left running`));
+    if (orphans > 0) log(`berth: killed ${orphans} process(es) that an earlier host left running`);
     return { host, modelEndpoint, mockModel, close: () => cleanups.run() };
   } catch (err) {
     await cleanups.run();

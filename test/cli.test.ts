@@ -4,12 +4,13 @@
  * `berth run`, `berth mock-model`, and bad flags.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findProcesses, treeMarkerOf } from '../src/sandbox/process-tree.js';
 import type { StoredEvent } from '../src/session/events.js';
+import { openSqliteDatabase, SqliteSessionStore } from '../src/stores/sqlite.js';
 import { startMockModel, type MockModel } from '../src/testing/index.js';
 
 const BIN = path.resolve('bin/berth.js');
@@ -88,6 +89,38 @@ async function markedProcesses(configDirs: string): Promise<number[]> {
       p.env.some((v) => v.startsWith(`CLAUDE_CONFIG_DIR=${configDirs}/`)),
   );
   return found.map((p) => p.pid);
+}
+
+/** The one session's local JSONL transcript and what the embedded store holds for it. */
+async function transcripts(dataDir: string): Promise<{ local: unknown[]; stored: unknown[] }> {
+  const projects = path.join(dataDir, 'tenants', 'default', 'claude-config', 'projects');
+  const [project] = await readdir(projects);
+  const [file] = (await readdir(path.join(projects, project!))).filter((f) => f.endsWith('.jsonl'));
+  const local = (await readFile(path.join(projects, project!, file!), 'utf8'))
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line) => JSON.parse(line) as unknown);
+  const db = openSqliteDatabase(path.join(dataDir, 'berth.db'));
+  try {
+    const store = new SqliteSessionStore({ db });
+    const stored =
+      (await store.load({ projectKey: 'default', sessionId: file!.replace(/\.jsonl$/, '') })) ?? [];
+    return { local, stored };
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * Entry for entry: the same entries (as a multiset), and the conversation's entries (those with a uuid)
+ * in the same order. The SDK mirrors some bookkeeping lines (`api-request`, `ai-title`, ...) at other
+ * moments than the CLI writes them, so their positions differ even when nothing failed.
+ */
+function expectSameTranscript(stored: unknown[], local: unknown[]): void {
+  const uuids = (l: unknown[]) => l.map((e) => (e as { uuid?: string }).uuid).filter(Boolean);
+  expect(uuids(stored)).toEqual(uuids(local));
+  const canonical = (l: unknown[]) => l.map((e) => JSON.stringify(e)).sort();
+  expect(canonical(stored)).toEqual(canonical(local));
 }
 
 let dir: string;
@@ -189,6 +222,11 @@ describe('berth serve', () => {
       expect(tail[0]).toMatchObject({ type: 'session.error', error: { type: 'host_restarted' } });
       expect(tail[1]).toMatchObject({ type: 'session.status_idle' });
       expect((await api(base2!, 'GET', `/v1/sessions/${id}`)).body.status).toBe('idle');
+      // Nothing the killed host's subprocess wrote is missing from the store: entry for entry, the store
+      // holds the local transcript (the turn in flight had not been mirrored when the host died).
+      const { local, stored } = await transcripts(path.join(cwd, '.berth'));
+      expect(local.some((e) => JSON.stringify(e).includes('stall forever'))).toBe(true);
+      expectSameTranscript(stored, local);
       const events = await turn(base2!, id, 'which number?');
       expect(JSON.stringify(events)).toContain('which number?');
       const request = model.requests.findLast((r) => r.isMain && r.userText === 'which number?');

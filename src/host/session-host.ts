@@ -12,7 +12,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { SessionStore } from '@anthropic-ai/claude-agent-sdk';
-import { BerthError } from '../errors.js';
+import { BerthError, describeError } from '../errors.js';
 import { ID_PATTERN } from '../ids.js';
 import { ZERO_USAGE } from '../session/events.js';
 import { SessionEventStream } from '../session/event-stream.js';
@@ -20,6 +20,7 @@ import { buildAgentEnv } from '../session/environment.js';
 import { Session, newSdkSessionId, type SessionPaths, type SessionTimeouts } from '../session/session.js';
 import type { SpawnedTree } from '../sandbox/plain-spawn.js';
 import { sweepMarkedProcesses } from '../sandbox/process-tree.js';
+import { findLocalTranscript, reconcileTranscript } from '../stores/reconcile.js';
 import { scopeTranscriptStore } from '../stores/scoped-store.js';
 import {
   sessionKey,
@@ -172,6 +173,23 @@ export class SessionHost {
     });
   }
 
+  /**
+   * Tells a session's clients, once per outage, that its transcript entries wait on this host because the
+   * store is not accepting them. Keys are the transcript store's: the tenant and the SDK session id.
+   */
+  reportMirrorDelay(tenant: string, sdkSessionId: string, cause: unknown): void {
+    const session = this.liveSessions.find(
+      (s) => s.snapshot.tenant === tenant && s.snapshot.sdkSessionId === sdkSessionId,
+    );
+    session?.events.emit({
+      type: 'session.error',
+      error: {
+        type: 'mirror_delayed',
+        message: `Mirroring to the transcript store is delayed (${describeError(cause)}); entries are kept on this host and shipped when the store is back.`,
+      },
+    });
+  }
+
   private assertOpen(): void {
     if (this.closing) throw new BerthError('not_ready', 'This host is shutting down');
   }
@@ -197,7 +215,16 @@ export class SessionHost {
         // This host may never have run the session: its directories are made here, the same on every host.
         await ensureDirs(paths);
         if (record.status === 'running' || record.status === 'requires_action') {
-          // The host that ran this turn is gone; the turn is over, the session is not.
+          // The host that ran this turn is gone; the turn is over, the session is not. What its subprocess
+          // wrote locally but the SDK never mirrored goes to the store first, if this is that host.
+          const file = await findLocalTranscript(paths.configDir, record.sdkSessionId);
+          if (file) {
+            const store = scopeTranscriptStore(this.options.transcriptStore, record.tenant);
+            await reconcileTranscript(file, store, {
+              projectKey: record.tenant,
+              sessionId: record.sdkSessionId,
+            }).catch((err: unknown) => this.options.onError?.(err));
+          }
           session.events.emit(
             {
               type: 'session.error',

@@ -8,7 +8,7 @@ import type { Stores } from './types.js';
 
 export type { Stores } from './types.js';
 
-export const STORE_URL_FORMS = ['sqlite:PATH'] as const;
+export const STORE_URL_FORMS = ['sqlite:PATH', 'memory:'] as const;
 
 export async function openStores(url: string): Promise<Stores> {
   const colon = url.indexOf(':');
@@ -39,6 +39,21 @@ export async function openStores(url: string): Promise<Stores> {
           `--store ${url}: cannot open the SQLite database: ${describeError(err)}`,
         );
       }
+    }
+    case 'memory': {
+      if (url.slice(colon + 1) !== '') {
+        throw new BerthError('invalid_config', `--store ${url}: memory: takes nothing after the colon`);
+      }
+      // An in-memory SQLite database: the same code as the default store, gone when the process ends.
+      const { openSqliteStores } = await import('./sqlite.js');
+      const stores = openSqliteStores(':memory:');
+      return {
+        transcriptStore: stores.sessionStore,
+        registry: stores.registry,
+        eventLog: stores.eventLog,
+        shared: false,
+        close: async () => stores.close(),
+      };
     }
     default:
       throw new BerthError(
