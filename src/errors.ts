@@ -20,6 +20,8 @@ export const ERROR_CODES = {
   tool_use_not_pending: { status: 409, type: 'conflict_error' },
   // 413
   body_too_large: { status: 413, type: 'invalid_request_error' },
+  // 429
+  queue_full: { status: 429, type: 'rate_limit_error' },
   // 503
   not_ready: { status: 503, type: 'overloaded_error' },
   // 500: Berth or a backend failed

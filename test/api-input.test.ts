@@ -293,6 +293,22 @@ describe('bad input changes nothing', () => {
     expect(await state()).toEqual(before);
   });
 
+  it('more waiting messages than a session takes', async () => {
+    const id = await berth.createSession({}, ACME);
+    const before = await berth.api('GET', `/v1/sessions/${id}/events`, undefined, ACME);
+    const flood = {
+      events: Array.from({ length: 100 }, (_, i) => ({ type: 'user.message', content: `m${i}` })),
+    };
+    // 100 fit in one request only if nothing waits yet; a second full batch cannot.
+    expect((await berth.api('POST', `/v1/sessions/${id}/events`, flood, ACME)).status).toBe(202);
+    const res = await berth.api('POST', `/v1/sessions/${id}/events`, flood, ACME);
+    expectError(res, 429, 'queue_full', /at most 100/);
+    const after = await berth.api('GET', `/v1/sessions/${id}/events?limit=1000`, undefined, ACME);
+    expect(after.body.data.filter((e: { type: string }) => e.type === 'user.message')).toHaveLength(100);
+    expect(before.status).toBe(200);
+    expect((await berth.api('DELETE', `/v1/sessions/${id}`, undefined, ACME)).status).toBe(200);
+  });
+
   it('refuses bypassPermissions when agents would run as root', async () => {
     const res = await berth.api(
       'POST',

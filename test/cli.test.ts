@@ -4,7 +4,7 @@
  * `berth run`, `berth mock-model`, and bad flags.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +12,7 @@ import { findProcesses, treeMarkerOf } from '../src/sandbox/process-tree.js';
 import type { StoredEvent } from '../src/session/events.js';
 import { openSqliteDatabase, SqliteSessionStore } from '../src/stores/sqlite.js';
 import { startMockModel, type MockModel } from '../src/testing/index.js';
+import { expectSameTranscript, localTranscript } from './helpers/transcripts.js';
 
 const BIN = path.resolve('bin/berth.js');
 
@@ -93,34 +94,17 @@ async function markedProcesses(configDirs: string): Promise<number[]> {
 
 /** The one session's local JSONL transcript and what the embedded store holds for it. */
 async function transcripts(dataDir: string): Promise<{ local: unknown[]; stored: unknown[] }> {
-  const projects = path.join(dataDir, 'tenants', 'default', 'claude-config', 'projects');
-  const [project] = await readdir(projects);
-  const [file] = (await readdir(path.join(projects, project!))).filter((f) => f.endsWith('.jsonl'));
-  const local = (await readFile(path.join(projects, project!, file!), 'utf8'))
-    .split('\n')
-    .filter((line) => line.trim() !== '')
-    .map((line) => JSON.parse(line) as unknown);
+  const { sdkSessionId, entries } = await localTranscript(dataDir);
   const db = openSqliteDatabase(path.join(dataDir, 'berth.db'));
   try {
-    const store = new SqliteSessionStore({ db });
-    const stored =
-      (await store.load({ projectKey: 'default', sessionId: file!.replace(/\.jsonl$/, '') })) ?? [];
-    return { local, stored };
+    const stored = await new SqliteSessionStore({ db }).load({
+      projectKey: 'default',
+      sessionId: sdkSessionId,
+    });
+    return { local: entries, stored: stored ?? [] };
   } finally {
     db.close();
   }
-}
-
-/**
- * Entry for entry: the same entries (as a multiset), and the conversation's entries (those with a uuid)
- * in the same order. The SDK mirrors some bookkeeping lines (`api-request`, `ai-title`, ...) at other
- * moments than the CLI writes them, so their positions differ even when nothing failed.
- */
-function expectSameTranscript(stored: unknown[], local: unknown[]): void {
-  const uuids = (l: unknown[]) => l.map((e) => (e as { uuid?: string }).uuid).filter(Boolean);
-  expect(uuids(stored)).toEqual(uuids(local));
-  const canonical = (l: unknown[]) => l.map((e) => JSON.stringify(e)).sort();
-  expect(canonical(stored)).toEqual(canonical(local));
 }
 
 let dir: string;

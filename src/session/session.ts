@@ -53,6 +53,9 @@ const PUBLIC_STATUS: Record<SessionState, SessionStatus> = {
   closed: 'terminated',
 };
 
+/** User messages that may wait for their turn; more is a client out of control, not a conversation. */
+export const MAX_QUEUED_MESSAGES = 100;
+
 export interface SessionPaths {
   /** The agent's working directory; also what the SDK derives the transcript's projectKey from. */
   cwd: string;
@@ -175,6 +178,13 @@ export class Session {
   send(events: readonly UserEvent[]): StoredEvent[] {
     if (this.state === 'closed') {
       throw new BerthError('session_terminated', `Session ${this.id} is terminated`);
+    }
+    const messages = events.filter((e) => e.type === 'user.message').length;
+    if (this.queue.length + messages > MAX_QUEUED_MESSAGES) {
+      throw new BerthError(
+        'queue_full',
+        `Session ${this.id} already has ${this.queue.length} messages waiting; at most ${MAX_QUEUED_MESSAGES} may wait`,
+      );
     }
     const answered = new Set<string>();
     for (const event of events) {

@@ -1,0 +1,49 @@
+/** Reading a session's transcript both ways: the CLI's local JSONL file, and what a store holds. */
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { SessionStoreEntry } from '@anthropic-ai/claude-agent-sdk';
+import { expect } from 'vitest';
+
+/** The local JSONL transcript of an SDK session under a Berth data dir (tenant `default` unless given). */
+export async function localTranscript(
+  dataDir: string,
+  sdkSessionId?: string,
+  tenant = 'default',
+): Promise<{ sdkSessionId: string; entries: SessionStoreEntry[] }> {
+  const projects = path.join(dataDir, 'tenants', tenant, 'claude-config', 'projects');
+  for (const project of await readdir(projects)) {
+    const files = (await readdir(path.join(projects, project))).filter(
+      (f) => f.endsWith('.jsonl') && (sdkSessionId === undefined || f === `${sdkSessionId}.jsonl`),
+    );
+    const [file] = files;
+    if (!file) continue;
+    const entries = (await readFile(path.join(projects, project, file), 'utf8'))
+      .split('\n')
+      .filter((line) => line.trim() !== '')
+      .map((line) => JSON.parse(line) as SessionStoreEntry);
+    return { sdkSessionId: file.replace(/\.jsonl$/, ''), entries };
+  }
+  throw new Error(`no local transcript under ${projects}`);
+}
+
+/** Object keys sorted, for stores that reorder them (Postgres jsonb). */
+function canonical(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(
+          Object.entries(v as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b)),
+        )
+      : v,
+  );
+}
+
+/**
+ * Entry for entry: the same entries (as a multiset), and the conversation's entries (those with a uuid)
+ * in the same order. The SDK mirrors some bookkeeping lines (`api-request`, `ai-title`, ...) at other
+ * moments than the CLI writes them, so their positions differ even when nothing failed.
+ */
+export function expectSameTranscript(stored: readonly unknown[], local: readonly unknown[]): void {
+  const uuids = (l: readonly unknown[]) => l.map((e) => (e as { uuid?: string }).uuid).filter(Boolean);
+  expect(uuids(stored)).toEqual(uuids(local));
+  expect(stored.map(canonical).sort()).toEqual(local.map(canonical).sort());
+}
