@@ -304,7 +304,8 @@ describe('bad input changes nothing', () => {
     const res = await berth.api('POST', `/v1/sessions/${id}/events`, flood, ACME);
     expectError(res, 429, 'queue_full', /at most 100/);
     const after = await berth.api('GET', `/v1/sessions/${id}/events?limit=1000`, undefined, ACME);
-    expect(after.body.data.filter((e: { type: string }) => e.type === 'user.message')).toHaveLength(100);
+    const stored = after.body.data as Array<{ type: string }>;
+    expect(stored.filter((e) => e.type === 'user.message')).toHaveLength(100);
     expect(before.status).toBe(200);
     expect((await berth.api('DELETE', `/v1/sessions/${id}`, undefined, ACME)).status).toBe(200);
   });
