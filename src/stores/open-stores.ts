@@ -8,7 +8,11 @@ import type { Stores } from './types.js';
 
 export type { Stores } from './types.js';
 
-export const STORE_URL_FORMS = ['sqlite:PATH', 'memory:'] as const;
+export const STORE_URL_FORMS = [
+  'sqlite:PATH',
+  'memory:',
+  'postgres://USER@HOST:PORT/DB[?schema=NAME]',
+] as const;
 
 export async function openStores(url: string): Promise<Stores> {
   const colon = url.indexOf(':');
@@ -54,6 +58,11 @@ export async function openStores(url: string): Promise<Stores> {
         shared: false,
         close: async () => stores.close(),
       };
+    }
+    case 'postgres':
+    case 'postgresql': {
+      const { openPostgresStores } = await import('./postgres.js');
+      return openPostgresStores(url);
     }
     default:
       throw new BerthError(

@@ -1,0 +1,101 @@
+/**
+ * The event log on PostgreSQL (table `events`, see `postgres-schema.ts`).
+ */
+import type { Pool } from 'pg';
+import { BerthError } from '../errors.js';
+import type { StoredEvent } from '../session/events.js';
+import {
+  DEFAULT_POSTGRES_SCHEMA,
+  ensurePostgresSchema,
+  pgTask,
+  quoteSchema,
+  sqlState,
+  toStoreError,
+} from './postgres-schema.js';
+import type { PostgresStoreOptions } from './postgres-schema.js';
+import type { EventLog } from './types.js';
+
+/** Options of {@link PostgresEventLog}. */
+export type PostgresEventLogOptions = PostgresStoreOptions;
+
+/**
+ * Every event of every session in PostgreSQL, keyed by (session id, seq). A batch is one statement, so it is
+ * stored whole or not at all; a `seq` that is already stored fails the batch with code `internal`, because
+ * two writers numbering the same session's events is a bug that must surface, not be papered over.
+ */
+export class PostgresEventLog implements EventLog {
+  private readonly pool: Pool;
+  private readonly schema: string;
+  private readonly sql: ReturnType<typeof sqlTexts>;
+
+  constructor(options: PostgresEventLogOptions) {
+    this.pool = options.pool;
+    this.schema = options.schema ?? DEFAULT_POSTGRES_SCHEMA;
+    this.sql = sqlTexts(`${quoteSchema(this.schema)}.events`);
+  }
+
+  async append(sessionId: string, events: StoredEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    const seqs = events.map((event) => event.seq);
+    const bodies = events.map((event) => JSON.stringify(event));
+    await this.ready();
+    try {
+      await this.pool.query(this.sql.insert, [sessionId, seqs, bodies]);
+    } catch (err) {
+      if (sqlState(err) === '23505') {
+        throw new BerthError(
+          'internal',
+          `an event seq of session ${sessionId} is already stored (seqs ${seqs[0]}..${seqs.at(-1)})`,
+          { cause: err },
+        );
+      }
+      throw toStoreError(err, 'append events');
+    }
+  }
+
+  async list(sessionId: string, options: { after: number; limit: number }): Promise<StoredEvent[]> {
+    // A caller asking for nothing gets nothing (and a negative LIMIT is an error in PostgreSQL).
+    if (!(options.limit > 0)) return [];
+    if (!Number.isFinite(options.after)) {
+      throw new BerthError('invalid_request', `after must be a finite number, got ${options.after}`);
+    }
+    await this.ready();
+    // seqs are integers, so `seq > after` and `seq > floor(after)` select the same rows; bigint needs the latter.
+    const result = await pgTask('list events', () =>
+      this.pool.query<{ event: string }>(this.sql.list, [
+        sessionId,
+        Math.floor(options.after),
+        Math.floor(options.limit),
+      ]),
+    );
+    return result.rows.map((row) => JSON.parse(row.event) as StoredEvent);
+  }
+
+  async lastSeq(sessionId: string): Promise<number> {
+    await this.ready();
+    const result = await pgTask('read last event seq', () =>
+      this.pool.query<{ seq: string | null }>(this.sql.lastSeq, [sessionId]),
+    );
+    return Number(result.rows[0]?.seq ?? 0);
+  }
+
+  async deleteSession(sessionId: string): Promise<void> {
+    await this.ready();
+    await pgTask('delete events', () => this.pool.query(this.sql.deleteSession, [sessionId]));
+  }
+
+  private ready(): Promise<void> {
+    return ensurePostgresSchema(this.pool, this.schema);
+  }
+}
+
+function sqlTexts(table: string) {
+  return {
+    // One statement for the whole batch, so a repeated seq (23505) stores none of it.
+    insert: `INSERT INTO ${table} (session_id, seq, event)
+      SELECT $1, e.seq, e.event::json FROM unnest($2::bigint[], $3::text[]) AS e (seq, event)`,
+    list: `SELECT event::text AS event FROM ${table} WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
+    lastSeq: `SELECT max(seq) AS seq FROM ${table} WHERE session_id = $1`,
+    deleteSession: `DELETE FROM ${table} WHERE session_id = $1`,
+  };
+}

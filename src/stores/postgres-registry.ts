@@ -1,0 +1,219 @@
+/**
+ * The session registry on PostgreSQL (table `sessions`, see `postgres-schema.ts`).
+ */
+import type { Pool } from 'pg';
+import { BerthError } from '../errors.js';
+import type { Usage } from '../session/events.js';
+import { DEFAULT_POSTGRES_SCHEMA, ensurePostgresSchema, pgTask, quoteSchema } from './postgres-schema.js';
+import type { PostgresStoreOptions } from './postgres-schema.js';
+import type {
+  AgentConfig,
+  ListPage,
+  Pattern,
+  SessionRecord,
+  SessionRef,
+  SessionRegistry,
+  SessionStatus,
+} from './types.js';
+
+/** Options of {@link PostgresRegistry}. */
+export type PostgresRegistryOptions = PostgresStoreOptions;
+
+interface SessionRow {
+  id: string;
+  tenant: string;
+  title: string | null;
+  metadata: string;
+  pattern: string;
+  agent: string;
+  status: string;
+  sdk_session_id: string;
+  started: boolean;
+  created_at: string;
+  updated_at: string;
+  usage: string;
+  turns: number;
+}
+
+interface CursorPosition {
+  createdAt: number;
+  id: string;
+}
+
+type Patch = Partial<Omit<SessionRecord, 'id' | 'tenant' | 'createdAt'>>;
+
+/**
+ * What `update` may change: field to column and how the value is sent. `id`, `tenant` and `createdAt` are
+ * absent on purpose, so a patch can never change a record's identity, and `updatedAt` is always now.
+ */
+const UPDATABLE: {
+  [F in keyof Patch]?: { column: string; toParam: (value: NonNullable<Patch[F]>) => unknown };
+} = {
+  title: { column: 'title', toParam: (value) => value },
+  metadata: { column: 'metadata', toParam: (value) => JSON.stringify(value) },
+  pattern: { column: 'pattern', toParam: (value) => value },
+  agent: { column: 'agent', toParam: (value) => JSON.stringify(value) },
+  status: { column: 'status', toParam: (value) => value },
+  sdkSessionId: { column: 'sdk_session_id', toParam: (value) => value },
+  started: { column: 'started', toParam: (value) => value },
+  usage: { column: 'usage', toParam: (value) => JSON.stringify(value) },
+  turns: { column: 'turns', toParam: (value) => value },
+};
+
+/**
+ * Session records in PostgreSQL. `list` pages newest first with a keyset cursor on (createdAt, id), so pages
+ * neither skip nor repeat records when sessions are created or deleted between requests. `update` is one
+ * statement that sets only the patched columns, so concurrent updates of different fields both land.
+ */
+export class PostgresRegistry implements SessionRegistry {
+  private readonly pool: Pool;
+  private readonly schema: string;
+  private readonly table: string;
+  private readonly sql: ReturnType<typeof sqlTexts>;
+
+  constructor(options: PostgresRegistryOptions) {
+    this.pool = options.pool;
+    this.schema = options.schema ?? DEFAULT_POSTGRES_SCHEMA;
+    this.table = `${quoteSchema(this.schema)}.sessions`;
+    this.sql = sqlTexts(this.table);
+  }
+
+  /** Stores a new record; throws `session_exists` when the tenant already has the id. */
+  async create(record: SessionRecord): Promise<void> {
+    await this.ready();
+    const result = await pgTask('create session', () =>
+      this.pool.query(this.sql.insert, [
+        record.id,
+        record.tenant,
+        record.title,
+        JSON.stringify(record.metadata),
+        record.pattern,
+        JSON.stringify(record.agent),
+        record.status,
+        record.sdkSessionId,
+        record.started,
+        record.createdAt,
+        record.updatedAt,
+        JSON.stringify(record.usage),
+        record.turns,
+      ]),
+    );
+    if (result.rowCount === 0) throw new BerthError('session_exists', `session ${record.id} already exists`);
+  }
+
+  async get(ref: SessionRef): Promise<SessionRecord | undefined> {
+    await this.ready();
+    const result = await pgTask('get session', () =>
+      this.pool.query<SessionRow>(this.sql.select, [ref.tenant, ref.id]),
+    );
+    const row = result.rows[0];
+    return row && fromRow(row);
+  }
+
+  /**
+   * The tenant's records, newest first (ties broken by id, descending, bytewise). Throws `invalid_request`
+   * for a cursor this registry did not produce or a limit that is not a positive integer.
+   */
+  async list(
+    tenant: string,
+    options: { limit: number; cursor?: string | undefined },
+  ): Promise<ListPage<SessionRecord>> {
+    const { limit, cursor } = options;
+    if (!Number.isSafeInteger(limit) || limit < 1) {
+      throw new BerthError('invalid_request', `limit must be a positive integer, got ${limit}`);
+    }
+    const after = cursor === undefined ? undefined : decodeCursor(cursor);
+    await this.ready();
+    // One extra row tells whether another page exists without a count query.
+    const result = await pgTask('list sessions', () =>
+      after
+        ? this.pool.query<SessionRow>(this.sql.listAfter, [tenant, limit + 1, after.createdAt, after.id])
+        : this.pool.query<SessionRow>(this.sql.listFirst, [tenant, limit + 1]),
+    );
+    const data = result.rows.slice(0, limit).map(fromRow);
+    const last = data.at(-1);
+    const next =
+      result.rows.length > limit && last ? encodeCursor({ createdAt: last.createdAt, id: last.id }) : null;
+    return { data, next };
+  }
+
+  /** Merges the patch (fields set to `undefined` are ignored) and sets `updatedAt` to now. */
+  async update(ref: SessionRef, patch: Patch): Promise<void> {
+    const assignments = ['updated_at = $3'];
+    const values: unknown[] = [ref.tenant, ref.id, Date.now()];
+    for (const [field, value] of Object.entries(patch)) {
+      const target = Object.hasOwn(UPDATABLE, field) ? UPDATABLE[field as keyof Patch] : undefined;
+      if (!target || value === undefined) continue;
+      values.push((target.toParam as (value: unknown) => unknown)(value));
+      assignments.push(`${target.column} = $${values.length}`);
+    }
+    await this.ready();
+    await pgTask('update session', () =>
+      this.pool.query(
+        `UPDATE ${this.table} SET ${assignments.join(', ')} WHERE tenant = $1 AND id = $2`,
+        values,
+      ),
+    );
+  }
+
+  async delete(ref: SessionRef): Promise<void> {
+    await this.ready();
+    await pgTask('delete session', () => this.pool.query(this.sql.delete, [ref.tenant, ref.id]));
+  }
+
+  private ready(): Promise<void> {
+    return ensurePostgresSchema(this.pool, this.schema);
+  }
+}
+
+const COLUMNS =
+  'id, tenant, title, metadata, pattern, agent, status, sdk_session_id, started, created_at, updated_at, usage, turns';
+
+const SELECTED = `id, tenant, title, metadata::text AS metadata, pattern, agent::text AS agent, status,
+  sdk_session_id, started, created_at, updated_at, usage::text AS usage, turns`;
+
+function sqlTexts(table: string) {
+  return {
+    insert: `INSERT INTO ${table} (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+      ON CONFLICT (tenant, id) DO NOTHING`,
+    select: `SELECT ${SELECTED} FROM ${table} WHERE tenant = $1 AND id = $2`,
+    listFirst: `SELECT ${SELECTED} FROM ${table} WHERE tenant = $1 ORDER BY created_at DESC, id DESC LIMIT $2`,
+    listAfter: `SELECT ${SELECTED} FROM ${table} WHERE tenant = $1 AND (created_at, id) < ($3, $4)
+      ORDER BY created_at DESC, id DESC LIMIT $2`,
+    delete: `DELETE FROM ${table} WHERE tenant = $1 AND id = $2`,
+  };
+}
+
+function fromRow(row: SessionRow): SessionRecord {
+  return {
+    id: row.id,
+    tenant: row.tenant,
+    title: row.title,
+    metadata: JSON.parse(row.metadata) as Record<string, string>,
+    pattern: row.pattern as Pattern,
+    agent: JSON.parse(row.agent) as AgentConfig,
+    status: row.status as SessionStatus,
+    sdkSessionId: row.sdk_session_id,
+    started: row.started,
+    createdAt: Number(row.created_at),
+    updatedAt: Number(row.updated_at),
+    usage: JSON.parse(row.usage) as Usage,
+    turns: row.turns,
+  };
+}
+
+function encodeCursor(position: CursorPosition): string {
+  return Buffer.from(`${position.createdAt}:${position.id}`, 'utf8').toString('base64url');
+}
+
+function decodeCursor(cursor: string): CursorPosition {
+  const invalid = () => new BerthError('invalid_request', 'invalid pagination cursor');
+  // Node's base64url decoder skips characters it does not know, so they are refused up front, and so is
+  // anything that would not encode back to itself (padding, stray trailing bits).
+  if (!/^[A-Za-z0-9_-]+$/.test(cursor)) throw invalid();
+  const text = Buffer.from(cursor, 'base64url').toString('utf8');
+  if (Buffer.from(text, 'utf8').toString('base64url') !== cursor) throw invalid();
+  const match = /^(\d{1,15}):(.+)$/s.exec(text);
+  if (!match?.[1] || match[2] === undefined) throw invalid();
+  return { createdAt: Number(match[1]), id: match[2] };
+}
