@@ -10,8 +10,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findProcesses, treeMarkerOf } from '../src/sandbox/process-tree.js';
 import type { StoredEvent } from '../src/session/events.js';
-import { openSqliteDatabase, SqliteSessionStore } from '../src/stores/sqlite.js';
+import { openStores } from '../src/stores/open-stores.js';
 import { startMockModel, type MockModel } from '../src/testing/index.js';
+import { postgresBackend } from './helpers/backends.js';
 import { expectSameTranscript, localTranscript } from './helpers/transcripts.js';
 
 const BIN = path.resolve('bin/berth.js');
@@ -92,18 +93,25 @@ async function markedProcesses(configDirs: string): Promise<number[]> {
   return found.map((p) => p.pid);
 }
 
-/** The one session's local JSONL transcript and what the embedded store holds for it. */
-async function transcripts(dataDir: string): Promise<{ local: unknown[]; stored: unknown[] }> {
+/**
+ * The one session's local JSONL transcript and what the store holds for it (the embedded store unless a
+ * URL is given). A networked store is read until the host's spool has shipped what it holds.
+ */
+async function transcripts(
+  dataDir: string,
+  storeUrl?: string,
+): Promise<{ local: unknown[]; stored: unknown[] }> {
   const { sdkSessionId, entries } = await localTranscript(dataDir);
-  const db = openSqliteDatabase(path.join(dataDir, 'berth.db'));
+  const stores = await openStores(storeUrl ?? `sqlite:${path.join(dataDir, 'berth.db')}`);
   try {
-    const stored = await new SqliteSessionStore({ db }).load({
-      projectKey: 'default',
-      sessionId: sdkSessionId,
-    });
-    return { local: entries, stored: stored ?? [] };
+    let stored: unknown[] = [];
+    for (let i = 0; i < 100 && stored.length < entries.length; i++) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 100));
+      stored = (await stores.transcriptStore.load({ projectKey: 'default', sessionId: sdkSessionId })) ?? [];
+    }
+    return { local: entries, stored };
   } finally {
-    db.close();
+    await stores.close();
   }
 }
 
@@ -154,72 +162,81 @@ describe('berth serve', () => {
     }
   });
 
-  it('after a SIGKILL, the next host kills the orphans and the session resumes', async () => {
-    const cwd = path.join(dir, 'crash');
-    await mkdir(cwd);
-    const script = path.join(cwd, 'scenarios.json');
-    await writeFile(
-      script,
-      JSON.stringify([
-        { match: { userText: 'stall forever' }, steps: [{ text: 'never', fault: { stallMs: 1e12 } }] },
-        {
-          // A job that escapes into its own session: it outlives the CLI, so only a sweep can find it.
-          match: { userText: 'start the daemon' },
-          steps: [
-            {
-              toolUse: {
-                name: 'Bash',
-                input: {
-                  command:
-                    'cp "$(command -v sleep)" ./berthd && { setsid ./berthd 4800 >/dev/null 2>&1 & } ; until grep -qsa "^\\\\./berthd.4800" /proc/[0-9]*/cmdline; do :; done; echo ok',
+  it.each([
+    { store: 'sqlite (default)', backend: undefined },
+    { store: 'postgres', backend: postgresBackend() },
+  ])(
+    'after a SIGKILL, the next host kills the orphans and the session resumes: $store',
+    async ({ backend }) => {
+      const testStore = await backend?.create();
+      const storeArgs = testStore ? ['--store', testStore.url] : [];
+      const cwd = path.join(dir, `crash-${backend?.name ?? 'sqlite'}`);
+      await mkdir(cwd);
+      const script = path.join(cwd, 'scenarios.json');
+      await writeFile(
+        script,
+        JSON.stringify([
+          { match: { userText: 'stall forever' }, steps: [{ text: 'never', fault: { stallMs: 1e12 } }] },
+          {
+            // A job that escapes into its own session: it outlives the CLI, so only a sweep can find it.
+            match: { userText: 'start the daemon' },
+            steps: [
+              {
+                toolUse: {
+                  name: 'Bash',
+                  input: {
+                    command:
+                      'cp "$(command -v sleep)" ./berthd && { setsid ./berthd 4800 >/dev/null 2>&1 & } ; until grep -qsa "^\\\\./berthd.4800" /proc/[0-9]*/cmdline; do :; done; echo ok',
+                  },
                 },
               },
-            },
-            { text: 'started' },
-          ],
-        },
-      ]),
-    );
-    const first = run(['serve', '--port', '0', '--mock-script', script], cwd);
-    const [, base] = await waitForOutput(first, /listening on (http:\/\/[\d.:]+)/);
-    const id = (await api(base!, 'POST', '/v1/sessions', { agent: { allowed_tools: ['Bash'] } })).body
-      .id as string;
-    await turn(base!, id, 'remember the number 8675309');
-    await turn(base!, id, 'start the daemon');
-    const configDirs = path.join(cwd, '.berth', 'tenants');
-    expect((await markedProcesses(configDirs)).length).toBeGreaterThan(0);
-    await api(base!, 'POST', `/v1/sessions/${id}/events`, {
-      events: [{ type: 'user.message', content: 'stall forever' }],
-    });
-    await new Promise((res) => setTimeout(res, 500));
-    first.child.kill('SIGKILL');
-    await first.exit;
+              { text: 'started' },
+            ],
+          },
+        ]),
+      );
+      const first = run(['serve', '--port', '0', '--mock-script', script, ...storeArgs], cwd);
+      const [, base] = await waitForOutput(first, /listening on (http:\/\/[\d.:]+)/);
+      const id = (await api(base!, 'POST', '/v1/sessions', { agent: { allowed_tools: ['Bash'] } })).body
+        .id as string;
+      await turn(base!, id, 'remember the number 8675309');
+      await turn(base!, id, 'start the daemon');
+      const configDirs = path.join(cwd, '.berth', 'tenants');
+      expect((await markedProcesses(configDirs)).length).toBeGreaterThan(0);
+      await api(base!, 'POST', `/v1/sessions/${id}/events`, {
+        events: [{ type: 'user.message', content: 'stall forever' }],
+      });
+      await new Promise((res) => setTimeout(res, 500));
+      first.child.kill('SIGKILL');
+      await first.exit;
 
-    const second = run(['serve', '--port', '0', '--model-endpoint', model.url], cwd);
-    const [, base2] = await waitForOutput(second, /listening on (http:\/\/[\d.:]+)/);
-    try {
-      // The new host swept what the killed one left: the CLI, and the job that escaped into its own session.
-      expect(second.stderr).toMatch(/killed \d+ process\(es\) that an earlier host left running/);
-      expect(await markedProcesses(configDirs)).toEqual([]);
-      const history = (await api(base2!, 'GET', `/v1/sessions/${id}/events`)).body.data as StoredEvent[];
-      const tail = history.slice(-2);
-      expect(tail[0]).toMatchObject({ type: 'session.error', error: { type: 'host_restarted' } });
-      expect(tail[1]).toMatchObject({ type: 'session.status_idle' });
-      expect((await api(base2!, 'GET', `/v1/sessions/${id}`)).body.status).toBe('idle');
-      // Nothing the killed host's subprocess wrote is missing from the store: entry for entry, the store
-      // holds the local transcript (the turn in flight had not been mirrored when the host died).
-      const { local, stored } = await transcripts(path.join(cwd, '.berth'));
-      expect(local.some((e) => JSON.stringify(e).includes('stall forever'))).toBe(true);
-      expectSameTranscript(stored, local);
-      const events = await turn(base2!, id, 'which number?');
-      expect(JSON.stringify(events)).toContain('which number?');
-      const request = model.requests.findLast((r) => r.isMain && r.userText === 'which number?');
-      expect(JSON.stringify(request?.messages)).toContain('remember the number 8675309');
-    } finally {
-      second.child.kill('SIGTERM');
-      expect(await second.exit).toBe(0);
-    }
-  });
+      const second = run(['serve', '--port', '0', '--model-endpoint', model.url, ...storeArgs], cwd);
+      const [, base2] = await waitForOutput(second, /listening on (http:\/\/[\d.:]+)/);
+      try {
+        // The new host swept what the killed one left: the CLI, and the job that escaped into its own session.
+        expect(second.stderr).toMatch(/killed \d+ process\(es\) that an earlier host left running/);
+        expect(await markedProcesses(configDirs)).toEqual([]);
+        const history = (await api(base2!, 'GET', `/v1/sessions/${id}/events`)).body.data as StoredEvent[];
+        const tail = history.slice(-2);
+        expect(tail[0]).toMatchObject({ type: 'session.error', error: { type: 'host_restarted' } });
+        expect(tail[1]).toMatchObject({ type: 'session.status_idle' });
+        expect((await api(base2!, 'GET', `/v1/sessions/${id}`)).body.status).toBe('idle');
+        // Nothing the killed host's subprocess wrote is missing from the store: entry for entry, the store
+        // holds the local transcript (the turn in flight had not been mirrored when the host died).
+        const { local, stored } = await transcripts(path.join(cwd, '.berth'), testStore?.url);
+        expect(local.some((e) => JSON.stringify(e).includes('stall forever'))).toBe(true);
+        expectSameTranscript(stored, local);
+        const events = await turn(base2!, id, 'which number?');
+        expect(JSON.stringify(events)).toContain('which number?');
+        const request = model.requests.findLast((r) => r.isMain && r.userText === 'which number?');
+        expect(JSON.stringify(request?.messages)).toContain('remember the number 8675309');
+      } finally {
+        second.child.kill('SIGTERM');
+        expect(await second.exit).toBe(0);
+        await testStore?.cleanup();
+      }
+    },
+  );
 
   it('rejects bad flags with a clear message and exit code 2', async () => {
     for (const [args, message] of [

@@ -12,6 +12,7 @@ export const STORE_URL_FORMS = [
   'sqlite:PATH',
   'memory:',
   'postgres://USER@HOST:PORT/DB[?schema=NAME]',
+  's3://BUCKET/PREFIX?endpoint=URL&region=R&forcePathStyle=true',
 ] as const;
 
 export async function openStores(url: string): Promise<Stores> {
@@ -63,6 +64,10 @@ export async function openStores(url: string): Promise<Stores> {
     case 'postgresql': {
       const { openPostgresStores } = await import('./postgres.js');
       return openPostgresStores(url);
+    }
+    case 's3': {
+      const { openS3Stores } = await import('./s3.js');
+      return openS3Stores(url);
     }
     default:
       throw new BerthError(
