@@ -12,6 +12,7 @@ export const STORE_URL_FORMS = [
   'sqlite:PATH',
   'memory:',
   'postgres://USER@HOST:PORT/DB[?schema=NAME]',
+  'redis://[USER:PASSWORD@]HOST:PORT[/DB][?prefix=NAME&ttl=DURATION]',
   's3://BUCKET/PREFIX?endpoint=URL&region=R&forcePathStyle=true',
 ] as const;
 
@@ -64,6 +65,11 @@ export async function openStores(url: string): Promise<Stores> {
     case 'postgresql': {
       const { openPostgresStores } = await import('./postgres.js');
       return openPostgresStores(url);
+    }
+    case 'redis':
+    case 'rediss': {
+      const { openRedisStores } = await import('./redis.js');
+      return openRedisStores(url);
     }
     case 's3': {
       const { openS3Stores } = await import('./s3.js');

@@ -1,0 +1,107 @@
+/**
+ * The event log on Redis: one sorted set per session, scored by `seq` (see `redis-keys.ts`).
+ */
+import { BerthError } from '../errors.js';
+import type { StoredEvent } from '../session/events.js';
+import { checkRedisClient, RedisScript, redisCall, replyString } from './redis-client.js';
+import type { RedisClient } from './redis-client.js';
+import { checkRedisPrefix, DEFAULT_REDIS_PREFIX, eventLogKey } from './redis-keys.js';
+import type { EventLog } from './types.js';
+
+/** Options of {@link RedisEventLog}. */
+export interface RedisEventLogOptions {
+  /** A ready-made ioredis client (standalone or Cluster); the log never connects or closes it. */
+  redis: RedisClient;
+  /**
+   * Namespace of every key the log writes (see {@link checkRedisPrefix}).
+   * @default 'berth'
+   */
+  prefix?: string;
+}
+
+/**
+ * Stores a batch whole, or none of it when a seq is already stored or repeats within the batch.
+ * KEYS: 1 the session's log. ARGV: n, then n seqs, then n events as JSON.
+ * Returns nil when stored, else the offending seq.
+ */
+const APPEND = new RedisScript(`
+local n = tonumber(ARGV[1])
+local seen = {}
+for i = 1, n do
+  local seq = ARGV[1 + i]
+  if seen[seq] or redis.call('ZCOUNT', KEYS[1], seq, seq) > 0 then return seq end
+  seen[seq] = true
+end
+local batch = {}
+for i = 1, n do
+  batch[#batch + 1] = ARGV[1 + i]
+  batch[#batch + 1] = ARGV[1 + n + i]
+  -- unpack() is bounded by the Lua C stack (8000 slots), so add in chunks.
+  if #batch >= 1000 then
+    redis.call('ZADD', KEYS[1], unpack(batch))
+    batch = {}
+  end
+end
+if #batch > 0 then redis.call('ZADD', KEYS[1], unpack(batch)) end
+return nil
+`);
+
+/**
+ * Every event of every session in Redis, keyed by (session id, seq). A batch is stored whole or not at
+ * all; a `seq` that is already stored fails the batch with code `internal`, because two writers numbering
+ * the same session's events is a bug that must surface, not be papered over. Each member is the event's
+ * JSON, which includes its `seq`, so two events never share a member. Other failures come back as
+ * rejected promises with code `store_unavailable`.
+ */
+export class RedisEventLog implements EventLog {
+  private readonly redis: RedisClient;
+  private readonly prefix: string;
+
+  constructor(options: RedisEventLogOptions) {
+    checkRedisClient(options.redis);
+    this.redis = options.redis;
+    this.prefix = checkRedisPrefix(options.prefix ?? DEFAULT_REDIS_PREFIX);
+  }
+
+  async append(sessionId: string, events: StoredEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    const seqs: string[] = [];
+    for (const event of events) {
+      if (!Number.isSafeInteger(event.seq)) {
+        throw new BerthError('internal', `event seq ${event.seq} of session ${sessionId} is not an integer`);
+      }
+      seqs.push(String(event.seq));
+    }
+    const args = [String(events.length), ...seqs, ...events.map((event) => JSON.stringify(event))];
+    const conflict = await redisCall('append events', () =>
+      APPEND.run(this.redis, [eventLogKey(this.prefix, sessionId)], args),
+    );
+    if (conflict != null) {
+      throw new BerthError(
+        'internal',
+        `event seq ${replyString(conflict, 'conflicting seq')} of session ${sessionId} is already stored`,
+      );
+    }
+  }
+
+  async list(sessionId: string, options: { after: number; limit: number }): Promise<StoredEvent[]> {
+    // A caller asking for nothing gets nothing (ZRANGE reads a negative count as "all").
+    if (!(options.limit > 0)) return [];
+    const key = eventLogKey(this.prefix, sessionId);
+    const count = Number.isFinite(options.limit) ? Math.floor(options.limit) : -1;
+    const rows = await redisCall('list events', () =>
+      this.redis.zrange(key, `(${options.after}`, '+inf', 'BYSCORE', 'LIMIT', 0, count),
+    );
+    return rows.map((json) => JSON.parse(json) as StoredEvent);
+  }
+
+  async lastSeq(sessionId: string): Promise<number> {
+    const key = eventLogKey(this.prefix, sessionId);
+    const [last] = await redisCall('read last event seq', () => this.redis.zrange(key, '-1', '-1'));
+    return last === undefined ? 0 : (JSON.parse(last) as StoredEvent).seq;
+  }
+
+  async deleteSession(sessionId: string): Promise<void> {
+    await redisCall('delete events', () => this.redis.unlink(eventLogKey(this.prefix, sessionId)));
+  }
+}

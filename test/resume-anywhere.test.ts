@@ -1,0 +1,47 @@
+/**
+ * A session resumes on another host that shares only the store: a second `berth serve` with its own data
+ * dir (so its sessions' cwds, config dirs and local transcripts are elsewhere) finds the session and
+ * resumes it, and the model receives the earlier turns. For each networked backend.
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import { startMockModel, type MockModel } from '../src/testing/index.js';
+import { allBackends } from './helpers/backends.js';
+import { TestBerth, replyTexts } from './helpers/berth.js';
+
+const backends = allBackends();
+let model: MockModel | undefined;
+
+afterAll(async () => {
+  await model?.close();
+  for (const b of backends) await b.close();
+});
+
+describe.each(backends)('resume on another host: $name', (backend) => {
+  it('the second host finds the session and the model receives the earlier turns', async () => {
+    model ??= await startMockModel();
+    const store = await backend.create();
+    const first = await TestBerth.start({ model, args: ['--store', store.url] });
+    let second: TestBerth | undefined;
+    try {
+      const id = await first.createSession({ title: `moves (${backend.name})` });
+      await first.turn(id, `the code word is marmalade-${backend.name}`);
+      await first.dispose();
+
+      second = await TestBerth.start({ model, args: ['--store', store.url] });
+      expect(second.dataDir).not.toBe(first.dataDir);
+      const got = await second.api('GET', `/v1/sessions/${id}`);
+      expect(got.body).toMatchObject({ id, status: 'idle', turns: 1 });
+      expect((await second.history(id)).some((e) => e.type === 'user.message')).toBe(true);
+
+      const question = `what was the code word, ${backend.name}?`;
+      const events = await second.turn(id, question);
+      expect(replyTexts(events).join()).toContain(question);
+      const request = model.requests.findLast((r) => r.isMain && r.userText === question);
+      expect(JSON.stringify(request?.messages)).toContain(`the code word is marmalade-${backend.name}`);
+    } finally {
+      await second?.dispose();
+      await first.dispose();
+      await store.cleanup();
+    }
+  });
+});
