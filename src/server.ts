@@ -61,11 +61,13 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
     cleanups.add(() => stores.close());
     // The mirror is made before the host it reports to.
     const reportTo: { host?: SessionHost } = {};
-    let transcriptStore = stores.transcriptStore;
+    let { transcriptStore, registry, eventLog } = stores;
     if (stores.shared) {
-      // A networked store can be down; the mirror keeps every entry on this host's disk until it is back.
+      // A networked store can be down; the mirror keeps every write on this host's disk until it is back.
       const mirror = new DurableMirror({
         backend: stores.transcriptStore,
+        eventLog: stores.eventLog,
+        registry: stores.registry,
         spoolPath: path.join(config.dataDir, 'spool.db'),
         onDelayed: (key, err) => reportTo.host?.reportMirrorDelay(key.projectKey, key.sessionId, err),
         onRecovered: (backlog) =>
@@ -78,10 +80,12 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
         await mirror.close();
       });
       transcriptStore = mirror;
+      registry = mirror.registry;
+      eventLog = mirror.eventLog;
     }
     const host = new SessionHost({
-      registry: stores.registry,
-      eventLog: stores.eventLog,
+      registry,
+      eventLog,
       transcriptStore,
       dataDir: config.dataDir,
       modelEndpoint,

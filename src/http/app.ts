@@ -166,7 +166,6 @@ export function createApp(options: AppOptions): Hono<Env> {
   app.get('/v1/sessions/:id/events', async (c) => {
     const q = parse(listEventsQuery, c.req.query(), 'query');
     const s = await session(c);
-    await s.events.flush();
     const limit = q.limit ?? 100;
     const data = await s.events.list(q.after ?? 0, limit);
     const last = data.at(-1);

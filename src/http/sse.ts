@@ -40,7 +40,6 @@ export function streamSessionEvents(c: Context, session: Session, options: Strea
     try {
       let sent = options.after ?? session.events.lastSeq;
       if (options.after !== undefined) {
-        await session.events.flush().catch(() => undefined);
         for (;;) {
           const page = await session.events.list(sent, REPLAY_PAGE);
           for (const event of page) {

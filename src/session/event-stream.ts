@@ -9,6 +9,9 @@ import type { NewEvent, StoredEvent } from './events.js';
 
 export type EventListener = (event: StoredEvent) => void;
 
+/** How many of a session's latest events are kept in memory for readers. */
+const RECENT_EVENTS = 1000;
+
 function eventId(): string {
   return `evt_${randomBytes(12).toString('base64url')}`;
 }
@@ -18,6 +21,8 @@ export class SessionEventStream {
   private readonly listeners = new Set<EventListener>();
   private writing: Promise<void> = Promise.resolve();
   private readonly unwritten: StoredEvent[] = [];
+  /** The latest events this process emitted, contiguous in seq. */
+  private readonly recent: StoredEvent[] = [];
   private writeError: Error | undefined;
 
   constructor(
@@ -43,6 +48,8 @@ export class SessionEventStream {
       seq: ++this.seq,
       created_at: createdAt,
     }));
+    this.recent.push(...stored);
+    if (this.recent.length > RECENT_EVENTS) this.recent.splice(0, this.recent.length - RECENT_EVENTS);
     // Events emitted while a write is queued join that write: one transaction for a burst of events.
     const scheduleWrite = this.unwritten.length === 0;
     this.unwritten.push(...stored);
@@ -77,8 +84,18 @@ export class SessionEventStream {
     }
   }
 
-  /** Stored events with `seq > after`, oldest first; call `flush()` first to include the latest. */
-  list(after: number, limit: number): Promise<StoredEvent[]> {
+  /**
+   * Stored events with `seq > after`, oldest first. Recent events come from memory (so reconnecting
+   * clients and pollers cost the store nothing, and work while it is down); older ones from the log, after
+   * waiting for pending writes.
+   */
+  async list(after: number, limit: number): Promise<StoredEvent[]> {
+    const oldest = this.recent[0];
+    if (oldest && after >= oldest.seq - 1) {
+      const from = after - oldest.seq + 1;
+      return this.recent.slice(from, from + Math.max(0, limit));
+    }
+    await this.flush();
     return this.log.list(this.key, { after, limit });
   }
 

@@ -5,7 +5,10 @@ import type { SessionKey, SessionStore, SessionStoreEntry } from '@anthropic-ai/
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { runSessionStoreConformance } from '../testing/session-store-conformance.js';
 import { DurableMirror } from './durable-mirror.js';
-import { openSqliteDatabase, SqliteSessionStore } from './sqlite.js';
+import { event } from '../testing/event-log-conformance.js';
+import { record } from '../testing/registry-conformance.js';
+import { openSqliteDatabase, SqliteEventLog, SqliteRegistry, SqliteSessionStore } from './sqlite.js';
+import type { EventLog, SessionRegistry } from './types.js';
 
 /** A real (SQLite) store whose availability the test switches, like a backend behind a flaky network. */
 class SwitchableStore implements SessionStore {
@@ -200,6 +203,81 @@ describe('DurableMirror', () => {
     const m = mirror(store);
     await m.append(KEY, [entry(1)]);
     await expect(m.drain(AbortSignal.timeout(50))).rejects.toThrow();
+  });
+});
+
+describe('DurableMirror: events and registry', () => {
+  /** A SQLite event log and registry that the test can take down. */
+  function stores() {
+    const db = openSqliteDatabase(':memory:');
+    cleanups.push(() => void db.close());
+    const state = { down: false, failAfterWriteOnce: false };
+    const log = new SqliteEventLog({ db });
+    const registry = new SqliteRegistry({ db });
+    const guard = <T>(op: () => Promise<T>): Promise<T> =>
+      state.down ? Promise.reject(new Error('connection refused')) : op();
+    const eventLog: EventLog = {
+      append: async (key, events) => {
+        await guard(() => log.append(key, events));
+        if (state.failAfterWriteOnce) {
+          state.failAfterWriteOnce = false;
+          throw new Error('connection reset after the write');
+        }
+      },
+      list: (key, o) => guard(() => log.list(key, o)),
+      lastSeq: (key) => guard(() => log.lastSeq(key)),
+      deleteSession: (key) => guard(() => log.deleteSession(key)),
+    };
+    const reg: SessionRegistry = {
+      create: (r) => guard(() => registry.create(r)),
+      get: (r) => guard(() => registry.get(r)),
+      list: (t, p) => guard(() => registry.list(t, p)),
+      update: (r, p) => guard(() => registry.update(r, p)),
+      delete: (r) => guard(() => registry.delete(r)),
+    };
+    return { state, log, registry, eventLog, reg };
+  }
+
+  it('spools events while the log is down, reads them merged, and ships them in order', async () => {
+    const s = stores();
+    const m = mirror(backend().inner, { eventLog: s.eventLog, registry: s.reg });
+    const events = m.eventLog;
+    await events.append('acme/s1', [event(1), event(2)]);
+    await m.drain();
+    s.state.down = true;
+    await events.append('acme/s1', [event(3)]);
+    await events.append('acme/s1', [event(4), event(5)]);
+    s.state.down = false;
+    expect((await events.list('acme/s1', { after: 1, limit: 3 })).map((e) => e.seq)).toEqual([2, 3, 4]);
+    expect(await events.lastSeq('acme/s1')).toBe(5);
+    await m.drain();
+    expect((await s.log.list('acme/s1', { after: 0, limit: 10 })).map((e) => e.seq)).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it('skips an event batch the log already holds and still ships the batches after it', async () => {
+    const s = stores();
+    s.state.failAfterWriteOnce = true;
+    const m = mirror(backend().inner, { eventLog: s.eventLog, registry: s.reg });
+    await m.eventLog.append('acme/s1', [event(1)]);
+    await m.eventLog.append('acme/s1', [event(2)]);
+    await m.drain();
+    expect((await s.log.list('acme/s1', { after: 0, limit: 10 })).map((e) => e.seq)).toEqual([1, 2]);
+  });
+
+  it('spools registry updates, applies them to reads, and ships them merged', async () => {
+    const s = stores();
+    const m = mirror(backend().inner, { eventLog: s.eventLog, registry: s.reg });
+    const reg = m.registry;
+    await reg.create(record('s1'));
+    s.state.down = true;
+    await reg.update({ tenant: 'acme', id: 's1' }, { status: 'running' });
+    await reg.update({ tenant: 'acme', id: 's1' }, { turns: 3 });
+    s.state.down = false;
+    expect(await reg.get({ tenant: 'acme', id: 's1' })).toMatchObject({ status: 'running', turns: 3 });
+    await m.drain();
+    expect(await s.registry.get({ tenant: 'acme', id: 's1' })).toMatchObject({ status: 'running', turns: 3 });
+    await reg.delete({ tenant: 'acme', id: 's1' });
+    expect(await reg.get({ tenant: 'acme', id: 's1' })).toBeUndefined();
   });
 });
 

@@ -1,17 +1,25 @@
 /**
- * A transcript store that loses nothing when its backend is down.
+ * Host writes that lose nothing when the store is down.
  *
  * The SDK's own mirror retries a failed `append` three times and then drops the batch. Berth puts this in
- * front of a networked store instead: `append` writes the batch to a spool on the host's disk and returns,
- * and a shipper drains the spool to the backend in order, retrying with backoff for as long as it takes.
- * Shipping is idempotent for entries with a `uuid` (the backends skip uuids they hold), so a batch that
- * reached the backend just before a crash is harmless to ship again. `load` adds what is still spooled for
- * the key, so this host reads its own writes during an outage, and a host restarted on the same data dir
- * drains what its spool still holds.
+ * front of a networked store instead: every write a host makes (transcript batches from the SDK, session
+ * events, registry updates) lands in a spool on the host's disk and returns, and one shipper drains the
+ * spool to the store in order, retrying with backoff for as long as it takes. Reads on this host merge
+ * what is still spooled, so a host reads its own writes during an outage, and a host restarted on the
+ * same data dir ships what its spool still holds.
  *
- * Spool layout (SQLite, WAL): `spool(seq, project_key, session_id, subpath, entries)`, one row per
- * `append` call, `seq` AUTOINCREMENT (the shipping order), `subpath` `''` for the main transcript,
- * `entries` the batch as JSON text. A row is deleted only after the backend accepted it.
+ * Shipping is idempotent: transcript entries carry uuids that every store skips when it holds them, an
+ * event batch whose seqs the log already holds was shipped before (event-log appends are all or nothing),
+ * and a registry patch can be applied twice. So a write that reached the store just before the host died,
+ * and is still spooled, is harmless to ship again.
+ *
+ * Spool layout (SQLite, WAL): `ops(seq, kind, scope, name, subpath, payload)`, one row per write, `seq`
+ * AUTOINCREMENT (the shipping order); a row is deleted only after the store accepted it.
+ * - `transcript`: scope = projectKey, name = sessionId, subpath (`''` for the main transcript),
+ *   payload = the entries.
+ * - `events`: scope = the event log key, payload = the events.
+ * - `registry`: scope = tenant, name = session id, payload = the patch.
+ * Creating and deleting sessions are not spooled: they go to the store at once and fail while it is down.
  */
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
@@ -23,11 +31,17 @@ import type {
   SessionSummaryEntry,
 } from '@anthropic-ai/claude-agent-sdk';
 import Database from 'better-sqlite3';
-import { describeError } from '../errors.js';
+import { isBerthError } from '../errors.js';
+import type { StoredEvent } from '../session/events.js';
+import type { EventLog, ListPage, SessionRecord, SessionRef, SessionRegistry } from './types.js';
 
 export interface DurableMirrorOptions {
-  /** Where the entries end up. */
+  /** Where transcript entries end up. */
   backend: SessionStore;
+  /** Where session events end up; without it, {@link DurableMirror.eventLog} is unavailable. */
+  eventLog?: EventLog;
+  /** Where registry updates end up; without it, {@link DurableMirror.registry} is unavailable. */
+  registry?: SessionRegistry;
   /** The spool's SQLite file (created with its directory). */
   spoolPath: string;
   /** First retry delay after a failed shipment; doubles up to `maxBackoffMs`. @default 100 */
@@ -35,20 +49,23 @@ export interface DurableMirrorOptions {
   /** @default 5000 */
   maxBackoffMs?: number;
   /**
-   * Called once per outage for each session whose entries wait in the spool (the main transcript's key),
-   * so the session's clients can be told that mirroring is delayed.
+   * Called once per outage for each session whose transcript entries wait in the spool, so the session's
+   * clients can be told that mirroring is delayed.
    */
   onDelayed?: (key: { projectKey: string; sessionId: string }, error: unknown) => void;
-  /** Called when the backend accepts entries again after an outage. */
+  /** Called when the store accepts writes again after an outage, with the backlog left to ship. */
   onRecovered?: (backlog: number) => void;
 }
 
-interface SpoolRow {
+type Kind = 'transcript' | 'events' | 'registry';
+
+interface OpRow {
   seq: number;
-  project_key: string;
-  session_id: string;
+  kind: Kind;
+  scope: string;
+  name: string;
   subpath: string;
-  entries: string;
+  payload: string;
 }
 
 /** How many spooled rows one shipping round reads. */
@@ -56,14 +73,14 @@ const SHIP_ROWS = 200;
 
 const MAIN = '';
 
-function keyOf(row: Pick<SpoolRow, 'project_key' | 'session_id' | 'subpath'>): SessionKey {
-  return row.subpath === MAIN
-    ? { projectKey: row.project_key, sessionId: row.session_id }
-    : { projectKey: row.project_key, sessionId: row.session_id, subpath: row.subpath };
+function sameTarget(a: OpRow, b: OpRow): boolean {
+  return a.kind === b.kind && a.scope === b.scope && a.name === b.name && a.subpath === b.subpath;
 }
 
-function sameKey(a: SpoolRow, b: SpoolRow): boolean {
-  return a.project_key === b.project_key && a.session_id === b.session_id && a.subpath === b.subpath;
+function transcriptKey(row: OpRow): SessionKey {
+  return row.subpath === MAIN
+    ? { projectKey: row.scope, sessionId: row.name }
+    : { projectKey: row.scope, sessionId: row.name, subpath: row.subpath };
 }
 
 export class DurableMirror implements SessionStore {
@@ -75,7 +92,7 @@ export class DurableMirror implements SessionStore {
   private wake: (() => void) | undefined;
   private readonly stop = new AbortController();
   private readonly shipper: Promise<void>;
-  /** Set while the backend is failing: the sessions already told about this outage. */
+  /** Set while the store is failing: the sessions already told about this outage. */
   private outage: { notified: Set<string>; error: unknown } | undefined;
   private idleWaiters: Array<() => void> = [];
   private closing: Promise<void> | undefined;
@@ -90,54 +107,56 @@ export class DurableMirror implements SessionStore {
     this.db.pragma('journal_mode = WAL');
     // NORMAL with WAL is durable against a process crash (SIGKILL), which is the failure this guards.
     this.db.pragma('synchronous = NORMAL');
-    this.db.exec(`CREATE TABLE IF NOT EXISTS spool (
-      seq         INTEGER PRIMARY KEY AUTOINCREMENT,
-      project_key TEXT NOT NULL,
-      session_id  TEXT NOT NULL,
-      subpath     TEXT NOT NULL,
-      entries     TEXT NOT NULL
+    this.db.exec(`CREATE TABLE IF NOT EXISTS ops (
+      seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+      kind    TEXT NOT NULL,
+      scope   TEXT NOT NULL,
+      name    TEXT NOT NULL,
+      subpath TEXT NOT NULL,
+      payload TEXT NOT NULL
     );
-    CREATE INDEX IF NOT EXISTS spool_by_key ON spool (project_key, session_id, subpath, seq);`);
+    CREATE INDEX IF NOT EXISTS ops_by_target ON ops (kind, scope, name, subpath, seq);`);
     this.sql = prepare(this.db);
     this.shipper = this.ship();
   }
 
-  /** Rows waiting to be shipped. */
+  /** Writes waiting to be shipped. */
   get backlog(): number {
     return this.sql.count.get()!.n;
   }
 
-  /** True while the backend is refusing entries. */
+  /** True while the store is refusing writes. */
   get delayed(): boolean {
     return this.outage !== undefined;
   }
 
+  // --- transcripts (the SDK's SessionStore) ---
+
   append(key: SessionKey, entries: SessionStoreEntry[]): Promise<void> {
     if (entries.length === 0) return Promise.resolve();
     try {
-      this.sql.insert.run(key.projectKey, key.sessionId, key.subpath ?? MAIN, JSON.stringify(entries));
+      this.spool('transcript', key.projectKey, key.sessionId, key.subpath ?? MAIN, entries);
     } catch (err) {
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
     if (this.outage) this.notifyDelayed(key.projectKey, key.sessionId);
-    this.wake?.();
     return Promise.resolve();
   }
 
-  /** The backend's entries followed by those still spooled for the key (skipping uuids already loaded). */
+  /** The store's entries followed by those still spooled for the key (skipping uuids already loaded). */
   async load(key: SessionKey): Promise<SessionStoreEntry[] | null> {
     // Holding the lock keeps the shipper from moving rows between the two reads, which would show
     // entries without a uuid twice (in both) or not at all (in neither).
     const { spooled, stored } = await this.exclusive(async () => ({
-      spooled: this.sql.byKey.all(key.projectKey, key.sessionId, key.subpath ?? MAIN),
+      spooled: this.sql.byTarget.all('transcript', key.projectKey, key.sessionId, key.subpath ?? MAIN),
       stored: await this.backend.load(key),
     }));
     if (spooled.length === 0) return stored;
     const entries = stored ?? [];
     const seen = new Set(entries.map((e) => e.uuid).filter((u): u is string => typeof u === 'string'));
-    // A batch that reached the backend just before a crash can still be spooled: uuid dedup covers it.
+    // A batch that reached the store just before a crash can still be spooled: uuid dedup covers it.
     for (const row of spooled) {
-      for (const entry of JSON.parse(row.entries) as SessionStoreEntry[]) {
+      for (const entry of JSON.parse(row.payload) as SessionStoreEntry[]) {
         if (typeof entry.uuid === 'string') {
           if (seen.has(entry.uuid)) continue;
           seen.add(entry.uuid);
@@ -163,8 +182,8 @@ export class DurableMirror implements SessionStore {
   /** Under the lock, so that no batch of the key that is being shipped lands after the delete. */
   delete(key: SessionKey): Promise<void> {
     return this.exclusive(async () => {
-      if (key.subpath === undefined) this.sql.deleteSession.run(key.projectKey, key.sessionId);
-      else this.sql.deleteKey.run(key.projectKey, key.sessionId, key.subpath);
+      if (key.subpath === undefined) this.sql.dropSession.run('transcript', key.projectKey, key.sessionId);
+      else this.sql.dropTarget.run('transcript', key.projectKey, key.sessionId, key.subpath);
       await this.backend.delete?.(key);
     });
   }
@@ -174,6 +193,81 @@ export class DurableMirror implements SessionStore {
     const spooled = this.sql.subpaths.all(key.projectKey, key.sessionId).map((r) => r.subpath);
     return [...new Set([...stored, ...spooled])];
   }
+
+  // --- session events ---
+
+  /** An {@link EventLog} whose appends are spooled and whose reads include what is spooled. */
+  get eventLog(): EventLog {
+    const log = this.options.eventLog;
+    if (!log) throw new Error('DurableMirror: no eventLog was given');
+    return {
+      append: (key, events) => {
+        if (events.length > 0) this.spool('events', key, MAIN, MAIN, events);
+        return Promise.resolve();
+      },
+      list: async (key, { after, limit }) => {
+        const { spooled, stored } = await this.exclusive(async () => ({
+          spooled: this.sql.byTarget.all('events', key, MAIN, MAIN),
+          stored: await log.list(key, { after, limit }),
+        }));
+        if (spooled.length === 0) return stored;
+        const bySeq = new Map(stored.map((e) => [e.seq, e]));
+        for (const row of spooled) {
+          for (const event of JSON.parse(row.payload) as StoredEvent[]) {
+            if (event.seq > after && !bySeq.has(event.seq)) bySeq.set(event.seq, event);
+          }
+        }
+        return [...bySeq.values()].sort((a, b) => a.seq - b.seq).slice(0, Math.max(0, limit));
+      },
+      lastSeq: async (key) => {
+        const spooled = this.sql.byTarget.all('events', key, MAIN, MAIN);
+        const last = spooled.flatMap((r) => (JSON.parse(r.payload) as StoredEvent[]).map((e) => e.seq));
+        return Math.max(await log.lastSeq(key), ...last);
+      },
+      deleteSession: (key) =>
+        this.exclusive(async () => {
+          this.sql.dropTarget.run('events', key, MAIN, MAIN);
+          await log.deleteSession(key);
+        }),
+    };
+  }
+
+  // --- the session registry ---
+
+  /** A {@link SessionRegistry} whose updates are spooled and whose reads apply what is spooled. */
+  get registry(): SessionRegistry {
+    const registry = this.options.registry;
+    if (!registry) throw new Error('DurableMirror: no registry was given');
+    const withPatches = (record: SessionRecord): SessionRecord => {
+      let merged = record;
+      for (const row of this.sql.byTarget.all('registry', record.tenant, record.id, MAIN)) {
+        merged = { ...merged, ...(JSON.parse(row.payload) as Partial<SessionRecord>) };
+      }
+      return merged;
+    };
+    return {
+      create: (record) => registry.create(record),
+      get: async (ref) => {
+        const record = await this.exclusive(() => registry.get(ref));
+        return record && withPatches(record);
+      },
+      list: async (tenant, page): Promise<ListPage<SessionRecord>> => {
+        const result = await this.exclusive(() => registry.list(tenant, page));
+        return { ...result, data: result.data.map(withPatches) };
+      },
+      update: (ref: SessionRef, patch) => {
+        this.spool('registry', ref.tenant, ref.id, MAIN, { ...patch, updatedAt: Date.now() });
+        return Promise.resolve();
+      },
+      delete: (ref) =>
+        this.exclusive(async () => {
+          this.sql.dropTarget.run('registry', ref.tenant, ref.id, MAIN);
+          await registry.delete(ref);
+        }),
+    };
+  }
+
+  // --- shipping ---
 
   /** Resolves when the spool is empty, or rejects when `signal` aborts first. */
   async drain(signal?: AbortSignal): Promise<void> {
@@ -206,13 +300,22 @@ export class DurableMirror implements SessionStore {
     return this.closing;
   }
 
+  private spool(kind: Kind, scope: string, name: string, subpath: string, payload: unknown): void {
+    this.sql.insert.run(kind, scope, name, subpath, JSON.stringify(payload));
+    this.wake?.();
+  }
+
   /**
-   * Waits until nothing of the project is spooled, so that listings (read from the backend, where mtimes
-   * and summaries are kept) include this host's writes. During an outage it does not wait: the backend
-   * call that follows fails or answers with what it has.
+   * Waits until no transcript of the project is spooled, so that listings (read from the store, where
+   * mtimes and summaries are kept) include this host's writes. During an outage it does not wait: the
+   * store call that follows fails or answers with what it has.
    */
   private async shipped(projectKey: string): Promise<void> {
-    while (!this.outage && this.sql.countProject.get(projectKey)!.n > 0 && !this.stop.signal.aborted) {
+    while (
+      !this.outage &&
+      this.sql.countScope.get('transcript', projectKey)!.n > 0 &&
+      !this.stop.signal.aborted
+    ) {
       await new Promise<void>((resolve) => {
         this.idleWaiters.push(resolve);
         this.wake?.();
@@ -220,7 +323,7 @@ export class DurableMirror implements SessionStore {
     }
   }
 
-  /** Runs `task` while no other `exclusive` task runs (shipping a group, or a load's two reads). */
+  /** Runs `task` while no other `exclusive` task runs (shipping a group, or a read that merges the spool). */
   private exclusive<T>(task: () => Promise<T>): Promise<T> {
     const run = this.lock.then(task);
     this.lock = run.then(
@@ -243,7 +346,43 @@ export class DurableMirror implements SessionStore {
     }
   }
 
-  /** The shipper: oldest rows first, consecutive rows of one key in one backend call. */
+  /** Sends one group of consecutive rows with the same target to the store. */
+  private async shipGroup(group: readonly OpRow[]): Promise<void> {
+    const first = group[0]!;
+    const last = group.at(-1)!;
+    // A delete may have run since the rows were read: its rows are gone and must not be shipped.
+    if (!this.sql.exists.get(first.seq)) return;
+    switch (first.kind) {
+      case 'transcript': {
+        const entries = group.flatMap((r) => JSON.parse(r.payload) as SessionStoreEntry[]);
+        await this.backend.append(transcriptKey(first), entries);
+        break;
+      }
+      case 'events':
+        // One call per row: a row shipped before a crash fails as a whole (its seqs are taken) and is
+        // skipped, while the rows after it must still go.
+        for (const row of group) {
+          try {
+            await this.options.eventLog!.append(row.scope, JSON.parse(row.payload) as StoredEvent[]);
+          } catch (err) {
+            if (!isBerthError(err, 'internal')) throw err;
+          }
+          this.sql.deleteRow.run(row.seq);
+        }
+        return;
+      case 'registry': {
+        const patch = Object.assign(
+          {},
+          ...group.map((r) => JSON.parse(r.payload) as object),
+        ) as Partial<SessionRecord>;
+        await this.options.registry!.update({ tenant: first.scope, id: first.name }, patch);
+        break;
+      }
+    }
+    this.sql.deleteUpTo.run(first.kind, first.scope, first.name, first.subpath, last.seq);
+  }
+
+  /** The shipper: oldest rows first, consecutive rows of one target in one store call. */
   private async ship(): Promise<void> {
     let backoff = this.minBackoffMs;
     while (!this.stop.signal.aborted) {
@@ -257,16 +396,9 @@ export class DurableMirror implements SessionStore {
       try {
         for (let i = 0; i < rows.length && !this.stop.signal.aborted;) {
           let j = i + 1;
-          while (j < rows.length && sameKey(rows[i]!, rows[j]!)) j++;
+          while (j < rows.length && sameTarget(rows[i]!, rows[j]!)) j++;
           const group = rows.slice(i, j);
-          const entries = group.flatMap((r) => JSON.parse(r.entries) as SessionStoreEntry[]);
-          const first = group[0]!;
-          await this.exclusive(async () => {
-            // A delete may have run since the rows were read: its rows are gone and must not be shipped.
-            if (!this.sql.exists.get(first.seq)) return;
-            await this.backend.append(keyOf(first), entries);
-            this.sql.deleteUpTo.run(first.project_key, first.session_id, first.subpath, group.at(-1)!.seq);
-          });
+          await this.exclusive(() => this.shipGroup(group));
           i = j;
         }
         if (this.outage) {
@@ -277,8 +409,7 @@ export class DurableMirror implements SessionStore {
       } catch (err) {
         if (!this.outage) {
           this.outage = { notified: new Set(), error: err };
-          for (const row of this.sql.pendingSessions.all())
-            this.notifyDelayed(row.project_key, row.session_id);
+          for (const row of this.sql.pendingSessions.all()) this.notifyDelayed(row.scope, row.name);
         } else {
           this.outage.error = err;
         }
@@ -293,35 +424,33 @@ export class DurableMirror implements SessionStore {
 
 function prepare(db: Database.Database) {
   return {
-    insert: db.prepare<[string, string, string, string]>(
-      'INSERT INTO spool (project_key, session_id, subpath, entries) VALUES (?, ?, ?, ?)',
+    insert: db.prepare<[Kind, string, string, string, string]>(
+      'INSERT INTO ops (kind, scope, name, subpath, payload) VALUES (?, ?, ?, ?, ?)',
     ),
-    count: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM spool'),
-    exists: db.prepare<[number], { seq: number }>('SELECT seq FROM spool WHERE seq = ?'),
-    countProject: db.prepare<[string], { n: number }>(
-      'SELECT count(*) AS n FROM spool WHERE project_key = ?',
+    count: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM ops'),
+    exists: db.prepare<[number], { seq: number }>('SELECT seq FROM ops WHERE seq = ?'),
+    countScope: db.prepare<[Kind, string], { n: number }>(
+      'SELECT count(*) AS n FROM ops WHERE kind = ? AND scope = ?',
     ),
-    oldest: db.prepare<[number], SpoolRow>('SELECT * FROM spool ORDER BY seq LIMIT ?'),
-    byKey: db.prepare<[string, string, string], SpoolRow>(
-      'SELECT * FROM spool WHERE project_key = ? AND session_id = ? AND subpath = ? ORDER BY seq',
+    oldest: db.prepare<[number], OpRow>('SELECT * FROM ops ORDER BY seq LIMIT ?'),
+    byTarget: db.prepare<[Kind, string, string, string], OpRow>(
+      'SELECT * FROM ops WHERE kind = ? AND scope = ? AND name = ? AND subpath = ? ORDER BY seq',
     ),
     subpaths: db.prepare<[string, string], { subpath: string }>(
-      `SELECT DISTINCT subpath FROM spool WHERE project_key = ? AND session_id = ? AND subpath != '${MAIN}'`,
+      `SELECT DISTINCT subpath FROM ops WHERE kind = 'transcript' AND scope = ? AND name = ? AND subpath != '${MAIN}'`,
     ),
-    pendingSessions: db.prepare<[], { project_key: string; session_id: string }>(
-      'SELECT DISTINCT project_key, session_id FROM spool',
+    pendingSessions: db.prepare<[], { scope: string; name: string }>(
+      `SELECT DISTINCT scope, name FROM ops WHERE kind = 'transcript'`,
     ),
-    deleteUpTo: db.prepare<[string, string, string, number]>(
-      'DELETE FROM spool WHERE project_key = ? AND session_id = ? AND subpath = ? AND seq <= ?',
+    deleteRow: db.prepare<[number]>('DELETE FROM ops WHERE seq = ?'),
+    deleteUpTo: db.prepare<[Kind, string, string, string, number]>(
+      'DELETE FROM ops WHERE kind = ? AND scope = ? AND name = ? AND subpath = ? AND seq <= ?',
     ),
-    deleteKey: db.prepare<[string, string, string]>(
-      'DELETE FROM spool WHERE project_key = ? AND session_id = ? AND subpath = ?',
+    dropTarget: db.prepare<[Kind, string, string, string]>(
+      'DELETE FROM ops WHERE kind = ? AND scope = ? AND name = ? AND subpath = ?',
     ),
-    deleteSession: db.prepare<[string, string]>('DELETE FROM spool WHERE project_key = ? AND session_id = ?'),
+    dropSession: db.prepare<[Kind, string, string]>(
+      'DELETE FROM ops WHERE kind = ? AND scope = ? AND name = ?',
+    ),
   };
-}
-
-/** For logs: a one-line account of a shipping failure. */
-export function describeMirrorError(err: unknown): string {
-  return `the transcript store is not accepting entries (${describeError(err)}); they wait in the local spool`;
 }

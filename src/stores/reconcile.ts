@@ -10,6 +10,17 @@ import { access, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { SessionKey, SessionStore, SessionStoreEntry } from '@anthropic-ai/claude-agent-sdk';
 
+/**
+ * Line types the CLI writes to its local transcript that the SDK's mirror never sends to a store (seen
+ * with SDK 0.3.330: request shapes and blobs, which repeat the whole system prompt and tool list). They
+ * stay local; reconciling must not add them either.
+ */
+export const LOCAL_ONLY_TYPES: ReadonlySet<string> = new Set([
+  'api-request',
+  'api-request-shape',
+  'api-request-blob',
+]);
+
 /** The local transcript of an SDK session under a config dir, if this host has one. */
 export async function findLocalTranscript(
   configDir: string,
@@ -49,7 +60,14 @@ export async function reconcileTranscript(
     if (line.trim() === '') continue;
     try {
       const entry = JSON.parse(line) as SessionStoreEntry;
-      if (entry && typeof entry === 'object' && typeof entry.type === 'string') local.push(entry);
+      if (
+        entry &&
+        typeof entry === 'object' &&
+        typeof entry.type === 'string' &&
+        !LOCAL_ONLY_TYPES.has(entry.type)
+      ) {
+        local.push(entry);
+      }
     } catch {
       // a torn last line
     }

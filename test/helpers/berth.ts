@@ -121,7 +121,9 @@ export class TestBerth {
     const [sent] = await this.send(id, [{ type: 'user.message', content }]);
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const events = (await this.history(id)).filter((e) => e.seq > sent!.seq);
+      const res = await this.api('GET', `/v1/sessions/${id}/events?after=${sent!.seq}&limit=1000`);
+      if (res.status !== 200) throw new Error(`events: ${res.status} ${JSON.stringify(res.body)}`);
+      const events = res.body.data as StoredEvent[];
       const idle = events.find(
         (e) => e.type === 'session.status_idle' && e.stop_reason.type !== 'requires_action',
       );

@@ -3,8 +3,12 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { SessionStoreEntry } from '@anthropic-ai/claude-agent-sdk';
 import { expect } from 'vitest';
+import { LOCAL_ONLY_TYPES } from '../../src/stores/reconcile.js';
 
-/** The local JSONL transcript of an SDK session under a Berth data dir (tenant `default` unless given). */
+/**
+ * The local JSONL transcript of an SDK session under a Berth data dir (tenant `default` unless given),
+ * without the line types the SDK keeps local.
+ */
 export async function localTranscript(
   dataDir: string,
   sdkSessionId?: string,
@@ -20,7 +24,9 @@ export async function localTranscript(
     const entries = (await readFile(path.join(projects, project, file), 'utf8'))
       .split('\n')
       .filter((line) => line.trim() !== '')
-      .map((line) => JSON.parse(line) as SessionStoreEntry);
+      .map((line) => JSON.parse(line) as SessionStoreEntry)
+      // What the SDK never mirrors is not expected in a store.
+      .filter((entry) => !LOCAL_ONLY_TYPES.has(entry.type));
     return { sdkSessionId: file.replace(/\.jsonl$/, ''), entries };
   }
   throw new Error(`no local transcript under ${projects}`);

@@ -1,0 +1,63 @@
+/**
+ * The store goes down in the middle of a multi-turn session (a Redis of the test's own, killed and started
+ * again with its data). The session keeps working, its stream says once that mirroring is delayed, and
+ * when the store is back the backlog drains: the store then holds the subprocess's local transcript,
+ * entry for entry.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SessionStoreEntry } from '@anthropic-ai/claude-agent-sdk';
+import { openStores, type Stores } from '../src/stores/open-stores.js';
+import { TestBerth } from './helpers/berth.js';
+import { OwnRedis } from './helpers/redis-server.js';
+import { expectSameTranscript, localTranscript } from './helpers/transcripts.js';
+
+let redis: OwnRedis;
+let berth: TestBerth;
+let reader: Stores | undefined;
+
+beforeAll(async () => {
+  redis = await OwnRedis.start();
+  berth = await TestBerth.start({ args: ['--store', `${redis.url}?prefix=outage`] });
+});
+
+afterAll(async () => {
+  await berth?.dispose();
+  await reader?.close();
+  await redis?.close();
+});
+
+describe('a store outage', () => {
+  it('loses nothing, and the client hears about it once', async () => {
+    const id = await berth.createSession();
+    const stream = berth.stream(id, { after: 0 });
+    try {
+      await berth.turn(id, 'a turn before the outage');
+      await redis.down();
+      await berth.turn(id, 'a turn during the outage');
+      await berth.turn(id, 'another turn during the outage');
+      await stream.waitFor((e) => e.type === 'session.error' && e.error.type === 'mirror_delayed');
+      await berth.turn(id, 'a third turn during the outage');
+      const notices = stream.events.filter(
+        (e) => e.type === 'session.error' && e.error.type === 'mirror_delayed',
+      );
+      expect(notices).toHaveLength(1);
+
+      await redis.up();
+      // Stopping the host ends the subprocess (the SDK flushes what it holds) and drains the spool.
+      await berth.stop();
+      reader = await openStores(`${redis.url}?prefix=outage`);
+      const { sdkSessionId, entries: local } = await localTranscript(berth.dataDir);
+      const key = { projectKey: 'default', sessionId: sdkSessionId };
+      let stored: SessionStoreEntry[] = [];
+      for (let i = 0; i < 300; i++) {
+        stored = (await reader.transcriptStore.load(key)) ?? [];
+        if (stored.length >= local.length) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(local.some((e) => JSON.stringify(e).includes('a third turn during the outage'))).toBe(true);
+      expectSameTranscript(stored, local);
+    } finally {
+      stream.close();
+    }
+  });
+});
