@@ -97,6 +97,8 @@ export class DurableMirror implements SessionStore {
   private idleWaiters: Array<() => void> = [];
   private closing: Promise<void> | undefined;
   private lock: Promise<void> = Promise.resolve();
+  /** Set after a failed shipment: the store may hold writes whose answer never came back. */
+  private suspect = false;
 
   constructor(private readonly options: DurableMirrorOptions) {
     this.backend = options.backend;
@@ -354,8 +356,14 @@ export class DurableMirror implements SessionStore {
     if (!this.sql.exists.get(first.seq)) return;
     switch (first.kind) {
       case 'transcript': {
-        const entries = group.flatMap((r) => JSON.parse(r.payload) as SessionStoreEntry[]);
-        await this.backend.append(transcriptKey(first), entries);
+        const key = transcriptKey(first);
+        const batches = group.map((r) => JSON.parse(r.payload) as SessionStoreEntry[]);
+        // After a failure the store may hold a batch whose answer was lost. Entries with a uuid would be
+        // skipped, but entries without one would be stored twice: so look first, and ship only the
+        // batches the store does not end with.
+        const skip = this.suspect ? shippedPrefix(batches, (await this.backend.load(key)) ?? []) : 0;
+        const entries = batches.slice(skip).flat();
+        if (entries.length > 0) await this.backend.append(key, entries);
         break;
       }
       case 'events':
@@ -405,8 +413,10 @@ export class DurableMirror implements SessionStore {
           this.outage = undefined;
           this.options.onRecovered?.(this.backlog);
         }
+        this.suspect = false;
         backoff = this.minBackoffMs;
       } catch (err) {
+        this.suspect = true;
         if (!this.outage) {
           this.outage = { notified: new Set(), error: err };
           for (const row of this.sql.pendingSessions.all()) this.notifyDelayed(row.scope, row.name);
@@ -420,6 +430,36 @@ export class DurableMirror implements SessionStore {
       }
     }
   }
+}
+
+/** Object keys sorted, so that a store that reorders them (Postgres jsonb) compares equal. */
+function canonical(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(
+          Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+        )
+      : v,
+  );
+}
+
+/**
+ * How many of the leading `batches` the store already holds: the largest k such that the stored
+ * transcript ends with batches 0..k-1, in order. Appends are all-or-nothing in every adapter, so a batch
+ * whose answer was lost is either wholly at the end of the store or not there at all.
+ */
+export function shippedPrefix(
+  batches: readonly SessionStoreEntry[][],
+  stored: readonly SessionStoreEntry[],
+): number {
+  const tail = stored.map(canonical);
+  for (let k = batches.length; k > 0; k--) {
+    const head = batches.slice(0, k).flat().map(canonical);
+    if (head.length === 0 || head.length > tail.length) continue;
+    const offset = tail.length - head.length;
+    if (head.every((entry, i) => entry === tail[offset + i])) return k;
+  }
+  return 0;
 }
 
 function prepare(db: Database.Database) {
