@@ -10,8 +10,9 @@ import { parseArgs } from 'node:util';
 import { format, resolveConfig } from 'prettier';
 import { core } from './core.js';
 import type { Suite } from './lib.js';
+import { stores } from './stores.js';
 
-const SUITES: readonly Suite[] = [core];
+const SUITES: readonly Suite[] = [core, stores];
 /** Every suite together must finish well within this (2 cores); a hang ends the run instead. */
 const WATCHDOG_MS = 5 * 60_000;
 
