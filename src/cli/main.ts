@@ -4,6 +4,7 @@
  */
 import { SERVE_OPTIONS, parseServeConfig } from '../config.js';
 import { describeError, isBerthError } from '../errors.js';
+import { runConformanceCommand } from './conformance.js';
 import { runMockModelCommand } from './mock-model.js';
 import { runRunCommand } from './run.js';
 import { runServeCommand } from './serve.js';
@@ -14,6 +15,7 @@ Commands:
   serve              run the server (npm start)
   run "PROMPT"       run one task and print its result
   mock-model         run the scripted Messages API server alone
+  conformance URL    run the store conformance suites against a live backend
   help [command]     show help
 
 Run "berth help serve" for the server's options.`;
@@ -35,6 +37,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await runRunCommand(rest, process.env);
       case 'mock-model':
         return await runMockModelCommand(rest);
+      case 'conformance':
+        return await runConformanceCommand(rest);
       case undefined:
       case 'help':
       case '--help':

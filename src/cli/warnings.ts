@@ -7,7 +7,9 @@
 const EXPECTED_WARNINGS: ReadonlySet<string> = new Set(['CLAUDE_SDK_CAN_USE_TOOL_SHADOWED']);
 
 export function filterProcessWarnings(): void {
-  // Node prints warnings through its own 'warning' listener; replace it with one that skips ours.
+  // Node prints warnings through its own 'warning' listener, which it does not install under
+  // --no-warnings or NODE_NO_WARNINGS=1; replace it, when it is there, with one that skips ours.
+  if (process.listenerCount('warning') === 0) return;
   process.removeAllListeners('warning');
   process.on('warning', (warning: Error & { code?: string }) => {
     if (warning.code !== undefined && EXPECTED_WARNINGS.has(warning.code)) return;

@@ -2,8 +2,11 @@
  * `--store URL` to the stores Berth runs on. One URL names where transcripts, the session registry and
  * the event log live.
  */
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { BerthError, describeError } from '../errors.js';
+import { DEFAULT_POSTGRES_SCHEMA } from './postgres-schema.js';
+import { DEFAULT_REDIS_PREFIX } from './redis-keys.js';
 import type { Stores } from './types.js';
 
 export type { Stores } from './types.js';
@@ -21,23 +24,23 @@ export async function openStores(url: string): Promise<Stores> {
   const scheme = colon > 0 ? url.slice(0, colon).toLowerCase() : '';
   switch (scheme) {
     case 'sqlite': {
-      const file = url.slice(colon + 1).replace(/^\/\/(?=\/)/, '');
-      if (file === '' || file.includes('\0')) {
-        throw new BerthError(
-          'invalid_config',
-          `--store ${url}: sqlite: needs a file path, e.g. sqlite:./.berth/berth.db`,
-        );
-      }
+      const file = path.resolve(sqliteFile(url, colon));
       // Loaded on demand so that deployments on another backend never load the native module.
       const { openSqliteStores } = await import('./sqlite.js');
       try {
-        const stores = openSqliteStores(path.resolve(file));
+        const stores = openSqliteStores(file);
         return {
           transcriptStore: stores.sessionStore,
           registry: stores.registry,
           eventLog: stores.eventLog,
           shared: false,
           close: async () => stores.close(),
+          async destroy() {
+            await stores.close();
+            // The database and the files SQLite keeps beside it (WAL mode, or a rollback journal).
+            for (const suffix of ['', '-wal', '-shm', '-journal'])
+              await rm(`${file}${suffix}`, { force: true });
+          },
         };
       } catch (err) {
         throw new BerthError(
@@ -59,6 +62,7 @@ export async function openStores(url: string): Promise<Stores> {
         eventLog: stores.eventLog,
         shared: false,
         close: async () => stores.close(),
+        destroy: async () => stores.close(),
       };
     }
     case 'postgres':
@@ -76,9 +80,81 @@ export async function openStores(url: string): Promise<Stores> {
       return openS3Stores(url);
     }
     default:
-      throw new BerthError(
-        'invalid_config',
-        `--store ${JSON.stringify(url)}: unsupported store URL; this build supports ${STORE_URL_FORMS.join(', ')}`,
-      );
+      throw unsupported(url);
   }
+}
+
+/**
+ * The URL of a namespace on `url`'s backend that neither `url` nor any other tag sees, for a test or a
+ * conformance case; `openStores` creates it on first use and `Stores.destroy()` removes it. `tag` is 1-24
+ * of a-z and 0-9.
+ * - `sqlite:PATH`: the file `PATH.c-TAG` beside PATH (so that the case runs on the same filesystem).
+ * - `memory:`: itself, since every open is a fresh database.
+ * - `postgres://...?schema=S`: the schema `S_c_TAG` (S defaults to `berth`).
+ * - `redis://...?prefix=P`: the key prefix `P:c:TAG` (P defaults to `berth`).
+ * - `s3://BUCKET/PREFIX?...`: the prefix `PREFIX/c-TAG`.
+ * Checks only what it needs to rewrite; `openStores` reports everything else.
+ */
+export function isolatedStoreUrl(url: string, tag: string): string {
+  if (!/^[a-z0-9]{1,24}$/.test(tag)) {
+    throw new BerthError(
+      'invalid_config',
+      `isolation tag ${JSON.stringify(tag)} must be 1-24 of a-z and 0-9`,
+    );
+  }
+  const colon = url.indexOf(':');
+  const scheme = colon > 0 ? url.slice(0, colon).toLowerCase() : '';
+  switch (scheme) {
+    case 'sqlite':
+      return `sqlite:${sqliteFile(url, colon)}.c-${tag}`;
+    case 'memory':
+      return url;
+    case 'postgres':
+    case 'postgresql':
+    case 'redis':
+    case 'rediss': {
+      let parsed: URL;
+      try {
+        parsed = new URL(url);
+      } catch {
+        // Not echoed: a URL too broken to parse may still hold a password.
+        throw new BerthError('invalid_config', `--store ${scheme}://...: not a valid URL`);
+      }
+      if (scheme.startsWith('postgres')) {
+        const schema = parsed.searchParams.get('schema') ?? DEFAULT_POSTGRES_SCHEMA;
+        parsed.searchParams.set('schema', `${schema}_c_${tag}`);
+      } else {
+        const prefix = parsed.searchParams.get('prefix') ?? DEFAULT_REDIS_PREFIX;
+        parsed.searchParams.set('prefix', `${prefix}:c:${tag}`);
+      }
+      return parsed.href;
+    }
+    case 's3': {
+      const match = /^(s3:\/\/[^/?#]*)(\/[^?#]*)?(\?[^#]*)?$/i.exec(url);
+      if (!match) throw new BerthError('invalid_config', '--store s3://...: expected s3://BUCKET/PREFIX?...');
+      const prefix = (match[2] ?? '').replace(/\/+$/, '');
+      return `${match[1]}${prefix}/c-${tag}${match[3] ?? ''}`;
+    }
+    default:
+      throw unsupported(url);
+  }
+}
+
+/** The file a `sqlite:PATH` (or `sqlite:///ABSOLUTE`) URL names. */
+function sqliteFile(url: string, colon: number): string {
+  const file = url.slice(colon + 1).replace(/^\/\/(?=\/)/, '');
+  if (file === '' || file.includes('\0')) {
+    throw new BerthError(
+      'invalid_config',
+      `--store ${url}: sqlite: needs a file path, e.g. sqlite:./.berth/berth.db`,
+    );
+  }
+  return file;
+}
+
+function unsupported(url: string): BerthError {
+  return new BerthError(
+    'invalid_config',
+    `--store ${JSON.stringify(url)}: unsupported store URL; this build supports ${STORE_URL_FORMS.join(', ')}`,
+  );
 }

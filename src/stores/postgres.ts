@@ -12,6 +12,8 @@ import {
   DEFAULT_POSTGRES_SCHEMA,
   describePgError,
   ensurePostgresSchema,
+  pgTask,
+  quoteSchema,
   validateSchemaName,
 } from './postgres-schema.js';
 import { PostgresSessionStore } from './postgres-session-store.js';
@@ -113,6 +115,10 @@ export async function openPostgresStores(
       closing ??= pool.end();
       return closing;
     },
+    destroy: () =>
+      pgTask(`drop schema ${target.schema}`, async () => {
+        await pool.query(`DROP SCHEMA IF EXISTS ${quoteSchema(target.schema)} CASCADE`);
+      }),
   };
 }
 

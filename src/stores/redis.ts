@@ -7,6 +7,7 @@
  * opens all three on one connection, see {@link openRedisStores}.
  */
 import { BerthError, describeError } from '../errors.js';
+import { redisCall } from './redis-client.js';
 import { checkRedisPrefix, DEFAULT_REDIS_PREFIX } from './redis-keys.js';
 import { RedisEventLog } from './redis-event-log.js';
 import { RedisRegistry } from './redis-registry.js';
@@ -209,6 +210,16 @@ export async function openRedisStores(url: string, options: OpenRedisStoresOptio
       })();
       return closing;
     },
+    destroy: () =>
+      redisCall('destroy', async () => {
+        // Every key of the stores starts with `PREFIX:` (redis-keys.ts); a prefix has no glob characters.
+        let cursor = '0';
+        do {
+          const [next, keys] = await redis.scan(cursor, 'MATCH', `${config.prefix}:*`, 'COUNT', 1000);
+          cursor = next;
+          if (keys.length > 0) await redis.unlink(...keys);
+        } while (cursor !== '0');
+      }),
   };
 }
 

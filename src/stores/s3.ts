@@ -148,8 +148,18 @@ export async function openS3Stores(url: string): Promise<Stores> {
       closing ??= Promise.resolve().then(() => client.destroy());
       return closing;
     },
+    async destroy() {
+      const { S3Bucket } = await import('./s3-common.js');
+      const bucket = new S3Bucket(client, config.bucket);
+      if (config.prefix !== '') await bucket.deletePrefix(`${config.prefix}/`);
+      // At the bucket's root, only what Berth writes: the bucket may hold other things.
+      else for (const dir of BERTH_DIRS) await bucket.deletePrefix(`${dir}/`);
+    },
   };
 }
+
+/** The top-level directories of the layout above. */
+const BERTH_DIRS = ['transcripts', 'summaries', 'sessions', 'by-created', 'claims', 'events'] as const;
 
 /** The URL without anything that looks like a secret, for messages. */
 function redact(url: string): string {

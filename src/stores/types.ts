@@ -103,4 +103,11 @@ export interface Stores {
   shared: boolean;
   /** Releases connections; idempotent. */
   close(): Promise<void>;
+  /**
+   * Deletes everything under this URL's namespace: every transcript, record and event, and the namespace
+   * itself (the PostgreSQL schema, the SQLite file, the Redis keys under the prefix, the S3 objects under
+   * the prefix). For tests and `berth conformance`, which run on isolated namespaces (see
+   * `isolatedStoreUrl`). Only `close()` may follow it.
+   */
+  destroy?(): Promise<void>;
 }
