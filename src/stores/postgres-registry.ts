@@ -1,6 +1,7 @@
 /**
  * The session registry on PostgreSQL (table `sessions`, see `postgres-schema.ts`).
  */
+import { checkPageLimit, decodeCursor, encodeCursor } from './list-cursor.js';
 import type { Pool } from 'pg';
 import { BerthError } from '../errors.js';
 import type { Usage } from '../session/events.js';
@@ -33,11 +34,6 @@ interface SessionRow {
   updated_at: string;
   usage: string;
   turns: number;
-}
-
-interface CursorPosition {
-  createdAt: number;
-  id: string;
 }
 
 type Patch = Partial<Omit<SessionRecord, 'id' | 'tenant' | 'createdAt'>>;
@@ -119,9 +115,7 @@ export class PostgresRegistry implements SessionRegistry {
     options: { limit: number; cursor?: string | undefined },
   ): Promise<ListPage<SessionRecord>> {
     const { limit, cursor } = options;
-    if (!Number.isSafeInteger(limit) || limit < 1) {
-      throw new BerthError('invalid_request', `limit must be a positive integer, got ${limit}`);
-    }
+    checkPageLimit(limit);
     const after = cursor === undefined ? undefined : decodeCursor(cursor);
     await this.ready();
     // One extra row tells whether another page exists without a count query.
@@ -200,20 +194,4 @@ function fromRow(row: SessionRow): SessionRecord {
     usage: JSON.parse(row.usage) as Usage,
     turns: row.turns,
   };
-}
-
-function encodeCursor(position: CursorPosition): string {
-  return Buffer.from(`${position.createdAt}:${position.id}`, 'utf8').toString('base64url');
-}
-
-function decodeCursor(cursor: string): CursorPosition {
-  const invalid = () => new BerthError('invalid_request', 'invalid pagination cursor');
-  // Node's base64url decoder skips characters it does not know, so they are refused up front, and so is
-  // anything that would not encode back to itself (padding, stray trailing bits).
-  if (!/^[A-Za-z0-9_-]+$/.test(cursor)) throw invalid();
-  const text = Buffer.from(cursor, 'base64url').toString('utf8');
-  if (Buffer.from(text, 'utf8').toString('base64url') !== cursor) throw invalid();
-  const match = /^(\d{1,15}):(.+)$/s.exec(text);
-  if (!match?.[1] || match[2] === undefined) throw invalid();
-  return { createdAt: Number(match[1]), id: match[2] };
 }

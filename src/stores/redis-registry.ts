@@ -2,6 +2,7 @@
  * The session registry on Redis: one hash per record and one list per tenant, both under the tenant's
  * hash tag so that create, list and delete are single scripts even on Redis Cluster (see `redis-keys.ts`).
  */
+import { checkPageLimit, decodeCursor, encodeCursor } from './list-cursor.js';
 import { BerthError } from '../errors.js';
 import type { Usage } from '../session/events.js';
 import { checkRedisClient, RedisScript, redisCall, replyArray, replyString } from './redis-client.js';
@@ -148,9 +149,7 @@ export class RedisRegistry implements SessionRegistry {
     options: { limit: number; cursor?: string | undefined },
   ): Promise<ListPage<SessionRecord>> {
     const { limit, cursor } = options;
-    if (!Number.isSafeInteger(limit) || limit < 1) {
-      throw new BerthError('invalid_request', `limit must be a positive integer, got ${limit}`);
-    }
+    checkPageLimit(limit);
     const after = cursor === undefined ? undefined : decodeCursor(cursor);
     const base = registryBase(this.prefix, tenant);
     const max = after ? `(${listMember(after.createdAt, after.id)}` : '+';
@@ -173,7 +172,7 @@ export class RedisRegistry implements SessionRegistry {
     }
     const data = records.slice(0, limit);
     const last = data.at(-1);
-    const next = records.length > limit && last ? encodeCursor(last.createdAt, last.id) : null;
+    const next = records.length > limit && last ? encodeCursor(last) : null;
     return { data, next };
   }
 
@@ -233,20 +232,4 @@ function fromHash(hash: Record<string, string>): SessionRecord {
     usage: field('usage') as Usage,
     turns: field('turns') as number,
   };
-}
-
-function encodeCursor(createdAt: number, id: string): string {
-  return Buffer.from(`${createdAt}:${id}`, 'utf8').toString('base64url');
-}
-
-function decodeCursor(cursor: string): { createdAt: number; id: string } {
-  const invalid = () => new BerthError('invalid_request', 'invalid pagination cursor');
-  // Node's base64url decoder skips characters it does not know, so those are refused first, and so is
-  // anything that does not re-encode to itself (padding, stray bits).
-  if (!/^[A-Za-z0-9_-]+$/.test(cursor)) throw invalid();
-  const text = Buffer.from(cursor, 'base64url').toString('utf8');
-  if (Buffer.from(text, 'utf8').toString('base64url') !== cursor) throw invalid();
-  const match = /^(\d{1,15}):(.+)$/s.exec(text);
-  if (!match?.[1] || match[2] === undefined) throw invalid();
-  return { createdAt: Number(match[1]), id: match[2] };
 }

@@ -24,6 +24,7 @@
  * updates from the one host that runs it; two processes updating one record at once would each write
  * their own merge, the later PUT winning.
  */
+import { checkPageLimit, decodeCursor, encodeCursor, type CursorPosition } from './list-cursor.js';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { BerthError } from '../errors.js';
 import {
@@ -55,11 +56,6 @@ export const CLAIM_TTL_MS = 60_000;
 
 /** The largest createdAt an index name holds: 15 digits, as a cursor does, and a safe integer. */
 const MAX_CREATED_AT = 999_999_999_999_999;
-
-interface CursorPosition {
-  createdAt: number;
-  id: string;
-}
 
 /**
  * Session records in S3, one object per (tenant, id), listed newest first through index objects whose
@@ -124,9 +120,7 @@ export class S3Registry implements SessionRegistry {
     options: { limit: number; cursor?: string | undefined },
   ): Promise<ListPage<SessionRecord>> {
     const { limit, cursor } = options;
-    if (!Number.isSafeInteger(limit) || limit < 1) {
-      throw new BerthError('invalid_request', `limit must be a positive integer, got ${limit}`);
-    }
+    checkPageLimit(limit);
     const after = cursor === undefined ? undefined : decodeCursor(cursor);
     const dir = `${this.root}by-created/${encodeSegment(tenant)}/`;
     // One extra name tells whether another page exists.
@@ -202,20 +196,4 @@ function parseIndexName(name: string): CursorPosition | undefined {
   if (!match) return undefined;
   const bytes = (match[2]!.match(/../g) ?? []).map((hex) => 255 - Number.parseInt(hex, 16));
   return { createdAt: MAX_CREATED_AT - Number(match[1]), id: Buffer.from(bytes).toString('utf8') };
-}
-
-function encodeCursor(position: CursorPosition): string {
-  return Buffer.from(`${position.createdAt}:${position.id}`, 'utf8').toString('base64url');
-}
-
-function decodeCursor(cursor: string): CursorPosition {
-  const invalid = () => new BerthError('invalid_request', 'invalid pagination cursor');
-  // Node's base64url decoder skips characters it does not know, so reject them up front, and reject
-  // anything that would not re-encode to itself (padding, trailing bits).
-  if (!/^[A-Za-z0-9_-]+$/.test(cursor)) throw invalid();
-  const text = Buffer.from(cursor, 'base64url').toString('utf8');
-  if (Buffer.from(text, 'utf8').toString('base64url') !== cursor) throw invalid();
-  const match = /^(\d{1,15}):(.+)$/s.exec(text);
-  if (!match?.[1] || match[2] === undefined) throw invalid();
-  return { createdAt: Number(match[1]), id: match[2] };
 }

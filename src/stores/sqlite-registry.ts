@@ -1,6 +1,7 @@
 /**
  * The session registry on the embedded SQLite database (table `sessions`, see `sqlite-database.ts`).
  */
+import { checkPageLimit, decodeCursor, encodeCursor } from './list-cursor.js';
 import { BerthError } from '../errors.js';
 import { migrateSqliteDatabase, sqliteTask } from './sqlite-database.js';
 import type { SqliteDatabase } from './sqlite-database.js';
@@ -35,11 +36,6 @@ interface SessionRow {
   updated_at: number;
   usage: string;
   turns: number;
-}
-
-interface CursorPosition {
-  createdAt: number;
-  id: string;
 }
 
 /**
@@ -87,9 +83,7 @@ export class SqliteRegistry implements SessionRegistry {
   ): Promise<ListPage<SessionRecord>> {
     return sqliteTask(this.db, 'list sessions', () => {
       const { limit, cursor } = options;
-      if (!Number.isSafeInteger(limit) || limit < 1) {
-        throw new BerthError('invalid_request', `limit must be a positive integer, got ${limit}`);
-      }
+      checkPageLimit(limit);
       const after = cursor === undefined ? undefined : decodeCursor(cursor);
       // One extra row tells whether another page exists without a count query.
       const rows = after
@@ -193,20 +187,4 @@ function fromRow(row: SessionRow): SessionRecord {
     usage: JSON.parse(row.usage) as Usage,
     turns: row.turns,
   };
-}
-
-function encodeCursor(position: CursorPosition): string {
-  return Buffer.from(`${position.createdAt}:${position.id}`, 'utf8').toString('base64url');
-}
-
-function decodeCursor(cursor: string): CursorPosition {
-  const invalid = () => new BerthError('invalid_request', 'invalid pagination cursor');
-  // Node's base64url decoder skips characters it does not know, so reject them up front, and reject
-  // anything that would not re-encode to itself (padding, trailing bits).
-  if (!/^[A-Za-z0-9_-]+$/.test(cursor)) throw invalid();
-  const text = Buffer.from(cursor, 'base64url').toString('utf8');
-  if (Buffer.from(text, 'utf8').toString('base64url') !== cursor) throw invalid();
-  const match = /^(\d{1,15}):(.+)$/s.exec(text);
-  if (!match?.[1] || match[2] === undefined) throw invalid();
-  return { createdAt: Number(match[1]), id: match[2] };
 }
