@@ -31,6 +31,7 @@ import { InputQueue } from '../src/session/input-queue.js';
 import type { Session } from '../src/session/session.js';
 import { startMockModel } from '../src/testing/index.js';
 import {
+  api,
   SseReader,
   assertNoSubprocessesUnder,
   describeMachine,
@@ -341,19 +342,6 @@ class BareSession {
     this.input.end();
     this.query.close();
   }
-}
-
-async function api(base: string, method: string, route: string, body?: unknown): Promise<unknown> {
-  const res = await fetch(`${base}${route}`, {
-    method,
-    ...(body !== undefined && {
-      body: JSON.stringify(body),
-      headers: { 'content-type': 'application/json' },
-    }),
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${route}: ${res.status} ${text.slice(0, 300)}`);
-  return JSON.parse(text) as unknown;
 }
 
 // ---- the report ---------------------------------------------------------------------------------------

@@ -294,3 +294,17 @@ export async function assertNoSubprocessesUnder(dir: string, graceMs = 5000): Pr
     throw new Error(`${left.length} subprocess(es) outlived the benchmark:\n  ${left.join('\n  ')}`);
   }
 }
+
+/** A JSON request to a Berth server; throws with the status and body when it is not 2xx. */
+export async function api(base: string, method: string, route: string, body?: unknown): Promise<unknown> {
+  const res = await fetch(`${base}${route}`, {
+    method,
+    ...(body !== undefined && {
+      body: JSON.stringify(body),
+      headers: { 'content-type': 'application/json' },
+    }),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${method} ${route}: ${res.status} ${text.slice(0, 300)}`);
+  return text === '' ? undefined : (JSON.parse(text) as unknown);
+}

@@ -40,6 +40,7 @@ import { startMockModel, type MockModel, type Scenario } from '../src/testing/in
 import { POSTGRES_URL, REDIS_URL, postgresBackend, redisBackend } from '../test/helpers/backends.js';
 import { startS3Server, type S3TestServer } from '../test/helpers/s3-server.js';
 import {
+  api,
   SseReader,
   assertNoSubprocessesUnder,
   describeMachine,
@@ -908,19 +909,6 @@ async function turn(berth: BerthServer, sse: SseReader, id: string, text: string
   const reason = idle.data.stop_reason as { type?: string } | undefined;
   if (reason?.type !== 'end_turn') throw new Error(`a turn ended with ${JSON.stringify(reason)}`);
   return idle.at - started;
-}
-
-async function api(base: string, method: string, route: string, body?: unknown): Promise<unknown> {
-  const res = await fetch(`${base}${route}`, {
-    method,
-    ...(body !== undefined && {
-      body: JSON.stringify(body),
-      headers: { 'content-type': 'application/json' },
-    }),
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${route}: ${res.status} ${text.slice(0, 300)}`);
-  return text === '' ? undefined : (JSON.parse(text) as unknown);
 }
 
 // ---- one backend, then all ----------------------------------------------------------------------------
