@@ -23,6 +23,8 @@ describe('parseServeConfig', () => {
       maxBodyBytes: 1024 * 1024,
       heartbeatMs: 15_000,
       agentPath: '/bin',
+      recycle: { afterTurns: 0, softRssBytes: 0, maxAgeMs: 0, hardRssBytes: 0 },
+      rssSampleIntervalMs: 5000,
     });
     expect(config.store).toBe(`sqlite:${config.dataDir}/berth.db`);
     expect(config.apiKeys.size).toBe(0);
@@ -53,6 +55,38 @@ describe('parseServeConfig', () => {
     expect(configError(() => parseServeConfig([], { BERTH_MOCK_MODEL: 'maybe' }))).toMatch(
       /BERTH_MOCK_MODEL/,
     );
+  });
+
+  it('parses the recycling limits from flags and environment variables', () => {
+    const config = parseServeConfig(
+      ['--recycle-after-turns', '50', '--recycle-rss', '768MiB', '--rss-sample-interval', '500ms'],
+      { BERTH_RECYCLE_AGE: '2h', BERTH_HARD_RSS: '1GiB' },
+    );
+    expect(config.recycle).toEqual({
+      afterTurns: 50,
+      softRssBytes: 768 * 1024 ** 2,
+      maxAgeMs: 2 * 3_600_000,
+      hardRssBytes: 1024 ** 3,
+    });
+    expect(config.rssSampleIntervalMs).toBe(500);
+  });
+
+  it('rejects bad recycling limits', () => {
+    expect(configError(() => parseServeConfig(['--recycle-after-turns', '2.5'], {}))).toMatch(
+      /--recycle-after-turns/,
+    );
+    expect(configError(() => parseServeConfig([], { BERTH_RECYCLE_AFTER_TURNS: '-1' }))).toMatch(
+      /--recycle-after-turns/,
+    );
+    expect(configError(() => parseServeConfig(['--recycle-rss', 'big'], {}))).toMatch(/--recycle-rss/);
+    expect(configError(() => parseServeConfig(['--recycle-age', '10'], {}))).toMatch(/--recycle-age/);
+    expect(configError(() => parseServeConfig(['--hard-rss', '1x'], {}))).toMatch(/--hard-rss/);
+    expect(configError(() => parseServeConfig(['--rss-sample-interval', '0'], {}))).toMatch(
+      /--rss-sample-interval/,
+    );
+    expect(
+      configError(() => parseServeConfig(['--recycle-rss', '1GiB', '--hard-rss', '512MiB'], {})),
+    ).toMatch(/--hard-rss must be above --recycle-rss/);
   });
 
   it('refuses a non-loopback bind without API keys', () => {

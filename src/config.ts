@@ -6,6 +6,7 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { BerthError } from './errors.js';
+import type { RecycleLimits } from './host/recycle-policy.js';
 import { ID_PATTERN } from './ids.js';
 import { PATTERNS, type Pattern } from './stores/types.js';
 
@@ -29,6 +30,9 @@ export interface ServeConfig {
   confirmationTimeoutMs: number;
   interruptTimeoutMs: number;
   killGraceMs: number;
+  /** When subprocesses are recycled (soft limits) or killed (hard RSS limit); 0 turns off a limit. */
+  recycle: RecycleLimits;
+  rssSampleIntervalMs: number;
   /** `PATH` given to the agents' tools. */
   agentPath: string;
 }
@@ -110,6 +114,36 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
     env: 'BERTH_KILL_GRACE',
     type: 'string',
     help: 'SIGTERM-to-SIGKILL grace for subprocess trees (default 3s)',
+  },
+  {
+    flag: 'recycle-after-turns',
+    env: 'BERTH_RECYCLE_AFTER_TURNS',
+    type: 'string',
+    help: 'recycle a subprocess after this many turns (default 0 = never)',
+  },
+  {
+    flag: 'recycle-rss',
+    env: 'BERTH_RECYCLE_RSS',
+    type: 'string',
+    help: 'recycle a subprocess tree over this RSS at the next turn boundary (default 0 = off)',
+  },
+  {
+    flag: 'recycle-age',
+    env: 'BERTH_RECYCLE_AGE',
+    type: 'string',
+    help: 'recycle a subprocess this long after its spawn, at a turn boundary (default 0 = off)',
+  },
+  {
+    flag: 'hard-rss',
+    env: 'BERTH_HARD_RSS',
+    type: 'string',
+    help: 'kill a subprocess tree over this RSS at once, ending its turn (default 0 = off)',
+  },
+  {
+    flag: 'rss-sample-interval',
+    env: 'BERTH_RSS_SAMPLE_INTERVAL',
+    type: 'string',
+    help: 'how often subprocess tree RSS is sampled for the limits (default 5s)',
   },
 ];
 
@@ -299,8 +333,36 @@ export function parseServeConfig(
       '--interrupt-timeout',
     ),
     killGraceMs: parseDuration(str('kill-grace') ?? '3s', '--kill-grace'),
+    recycle: parseRecycleLimits(str),
+    rssSampleIntervalMs: positive(
+      parseDuration(str('rss-sample-interval') ?? '5s', '--rss-sample-interval'),
+      '--rss-sample-interval',
+    ),
     agentPath: env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
   };
+}
+
+function parseCount(value: string, what: string): number {
+  if (!/^\d+$/.test(value.trim())) {
+    throw new BerthError('invalid_config', `${what}: ${JSON.stringify(value)} is not a whole number`);
+  }
+  return Number(value);
+}
+
+function parseRecycleLimits(str: (flag: string) => string | undefined): RecycleLimits {
+  const limits: RecycleLimits = {
+    afterTurns: parseCount(str('recycle-after-turns') ?? '0', '--recycle-after-turns'),
+    softRssBytes: parseSize(str('recycle-rss') ?? '0', '--recycle-rss'),
+    maxAgeMs: parseDuration(str('recycle-age') ?? '0', '--recycle-age'),
+    hardRssBytes: parseSize(str('hard-rss') ?? '0', '--hard-rss'),
+  };
+  if (limits.hardRssBytes > 0 && limits.hardRssBytes <= limits.softRssBytes) {
+    throw new BerthError(
+      'invalid_config',
+      '--hard-rss must be above --recycle-rss: a tree over the hard limit is killed mid-turn, so the soft limit would never act',
+    );
+  }
+  return limits;
 }
 
 function positive(ms: number, what: string): number {

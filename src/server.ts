@@ -7,6 +7,7 @@ import path from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import type { ServeConfig } from './config.js';
 import { BerthError, describeError } from './errors.js';
+import { RecyclePolicy } from './host/recycle-policy.js';
 import { SessionHost } from './host/session-host.js';
 import { createApp } from './http/app.js';
 import { DurableMirror } from './stores/durable-mirror.js';
@@ -97,6 +98,8 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
         interruptMs: config.interruptTimeoutMs,
         killGraceMs: config.killGraceMs,
       },
+      recyclePolicy: new RecyclePolicy(config.recycle),
+      rssSampleIntervalMs: config.rssSampleIntervalMs,
       onError,
     });
     reportTo.host = host;

@@ -1,7 +1,8 @@
 /**
  * The sessions of one host. It creates and finds sessions for the API, loads them back from the registry
  * after a restart (they come back `cold` and resume from the transcript store on their next turn), and
- * stops every subprocess when the host closes.
+ * stops every subprocess when the host closes. It samples the RSS of each subprocess tree and applies the
+ * recycling policy: soft limits at turn boundaries, the hard RSS limit on every sample.
  *
  * On-disk layout under the data dir:
  *   workspaces/<tenant>/<session id>/   the agent's cwd
@@ -19,9 +20,10 @@ import { SessionEventStream } from '../session/event-stream.js';
 import { buildAgentEnv } from '../session/environment.js';
 import { Session, newSdkSessionId, type SessionPaths, type SessionTimeouts } from '../session/session.js';
 import type { SpawnedTree } from '../sandbox/plain-spawn.js';
-import { sweepMarkedProcesses } from '../sandbox/process-tree.js';
+import { sweepMarkedProcesses, treeRssBytes } from '../sandbox/process-tree.js';
 import { findLocalTranscript, reconcileTranscript } from '../stores/reconcile.js';
 import { scopeTranscriptStore } from '../stores/scoped-store.js';
+import { RecyclePolicy } from './recycle-policy.js';
 import {
   sessionKey,
   type AgentConfig,
@@ -49,6 +51,10 @@ export interface SessionHostOptions {
   defaultPattern: Pattern;
   timeouts: SessionTimeouts;
   createSpawner?: () => SpawnedTree;
+  /** When subprocesses are recycled or killed for memory; none by default. */
+  recyclePolicy?: RecyclePolicy;
+  /** How often the RSS of every subprocess tree is sampled (only when a policy needs RSS). @default 5000 */
+  rssSampleIntervalMs?: number;
   /** Failures that no client sees (a registry write that failed in the background). */
   onError?: (err: unknown) => void;
 }
@@ -69,12 +75,37 @@ function newSessionId(): string {
   return `sess_${randomBytes(15).toString('base64url')}`;
 }
 
+/** The last RSS sample of a session's subprocess tree, tied to that subprocess by its leader pid. */
+interface RssSample {
+  leaderPid: number;
+  bytes: number;
+}
+
 export class SessionHost {
   private readonly sessions = new Map<string, Session>();
   private readonly loading = new Map<string, Promise<Session | undefined>>();
   private closing: Promise<void> | undefined;
+  private readonly policy: RecyclePolicy;
+  private readonly rss = new WeakMap<Session, RssSample>();
+  private readonly sampleTimer: NodeJS.Timeout | undefined;
+  private sampling: Promise<void> | undefined;
 
-  constructor(private readonly options: SessionHostOptions) {}
+  constructor(private readonly options: SessionHostOptions) {
+    this.policy = options.recyclePolicy ?? new RecyclePolicy();
+    if (this.policy.needsRss) {
+      this.sampleTimer = setInterval(() => {
+        this.sampling ??= this.sampleAll().finally(() => (this.sampling = undefined));
+      }, options.rssSampleIntervalMs ?? 5000);
+      this.sampleTimer.unref();
+    }
+  }
+
+  /** The last RSS sample of the session's current subprocess tree, in bytes. */
+  lastRssBytes(session: Session): number | undefined {
+    const sample = this.rss.get(session);
+    const leaderPid = session.processInfo?.tree?.leaderPid;
+    return sample && sample.leaderPid === leaderPid ? sample.bytes : undefined;
+  }
 
   /** Live (in-memory) sessions, for health and tests. */
   get liveSessions(): readonly Session[] {
@@ -155,6 +186,8 @@ export class SessionHost {
   /** Stops every subprocess, leaving sessions resumable (idempotent). */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      clearInterval(this.sampleTimer);
+      await this.sampling;
       await Promise.allSettled([...this.loading.values()]);
       await Promise.allSettled(this.liveSessions.map((s) => s.stopProcess('The host is shutting down.')));
       await Promise.allSettled(this.liveSessions.map((s) => s.events.flush()));
@@ -188,6 +221,46 @@ export class SessionHost {
         message: `Mirroring to the transcript store is delayed (${describeError(cause)}); entries are kept on this host and shipped when the store is back.`,
       },
     });
+  }
+
+  /** One pass over the live subprocess trees; /proc is read one tree at a time to keep the pass cheap. */
+  private async sampleAll(): Promise<void> {
+    for (const session of this.liveSessions) {
+      if (this.closing) return;
+      const tree = session.processInfo?.tree;
+      if (!tree) continue;
+      try {
+        const bytes = await treeRssBytes(tree);
+        // The subprocess may have been replaced while /proc was read: the sample is then of nothing live.
+        if (session.processInfo?.tree?.leaderPid !== tree.leaderPid) continue;
+        this.rss.set(session, { leaderPid: tree.leaderPid, bytes });
+        const state = session.currentState;
+        const over = this.policy.overHardLimit(bytes);
+        if (over && (state === 'running' || state === 'requires_action')) {
+          // Not awaited: the kill's grace period must not hold up the other sessions' samples.
+          session
+            .killProcess(
+              'hard_rss_exceeded',
+              `The agent's subprocess was killed mid-turn: ${over}. The next message resumes the conversation in a new subprocess.`,
+            )
+            .catch((err: unknown) => this.options.onError?.(err));
+        }
+      } catch (err) {
+        this.options.onError?.(err);
+      }
+    }
+  }
+
+  /** At a turn boundary: recycles the subprocess when a soft limit is crossed. */
+  private onTurnEnd(session: Session): void {
+    const info = session.processInfo;
+    if (!info || this.closing) return;
+    const reason = this.policy.atTurnBoundary({
+      turnsSinceSpawn: info.turnsSinceSpawn,
+      rssBytes: this.lastRssBytes(session),
+      ageMs: Date.now() - info.spawnedAt,
+    });
+    if (reason) session.recycle(reason).catch((err: unknown) => this.options.onError?.(err));
   }
 
   private assertOpen(): void {
@@ -259,6 +332,7 @@ export class SessionHost {
       timeouts: this.options.timeouts,
       ...(this.options.createSpawner && { createSpawner: this.options.createSpawner }),
       ...(this.options.onError && { onError: this.options.onError }),
+      onTurnEnd: (s) => this.onTurnEnd(s),
     });
     this.sessions.set(sessionKey(record), session);
     return { session, paths };

@@ -5,6 +5,10 @@
  * a stuck interrupt, crashed, host restarted) the session goes `cold` and the next turn starts a new one
  * that resumes the transcript from the SessionStore. Turns run one at a time: user messages queue here,
  * and each is handed to the SDK only after the previous turn's `result`, so the CLI never merges them.
+ *
+ * The host may also retire a subprocess on purpose (see `recycle` and `killProcess`): the process is
+ * detached from the session at once, and a turn that starts while it is still ending waits for it, so two
+ * subprocesses of one session never write its transcript together.
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -21,6 +25,7 @@ import {
 } from '@anthropic-ai/claude-agent-sdk';
 import { BerthError, describeError } from '../errors.js';
 import { createPlainSpawner, type SpawnedTree } from '../sandbox/plain-spawn.js';
+import type { ProcessTreeId } from '../sandbox/process-tree.js';
 import type { SessionRecord, SessionRegistry, SessionStatus } from '../stores/types.js';
 import { addUsage, type ContentBlock, type NewEvent, type StoredEvent, type StopReason } from './events.js';
 import type { SessionEventStream } from './event-stream.js';
@@ -29,8 +34,10 @@ import { mapSdkMessage, resultStopReason, resultUsage } from './map-sdk-message.
 
 /**
  * - `cold`: no subprocess; the next turn starts one (resuming the transcript if there is one).
- * - `idle`: a subprocess is alive and waiting for input.
- * - `running`: a turn is in progress.
+ * - `idle`: a subprocess is alive and waiting for input. Recycling it (a soft limit crossed at a turn
+ *   boundary) is `idle -> cold`.
+ * - `running`: a turn is in progress. A subprocess killed mid-turn (it crashed, an interrupt did not
+ *   settle, the hard RSS limit) ends the turn with an error: `running -> cold`.
  * - `requires_action`: a turn is paused until a client answers a tool confirmation.
  * - `closed`: terminated; nothing runs and nothing is accepted.
  */
@@ -88,6 +95,19 @@ export interface SessionOptions {
   createSpawner?: () => SpawnedTree;
   /** Where failures that no client can see are reported. */
   onError?: (err: unknown) => void;
+  /**
+   * Called when a turn has ended and the subprocess is alive and idle: the turn boundary at which the host
+   * may {@link Session.recycle} it. Runs before the next queued turn starts.
+   */
+  onTurnEnd?: (session: Session) => void;
+}
+
+/** What the host's policies need to know about a live subprocess. */
+export interface ProcessInfo {
+  /** Undefined until the SDK has spawned the process. */
+  tree: ProcessTreeId | undefined;
+  spawnedAt: number;
+  turnsSinceSpawn: number;
 }
 
 /** A user event as accepted by {@link Session.send}. */
@@ -109,6 +129,9 @@ interface LiveProcess {
   reader: Promise<void>;
   /** `total_cost_usd` of the last result: the SDK reports it summed over the process's life. */
   costSoFar: number;
+  spawnedAt: number;
+  /** Results this process has produced. */
+  turns: number;
 }
 
 interface Turn {
@@ -137,6 +160,8 @@ export class Session {
   private readonly toolUseEvents = new Map<string, string>();
   private persisting: Promise<void> = Promise.resolve();
   private closing: Promise<void> | undefined;
+  /** A subprocess detached by `recycle` or `killProcess` that is still being ended. */
+  private retiring: Promise<void> | undefined;
 
   constructor(private readonly options: SessionOptions) {
     this.id = options.record.id;
@@ -164,6 +189,13 @@ export class Session {
   /** The process-group leader's pid while a subprocess is alive (for tests and metrics). */
   get pid(): number | undefined {
     return this.proc?.spawner.tree?.leaderPid;
+  }
+
+  /** The live subprocess, for the host's recycling policies. */
+  get processInfo(): ProcessInfo | undefined {
+    const proc = this.proc;
+    if (!proc) return undefined;
+    return { tree: proc.spawner.tree, spawnedAt: proc.spawnedAt, turnsSinceSpawn: proc.turns };
   }
 
   /** Tool uses waiting for a confirmation. */
@@ -226,16 +258,55 @@ export class Session {
   }
 
   /**
-   * Ends the subprocess but keeps the session resumable (host shutdown, recycling). A running turn ends
-   * with `session.error`. Resolves when every process of the tree is gone.
+   * Ends the subprocess but keeps the session resumable (host shutdown). A running turn ends with
+   * `session.error`. Resolves when every process of the tree is gone.
    */
   async stopProcess(reason: string): Promise<void> {
     const proc = this.proc;
-    if (!proc) return;
+    if (!proc) {
+      await this.retiring;
+      return;
+    }
     if (this.turn) {
       this.events.emit({ type: 'session.error', error: { type: 'subprocess_stopped', message: reason } });
     }
     await this.endProcess(proc, { graceful: this.turn === undefined });
+  }
+
+  /**
+   * Replaces the subprocess at a turn boundary (a soft limit was crossed): emits
+   * `session.status_rescheduling`, ends the process gracefully (stdin EOF, grace, tree kill) and goes
+   * `cold`; the next turn resumes the transcript in a fresh subprocess. Does nothing unless the session is
+   * idle with a live subprocess. Resolves when the old tree is gone.
+   */
+  async recycle(reason: string): Promise<void> {
+    const proc = this.proc;
+    if (!proc || this.state !== 'idle') return;
+    this.events.emit({ type: 'session.status_rescheduling', reason });
+    this.proc = undefined;
+    this.transition('cold');
+    await this.retire(proc, { graceful: true });
+  }
+
+  /**
+   * Kills the subprocess tree at once (the hard RSS limit). A turn in progress ends with `session.error`
+   * of the given type and an error stop reason; the next message resumes in a fresh subprocess.
+   */
+  async killProcess(type: string, message: string): Promise<void> {
+    const proc = this.proc;
+    if (!proc) return;
+    this.onProcessEnd(proc, undefined, { type, message });
+    await this.retire(proc, { graceful: false });
+  }
+
+  private retire(proc: LiveProcess, options: { graceful: boolean }): Promise<void> {
+    const ending = this.endProcess(proc, options);
+    const previous = this.retiring;
+    this.retiring = Promise.all([previous, ending]).then(
+      () => undefined,
+      (err: unknown) => this.report(err),
+    );
+    return this.retiring;
   }
 
   /** Terminates the session for good (idempotent): kills its process tree and emits `status_terminated`. */
@@ -253,6 +324,7 @@ export class Session {
     }
     if (this.proc)
       await this.endProcess(this.proc, { graceful: false }).catch((err: unknown) => this.report(err));
+    await this.retiring;
     this.turn?.finish();
     if (!wasClosed) this.events.emit({ type: 'session.status_terminated', reason });
     this.persist({ status: 'terminated' });
@@ -311,6 +383,9 @@ export class Session {
     this.transition('running');
     this.events.emit({ type: 'session.status_running' });
     try {
+      // The previous subprocess must be gone before a new one resumes the same transcript.
+      if (!this.proc && this.retiring) await this.retiring;
+      if (this.state === 'closed') return;
       const proc = this.proc ?? this.startProcess();
       proc.input.push(message);
       await done;
@@ -345,7 +420,15 @@ export class Session {
       ...(agent.max_turns !== undefined && { maxTurns: agent.max_turns }),
     };
     const q = query({ prompt: input, options });
-    const proc: LiveProcess = { query: q, input, spawner, reader: Promise.resolve(), costSoFar: 0 };
+    const proc: LiveProcess = {
+      query: q,
+      input,
+      spawner,
+      reader: Promise.resolve(),
+      costSoFar: 0,
+      spawnedAt: Date.now(),
+      turns: 0,
+    };
     proc.reader = this.read(proc);
     this.proc = proc;
     return proc;
@@ -387,6 +470,7 @@ export class Session {
     const turn = this.turn;
     const costUsd = Math.max(0, result.total_cost_usd - proc.costSoFar);
     proc.costSoFar = result.total_cost_usd;
+    proc.turns += 1;
     const usage = resultUsage(result, costUsd);
     const totals = { usage: addUsage(this.record.usage, usage), turns: this.record.turns + 1 };
     if (turn) this.finishTurn(turn, resultStopReason(result, turn.interrupted), usage, 'idle', totals);
@@ -414,6 +498,13 @@ export class Session {
       ...(usage && { usage }),
       duration_ms: Date.now() - turn.startedAt,
     });
+    if (next === 'idle' && this.proc) {
+      try {
+        this.options.onTurnEnd?.(this);
+      } catch (err) {
+        this.report(err);
+      }
+    }
     turn.finish();
   }
 
@@ -428,7 +519,8 @@ export class Session {
     );
   }
 
-  private onProcessEnd(proc: LiveProcess, failure: unknown): void {
+  /** Detaches an ended (or ending) subprocess; a turn in progress ends with `error`, or a generic one. */
+  private onProcessEnd(proc: LiveProcess, failure: unknown, error?: { type: string; message: string }): void {
     if (this.proc !== proc) return;
     this.proc = undefined;
     // Whatever the CLI left behind (a background job of a tool) goes with it.
@@ -437,7 +529,9 @@ export class Session {
       pending.decide({ behavior: 'deny', message: 'The subprocess ended.', interrupt: true });
     }
     const turn = this.turn;
-    if (turn) {
+    if (turn && error) {
+      this.endTurnWithError(turn, error.type, error.message);
+    } else if (turn) {
       const tail = proc.spawner.stderrTail().trim().split('\n').slice(-3).join(' | ');
       const why = failure ? describeError(failure) : 'the subprocess exited';
       this.endTurnWithError(
