@@ -5,7 +5,7 @@
  * written. The shared cases open that namespace several times, as several Berth processes would.
  */
 import { randomBytes } from 'node:crypto';
-import { parseArgs } from 'node:util';
+import { parseCommandArgs } from './args.js';
 import { BerthError, describeError, isBerthError } from '../errors.js';
 import { isolatedStoreUrl, openStores } from '../stores/open-stores.js';
 import type { Stores } from '../stores/types.js';
@@ -47,17 +47,12 @@ interface Suite<T> {
 }
 
 export async function runConformanceCommand(argv: readonly string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: [...argv],
-      allowPositionals: true,
-      strict: true,
-      options: { json: { type: 'boolean' }, only: { type: 'string' }, help: { type: 'boolean' } },
-    });
-  } catch (err) {
-    throw new BerthError('invalid_config', describeError(err));
-  }
+  const parsed = parseCommandArgs({
+    args: [...argv],
+    allowPositionals: true,
+    strict: true,
+    options: { json: { type: 'boolean' }, only: { type: 'string' }, help: { type: 'boolean' } },
+  });
   const { values, positionals } = parsed;
   if (values.help) {
     process.stdout.write(`${HELP}\n`);

@@ -1,5 +1,5 @@
-import { parseArgs } from 'node:util';
-import { BerthError, describeError } from '../errors.js';
+import { parseCommandArgs } from './args.js';
+import { BerthError } from '../errors.js';
 import { startMockModel } from '../testing/index.js';
 import { loadScenarioFile } from '../testing/scenario-file.js';
 import { waitForShutdownSignal } from './signals.js';
@@ -10,21 +10,16 @@ Runs the scripted Messages API server alone. Point a claude CLI (or Berth) at it
 ANTHROPIC_BASE_URL=<printed URL>. --script takes a JSON file holding an array of scenarios.`;
 
 export async function runMockModelCommand(argv: readonly string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      options: {
-        port: { type: 'string' },
-        host: { type: 'string' },
-        script: { type: 'string' },
-        help: { type: 'boolean' },
-      },
-      strict: true,
-    }));
-  } catch (err) {
-    throw new BerthError('invalid_config', describeError(err));
-  }
+  const { values } = parseCommandArgs({
+    args: [...argv],
+    options: {
+      port: { type: 'string' },
+      host: { type: 'string' },
+      script: { type: 'string' },
+      help: { type: 'boolean' },
+    },
+    strict: true,
+  });
   if (values.help) {
     process.stdout.write(`${HELP}\n`);
     return 0;

@@ -5,9 +5,9 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { parseDuration, parseServeConfig } from '../config.js';
-import { BerthError, describeError } from '../errors.js';
+import { parseCommandArgs } from './args.js';
+import { BerthError } from '../errors.js';
 import { DEFAULT_TENANT } from '../http/auth.js';
 import type { StoredEvent } from '../session/events.js';
 import type { Session } from '../session/session.js';
@@ -24,28 +24,23 @@ const HELP = `Usage: berth run "PROMPT" [options]
   --model-endpoint URL, --mock-model, --mock-script FILE: as for "berth serve"`;
 
 export async function runRunCommand(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: [...argv],
-      allowPositionals: true,
-      strict: true,
-      options: {
-        'allowed-tools': { type: 'string' },
-        'system-prompt': { type: 'string' },
-        model: { type: 'string' },
-        'max-turns': { type: 'string' },
-        timeout: { type: 'string' },
-        json: { type: 'boolean' },
-        'model-endpoint': { type: 'string' },
-        'mock-model': { type: 'boolean' },
-        'mock-script': { type: 'string' },
-        help: { type: 'boolean' },
-      },
-    });
-  } catch (err) {
-    throw new BerthError('invalid_config', describeError(err));
-  }
+  const parsed = parseCommandArgs({
+    args: [...argv],
+    allowPositionals: true,
+    strict: true,
+    options: {
+      'allowed-tools': { type: 'string' },
+      'system-prompt': { type: 'string' },
+      model: { type: 'string' },
+      'max-turns': { type: 'string' },
+      timeout: { type: 'string' },
+      json: { type: 'boolean' },
+      'model-endpoint': { type: 'string' },
+      'mock-model': { type: 'boolean' },
+      'mock-script': { type: 'string' },
+      help: { type: 'boolean' },
+    },
+  });
   const { values, positionals } = parsed;
   if (values.help) {
     process.stdout.write(`${HELP}\n`);

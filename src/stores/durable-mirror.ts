@@ -32,6 +32,7 @@ import type {
 } from '@anthropic-ai/claude-agent-sdk';
 import Database from 'better-sqlite3';
 import { isBerthError } from '../errors.js';
+import { canonicalJson } from './canonical-json.js';
 import type { StoredEvent } from '../session/events.js';
 import type { EventLog, ListPage, SessionRecord, SessionRef, SessionRegistry } from './types.js';
 
@@ -432,17 +433,6 @@ export class DurableMirror implements SessionStore {
   }
 }
 
-/** Object keys sorted, so that a store that reorders them (Postgres jsonb) compares equal. */
-function canonical(value: unknown): string {
-  return JSON.stringify(value, (_key, v: unknown) =>
-    v && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(
-          Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
-        )
-      : v,
-  );
-}
-
 /**
  * How many of the leading `batches` the store already holds: the largest k such that the stored
  * transcript ends with batches 0..k-1, in order. Appends are all-or-nothing in every adapter, so a batch
@@ -452,9 +442,9 @@ export function shippedPrefix(
   batches: readonly SessionStoreEntry[][],
   stored: readonly SessionStoreEntry[],
 ): number {
-  const tail = stored.map(canonical);
+  const tail = stored.map(canonicalJson);
   for (let k = batches.length; k > 0; k--) {
-    const head = batches.slice(0, k).flat().map(canonical);
+    const head = batches.slice(0, k).flat().map(canonicalJson);
     if (head.length === 0 || head.length > tail.length) continue;
     const offset = tail.length - head.length;
     if (head.every((entry, i) => entry === tail[offset + i])) return k;

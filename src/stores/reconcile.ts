@@ -9,6 +9,7 @@
 import { access, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { SessionKey, SessionStore, SessionStoreEntry } from '@anthropic-ai/claude-agent-sdk';
+import { canonicalJson } from './canonical-json.js';
 
 /**
  * Line types the CLI writes to its local transcript that the SDK's mirror never sends to a store (seen
@@ -92,15 +93,4 @@ export async function reconcileTranscript(
   });
   if (missing.length > 0) await store.append(key, missing);
   return missing.length;
-}
-
-/** JSON with object keys sorted, so that a store that reorders keys (Postgres jsonb) still compares equal. */
-function canonicalJson(value: unknown): string {
-  return JSON.stringify(value, (_key, v: unknown) =>
-    v && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(
-          Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
-        )
-      : v,
-  );
 }

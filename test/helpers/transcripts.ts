@@ -4,6 +4,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { SessionStoreEntry } from '@anthropic-ai/claude-agent-sdk';
 import { expect } from 'vitest';
+import { canonicalJson } from '../../src/stores/canonical-json.js';
 import { LOCAL_ONLY_TYPES } from '../../src/stores/reconcile.js';
 
 /**
@@ -33,21 +34,10 @@ export async function localTranscript(
   throw new Error(`no local transcript under ${projects}`);
 }
 
-/** Object keys sorted, for stores that reorder them (Postgres jsonb). */
-function canonical(value: unknown): string {
-  return JSON.stringify(value, (_key, v: unknown) =>
-    v && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(
-          Object.entries(v as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b)),
-        )
-      : v,
-  );
-}
-
 /** A short, comparable name for an entry: its type, uuid and a hash of its canonical JSON. */
 function fingerprint(entry: unknown): string {
   const e = entry as { type?: string; uuid?: string };
-  const hash = createHash('sha256').update(canonical(entry)).digest('hex').slice(0, 10);
+  const hash = createHash('sha256').update(canonicalJson(entry)).digest('hex').slice(0, 10);
   return `${e.type ?? '?'}:${e.uuid?.slice(0, 8) ?? '-'}:${hash}`;
 }
 
