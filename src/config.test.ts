@@ -121,3 +121,53 @@ describe('parsers', () => {
     expect(() => parseApiKeys('a:key-aaaa-1,b:key-aaaa-1')).toThrow(/twice/);
   });
 });
+
+describe('host lifetime options', () => {
+  it('defaults to the 1 GiB ceiling, one warm spare, a 5 minute idle timeout and a 30 s drain', () => {
+    const config = parseServeConfig(['--host-ram', '24GiB'], {});
+    expect(config).toMatchObject({
+      sizing: { hostRamBytes: 24 * 1024 ** 3, overheadBytes: 1024 ** 3, sessionCeilingBytes: 1024 ** 3 },
+      warmPool: 1,
+      idleTimeoutMs: 300_000,
+      blobStore: null,
+      snapshotLimitBytes: 1024 ** 3,
+      drainTimeoutMs: 30_000,
+    });
+  });
+
+  it('reads every option from its flag or its BERTH_* variable', () => {
+    const config = parseServeConfig(['--warm-pool', '3', '--idle-timeout', '90s'], {
+      BERTH_HOST_RAM: '8GiB',
+      BERTH_HOST_OVERHEAD: '512MiB',
+      BERTH_SESSION_RAM_CEILING: '768MiB',
+      BERTH_BLOB_STORE: '/var/lib/berth-blobs',
+      BERTH_SNAPSHOT_LIMIT: '100MiB',
+      BERTH_DRAIN_TIMEOUT: '1m',
+    });
+    expect(config).toMatchObject({
+      sizing: {
+        hostRamBytes: 8 * 1024 ** 3,
+        overheadBytes: 512 * 1024 ** 2,
+        sessionCeilingBytes: 768 * 1024 ** 2,
+      },
+      warmPool: 3,
+      idleTimeoutMs: 90_000,
+      blobStore: '/var/lib/berth-blobs',
+      snapshotLimitBytes: 100 * 1024 ** 2,
+      drainTimeoutMs: 60_000,
+    });
+  });
+
+  it('refuses a sizing that leaves no room for one session, and bad values', () => {
+    expect(configError(() => parseServeConfig(['--host-ram', '1GiB'], {}))).toMatch(
+      /the sizing formula leaves no room for a session/,
+    );
+    expect(configError(() => parseServeConfig(['--session-ram-ceiling', '0'], {}))).toMatch(
+      /--session-ram-ceiling must be more than 0/,
+    );
+    expect(configError(() => parseServeConfig(['--warm-pool', '-1'], {}))).toMatch(/--warm-pool/);
+    expect(configError(() => parseServeConfig(['--warm-pool', '65'], {}))).toMatch(/from 0 to 64/);
+    expect(configError(() => parseServeConfig(['--idle-timeout', 'soon'], {}))).toMatch(/--idle-timeout/);
+    expect(configError(() => parseServeConfig(['--host-ram', 'lots'], {}))).toMatch(/--host-ram/);
+  });
+});

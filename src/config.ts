@@ -7,6 +7,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { BerthError } from './errors.js';
 import type { RecycleLimits } from './host/recycle-policy.js';
+import { DEFAULT_SESSION_CEILING, agentsPerHost, detectHostRam, type HostSizing } from './host/sizing.js';
 import { ID_PATTERN } from './ids.js';
 import { PATTERNS, type Pattern } from './stores/types.js';
 
@@ -33,6 +34,18 @@ export interface ServeConfig {
   /** When subprocesses are recycled (soft limits) or killed (hard RSS limit); 0 turns off a limit. */
   recycle: RecycleLimits;
   rssSampleIntervalMs: number;
+  /** The sizing formula's inputs; the host admits `(hostRam - overhead) / sessionCeiling` subprocess trees. */
+  sizing: HostSizing;
+  /** Warm spares kept ready with `prewarm()`. */
+  warmPool: number;
+  /** Hybrid sessions quiet for this long are suspended; 0 = never. */
+  idleTimeoutMs: number;
+  /** Where workspace snapshots go: null = `DATA_DIR/blobs`, a path, or `s3://BUCKET/PREFIX?...`. */
+  blobStore: string | null;
+  /** The largest workspace a snapshot may hold (uncompressed). */
+  snapshotLimitBytes: number;
+  /** On SIGTERM, how long running turns may take to finish before their subprocesses are stopped. */
+  drainTimeoutMs: number;
   /** `PATH` given to the agents' tools. */
   agentPath: string;
 }
@@ -144,6 +157,54 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
     env: 'BERTH_RSS_SAMPLE_INTERVAL',
     type: 'string',
     help: 'how often subprocess tree RSS is sampled for the limits (default 5s)',
+  },
+  {
+    flag: 'host-ram',
+    env: 'BERTH_HOST_RAM',
+    type: 'string',
+    help: 'RAM of this host for the sizing formula (default: the cgroup limit, else the machine)',
+  },
+  {
+    flag: 'host-overhead',
+    env: 'BERTH_HOST_OVERHEAD',
+    type: 'string',
+    help: 'RAM kept for Berth itself, not for agents (default 1GiB)',
+  },
+  {
+    flag: 'session-ram-ceiling',
+    env: 'BERTH_SESSION_RAM_CEILING',
+    type: 'string',
+    help: 'RAM budget of one session subprocess tree (default 1GiB; measure with berth plan)',
+  },
+  {
+    flag: 'warm-pool',
+    env: 'BERTH_WARM_POOL',
+    type: 'string',
+    help: 'spare subprocesses kept prewarmed for new sessions (default 1; 0 = none)',
+  },
+  {
+    flag: 'idle-timeout',
+    env: 'BERTH_IDLE_TIMEOUT',
+    type: 'string',
+    help: 'suspend hybrid sessions idle this long (default 5m; 0 = never)',
+  },
+  {
+    flag: 'blob-store',
+    env: 'BERTH_BLOB_STORE',
+    type: 'string',
+    help: 'workspace snapshots: a directory or s3://BUCKET/PREFIX?endpoint=... (default DATA_DIR/blobs)',
+  },
+  {
+    flag: 'snapshot-limit',
+    env: 'BERTH_SNAPSHOT_LIMIT',
+    type: 'string',
+    help: 'largest workspace a snapshot may hold (default 1GiB)',
+  },
+  {
+    flag: 'drain-timeout',
+    env: 'BERTH_DRAIN_TIMEOUT',
+    type: 'string',
+    help: 'on SIGTERM, grace for running turns before every session is suspended (default 30s)',
   },
 ];
 
@@ -338,13 +399,44 @@ export function parseServeConfig(
       parseDuration(str('rss-sample-interval') ?? '5s', '--rss-sample-interval'),
       '--rss-sample-interval',
     ),
+    sizing: parseSizing(str),
+    warmPool: parseCount(str('warm-pool') ?? '1', '--warm-pool', 64),
+    idleTimeoutMs: parseDuration(str('idle-timeout') ?? '5m', '--idle-timeout'),
+    blobStore: str('blob-store') ?? null,
+    snapshotLimitBytes: positive(
+      parseSize(str('snapshot-limit') ?? '1GiB', '--snapshot-limit'),
+      '--snapshot-limit',
+    ),
+    drainTimeoutMs: parseDuration(str('drain-timeout') ?? '30s', '--drain-timeout'),
     agentPath: env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
   };
 }
 
-function parseCount(value: string, what: string): number {
-  if (!/^\d+$/.test(value.trim())) {
-    throw new BerthError('invalid_config', `${what}: ${JSON.stringify(value)} is not a whole number`);
+function parseSizing(str: (flag: string) => string | undefined): HostSizing {
+  const given = str('host-ram');
+  const sizing: HostSizing = {
+    hostRamBytes: given === undefined ? detectHostRam() : parseSize(given, '--host-ram'),
+    overheadBytes: parseSize(str('host-overhead') ?? '1GiB', '--host-overhead'),
+    sessionCeilingBytes: positive(
+      parseSize(str('session-ram-ceiling') ?? String(DEFAULT_SESSION_CEILING), '--session-ram-ceiling'),
+      '--session-ram-ceiling',
+    ),
+  };
+  if (agentsPerHost(sizing) < 1) {
+    throw new BerthError(
+      'invalid_config',
+      `the sizing formula leaves no room for a session: (--host-ram ${sizing.hostRamBytes} - --host-overhead ${sizing.overheadBytes}) / --session-ram-ceiling ${sizing.sessionCeilingBytes} < 1`,
+    );
+  }
+  return sizing;
+}
+
+function parseCount(value: string, what: string, max = Number.MAX_SAFE_INTEGER): number {
+  if (!/^\d+$/.test(value.trim()) || Number(value) > max) {
+    throw new BerthError(
+      'invalid_config',
+      `${what}: ${JSON.stringify(value)} is not a whole number from 0 to ${max}`,
+    );
   }
   return Number(value);
 }

@@ -14,6 +14,7 @@ export const ERROR_CODES = {
   // 404: also used for another tenant's resources, so that ids do not leak
   session_not_found: { status: 404, type: 'not_found_error' },
   not_found: { status: 404, type: 'not_found_error' },
+  group_not_found: { status: 404, type: 'not_found_error' },
   // 409: the request conflicts with the session's state
   session_exists: { status: 409, type: 'conflict_error' },
   session_terminated: { status: 409, type: 'conflict_error' },
@@ -24,21 +25,34 @@ export const ERROR_CODES = {
   queue_full: { status: 429, type: 'rate_limit_error' },
   // 503
   not_ready: { status: 503, type: 'overloaded_error' },
+  host_full: { status: 503, type: 'overloaded_error' },
+  host_draining: { status: 503, type: 'overloaded_error' },
   // 500: Berth or a backend failed
   store_unavailable: { status: 503, type: 'api_error' },
   subprocess_failed: { status: 500, type: 'api_error' },
   internal: { status: 500, type: 'api_error' },
+  group_isolation_failed: { status: 500, type: 'api_error' },
+  // workspace snapshots
+  snapshot_too_large: { status: 413, type: 'invalid_request_error' },
+  snapshot_invalid: { status: 500, type: 'api_error' },
 } as const satisfies Record<string, { status: number; type: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 
 export class BerthError extends Error {
   readonly code: ErrorCode;
+  /** When the client may try again (the `Retry-After` header), for codes that mean "not now". */
+  readonly retryAfterSeconds: number | undefined;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options?: { cause?: unknown; retryAfterSeconds?: number | undefined },
+  ) {
     super(message, options);
     this.name = 'BerthError';
     this.code = code;
+    this.retryAfterSeconds = options?.retryAfterSeconds;
   }
 
   get status(): number {

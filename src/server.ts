@@ -8,12 +8,15 @@ import { serve, type ServerType } from '@hono/node-server';
 import type { ServeConfig } from './config.js';
 import { BerthError, describeError } from './errors.js';
 import { RecyclePolicy } from './host/recycle-policy.js';
-import { SessionHost } from './host/session-host.js';
-import { createApp } from './http/app.js';
+import { SessionHost, type DrainResult } from './host/session-host.js';
+import { agentsPerHost } from './host/sizing.js';
+import { WorkspaceSync } from './host/workspace-sync.js';
+import { createApp, type RouteGroup } from './http/app.js';
 import { DurableMirror } from './stores/durable-mirror.js';
 import { openStores, type Stores } from './stores/open-stores.js';
 import { startMockModel, type MockModel } from './testing/index.js';
 import { loadScenarioFile } from './testing/scenario-file.js';
+import { openBlobStore } from './workspace/open-blob-store.js';
 
 export interface BerthServer {
   /** `http://HOST:PORT` of the API. */
@@ -23,6 +26,11 @@ export interface BerthServer {
   readonly mockModel: MockModel | undefined;
   /** Stops accepting requests, ends every subprocess (sessions stay resumable), closes the stores. */
   close(): Promise<void>;
+  /**
+   * The graceful shutdown of SIGTERM: `/readyz` turns 503, nothing new is admitted, running turns get
+   * the drain timeout, every session is suspended; then {@link close}.
+   */
+  drain(): Promise<DrainResult>;
 }
 
 export interface StartOptions {
@@ -60,9 +68,20 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
     }
     const stores: Stores = await openStores(config.store);
     cleanups.add(() => stores.close());
+    const blob = await openBlobStore(config.blobStore, config.dataDir);
+    cleanups.add(() => blob.close());
+    const hybridUnavailable = !stores.shared
+      ? `its store (${config.store.replace(/:.*/, ':')}...) is not reachable from other hosts, so a suspended session could not hydrate anywhere else; use a postgres://, redis:// or s3:// --store`
+      : !blob.shared
+        ? `its blob store (${blob.description}) is this host's disk, so a suspended workspace could not be restored anywhere else; use an s3:// --blob-store`
+        : undefined;
+    if (config.pattern === 'hybrid' && hybridUnavailable) {
+      throw new BerthError('invalid_config', `--pattern hybrid is refused: ${hybridUnavailable}`);
+    }
     // The mirror is made before the host it reports to.
     const reportTo: { host?: SessionHost } = {};
     let { transcriptStore, registry, eventLog } = stores;
+    let flushTranscripts: ((signal: AbortSignal) => Promise<void>) | undefined;
     if (stores.shared) {
       // A networked store can be down; the mirror keeps every write on this host's disk until it is back.
       const mirror = new DurableMirror({
@@ -81,6 +100,7 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
         await mirror.close();
       });
       transcriptStore = mirror;
+      flushTranscripts = (signal) => mirror.drain(signal);
       registry = mirror.registry;
       eventLog = mirror.eventLog;
     }
@@ -101,6 +121,19 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
       recyclePolicy: new RecyclePolicy(config.recycle),
       rssSampleIntervalMs: config.rssSampleIntervalMs,
       onError,
+      sizing: config.sizing,
+      capacity: agentsPerHost(config.sizing),
+      canSuspend: !config.store.startsWith('memory:'),
+      idleTimeoutMs: config.idleTimeoutMs,
+      workspaces: new WorkspaceSync({
+        blob,
+        dataDir: config.dataDir,
+        maxSnapshotBytes: config.snapshotLimitBytes,
+      }),
+      ...(flushTranscripts && { flushTranscripts }),
+      warmPoolSize: config.warmPool,
+      warmPoolTenants: config.apiKeys.size > 0 ? [...new Set(config.apiKeys.values())] : ['default'],
+      ...(hybridUnavailable && { hybridUnavailable }),
     });
     reportTo.host = host;
     cleanups.add(() => host.close());
@@ -127,7 +160,7 @@ export async function startBerth(config: ServeConfig, options: StartOptions = {}
       maxBodyBytes: config.maxBodyBytes,
       heartbeatMs: config.heartbeatMs,
       isReady: () => ready,
-      readiness: () => ({ live_sessions: core.host.liveSessions.length }),
+      routes: extraRoutes(core, config),
       onError,
     });
     const server = await listen(app.fetch, config.port, config.host);
@@ -142,11 +175,22 @@ export async function startBerth(config: ServeConfig, options: StartOptions = {}
         ready = false;
         return cleanups.run();
       },
+      async drain() {
+        ready = false;
+        const result = await core.host.drain(config.drainTimeoutMs);
+        await cleanups.run();
+        return result;
+      },
     };
   } catch (err) {
     await cleanups.run();
     throw err;
   }
+}
+
+/** The API's route groups beyond sessions: ephemeral tasks and multi-agent groups. */
+function extraRoutes(_core: BerthCore, _config: ServeConfig): RouteGroup[] {
+  return [];
 }
 
 function errorLogger(options: StartOptions): (err: unknown) => void {

@@ -150,7 +150,8 @@ describe('berth serve', () => {
     const [, base2] = await waitForOutput(second, /listening on (http:\/\/[\d.:]+)/);
     try {
       const got = await api(base2!, 'GET', `/v1/sessions/${id}`);
-      expect(got.body).toMatchObject({ id, status: 'idle', title: 'survives restarts', turns: 1 });
+      // SIGTERM drained the first host: the session was suspended, and this turn hydrates it.
+      expect(got.body).toMatchObject({ id, status: 'suspended', title: 'survives restarts', turns: 1 });
       const events = await turn(base2!, id, 'what is the secret word?');
       const text = JSON.stringify(events.filter((e) => e.type === 'agent.message'));
       expect(text).toContain('what is the secret word?');
@@ -210,7 +211,11 @@ describe('berth serve', () => {
       first.child.kill('SIGKILL');
       await first.exit;
 
-      const second = run(['serve', '--port', '0', '--model-endpoint', model.url, ...storeArgs], cwd);
+      // No spare on the second host: every marked process under the data dir must be the dead host's.
+      const second = run(
+        ['serve', '--port', '0', '--warm-pool', '0', '--model-endpoint', model.url, ...storeArgs],
+        cwd,
+      );
       const [, base2] = await waitForOutput(second, /listening on (http:\/\/[\d.:]+)/);
       try {
         // The new host swept what the killed one left: the CLI, and the job that escaped into its own session.

@@ -6,6 +6,7 @@ import { SERVE_OPTIONS, parseServeConfig } from '../config.js';
 import { describeError, isBerthError } from '../errors.js';
 import { runConformanceCommand } from './conformance.js';
 import { runMockModelCommand } from './mock-model.js';
+import { PLAN_HELP, runPlanCommand } from './plan.js';
 import { runRunCommand } from './run.js';
 import { runServeCommand } from './serve.js';
 
@@ -16,9 +17,10 @@ Commands:
   run "PROMPT"       run one task and print its result
   mock-model         run the scripted Messages API server alone
   conformance URL    run the store conformance suites against a live backend
+  plan               measure a session's RAM and size a host (agents per host)
   help [command]     show help
 
-Run "berth help serve" for the server's options.`;
+Run "berth help serve" for the server's options, "berth help plan" for sizing.`;
 
 function serveHelp(): string {
   const lines = SERVE_OPTIONS.map((o) => `  --${o.flag.padEnd(22)} ${o.env.padEnd(28)} ${o.help}`);
@@ -39,11 +41,13 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await runMockModelCommand(rest);
       case 'conformance':
         return await runConformanceCommand(rest);
+      case 'plan':
+        return await runPlanCommand(rest, process.env);
       case undefined:
       case 'help':
       case '--help':
       case '-h':
-        return print(rest[0] === 'serve' ? serveHelp() : USAGE);
+        return print(rest[0] === 'serve' ? serveHelp() : rest[0] === 'plan' ? PLAN_HELP : USAGE);
       default:
         process.stderr.write(`berth: unknown command ${JSON.stringify(command)}\n\n${USAGE}\n`);
         return 2;

@@ -1,10 +1,17 @@
-/** Resolves on the first SIGINT or SIGTERM; a second one exits at once. */
-export function waitForShutdownSignal(): Promise<NodeJS.Signals> {
+/**
+ * Resolves on the first SIGINT or SIGTERM. A second one calls `onForce` (which must end every subprocess
+ * group at once, synchronously) and exits with status 1.
+ */
+export function waitForShutdownSignal(onForce: () => void = () => undefined): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
     const onSignal = (signal: NodeJS.Signals): void => {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
-      const force = (): never => process.exit(130);
+      const force = (): never => {
+        process.stderr.write(`berth: second signal: killing every subprocess and exiting now\n`);
+        onForce();
+        process.exit(1);
+      };
       process.once('SIGINT', force);
       process.once('SIGTERM', force);
       resolve(signal);

@@ -3,7 +3,7 @@
  * validates what it is given before it touches anything, and every failure is `{error: {type, code,
  * message}}` with the status of its code.
  */
-import { Hono, type Context } from 'hono';
+import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { z } from 'zod';
@@ -32,14 +32,27 @@ export interface AppOptions {
   heartbeatMs: number;
   /** False while the host drains; `/readyz` answers 503. */
   isReady: () => boolean;
-  /** Extra facts for `/readyz`. */
-  readiness?: () => Record<string, unknown>;
+  /** More route groups (tasks, groups), registered after auth and the body limit. */
+  routes?: ReadonlyArray<RouteGroup>;
   onError?: (err: unknown) => void;
 }
 
-type Env = { Variables: { tenant: string } };
+export type Env = { Variables: { tenant: string } };
+
+/**
+ * A set of routes under `/v1/...`, with its own body limit when it needs a larger one than `--max-body`
+ * (ephemeral tasks carry input files).
+ */
+export interface RouteGroup {
+  /** The path prefix the routes live under, e.g. `/v1/tasks`. */
+  prefix: string;
+  /** Body limit for this prefix; `--max-body` when undefined. */
+  maxBodyBytes?: number;
+  register(app: Hono<Env>): void;
+}
 
 function errorResponse(c: Context, err: BerthError): Response {
+  if (err.retryAfterSeconds !== undefined) c.header('Retry-After', String(Math.ceil(err.retryAfterSeconds)));
   return c.json(err.toJSON(), err.status as ContentfulStatusCode);
 }
 
@@ -107,25 +120,35 @@ export function createApp(options: AppOptions): Hono<Env> {
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
   app.get('/readyz', (c) => {
-    const ready = options.isReady();
-    return c.json({ status: ready ? 'ready' : 'draining', ...options.readiness?.() }, ready ? 200 : 503);
+    const ready = options.isReady() && host.info().status === 'ready';
+    return c.json({ ...host.info(), status: ready ? 'ready' : 'draining' }, ready ? 200 : 503);
   });
 
   app.use('/v1/*', async (c, next) => {
     c.set('tenant', authenticate(c.req.raw.headers, options.apiKeys));
     await next();
   });
-  app.use(
-    '/v1/*',
+  const limit = (maxSize: number): MiddlewareHandler<Env> =>
     bodyLimit({
-      maxSize: options.maxBodyBytes,
+      maxSize,
       onError: (c) =>
-        errorResponse(
-          c,
-          new BerthError('body_too_large', `The request body is over ${options.maxBodyBytes} bytes`),
-        ),
-    }),
-  );
+        errorResponse(c, new BerthError('body_too_large', `The request body is over ${maxSize} bytes`)),
+    });
+  const routes = options.routes ?? [];
+  const ownLimits = routes.filter((r) => r.maxBodyBytes !== undefined);
+  const general = limit(options.maxBodyBytes);
+  for (const r of ownLimits) {
+    const own = limit(r.maxBodyBytes!);
+    app.use(r.prefix, own);
+    app.use(`${r.prefix}/*`, own);
+  }
+  const hasOwnLimit = (p: string): boolean =>
+    ownLimits.some((r) => p === r.prefix || p.startsWith(`${r.prefix}/`));
+  const generalLimit: MiddlewareHandler<Env> = (c, next) =>
+    hasOwnLimit(c.req.path) ? next() : general(c, next);
+  app.use('/v1/*', generalLimit);
+
+  app.get('/v1/hosts/self', (c) => c.json({ type: 'host', ...host.info() }));
 
   const session = (c: Context<Env>): Promise<Session> => host.get(c.get('tenant'), c.req.param('id') ?? '');
 
@@ -186,5 +209,6 @@ export function createApp(options: AppOptions): Hono<Env> {
     return streamSessionEvents(c, s, { after, heartbeatMs: options.heartbeatMs });
   });
 
+  for (const r of routes) r.register(app);
   return app;
 }

@@ -11,6 +11,7 @@
  *   scrubbed its environment on purpose).
  * Linux only: it reads /proc.
  */
+import { readFileSync, readdirSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -194,4 +195,25 @@ export async function sweepMarkedProcesses(
   // No live leader is known for these trees: pid -1 matches no process group, so the marker decides.
   await Promise.all([...markers].map((marker) => killTree({ leaderPid: -1, marker }, options)));
   return found.length;
+}
+
+/**
+ * SIGKILLs, synchronously, every marked process whose environment satisfies `belongs`: the last act of a
+ * host that must exit now (a second SIGTERM, a missed drain deadline). Returns how many it signalled.
+ */
+export function killMarkedProcessesNow(belongs: (env: readonly string[]) => boolean): number {
+  let killed = 0;
+  for (const name of readdirSync('/proc')) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) continue;
+    try {
+      const env = readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0');
+      if (treeMarkerOf(env) === undefined || !belongs(env)) continue;
+      process.kill(pid, 'SIGKILL');
+      killed += 1;
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return killed;
 }

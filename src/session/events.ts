@@ -51,7 +51,7 @@ export interface EventPayloads {
   'agent.tool_result': { tool_use_id: string; content: unknown; is_error: boolean };
   'session.status_running': object;
   'session.status_idle': { stop_reason: StopReason; usage?: Usage; duration_ms?: number };
-  'session.status_suspended': object;
+  'session.status_suspended': { reason: string };
   'session.status_rescheduling': { reason: string };
   'session.status_terminated': { reason: string };
   'session.error': { error: { type: string; message: string } };

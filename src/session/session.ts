@@ -22,8 +22,9 @@ import {
   type SDKResultMessage,
   type SDKUserMessage,
   type SessionStore,
+  type SpareProcess,
 } from '@anthropic-ai/claude-agent-sdk';
-import { BerthError, describeError } from '../errors.js';
+import { BerthError, describeError, isBerthError } from '../errors.js';
 import { createPlainSpawner, type SpawnedTree } from '../sandbox/plain-spawn.js';
 import type { ProcessTreeId } from '../sandbox/process-tree.js';
 import type { SessionRecord, SessionRegistry, SessionStatus } from '../stores/types.js';
@@ -39,15 +40,19 @@ import { mapSdkMessage, resultStopReason, resultUsage } from './map-sdk-message.
  * - `running`: a turn is in progress. A subprocess killed mid-turn (it crashed, an interrupt did not
  *   settle, the hard RSS limit) ends the turn with an error: `running -> cold`.
  * - `requires_action`: a turn is paused until a client answers a tool confirmation.
+ * - `suspended`: no subprocess, the transcript is durable in the store and the workspace is in the blob
+ *   store (`cold -> suspended` once both are). The next turn hydrates it, on this host or another one.
+ *   A turn whose hydration failed goes back to `suspended`.
  * - `closed`: terminated; nothing runs and nothing is accepted.
  */
-export type SessionState = 'cold' | 'idle' | 'running' | 'requires_action' | 'closed';
+export type SessionState = 'cold' | 'idle' | 'running' | 'requires_action' | 'suspended' | 'closed';
 
 const TRANSITIONS: Record<SessionState, readonly SessionState[]> = {
-  cold: ['running', 'closed'],
+  cold: ['running', 'suspended', 'closed'],
   idle: ['running', 'cold', 'closed'],
-  running: ['idle', 'requires_action', 'cold', 'closed'],
+  running: ['idle', 'requires_action', 'cold', 'suspended', 'closed'],
   requires_action: ['running', 'cold', 'closed'],
+  suspended: ['running', 'closed'],
   closed: [],
 };
 
@@ -57,6 +62,7 @@ const PUBLIC_STATUS: Record<SessionState, SessionStatus> = {
   idle: 'idle',
   running: 'running',
   requires_action: 'requires_action',
+  suspended: 'suspended',
   closed: 'terminated',
 };
 
@@ -100,6 +106,33 @@ export interface SessionOptions {
    * may {@link Session.recycle} it. Runs before the next queued turn starts.
    */
   onTurnEnd?: (session: Session) => void;
+  /**
+   * Asked, synchronously, before user messages are accepted: `needsSlot` is true when the session holds
+   * no subprocess and will need one. Throws to refuse the messages (nothing is stored then); may return
+   * a promise that the turn awaits before it spawns (a subprocess being suspended to make room).
+   */
+  admit?: (session: Session, needsSlot: boolean) => Promise<void> | undefined;
+  /** Runs before a subprocess is started: the host restores the workspace here when it must. */
+  prepareStart?: (session: Session) => Promise<void>;
+  /** A warm spare for the session's first subprocess, if the host has a fitting one. */
+  claimSpare?: (session: Session) => ClaimableSpare | undefined;
+  /**
+   * More SDK options for each subprocess (a group's MCP bus, its shared directory), made anew per spawn.
+   * They cannot replace the isolation levers or the session's own cwd, env, store and spawner.
+   */
+  processOptions?: () => Partial<Options>;
+}
+
+/** A prewarmed subprocess (see `WarmPool`) that a session can bind to instead of spawning. */
+export interface ClaimableSpare {
+  readonly spare: SpareProcess;
+  readonly spawner: SpawnedTree;
+  /** Routes the spare's `canUseTool`, fixed at prewarm, to the claiming session. */
+  bind(canUseTool: CanUseTool): void;
+  /** Called once the claim is settled: `claimed` false means it was refused and the session fell back. */
+  settled(claimed: boolean, reason?: string): void;
+  /** Directories prewarmed for this spare alone (a task's config dir and home), if any. */
+  readonly dirs?: { root: string; configDir: string; home: string };
 }
 
 /** What the host's policies need to know about a live subprocess. */
@@ -132,6 +165,10 @@ interface LiveProcess {
   spawnedAt: number;
   /** Results this process has produced. */
   turns: number;
+  /** For a claimed spare: resolves true once the claim is honoured, false when it was refused. */
+  claim?: Promise<boolean>;
+  /** The message that started the process: a refused claim hands it to the fallback process. */
+  firstMessage?: SDKUserMessage;
 }
 
 interface Turn {
@@ -160,13 +197,57 @@ export class Session {
   private readonly toolUseEvents = new Map<string, string>();
   private persisting: Promise<void> = Promise.resolve();
   private closing: Promise<void> | undefined;
-  /** A subprocess detached by `recycle` or `killProcess` that is still being ended. */
+  /** A subprocess detached by `recycle`, `killProcess` or `suspend` that is still being ended. */
   private retiring: Promise<void> | undefined;
+  /** Admitted for a subprocess it has not started yet. */
+  private slotReserved = false;
+  private suspending: Promise<boolean> | undefined;
+  /** The running turn started from `suspended` (so a failed hydration returns there). */
+  private wasSuspended = false;
+  /** What the next spawn waits for before it starts (room being made on the host). */
+  private admission: Promise<void> | undefined;
+  private lastActive = Date.now();
 
   constructor(private readonly options: SessionOptions) {
     this.id = options.record.id;
     this.record = options.record;
-    this.state = options.record.status === 'terminated' ? 'closed' : 'cold';
+    this.state =
+      options.record.status === 'terminated'
+        ? 'closed'
+        : options.record.status === 'suspended'
+          ? 'suspended'
+          : 'cold';
+  }
+
+  private isClosed(): boolean {
+    return this.state === 'closed';
+  }
+
+  /** Whether the session counts against the host's capacity: it has a subprocess or is about to start one. */
+  get holdsSlot(): boolean {
+    return this.proc !== undefined || this.slotReserved;
+  }
+
+  /** When a client last sent it something or its last turn ended (epoch ms), for LRU and idle timeouts. */
+  get lastActiveAt(): number {
+    return this.lastActive;
+  }
+
+  /** True while a turn runs or messages wait for one. */
+  get isBusy(): boolean {
+    return this.turn !== undefined || this.pumping || this.queue.length > 0;
+  }
+
+  /** True when nothing runs or waits: the host may suspend it. */
+  get isQuiet(): boolean {
+    return (
+      (this.state === 'idle' || this.state === 'cold') &&
+      !this.turn &&
+      !this.pumping &&
+      this.queue.length === 0 &&
+      !this.slotReserved &&
+      !this.suspending
+    );
   }
 
   get events(): SessionEventStream {
@@ -229,6 +310,16 @@ export class Session {
       }
       answered.add(event.tool_use_id);
     }
+    if (messages > 0) {
+      // Last of the checks: admission may start suspending another session to make room.
+      const needsSlot = !this.holdsSlot;
+      const admission = this.options.admit?.(this, needsSlot);
+      if (needsSlot) {
+        this.slotReserved = true;
+        this.admission = admission;
+      }
+    }
+    this.lastActive = Date.now();
     const stored = this.events.emit(...(events as NewEvent[]));
     for (const event of events) {
       switch (event.type) {
@@ -297,6 +388,49 @@ export class Session {
     if (!proc) return;
     this.onProcessEnd(proc, undefined, { type, message });
     await this.retire(proc, { graceful: false });
+  }
+
+  /**
+   * Suspends a quiet session (idle or cold, nothing queued): ends its subprocess gracefully, then runs
+   * `work` (the host makes the transcript durable and snapshots the workspace) and goes `suspended`,
+   * emitting `session.status_suspended`. A turn that arrives meanwhile waits for it, then hydrates.
+   * Resolves false when the session was not quiet or `work` failed (it then stays `cold`, resumable on
+   * this host, and its clients get a `session.error` of type `suspend_failed`).
+   */
+  suspend(reason: string, work: () => Promise<void>): Promise<boolean> {
+    if (this.suspending) return this.suspending;
+    if (!this.isQuiet) return Promise.resolve(false);
+    const proc = this.proc;
+    if (proc) {
+      this.proc = undefined;
+      this.transition('cold');
+    }
+    const previous = this.retiring;
+    const suspending = (async () => {
+      await previous;
+      if (proc) await this.endProcess(proc, { graceful: true });
+      await this.persisting;
+      await work();
+      if (this.state === 'cold') {
+        this.transition('suspended');
+        this.events.emit({ type: 'session.status_suspended', reason });
+      }
+      return true;
+    })()
+      .catch((err: unknown) => {
+        this.events.emit({
+          type: 'session.error',
+          error: {
+            type: 'suspend_failed',
+            message: `The session could not be suspended (${describeError(err)}); it stays resumable on this host.`,
+          },
+        });
+        return false;
+      })
+      .finally(() => (this.suspending = undefined));
+    this.suspending = suspending;
+    this.retiring = suspending.then(() => undefined);
+    return suspending;
   }
 
   private retire(proc: LiveProcess, options: { graceful: boolean }): Promise<void> {
@@ -371,6 +505,9 @@ export class Session {
         }
       } finally {
         this.pumping = false;
+        // A reservation that no subprocess took up (the turns failed before a spawn) is given back.
+        this.slotReserved = false;
+        this.lastActive = Date.now();
       }
     })();
   }
@@ -380,14 +517,34 @@ export class Session {
     const done = new Promise<void>((resolve) => (finish = resolve));
     const turn: Turn = { startedAt: Date.now(), done, finish, interrupted: false };
     this.turn = turn;
+    this.wasSuspended = this.state === 'suspended';
     this.transition('running');
     this.events.emit({ type: 'session.status_running' });
     try {
-      // The previous subprocess must be gone before a new one resumes the same transcript.
-      if (!this.proc && this.retiring) await this.retiring;
-      if (this.state === 'closed') return;
-      const proc = this.proc ?? this.startProcess();
-      proc.input.push(message);
+      if (this.proc) {
+        this.proc.input.push(message);
+      } else {
+        // The previous subprocess must be gone before a new one resumes the same transcript, and the
+        // room the host is making for this one must be made.
+        await this.retiring;
+        const admission = this.admission;
+        this.admission = undefined;
+        await admission;
+        if (this.isClosed()) return;
+        try {
+          await this.options.prepareStart?.(this);
+        } catch (err) {
+          this.endTurnWithError(
+            turn,
+            isBerthError(err) ? err.code : 'hydrate_failed',
+            `Could not start the turn: ${describeError(err)}`,
+            this.state === 'running' && this.wasSuspended ? 'suspended' : undefined,
+          );
+          return;
+        }
+        if (this.isClosed()) return;
+        this.startProcess(message);
+      }
       await done;
     } catch (err) {
       this.endTurnWithError(turn, 'subprocess_failed', `Could not run the turn: ${describeError(err)}`);
@@ -396,13 +553,76 @@ export class Session {
     }
   }
 
-  private startProcess(): LiveProcess {
+  /** Starts the subprocess that runs `first`: a claimed warm spare for a new session, else a spawn. */
+  private startProcess(first: SDKUserMessage): LiveProcess {
+    this.slotReserved = false;
+    const spare = this.record.started ? undefined : this.options.claimSpare?.(this);
+    if (spare) {
+      try {
+        return this.claimProcess(spare, first);
+      } catch (err) {
+        // claim() throws when the spare died or was closed before we got to it.
+        spare.settled(false, describeError(err));
+      }
+    }
+    return this.spawnProcess(first);
+  }
+
+  private claimProcess(spare: ClaimableSpare, first: SDKUserMessage): LiveProcess {
+    const agent = this.record.agent;
+    const input = new InputQueue<SDKUserMessage>();
+    spare.bind(this.canUseTool);
+    const q = spare.spare.claim({
+      prompt: input,
+      options: {
+        cwd: this.options.paths.cwd,
+        ...(agent.model !== undefined && { model: agent.model }),
+        ...(agent.permission_mode !== undefined && { permissionMode: agent.permission_mode }),
+        ...(this.record.title !== null && { title: this.record.title }),
+      },
+    });
+    const claim = spare.spare.claimed.then(
+      () => {
+        spare.settled(true);
+        return true;
+      },
+      (err: unknown) => {
+        const reason = describeError(err);
+        // The one refusal after which the prompt runs anyway: the model was not applied.
+        const runs = reason.startsWith('option_not_applied');
+        spare.settled(runs, reason);
+        if (runs) this.report(new Error(`session ${this.id}: ${reason}`));
+        return runs;
+      },
+    );
+    const proc = this.track({ query: q, input, spawner: spare.spawner, claim, firstMessage: first });
+    input.push(first);
+    return proc;
+  }
+
+  private track(
+    parts: Pick<LiveProcess, 'query' | 'input' | 'spawner' | 'claim' | 'firstMessage'>,
+  ): LiveProcess {
+    const proc: LiveProcess = {
+      ...parts,
+      reader: Promise.resolve(),
+      costSoFar: 0,
+      spawnedAt: Date.now(),
+      turns: 0,
+    };
+    proc.reader = this.read(proc);
+    this.proc = proc;
+    return proc;
+  }
+
+  private spawnProcess(first: SDKUserMessage): LiveProcess {
     const { paths, env, transcriptStore } = this.options;
     const record = this.record;
     const spawner = (this.options.createSpawner ?? createPlainSpawner)();
     const input = new InputQueue<SDKUserMessage>();
     const agent = record.agent;
     const options: Options = {
+      ...this.options.processOptions?.(),
       cwd: paths.cwd,
       env,
       // The four isolation levers, always together: no settings files, no auto memory, a per-tenant
@@ -419,36 +639,52 @@ export class Session {
       ...(agent.permission_mode !== undefined && { permissionMode: agent.permission_mode }),
       ...(agent.max_turns !== undefined && { maxTurns: agent.max_turns }),
     };
-    const q = query({ prompt: input, options });
-    const proc: LiveProcess = {
-      query: q,
-      input,
-      spawner,
-      reader: Promise.resolve(),
-      costSoFar: 0,
-      spawnedAt: Date.now(),
-      turns: 0,
-    };
-    proc.reader = this.read(proc);
-    this.proc = proc;
+    const proc = this.track({ query: query({ prompt: input, options }), input, spawner });
+    input.push(first);
     return proc;
   }
 
   /** Consumes the subprocess's messages for its whole life: stopping early would kill it (FACTS.md). */
   private async read(proc: LiveProcess): Promise<void> {
     let failure: unknown;
+    let refused = false;
     try {
-      for await (const message of proc.query) this.onMessage(proc, message);
+      for await (const message of proc.query) {
+        // A refused claim answers with a `not_claimed` error result: none of that is the session's.
+        if (proc.claim && !(await proc.claim)) {
+          refused = true;
+          break;
+        }
+        this.onMessage(proc, message);
+      }
     } catch (err) {
       failure = err;
+      if (proc.claim && !(await proc.claim)) refused = true;
     }
-    this.onProcessEnd(proc, failure);
+    if (refused) this.fallBack(proc);
+    else this.onProcessEnd(proc, failure);
+  }
+
+  /** A claim was refused: the spare goes, and the first message runs in a normal subprocess. */
+  private fallBack(proc: LiveProcess): void {
+    proc.spawner.kill(this.options.timeouts.killGraceMs).catch((err: unknown) => this.report(err));
+    if (this.proc !== proc || this.state === 'closed' || !proc.firstMessage) {
+      if (this.proc === proc) this.onProcessEnd(proc, new Error('the warm spare refused the claim'));
+      return;
+    }
+    this.proc = undefined;
+    this.spawnProcess(proc.firstMessage);
   }
 
   private onMessage(proc: LiveProcess, message: SDKMessage): void {
     if (this.proc !== proc || this.state === 'closed') return;
-    if (message.type === 'system' && message.subtype === 'init' && !this.record.started) {
-      this.persist({ started: true });
+    if (message.type === 'system' && message.subtype === 'init') {
+      // A claimed spare runs under the session id the CLI chose; the transcript is keyed by it.
+      if (proc.claim && message.session_id !== this.record.sdkSessionId) {
+        this.persist({ started: true, sdkSessionId: message.session_id });
+      } else if (!this.record.started) {
+        this.persist({ started: true });
+      }
     }
     if (message.type === 'result') {
       this.onResult(proc, message);
@@ -482,7 +718,7 @@ export class Session {
     turn: Turn,
     stopReason: StopReason,
     usage: ReturnType<typeof resultUsage> | undefined,
-    next: 'idle' | 'cold',
+    next: 'idle' | 'cold' | 'suspended',
     totals: Partial<SessionRecord> = {},
   ): void {
     if (this.turn !== turn || this.state === 'closed') {
@@ -508,14 +744,14 @@ export class Session {
     turn.finish();
   }
 
-  private endTurnWithError(turn: Turn, type: string, message: string): void {
+  private endTurnWithError(turn: Turn, type: string, message: string, next?: 'suspended'): void {
     if (this.turn !== turn || this.state === 'closed') return;
     if (!turn.interrupted) this.events.emit({ type: 'session.error', error: { type, message } });
     this.finishTurn(
       turn,
       turn.interrupted ? { type: 'interrupted' } : { type: 'error', subtype: type },
       undefined,
-      this.proc ? 'idle' : 'cold',
+      next ?? (this.proc ? 'idle' : 'cold'),
     );
   }
 

@@ -14,9 +14,11 @@ export type Pattern = (typeof PATTERNS)[number];
  * - `idle`: waiting for input (with or without a live subprocess).
  * - `running`: a turn is in progress.
  * - `requires_action`: a turn is paused on a tool confirmation.
+ * - `suspended`: idle and holding nothing on any host (transcript in the store, workspace in the blob
+ *   store); the next message hydrates it.
  * - `terminated`: closed for good; only reads are allowed.
  */
-export type SessionStatus = 'idle' | 'running' | 'requires_action' | 'terminated';
+export type SessionStatus = 'idle' | 'running' | 'requires_action' | 'suspended' | 'terminated';
 
 /** How an agent is configured at session creation; fixed for the session's life. */
 export interface AgentConfig {

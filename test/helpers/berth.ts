@@ -50,6 +50,9 @@ export class TestBerth {
         model.url,
         '--kill-grace',
         '1s',
+        // Tests that want spares ask for them; the rest should not pay for prewarming.
+        '--warm-pool',
+        '0',
         ...(options.args ?? []),
       ],
       { PATH: process.env.PATH },

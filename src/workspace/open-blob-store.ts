@@ -1,0 +1,159 @@
+/**
+ * `--blob-store URL` to a {@link BlobStore}: where workspace snapshots live.
+ *
+ * - none: the directory `DATA_DIR/blobs` (this host only).
+ * - `file:/ABSOLUTE/PATH`, `file:///ABSOLUTE/PATH` or `/ABSOLUTE/PATH`: that directory.
+ * - `s3://BUCKET/PREFIX?endpoint=URL&region=R&forcePathStyle=true`: the bucket, parsed as `--store s3://`
+ *   is; credentials come from the AWS SDK's default provider chain (environment, shared config, instance
+ *   role), never from the URL.
+ *
+ * The AWS SDK and the S3 adapter load only when an `s3://` URL is opened.
+ */
+import { mkdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BerthError, describeError, isBerthError } from '../errors.js';
+import type { BlobStore } from './blob-store.js';
+import { DirBlobStore } from './dir-blob-store.js';
+
+export type { BlobStore } from './blob-store.js';
+
+export const BLOB_STORE_URL_FORMS = [
+  'file:/ABSOLUTE/PATH',
+  '/ABSOLUTE/PATH',
+  's3://BUCKET/PREFIX?endpoint=URL&region=R&forcePathStyle=true',
+] as const;
+
+/**
+ * Opens the blob store `url` names, or `DATA_DIR/blobs` when it is null. A directory is created if
+ * missing; an S3 bucket is checked with HeadBucket. Either failing, or a bad URL, throws
+ * `invalid_config` naming `--blob-store` (with any password in the URL hidden). The returned store's
+ * `close()` also destroys the S3 client it made.
+ */
+export async function openBlobStore(url: string | null, dataDir: string): Promise<BlobStore> {
+  if (url === null) return openDir(path.join(path.resolve(dataDir), 'blobs'), '(default)');
+  if (url.startsWith('/')) return openDir(checkedPath(url, url), url);
+  const colon = url.indexOf(':');
+  const scheme = colon > 0 ? url.slice(0, colon).toLowerCase() : '';
+  switch (scheme) {
+    case 'file':
+      return openDir(fileUrlPath(url), url);
+    case 's3':
+      return openS3(url);
+    default:
+      throw new BerthError(
+        'invalid_config',
+        `--blob-store ${JSON.stringify(redact(url))}: unsupported blob store URL; expected one of ${BLOB_STORE_URL_FORMS.join(', ')}`,
+      );
+  }
+}
+
+async function openDir(root: string, url: string): Promise<BlobStore> {
+  try {
+    await mkdir(root, { recursive: true });
+    if (!(await stat(root)).isDirectory()) throw new Error(`${root} is not a directory`);
+  } catch (err) {
+    throw new BerthError(
+      'invalid_config',
+      `--blob-store ${redact(url)}: cannot use the directory ${root}: ${describeError(err)}`,
+      { cause: err },
+    );
+  }
+  return new DirBlobStore({ root });
+}
+
+/** The path of a `file:` URL, which must be absolute and name no host. */
+function fileUrlPath(url: string): string {
+  const fail = () =>
+    new BerthError(
+      'invalid_config',
+      `--blob-store ${redact(url)}: expected file:/ABSOLUTE/PATH or file:///ABSOLUTE/PATH`,
+    );
+  // `new URL('file:rel')` would quietly make the path absolute, so the shape is checked first.
+  if (!/^file:(\/\/\/|\/(?!\/))[^?#]*$/i.test(url)) throw fail();
+  let file: string;
+  try {
+    file = fileURLToPath(`file://${url.slice('file:'.length).replace(/^\/\/(?=\/)/, '')}`);
+  } catch {
+    throw fail();
+  }
+  return checkedPath(file, url);
+}
+
+function checkedPath(file: string, url: string): string {
+  if (file.includes('\0'))
+    throw new BerthError('invalid_config', `--blob-store ${redact(url)}: NUL in the path`);
+  return path.resolve(file);
+}
+
+async function openS3(url: string): Promise<BlobStore> {
+  const { parseS3StoreUrl } = await import('../stores/s3.js');
+  let config;
+  try {
+    config = parseS3StoreUrl(url);
+  } catch (err) {
+    // The parser is shared with `--store`, whose name its messages start with.
+    if (isBerthError(err)) {
+      throw new BerthError('invalid_config', err.message.replace(/^--store /, '--blob-store '), {
+        cause: err,
+      });
+    }
+    throw err;
+  }
+  const where = `bucket "${config.bucket}" at ${config.endpoint ?? 'AWS S3'}`;
+  const [{ S3Client, HeadBucketCommand }, { S3BlobStore }] = await Promise.all([
+    import('@aws-sdk/client-s3'),
+    import('./s3-blob-store.js'),
+  ]);
+  // The same client settings as the `--store s3://` stores.
+  const client = new S3Client({
+    ...(config.endpoint ? { endpoint: config.endpoint } : {}),
+    // Servers behind a custom endpoint ignore the region, but the SDK needs one to sign with.
+    ...(config.region ? { region: config.region } : config.endpoint ? { region: 'us-east-1' } : {}),
+    forcePathStyle: config.forcePathStyle,
+    // Without it an unroutable endpoint hangs for the OS's TCP timeout (minutes).
+    requestHandler: { connectionTimeout: 5_000 },
+  });
+  try {
+    await client.send(new HeadBucketCommand({ Bucket: config.bucket }));
+  } catch (err) {
+    client.destroy();
+    const status = (err as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode;
+    const why =
+      status === 404
+        ? 'the bucket does not exist'
+        : status === 403 || status === 401
+          ? 'access denied (check the AWS credentials in the environment)'
+          : describeError(err) || (err as { name?: string } | null)?.name || 'unknown error';
+    throw new BerthError('invalid_config', `--blob-store ${redact(url)}: cannot use ${where}: ${why}`, {
+      cause: err,
+    });
+  }
+  const store = new S3BlobStore({ client, bucket: config.bucket, prefix: config.prefix });
+  return ownClient(store, () => client.destroy());
+}
+
+/** `store`, whose `close()` then also runs `release` (once, even if closing the store failed). */
+function ownClient(store: BlobStore, release: () => void): BlobStore {
+  let closing: Promise<void> | undefined;
+  return {
+    shared: store.shared,
+    description: store.description,
+    putFile: (key, file) => store.putFile(key, file),
+    getToFile: (key, file) => store.getToFile(key, file),
+    putBuffer: (key, data) => store.putBuffer(key, data),
+    getBuffer: (key) => store.getBuffer(key),
+    openRead: (key) => store.openRead(key),
+    delete: (key) => store.delete(key),
+    deletePrefix: (prefix) => store.deletePrefix(prefix),
+    close() {
+      closing ??= store.close().finally(release);
+      return closing;
+    },
+  };
+}
+
+/** The URL without anything that looks like a secret, for messages. */
+function redact(url: string): string {
+  return url.replace(/\/\/[^/@?#]*@/, '//***@');
+}

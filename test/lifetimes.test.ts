@@ -1,0 +1,254 @@
+/**
+ * Host lifetimes with the real subprocess: idle suspend and hydrate on another host, admission when the
+ * host is full (LRU suspend with a durable store, `503 host_full` without one), the warm pool (claims
+ * used, a refused claim falling back), and a subprocess SIGKILLed mid-turn.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { findProcesses, listTree, treeMarkerOf, type ProcessTreeId } from '../src/sandbox/process-tree.js';
+import type { StoredEvent } from '../src/session/events.js';
+import type { Scenario } from '../src/testing/index.js';
+import { startMockModel } from '../src/testing/index.js';
+import { postgresBackend, s3Backend } from './helpers/backends.js';
+import { TestBerth, replyTexts } from './helpers/berth.js';
+
+const scenarios: Scenario[] = [
+  {
+    name: 'write-file',
+    match: { userText: 'write the plan' },
+    steps: [
+      { toolUse: { name: 'Bash', input: { command: 'echo step-one > plan.txt && echo wrote' } } },
+      { text: 'The plan is written.' },
+    ],
+  },
+  {
+    name: 'read-file',
+    match: { userText: 'read the plan' },
+    steps: [{ toolUse: { name: 'Bash', input: { command: 'cat plan.txt' } } }, { text: 'I read the plan.' }],
+  },
+  {
+    name: 'stall',
+    match: { userText: 'stall forever' },
+    steps: [{ text: 'never finished', fault: { stallMs: Infinity } }],
+  },
+];
+
+const servers: TestBerth[] = [];
+const cleanups: Array<() => Promise<void>> = [];
+
+async function start(
+  args: string[],
+  options: Parameters<typeof TestBerth.start>[0] = {},
+): Promise<TestBerth> {
+  const berth = await TestBerth.start({ scenarios, ...options, args });
+  servers.push(berth);
+  return berth;
+}
+
+afterAll(async () => {
+  await Promise.allSettled(servers.map((s) => s.dispose()));
+  for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
+});
+
+/** Polls until `check` holds; the bound only keeps a failure from hanging. */
+async function eventually(
+  check: () => Promise<boolean> | boolean,
+  what: string,
+  boundMs = 30_000,
+): Promise<void> {
+  const deadline = Date.now() + boundMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function liveTree(berth: TestBerth, id: string): Promise<ProcessTreeId> {
+  const session = await berth.server.host.get('default', id);
+  const tree = session.processInfo?.tree;
+  if (!tree) throw new Error(`session ${id} has no live subprocess`);
+  return { ...tree };
+}
+
+async function expectTreeGone(tree: ProcessTreeId): Promise<void> {
+  await eventually(async () => (await listTree(tree)).length === 0, `tree ${tree.leaderPid} to end`);
+}
+
+const types = (events: readonly StoredEvent[]): string[] => events.map((e) => e.type);
+
+/** Processes some host started under `dataDir` (its tenants' config dirs), spares included. */
+async function hostProcesses(dataDir: string): Promise<number[]> {
+  const prefix = `CLAUDE_CONFIG_DIR=${path.join(dataDir, 'tenants')}`;
+  const found = await findProcesses(
+    (p) => treeMarkerOf(p.env) !== undefined && p.env.some((v) => v.startsWith(prefix)),
+  );
+  return found.map((p) => p.pid);
+}
+
+describe('idle suspend and hydrate (hybrid)', () => {
+  it('suspends an idle session, and another host hydrates it with the file the agent wrote', async () => {
+    const pg = await postgresBackend().create();
+    cleanups.push(() => pg.cleanup());
+    const s3 = s3Backend();
+    cleanups.push(() => s3.close());
+    const bucket = await s3.create();
+    const blobUrl = bucket.url.replace('/sessions?', '/blobs?');
+    const model = await startMockModel({ scenarios });
+    cleanups.push(() => model.close());
+    const shared = ['--store', pg.url, '--blob-store', blobUrl, '--pattern', 'hybrid'];
+
+    const first = await start([...shared, '--idle-timeout', '1s'], { model });
+    const id = await first.createSession({ agent: { allowed_tools: ['Bash'] } });
+    const stream = first.stream(id);
+    try {
+      const written = await first.turn(id, 'please write the plan');
+      expect(replyTexts(written).join()).toContain('The plan is written.');
+      const tree = await liveTree(first, id);
+      const suspended = await stream.waitFor((e) => e.type === 'session.status_suspended', 30_000);
+      expect(suspended).toMatchObject({ reason: 'idle_timeout' });
+      await expectTreeGone(tree);
+      expect((await first.api('GET', `/v1/sessions/${id}`)).body.status).toBe('suspended');
+    } finally {
+      stream.close();
+    }
+    await first.stop();
+
+    // Another host: its own data dir, the same store and blob store.
+    const second = await start([...shared, '--idle-timeout', '0'], { model });
+    expect((await second.api('GET', `/v1/sessions/${id}`)).body.status).toBe('suspended');
+    const read = await second.turn(id, 'now read the plan');
+    const result = read.find((e) => e.type === 'agent.tool_result');
+    expect(JSON.stringify(result)).toContain('step-one');
+    expect(await readFile(path.join(second.dataDir, 'workspaces', 'default', id, 'plan.txt'), 'utf8')).toBe(
+      'step-one\n',
+    );
+    // The model saw the first host's turn: the transcript came from the store.
+    const request = model.requests.findLast((r) => r.isMain && r.userText === 'now read the plan');
+    expect(JSON.stringify(request?.body)).toContain('please write the plan');
+  });
+
+  it('refuses --pattern hybrid on stores that do not reach other hosts', async () => {
+    await expect(TestBerth.start({ args: ['--pattern', 'hybrid'] })).rejects.toThrow(
+      /--pattern hybrid is refused: its store \(sqlite:\.\.\.\) is not reachable from other hosts/,
+    );
+    const berth = await start([]);
+    const res = await berth.api('POST', '/v1/sessions', { pattern: 'hybrid' });
+    expect(res.status).toBe(400);
+    expect(res.body.error.message).toMatch(/pattern hybrid is not available on this host/);
+    expect((await berth.api('GET', '/v1/sessions')).body.data).toEqual([]);
+  });
+});
+
+describe('admission on a full host', () => {
+  // (2 GiB - 1 GiB) / 1 GiB = room for one subprocess.
+  const oneSlot = ['--host-ram', '2GiB', '--host-overhead', '1GiB', '--session-ram-ceiling', '1GiB'];
+
+  it('suspends the least recently used idle session when the store is durable', async () => {
+    const berth = await start(oneSlot);
+    const info = (await berth.api('GET', '/v1/hosts/self')).body;
+    expect(info.capacity.agents_per_host).toBe(1);
+
+    const a = await berth.createSession({ agent: { allowed_tools: ['Bash'] } });
+    const b = await berth.createSession();
+    await berth.turn(a, 'please write the plan');
+    const treeA = await liveTree(berth, a);
+
+    const secondTurn = await berth.turn(b, 'hello from b');
+    expect(replyTexts(secondTurn).join()).toContain('hello from b');
+    await expectTreeGone(treeA);
+    const historyA = await berth.history(a);
+    expect(historyA.at(-1)).toMatchObject({ type: 'session.status_suspended', reason: 'capacity' });
+    expect((await berth.api('GET', '/v1/hosts/self')).body.slots).toMatchObject({ used: 1, sessions: 1 });
+
+    // A comes back: B is suspended in turn, and A still has its history and its file.
+    const again = await berth.turn(a, 'now read the plan');
+    expect(JSON.stringify(again.find((e) => e.type === 'agent.tool_result'))).toContain('step-one');
+    expect((await berth.history(b)).at(-1)).toMatchObject({ type: 'session.status_suspended' });
+  });
+
+  it('answers 503 host_full with Retry-After when nothing may be suspended, and stores nothing', async () => {
+    const berth = await start([...oneSlot, '--store', 'memory:']);
+    const a = await berth.createSession();
+    const b = await berth.createSession();
+    await berth.turn(a, 'hello from a');
+    const before = await berth.history(b);
+
+    const res = await berth.api('POST', `/v1/sessions/${b}/events`, {
+      events: [{ type: 'user.message', content: 'hello from b' }],
+    });
+    expect(res.status).toBe(503);
+    expect(res.body.error.code).toBe('host_full');
+    expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect(await berth.history(b)).toEqual(before);
+    // A is untouched and still served.
+    expect(replyTexts(await berth.turn(a, 'still there?')).join()).toContain('still there?');
+  });
+});
+
+describe('warm pool', () => {
+  it('binds a new session to a prewarmed spare, and the session resumes from the store later', async () => {
+    const berth = await start(['--warm-pool', '1', '--recycle-after-turns', '1']);
+    await eventually(() => berth.server.host.warmPoolStats.parked === 1, 'a parked spare');
+    const id = await berth.createSession();
+    const first = await berth.turn(id, 'the code word is heron');
+    expect(replyTexts(first).join()).toContain('the code word is heron');
+    expect(berth.server.host.warmPoolStats.claimed).toBe(1);
+    // The claimed process is recycled after its turn; the next turn resumes the claimed transcript.
+    await berth.turn(id, 'what was the code word?');
+    const request = berth.model.requests.findLast(
+      (r) => r.isMain && r.userText === 'what was the code word?',
+    );
+    expect(JSON.stringify(request?.body)).toContain('the code word is heron');
+    // The pool refills.
+    await eventually(() => berth.server.host.warmPoolStats.parked === 1, 'the pool to refill');
+  });
+
+  it('falls back to a normal query() when the spare cannot honour the claim', async () => {
+    const berth = await start(['--warm-pool', '1']);
+    await eventually(() => berth.server.host.warmPoolStats.parked === 1, 'a parked spare');
+    const [spare] = await hostProcesses(berth.dataDir);
+    expect(spare).toBeDefined();
+    // A frozen spare takes the claim but cannot answer it; killing it then makes the claim fail.
+    process.kill(spare!, 'SIGSTOP');
+    const id = await berth.createSession();
+    const [sent] = await berth.send(id, [{ type: 'user.message', content: 'hello after a refusal' }]);
+    await new Promise((r) => setTimeout(r, 300));
+    process.kill(spare!, 'SIGKILL');
+    let events: StoredEvent[] = [];
+    await eventually(async () => {
+      events = (await berth.history(id)).filter((e) => e.seq > sent!.seq);
+      return events.some((e) => e.type === 'session.status_idle');
+    }, 'the turn to finish');
+    expect(replyTexts(events).join()).toContain('hello after a refusal');
+    expect(types(events)).not.toContain('session.error');
+    expect(berth.server.host.warmPoolStats.refused).toBe(1);
+  });
+});
+
+describe('a subprocess killed mid-turn', () => {
+  it('ends the turn with session.error, and the next message resumes', async () => {
+    const berth = await start([]);
+    const id = await berth.createSession();
+    await berth.turn(id, 'remember the number 8128');
+    const tree = await liveTree(berth, id);
+    const [sent] = await berth.send(id, [{ type: 'user.message', content: 'stall forever' }]);
+    await eventually(
+      () => berth.model.requests.some((r) => r.userText === 'stall forever'),
+      'the stalled request',
+    );
+    process.kill(tree.leaderPid, 'SIGKILL');
+    let events: StoredEvent[] = [];
+    await eventually(async () => {
+      events = (await berth.history(id)).filter((e) => e.seq > sent!.seq);
+      return events.some((e) => e.type === 'session.status_idle');
+    }, 'the turn to end');
+    expect(events.find((e) => e.type === 'session.error')).toMatchObject({
+      error: { type: 'subprocess_exited' },
+    });
+    await expectTreeGone(tree);
+    await berth.turn(id, 'which number?');
+    const request = berth.model.requests.findLast((r) => r.isMain && r.userText === 'which number?');
+    expect(JSON.stringify(request?.body)).toContain('remember the number 8128');
+  });
+});
