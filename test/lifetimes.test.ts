@@ -167,6 +167,21 @@ describe('admission on a full host', () => {
     expect((await berth.history(b)).at(-1)).toMatchObject({ type: 'session.status_suspended' });
   });
 
+  it('keeps a session whose workspace is over the snapshot limit resumable here, and says why', async () => {
+    const berth = await start([...oneSlot, '--snapshot-limit', '4B']);
+    const a = await berth.createSession({ agent: { allowed_tools: ['Bash'] } });
+    const b = await berth.createSession();
+    await berth.turn(a, 'please write the plan');
+    await berth.turn(b, 'hello from b');
+    const failed = (await berth.history(a)).find((e) => e.type === 'session.error');
+    expect(failed).toMatchObject({ error: { type: 'suspend_failed' } });
+    expect(JSON.stringify(failed)).toMatch(/more than the snapshot limit|limit of 4 bytes|over the limit/);
+    expect((await berth.api('GET', `/v1/sessions/${a}`)).body.status).toBe('idle');
+    // Its subprocess made room all the same, and its next turn resumes here with its file.
+    const again = await berth.turn(a, 'now read the plan');
+    expect(JSON.stringify(again.find((e) => e.type === 'agent.tool_result'))).toContain('step-one');
+  });
+
   it('answers 503 host_full with Retry-After when nothing may be suspended, and stores nothing', async () => {
     const berth = await start([...oneSlot, '--store', 'memory:']);
     const a = await berth.createSession();
