@@ -86,7 +86,17 @@ async function run(options: SuiteOptions): Promise<SuiteReport> {
   let report: SuiteReport | undefined;
   try {
     const config = parseServeConfig(
-      ['--port', '0', '--data-dir', path.join(root, 'berth'), '--model-endpoint', model.url],
+      [
+        '--port',
+        '0',
+        '--data-dir',
+        path.join(root, 'berth'),
+        '--model-endpoint',
+        model.url,
+        // Cold against cold: a parked spare would skip the start-up the baseline pays for.
+        '--warm-pool',
+        '0',
+      ],
       { PATH: process.env.PATH },
     );
     berth = await startBerth(config, { log: options.log });

@@ -339,7 +339,12 @@ export class SessionHost {
     await this.options.eventLog.deleteSession(sessionKey(ref));
     await this.options.registry.delete(ref);
     await this.options.workspaces?.remove(ref);
-    await rm(this.pathsFor(record).cwd, { recursive: true, force: true });
+    const paths = this.pathsFor(record);
+    await rm(paths.cwd, { recursive: true, force: true });
+    if (record.pattern === 'multi-agent') {
+      // A multi-agent session's config dir and home are its own (see pathsFor), so they go with it.
+      await rm(path.dirname(paths.configDir), { recursive: true, force: true });
+    }
   }
 
   /**

@@ -62,6 +62,9 @@ interface Spare {
   route: { target?: CanUseTool };
 }
 
+/** The longest a claimed spare's replacement waits for the claimed turn to end. */
+const REFILL_DELAY_MS = 5000;
+
 /** The longest wait between two failed prewarms. */
 const MAX_BACKOFF_MS = 30_000;
 
@@ -112,8 +115,22 @@ export class WarmPool {
     // Whether or not one was found, this tenant is the one that wants the next spare.
     this.wanted.unshift(tenant);
     this.wanted.length = Math.min(this.wanted.length, this.options.size);
-    setImmediate(() => this.fill());
-    if (!spare) return undefined;
+    if (!spare) {
+      setImmediate(() => this.fill());
+      return undefined;
+    }
+    // The replacement starts once the claimed turn is over: a CLI starting up next to it would share the
+    // CPUs with it (measured on 2 cores: a claim's turn took twice as long). A long turn waits no more
+    // than REFILL_DELAY_MS.
+    let refilled = false;
+    const refill = (): void => {
+      if (refilled) return;
+      refilled = true;
+      clearTimeout(timer);
+      this.fill();
+    };
+    const timer = setTimeout(refill, REFILL_DELAY_MS);
+    timer.unref();
     return {
       spare: spare.process,
       spawner: spare.spawner,
@@ -124,8 +141,10 @@ export class WarmPool {
         else {
           this.counts.refused += 1;
           this.options.onError?.(new Error(`a warm spare refused its claim: ${reason ?? 'unknown reason'}`));
+          refill();
         }
       },
+      firstTurnEnded: refill,
     };
   }
 

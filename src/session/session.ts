@@ -131,6 +131,8 @@ export interface ClaimableSpare {
   bind(canUseTool: CanUseTool): void;
   /** Called once the claim is settled: `claimed` false means it was refused and the session fell back. */
   settled(claimed: boolean, reason?: string): void;
+  /** Called when the claimed process's first turn has ended: the pool may start a replacement now. */
+  firstTurnEnded(): void;
   /** Directories prewarmed for this spare alone (a task's config dir and home), if any. */
   readonly dirs?: { root: string; configDir: string; home: string };
 }
@@ -169,6 +171,8 @@ interface LiveProcess {
   claim?: Promise<boolean>;
   /** The message that started the process: a refused claim hands it to the fallback process. */
   firstMessage?: SDKUserMessage;
+  /** The warm spare this process was claimed from. */
+  spare?: ClaimableSpare;
 }
 
 interface Turn {
@@ -595,13 +599,13 @@ export class Session {
         return runs;
       },
     );
-    const proc = this.track({ query: q, input, spawner: spare.spawner, claim, firstMessage: first });
+    const proc = this.track({ query: q, input, spawner: spare.spawner, claim, firstMessage: first, spare });
     input.push(first);
     return proc;
   }
 
   private track(
-    parts: Pick<LiveProcess, 'query' | 'input' | 'spawner' | 'claim' | 'firstMessage'>,
+    parts: Pick<LiveProcess, 'query' | 'input' | 'spawner' | 'claim' | 'firstMessage' | 'spare'>,
   ): LiveProcess {
     const proc: LiveProcess = {
       ...parts,
@@ -707,6 +711,7 @@ export class Session {
     const costUsd = Math.max(0, result.total_cost_usd - proc.costSoFar);
     proc.costSoFar = result.total_cost_usd;
     proc.turns += 1;
+    if (proc.turns === 1) proc.spare?.firstTurnEnded();
     const usage = resultUsage(result, costUsd);
     const totals = { usage: addUsage(this.record.usage, usage), turns: this.record.turns + 1 };
     if (turn) this.finishTurn(turn, resultStopReason(result, turn.interrupted), usage, 'idle', totals);
