@@ -692,6 +692,12 @@ export class SessionHost {
         const { session, paths } = this.instantiate(record, lastSeq);
         // This host may never have run the session: its directories are made here, the same on every host.
         await ensureDirs(paths);
+        if (record.status === 'suspended') {
+          // A client that loads a suspended session is about to use it: start the download now.
+          this.options.workspaces
+            ?.fetch(record, paths.cwd)
+            .catch((err: unknown) => this.options.onError?.(err));
+        }
         if (record.status === 'running' || record.status === 'requires_action') {
           // The host that ran this turn is gone; the turn is over, the session is not. What its subprocess
           // wrote locally but the SDK never mirrored goes to the store first, if this is that host.

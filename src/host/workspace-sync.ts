@@ -36,6 +36,8 @@ export interface WorkspaceSyncOptions {
 export class WorkspaceSync {
   private readonly root: string;
   private readonly tmpDir: string;
+  /** The last operation on each session's copy (`tenant/id`), so that restores and snapshots never overlap. */
+  private readonly inflight = new Map<string, Promise<void>>();
 
   constructor(private readonly options: WorkspaceSyncOptions) {
     this.root = path.join(path.resolve(options.dataDir), 'workspaces');
@@ -46,27 +48,61 @@ export class WorkspaceSync {
     return this.options.blob;
   }
 
-  /** Before a subprocess starts in `cwd`: restores the latest snapshot unless this copy is as new. */
-  async prepare(ref: SessionRef, cwd: string): Promise<'restored' | 'kept'> {
+  /**
+   * Restores the latest snapshot into `cwd` unless this host's copy is as new (or holds unsaved work).
+   * The host calls it as soon as it loads a suspended session, so that the download overlaps with the
+   * client's next request; `prepare` then finds the copy current.
+   */
+  fetch(ref: SessionRef, cwd: string): Promise<boolean> {
+    return this.serialized(ref, () => this.restoreIfStale(ref, cwd));
+  }
+
+  /** Before a subprocess starts in `cwd`: the latest snapshot restored if needed, then marked `unsaved`. */
+  prepare(ref: SessionRef, cwd: string): Promise<'restored' | 'kept'> {
+    return this.serialized(ref, async () => {
+      const restored = await this.restoreIfStale(ref, cwd);
+      await mkdir(cwd, { recursive: true });
+      // From here on the subprocess may change files: this copy is the newest.
+      await this.writeMarker(ref, UNSAVED);
+      return restored ? 'restored' : 'kept';
+    });
+  }
+
+  private async restoreIfStale(ref: SessionRef, cwd: string): Promise<boolean> {
     const marker = await this.readMarker(ref);
-    let restored = false;
-    if (marker !== UNSAVED) {
-      const current = await this.current(ref);
-      if (current !== undefined && current !== marker) {
-        await mkdir(this.tmpDir, { recursive: true });
-        restored = await restoreWorkspace(cwd, this.options.blob, snapshotKey(ref, current), {
-          tmpDir: this.tmpDir,
-        });
-      }
-    }
-    await mkdir(cwd, { recursive: true });
-    // From here on the subprocess may change files: this copy is the newest.
-    await this.writeMarker(ref, UNSAVED);
-    return restored ? 'restored' : 'kept';
+    if (marker === UNSAVED) return false;
+    const current = await this.current(ref);
+    if (current === undefined || current === marker) return false;
+    await mkdir(this.tmpDir, { recursive: true });
+    const restored = await restoreWorkspace(cwd, this.options.blob, snapshotKey(ref, current), {
+      tmpDir: this.tmpDir,
+    });
+    if (restored) await this.writeMarker(ref, current);
+    return restored;
+  }
+
+  /** Runs `work` after every earlier operation on the same session's copy has settled. */
+  private serialized<T>(ref: SessionRef, work: () => Promise<T>): Promise<T> {
+    const key = `${ref.tenant}/${ref.id}`;
+    const previous = this.inflight.get(key) ?? Promise.resolve();
+    const next = previous.then(work, work);
+    const settled = next.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.inflight.set(key, settled);
+    void settled.then(() => {
+      if (this.inflight.get(key) === settled) this.inflight.delete(key);
+    });
+    return next;
   }
 
   /** Snapshots `cwd` if work ran here since the last snapshot; undefined when there was nothing to save. */
-  async save(ref: SessionRef, cwd: string): Promise<SnapshotInfo | undefined> {
+  save(ref: SessionRef, cwd: string): Promise<SnapshotInfo | undefined> {
+    return this.serialized(ref, () => this.saveNow(ref, cwd));
+  }
+
+  private async saveNow(ref: SessionRef, cwd: string): Promise<SnapshotInfo | undefined> {
     if ((await this.readMarker(ref)) !== UNSAVED) return undefined;
     const version = `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;
     await mkdir(this.tmpDir, { recursive: true });
