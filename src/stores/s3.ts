@@ -22,6 +22,7 @@
  */
 import { BerthError, describeError } from '../errors.js';
 import type { Stores } from './types.js';
+import type { S3Client } from '@aws-sdk/client-s3';
 
 export type { S3SessionStoreOptions } from './s3-session-store.js';
 export type { S3RegistryOptions } from './s3-registry.js';
@@ -48,7 +49,7 @@ const PARAMS = ['endpoint', 'region', 'forcePathStyle'] as const;
  * AWS SDK's default provider chain (environment, shared config, instance role).
  */
 export function parseS3StoreUrl(url: string): S3StoreConfig {
-  const fail = (why: string) => new BerthError('invalid_config', `--store ${redact(url)}: ${why}`);
+  const fail = (why: string) => new BerthError('invalid_config', `--store ${redactUrl(url)}: ${why}`);
   const match = /^s3:\/\/([^/?#]*)(\/[^?#]*)?(?:\?([^#]*))?$/i.exec(url);
   if (!match) throw fail('expected s3://BUCKET/PREFIX?endpoint=URL&region=REGION&forcePathStyle=true');
   const bucket = match[1] ?? '';
@@ -107,31 +108,7 @@ export function parseS3StoreUrl(url: string): S3StoreConfig {
  */
 export async function openS3Stores(url: string): Promise<Stores> {
   const config = parseS3StoreUrl(url);
-  const where = `bucket "${config.bucket}" at ${config.endpoint ?? 'AWS S3'}`;
-  const { S3Client, HeadBucketCommand } = await import('@aws-sdk/client-s3');
-  const client = new S3Client({
-    ...(config.endpoint ? { endpoint: config.endpoint } : {}),
-    // Servers behind a custom endpoint ignore the region, but the SDK needs one to sign with.
-    ...(config.region ? { region: config.region } : config.endpoint ? { region: 'us-east-1' } : {}),
-    forcePathStyle: config.forcePathStyle,
-    // Without it an unroutable endpoint hangs for the OS's TCP timeout (minutes).
-    requestHandler: { connectionTimeout: 5_000 },
-  });
-  try {
-    await client.send(new HeadBucketCommand({ Bucket: config.bucket }));
-  } catch (err) {
-    client.destroy();
-    const status = (err as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode;
-    const why =
-      status === 404
-        ? 'the bucket does not exist'
-        : status === 403 || status === 401
-          ? 'access denied (check the AWS credentials in the environment)'
-          : describeError(err) || (err as { name?: string } | null)?.name || 'unknown error';
-    throw new BerthError('invalid_config', `--store ${redact(url)}: cannot use ${where}: ${why}`, {
-      cause: err,
-    });
-  }
+  const client = await connectS3Bucket(config, `--store ${redactUrl(url)}`);
   const [{ S3SessionStore }, { S3Registry }, { S3EventLog }] = await Promise.all([
     import('./s3-session-store.js'),
     import('./s3-registry.js'),
@@ -158,10 +135,42 @@ export async function openS3Stores(url: string): Promise<Stores> {
   };
 }
 
+/**
+ * A client for the bucket `config` names, checked with HeadBucket: an unreachable endpoint, a missing
+ * bucket or refused credentials throw `invalid_config` starting with `what` (e.g. `--store URL`). The
+ * caller owns the client and destroys it.
+ */
+export async function connectS3Bucket(config: S3StoreConfig, what: string): Promise<S3Client> {
+  const where = `bucket "${config.bucket}" at ${config.endpoint ?? 'AWS S3'}`;
+  const { S3Client, HeadBucketCommand } = await import('@aws-sdk/client-s3');
+  const client = new S3Client({
+    ...(config.endpoint ? { endpoint: config.endpoint } : {}),
+    // Servers behind a custom endpoint ignore the region, but the SDK needs one to sign with.
+    ...(config.region ? { region: config.region } : config.endpoint ? { region: 'us-east-1' } : {}),
+    forcePathStyle: config.forcePathStyle,
+    // Without it an unroutable endpoint hangs for the OS's TCP timeout (minutes).
+    requestHandler: { connectionTimeout: 5_000 },
+  });
+  try {
+    await client.send(new HeadBucketCommand({ Bucket: config.bucket }));
+  } catch (err) {
+    client.destroy();
+    const status = (err as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode;
+    const why =
+      status === 404
+        ? 'the bucket does not exist'
+        : status === 403 || status === 401
+          ? 'access denied (check the AWS credentials in the environment)'
+          : describeError(err) || (err as { name?: string } | null)?.name || 'unknown error';
+    throw new BerthError('invalid_config', `${what}: cannot use ${where}: ${why}`, { cause: err });
+  }
+  return client;
+}
+
 /** The top-level directories of the layout above. */
 const BERTH_DIRS = ['transcripts', 'summaries', 'sessions', 'by-created', 'claims', 'events'] as const;
 
 /** The URL without anything that looks like a secret, for messages. */
-function redact(url: string): string {
+export function redactUrl(url: string): string {
   return url.replace(/\/\/[^/@?#]*@/, '//***@');
 }

@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { BerthError, describeError, isBerthError } from '../errors.js';
 import type { BlobStore } from './blob-store.js';
 import { DirBlobStore } from './dir-blob-store.js';
+import { connectS3Bucket, parseS3StoreUrl, redactUrl as redact } from '../stores/s3.js';
 
 export type { BlobStore } from './blob-store.js';
 
@@ -87,7 +88,6 @@ function checkedPath(file: string, url: string): string {
 }
 
 async function openS3(url: string): Promise<BlobStore> {
-  const { parseS3StoreUrl } = await import('../stores/s3.js');
   let config;
   try {
     config = parseS3StoreUrl(url);
@@ -100,35 +100,10 @@ async function openS3(url: string): Promise<BlobStore> {
     }
     throw err;
   }
-  const where = `bucket "${config.bucket}" at ${config.endpoint ?? 'AWS S3'}`;
-  const [{ S3Client, HeadBucketCommand }, { S3BlobStore }] = await Promise.all([
-    import('@aws-sdk/client-s3'),
+  const [client, { S3BlobStore }] = await Promise.all([
+    connectS3Bucket(config, `--blob-store ${redact(url)}`),
     import('./s3-blob-store.js'),
   ]);
-  // The same client settings as the `--store s3://` stores.
-  const client = new S3Client({
-    ...(config.endpoint ? { endpoint: config.endpoint } : {}),
-    // Servers behind a custom endpoint ignore the region, but the SDK needs one to sign with.
-    ...(config.region ? { region: config.region } : config.endpoint ? { region: 'us-east-1' } : {}),
-    forcePathStyle: config.forcePathStyle,
-    // Without it an unroutable endpoint hangs for the OS's TCP timeout (minutes).
-    requestHandler: { connectionTimeout: 5_000 },
-  });
-  try {
-    await client.send(new HeadBucketCommand({ Bucket: config.bucket }));
-  } catch (err) {
-    client.destroy();
-    const status = (err as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode;
-    const why =
-      status === 404
-        ? 'the bucket does not exist'
-        : status === 403 || status === 401
-          ? 'access denied (check the AWS credentials in the environment)'
-          : describeError(err) || (err as { name?: string } | null)?.name || 'unknown error';
-    throw new BerthError('invalid_config', `--blob-store ${redact(url)}: cannot use ${where}: ${why}`, {
-      cause: err,
-    });
-  }
   const store = new S3BlobStore({ client, bucket: config.bucket, prefix: config.prefix });
   return ownClient(store, () => client.destroy());
 }
@@ -154,6 +129,3 @@ function ownClient(store: BlobStore, release: () => void): BlobStore {
 }
 
 /** The URL without anything that looks like a secret, for messages. */
-function redact(url: string): string {
-  return url.replace(/\/\/[^/@?#]*@/, '//***@');
-}
