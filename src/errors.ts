@@ -31,10 +31,15 @@ export const ERROR_CODES = {
   store_unavailable: { status: 503, type: 'api_error' },
   subprocess_failed: { status: 500, type: 'api_error' },
   internal: { status: 500, type: 'api_error' },
-  group_isolation_failed: { status: 500, type: 'api_error' },
+  isolation_failed: { status: 500, type: 'api_error' },
   // workspace snapshots
   snapshot_too_large: { status: 413, type: 'invalid_request_error' },
   snapshot_invalid: { status: 500, type: 'api_error' },
+  // ephemeral tasks
+  task_not_found: { status: 404, type: 'not_found_error' },
+  artifact_not_found: { status: 404, type: 'not_found_error' },
+  invalid_path: { status: 400, type: 'invalid_request_error' },
+  limit_exceeded: { status: 413, type: 'invalid_request_error' },
 } as const satisfies Record<string, { status: number; type: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

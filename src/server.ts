@@ -12,11 +12,14 @@ import { SessionHost, type DrainResult } from './host/session-host.js';
 import { agentsPerHost } from './host/sizing.js';
 import { WorkspaceSync } from './host/workspace-sync.js';
 import { createApp, type RouteGroup } from './http/app.js';
+import { groupRoutes } from './http/group-routes.js';
+import { taskRoutes } from './http/task-routes.js';
 import { DurableMirror } from './stores/durable-mirror.js';
 import { openStores, type Stores } from './stores/open-stores.js';
+import { TaskRunner } from './tasks/task-runner.js';
 import { startMockModel, type MockModel } from './testing/index.js';
 import { loadScenarioFile } from './testing/scenario-file.js';
-import { openBlobStore } from './workspace/open-blob-store.js';
+import { openBlobStore, type BlobStore } from './workspace/open-blob-store.js';
 
 export interface BerthServer {
   /** `http://HOST:PORT` of the API. */
@@ -47,6 +50,10 @@ export interface BerthCore {
   readonly modelEndpoint: string;
   /** The built-in scripted model, when the config asked for it. */
   readonly mockModel: MockModel | undefined;
+  /** Where workspace snapshots and task results live. */
+  readonly blob: BlobStore;
+  /** Ephemeral tasks, run on the host's slots. */
+  readonly tasks: TaskRunner;
   /** Ends every subprocess (sessions stay resumable) and closes the stores and the scripted model. */
   close(): Promise<void>;
 }
@@ -139,7 +146,17 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
     cleanups.add(() => host.close());
     const orphans = await host.sweepOrphans();
     if (orphans > 0) log(`berth: killed ${orphans} process(es) that an earlier host left running`);
-    return { host, modelEndpoint, mockModel, close: () => cleanups.run() };
+    const tasks = new TaskRunner({
+      host,
+      blob,
+      dataDir: config.dataDir,
+      killGraceMs: config.killGraceMs,
+      onError,
+    });
+    cleanups.add(() => tasks.close());
+    const swept = await tasks.sweep();
+    if (swept > 0) log(`berth: removed ${swept} task sandbox(es) an earlier host left; those tasks failed`);
+    return { host, modelEndpoint, mockModel, blob, tasks, close: () => cleanups.run() };
   } catch (err) {
     await cleanups.run();
     throw err;
@@ -189,8 +206,11 @@ export async function startBerth(config: ServeConfig, options: StartOptions = {}
 }
 
 /** The API's route groups beyond sessions: ephemeral tasks and multi-agent groups. */
-function extraRoutes(_core: BerthCore, _config: ServeConfig): RouteGroup[] {
-  return [];
+function extraRoutes(core: BerthCore, config: ServeConfig): RouteGroup[] {
+  return [
+    taskRoutes({ tasks: core.tasks, heartbeatMs: config.heartbeatMs }),
+    groupRoutes({ host: core.host, dataDir: config.dataDir, heartbeatMs: config.heartbeatMs }),
+  ];
 }
 
 function errorLogger(options: StartOptions): (err: unknown) => void {

@@ -4,7 +4,7 @@
  * `berth run`, `berth mock-model`, and bad flags.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -268,6 +268,59 @@ describe('berth run and berth mock-model', () => {
     expect(r.stdout.trim()).toBe('Scripted reply to: say hello to the harbour');
     const after = await readdir(os.tmpdir());
     expect(after.filter((name) => name.startsWith('berth-run-') && !before.has(name))).toEqual([]);
+  });
+
+  it('runs a task on a server with --server, uploading --file and downloading its artifacts to --out', async () => {
+    const cwd = path.join(dir, 'run-server');
+    await mkdir(cwd);
+    const script = path.join(cwd, 'scenarios.json');
+    await writeFile(
+      script,
+      JSON.stringify([
+        {
+          match: { userText: 'shout the note' },
+          steps: [
+            {
+              toolUse: {
+                name: 'Bash',
+                input: { command: 'mkdir -p loud && tr a-z A-Z < note.txt > loud/note.txt' },
+              },
+            },
+            { text: 'Shouted.' },
+          ],
+        },
+        { match: { userText: 'stall forever' }, steps: [{ text: 'never', fault: { stallMs: 1e12 } }] },
+      ]),
+    );
+    await writeFile(path.join(cwd, 'note.txt'), 'quiet please\n');
+    const server = run(['serve', '--port', '0', '--mock-script', script, '--warm-pool', '0'], cwd);
+    const [, base] = await waitForOutput(server, /listening on (http:\/\/[\d.:]+)/);
+    try {
+      const r = run(
+        [
+          'run',
+          'shout the note',
+          '--server',
+          base!,
+          '--file',
+          'note.txt',
+          '--out',
+          'results',
+          '--allowed-tools',
+          'Bash',
+        ],
+        cwd,
+      );
+      expect(await r.exit, r.stderr).toBe(0);
+      expect(r.stdout.trim()).toBe('Shouted.');
+      expect(await readFile(path.join(cwd, 'results', 'loud', 'note.txt'), 'utf8')).toBe('QUIET PLEASE\n');
+      const late = run(['run', 'stall forever', '--server', base!, '--timeout', '1s'], cwd);
+      expect(await late.exit).toBe(1);
+      expect(late.stderr).toMatch(/timed out/);
+    } finally {
+      server.child.kill('SIGTERM');
+      expect(await server.exit).toBe(0);
+    }
   });
 
   it('serves the scripted model alone', async () => {

@@ -1,34 +1,61 @@
 /**
- * `berth run "PROMPT"`: one task in a throwaway session, its result printed. A plain first version of the
- * ephemeral pattern: a fresh data dir per run (workspace, config dir, embedded store), removed at the end.
+ * `berth run "PROMPT"`: one ephemeral task, its result printed and its artifacts written to `--out`.
+ * With `--server URL` (or `BERTH_SERVER`) the task runs on that server through the API
+ * (`POST /v1/tasks?wait=true`, then each artifact is downloaded); without one it runs in this process
+ * with the same task runner, on a throwaway data dir that is removed at the end.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { parseDuration, parseServeConfig } from '../config.js';
-import { parseCommandArgs } from './args.js';
-import { BerthError } from '../errors.js';
+import { BerthError, describeError } from '../errors.js';
 import { DEFAULT_TENANT } from '../http/auth.js';
-import type { StoredEvent } from '../session/events.js';
-import type { Session } from '../session/session.js';
 import { openBerthCore } from '../server.js';
+import { relativePathProblem, type TaskFileInput } from '../tasks/inputs.js';
+import type { TaskAgent, TaskRecord } from '../tasks/task.js';
+import { parseCommandArgs } from './args.js';
 
 const HELP = `Usage: berth run "PROMPT" [options]
 
-  --allowed-tools LIST    tools the agent may use without asking, comma-separated (others are denied)
+Runs one ephemeral task: prints its result and writes the files it created or changed to --out.
+Exits 0 when the task succeeded, 1 otherwise.
+
+  --file PATH             an input file, placed in the task's directory under its name (repeatable)
+  --out DIR               where the task's artifacts are written (default ./berth-out)
+  --server URL            run the task on this Berth server (BERTH_SERVER); without one it runs in-process
+  --api-key KEY           the server's API key (BERTH_API_KEY)
+  --timeout DURATION      the task's time limit (default 10m, at most 1h)
+  --allowed-tools LIST    tools the agent may use, comma-separated (the others are denied)
   --system-prompt TEXT    the agent's system prompt
   --model NAME            the model
   --max-turns N           the most agentic turns
-  --timeout DURATION      give up after this long (default 10m)
-  --json                  print the turn's events as JSON lines instead of the reply text
-  --model-endpoint URL, --mock-model, --mock-script FILE: as for "berth serve"`;
+  --json                  print the task's final record as JSON instead of its result text
+  --model-endpoint URL, --mock-model, --mock-script FILE: as for "berth serve" (in-process only)`;
+
+/** The body of `POST /v1/tasks`. */
+interface TaskBody {
+  prompt: string;
+  agent?: TaskAgent;
+  files?: TaskFileInput[];
+  timeout_ms: number;
+  max_turns?: number;
+}
 
 export async function runRunCommand(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<number> {
-  const parsed = parseCommandArgs({
+  const { values, positionals } = parseCommandArgs({
     args: [...argv],
     allowPositionals: true,
     strict: true,
     options: {
+      file: { type: 'string', multiple: true },
+      out: { type: 'string' },
+      server: { type: 'string' },
+      'api-key': { type: 'string' },
       'allowed-tools': { type: 'string' },
       'system-prompt': { type: 'string' },
       model: { type: 'string' },
@@ -41,7 +68,6 @@ export async function runRunCommand(argv: readonly string[], env: NodeJS.Process
       help: { type: 'boolean' },
     },
   });
-  const { values, positionals } = parsed;
   if (values.help) {
     process.stdout.write(`${HELP}\n`);
     return 0;
@@ -52,42 +78,115 @@ export async function runRunCommand(argv: readonly string[], env: NodeJS.Process
   if (maxTurns !== undefined && (!Number.isInteger(maxTurns) || maxTurns < 1)) {
     throw new BerthError('invalid_config', '--max-turns must be a whole number of at least 1');
   }
+  const server = values.server ?? env.BERTH_SERVER;
+  const serverUrl = server === undefined || server === '' ? undefined : parseServerUrl(server);
+  const agent: TaskAgent = {
+    ...(values['allowed-tools'] !== undefined && {
+      allowed_tools: values['allowed-tools']
+        .split(',')
+        .map((t) => t.trim())
+        .filter(Boolean),
+    }),
+    ...(values['system-prompt'] !== undefined && { system_prompt: values['system-prompt'] }),
+    ...(values.model !== undefined && { model: values.model }),
+  };
+  const body: TaskBody = {
+    prompt,
+    ...(Object.keys(agent).length > 0 && { agent }),
+    files: await readInputFiles(values.file ?? []),
+    timeout_ms: parseDuration(values.timeout ?? '10m', '--timeout'),
+    ...(maxTurns !== undefined && { max_turns: maxTurns }),
+  };
+  const outDir = path.resolve(values.out ?? 'berth-out');
 
-  const timeoutMs = parseDuration(values.timeout ?? '10m', '--timeout');
-  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'berth-run-'));
-  try {
-    const serveArgs = ['--data-dir', dataDir];
+  let record: TaskRecord;
+  if (serverUrl) {
+    const apiKey = values['api-key'] ?? env.BERTH_API_KEY;
+    record = await runOnServer(serverUrl, apiKey, body, outDir);
+  } else {
+    const serveArgs: string[] = [];
     if (values['model-endpoint'] !== undefined) serveArgs.push('--model-endpoint', values['model-endpoint']);
     if (values['mock-model']) serveArgs.push('--mock-model');
     if (values['mock-script'] !== undefined) serveArgs.push('--mock-script', values['mock-script']);
-    const config = parseServeConfig(serveArgs, { PATH: env.PATH, ANTHROPIC_API_KEY: env.ANTHROPIC_API_KEY });
+    record = await runInProcess(serveArgs, env, body, outDir);
+  }
+
+  process.stdout.write(values.json ? `${JSON.stringify(record)}\n` : `${record.result ?? ''}\n`);
+  if (record.artifacts.length > 0) {
+    process.stderr.write(`berth: wrote ${record.artifacts.length} artifact(s) to ${outDir}\n`);
+  }
+  if (record.status !== 'succeeded') {
+    const why = record.error ? `${record.error.type}: ${record.error.message}` : 'no reason given';
+    process.stderr.write(`berth: task ${record.id} ${record.status.replace('_', ' ')} (${why})\n`);
+    return 1;
+  }
+  return 0;
+}
+
+function parseServerUrl(value: string): URL {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new BerthError('invalid_config', `--server: ${JSON.stringify(value)} is not a URL`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new BerthError('invalid_config', `--server: ${JSON.stringify(value)} is not an http(s) URL`);
+  }
+  return url;
+}
+
+/** Each `--file` goes into the task's directory under its own name. */
+async function readInputFiles(files: readonly string[]): Promise<TaskFileInput[]> {
+  const names = new Map<string, string>();
+  const inputs: TaskFileInput[] = [];
+  for (const file of files) {
+    const name = path.basename(file);
+    const other = names.get(name);
+    if (other !== undefined) {
+      throw new BerthError('invalid_config', `--file ${file} and --file ${other} have the same name ${name}`);
+    }
+    names.set(name, file);
+    let content: Buffer;
+    try {
+      if (!(await stat(file)).isFile()) throw new Error('not a regular file');
+      content = await readFile(file);
+    } catch (err) {
+      throw new BerthError('invalid_config', `--file ${file}: ${describeError(err)}`);
+    }
+    inputs.push({ path: name, content: content.toString('base64'), encoding: 'base64' });
+  }
+  return inputs;
+}
+
+async function runInProcess(
+  serveArgs: string[],
+  env: NodeJS.ProcessEnv,
+  body: TaskBody,
+  outDir: string,
+): Promise<TaskRecord> {
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'berth-run-'));
+  try {
+    // One task: no spare would ever be claimed, so none is prewarmed.
+    const config = parseServeConfig(['--data-dir', dataDir, '--warm-pool', '0', ...serveArgs], {
+      PATH: env.PATH,
+      ANTHROPIC_API_KEY: env.ANTHROPIC_API_KEY,
+    });
     const core = await openBerthCore(config);
     try {
-      const session = await core.host.create(DEFAULT_TENANT, {
-        pattern: 'ephemeral',
-        agent: {
-          ...(values['allowed-tools'] !== undefined && {
-            allowed_tools: values['allowed-tools']
-              .split(',')
-              .map((t) => t.trim())
-              .filter(Boolean),
-          }),
-          ...(values['system-prompt'] !== undefined && { system_prompt: values['system-prompt'] }),
-          ...(values.model !== undefined && { model: values.model }),
-          ...(maxTurns !== undefined && { max_turns: maxTurns }),
-        },
+      const task = await core.tasks.create(DEFAULT_TENANT, {
+        prompt: body.prompt,
+        agent: body.agent,
+        files: body.files,
+        timeoutMs: body.timeout_ms,
+        maxTurns: body.max_turns,
       });
-      const events = await runOneTurn(session, prompt, timeoutMs);
-      const idle = events.at(-1);
-      if (values.json) {
-        for (const event of events) process.stdout.write(`${JSON.stringify(event)}\n`);
-      } else {
-        process.stdout.write(`${replyText(events)}\n`);
+      const record = await task.done;
+      for (const artifact of record.artifacts) {
+        const opened = await core.tasks.openArtifact(DEFAULT_TENANT, record.id, artifact.path);
+        await writeArtifact(outDir, artifact.path, Readable.from(opened.stream));
       }
-      const ok = idle?.type === 'session.status_idle' && idle.stop_reason.type === 'end_turn';
-      if (!ok) process.stderr.write(`berth: the task did not finish cleanly: ${JSON.stringify(idle)}\n`);
-      await session.close('task finished');
-      return ok ? 0 : 1;
+      return record;
     } finally {
       await core.close();
     }
@@ -96,49 +195,80 @@ export async function runRunCommand(argv: readonly string[], env: NodeJS.Process
   }
 }
 
-/**
- * Sends one message and collects the turn's events up to its final `session.status_idle`. Tool uses
- * that need a confirmation are denied: nobody is there to answer.
- */
-async function runOneTurn(session: Session, prompt: string, timeoutMs: number): Promise<StoredEvent[]> {
-  const events: StoredEvent[] = [];
-  let unsubscribe = (): void => undefined;
-  const done = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new BerthError('subprocess_failed', `The task took longer than ${timeoutMs} ms`)),
-      timeoutMs,
-    );
-    unsubscribe = session.events.subscribe((event) => {
-      events.push(event);
-      if (event.type !== 'session.status_idle') return;
-      if (event.stop_reason.type === 'requires_action') {
-        const denials = session.pendingToolUses.map((id) => ({
-          type: 'user.tool_confirmation' as const,
-          tool_use_id: id,
-          result: 'deny' as const,
-          message: 'berth run allows only --allowed-tools',
-        }));
-        queueMicrotask(() => session.send(denials));
-        return;
-      }
-      clearTimeout(timer);
-      resolve();
-    });
+async function runOnServer(
+  base: URL,
+  apiKey: string | undefined,
+  body: TaskBody,
+  outDir: string,
+): Promise<TaskRecord> {
+  const headers: Record<string, string> = apiKey ? { authorization: `Bearer ${apiKey}` } : {};
+  const created = await request(new URL('v1/tasks?wait=true', withSlash(base)), {
+    method: 'POST',
+    headers: { ...headers, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
   });
-  try {
-    session.send([{ type: 'user.message', content: prompt }]);
-    await done;
-  } finally {
-    unsubscribe();
+  const text = (await readAll(created.body)).toString('utf8');
+  if (created.status !== 200) throw new Error(`the server answered ${created.status}: ${apiMessage(text)}`);
+  const record = JSON.parse(text) as TaskRecord;
+  for (const artifact of record.artifacts) {
+    const encoded = artifact.path.split('/').map(encodeURIComponent).join('/');
+    const url = new URL(`v1/tasks/${encodeURIComponent(record.id)}/artifacts/${encoded}`, withSlash(base));
+    const res = await request(url, { method: 'GET', headers });
+    if (res.status !== 200) {
+      const message = apiMessage((await readAll(res.body)).toString('utf8'));
+      throw new Error(`downloading artifact ${artifact.path}: ${res.status} ${message}`);
+    }
+    await writeArtifact(outDir, artifact.path, res.body);
   }
-  return events;
+  return record;
 }
 
-function replyText(events: readonly StoredEvent[]): string {
-  const texts: string[] = [];
-  for (const event of events) {
-    if (event.type !== 'agent.message') continue;
-    texts.push(event.content.map((b) => (b.type === 'text' ? String(b.text) : '')).join(''));
+/** Writes one artifact under `outDir`; its path is checked again here, whoever sent it. */
+async function writeArtifact(outDir: string, artifactPath: string, data: Readable): Promise<void> {
+  const problem = relativePathProblem(artifactPath);
+  if (problem) {
+    data.destroy();
+    throw new BerthError('invalid_path', `artifact path ${JSON.stringify(artifactPath)} ${problem}`);
   }
-  return texts.at(-1) ?? '';
+  const file = path.join(outDir, ...artifactPath.split('/'));
+  await mkdir(path.dirname(file), { recursive: true });
+  await pipeline(data, createWriteStream(file));
+}
+
+function withSlash(url: URL): URL {
+  return url.pathname.endsWith('/') ? url : new URL(`${url.href}/`);
+}
+
+function apiMessage(text: string): string {
+  try {
+    const parsed = JSON.parse(text) as { error?: { code?: string; message?: string } };
+    if (parsed.error?.message) return `${parsed.error.code ?? 'error'}: ${parsed.error.message}`;
+  } catch {
+    // not JSON: the text itself
+  }
+  return text.slice(0, 500);
+}
+
+/**
+ * One HTTP request with no client-side time limit: `?wait=true` holds the response for as long as the
+ * task runs (up to an hour), past fetch's default header timeout of five minutes.
+ */
+function request(
+  url: URL,
+  options: { method: string; headers: Record<string, string>; body?: string },
+): Promise<{ status: number; body: Readable }> {
+  const client = url.protocol === 'https:' ? https : http;
+  return new Promise((resolve, reject) => {
+    const req = client.request(url, { method: options.method, headers: options.headers }, (res) =>
+      resolve({ status: res.statusCode ?? 0, body: res }),
+    );
+    req.on('error', (err) => reject(new Error(`${url.origin}: ${describeError(err)}`, { cause: err })));
+    req.end(options.body);
+  });
+}
+
+async function readAll(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
 }

@@ -109,7 +109,7 @@ export interface HostInfo {
     session_ceiling_bytes: number | null;
   };
   /** Subprocess trees held: sessions with a subprocess (or about to start one) and warm spares. */
-  slots: { used: number; sessions: number; spares: number; free: number | null };
+  slots: { used: number; sessions: number; spares: number; tasks: number; free: number | null };
   sessions: { loaded: number; running: number; suspended: number };
   warm_pool: WarmPoolStats & { size: number };
 }
@@ -186,7 +186,8 @@ export class SessionHost {
     if (poolSize > 0) {
       this.pool = new WarmPool({
         size: poolSize,
-        initialTenants: options.warmPoolTenants ?? ['default'],
+        // Tenants' spares first; task spares when the pool has room for more than one kind.
+        initialTenants: [...(options.warmPoolTenants ?? ['default']), TASK_SPARES],
         spareOptions: (tenant) => this.spareOptions(tenant),
         createSpawner: options.createSpawner ?? createPlainSpawner,
         hasRoom: () => this.usedSlots() < this.capacity,
@@ -231,6 +232,7 @@ export class SessionHost {
     const sessions = this.liveSessions;
     const sessionSlots = sessions.filter((s) => s.holdsSlot).length;
     const spares = this.pool?.trees ?? 0;
+    const tasks = this.extraSlots;
     const finite = Number.isFinite(this.capacity);
     return {
       status: this.draining || this.closing ? 'draining' : 'ready',
@@ -241,10 +243,11 @@ export class SessionHost {
         session_ceiling_bytes: sizing?.sessionCeilingBytes ?? null,
       },
       slots: {
-        used: sessionSlots + spares,
+        used: sessionSlots + spares + tasks,
         sessions: sessionSlots,
         spares,
-        free: finite ? Math.max(0, this.capacity - sessionSlots - spares) : null,
+        tasks,
+        free: finite ? Math.max(0, this.capacity - sessionSlots - spares - tasks) : null,
       },
       sessions: {
         loaded: sessions.length,
@@ -361,10 +364,12 @@ export class SessionHost {
   private async doDrain(graceMs: number): Promise<DrainResult> {
     await this.pool?.close();
     const deadline = Date.now() + graceMs;
-    while (Date.now() < deadline && this.liveSessions.some((s) => s.isBusy)) await sleep(50);
-    const busy = this.liveSessions.filter((s) => s.isBusy);
+    // Running tasks hold slots of their own; they get the same grace as turns.
+    const busy = (): boolean => this.extraSlots > 0 || this.liveSessions.some((s) => s.isBusy);
+    while (Date.now() < deadline && busy()) await sleep(50);
+    const running = this.liveSessions.filter((s) => s.isBusy);
     await Promise.allSettled(
-      busy.map((s) => s.stopProcess('The host is draining and the turn ran past the grace period.')),
+      running.map((s) => s.stopProcess('The host is draining and the turn ran past the grace period.')),
     );
     // Stopped turns end asynchronously; the queue of each is dropped by admission (host_draining).
     const settle = Date.now() + 2000;
@@ -372,7 +377,7 @@ export class SessionHost {
     for (const ref of (await this.options.workspaces?.unsaved()) ?? []) {
       await this.get(ref.tenant, ref.id).catch((err: unknown) => this.options.onError?.(err));
     }
-    const result: DrainResult = { suspended: 0, failed: 0, stoppedTurns: busy.length };
+    const result: DrainResult = { suspended: 0, failed: 0, stoppedTurns: running.length };
     const sessions = this.liveSessions.filter((s) => s.currentState === 'idle' || s.currentState === 'cold');
     for (let i = 0; i < sessions.length; i += DRAIN_CONCURRENCY) {
       const batch = sessions.slice(i, i + DRAIN_CONCURRENCY);
@@ -404,10 +409,16 @@ export class SessionHost {
    * Kills subprocesses that an earlier host on this data dir left behind (it was SIGKILLed, or crashed),
    * recognised by a config dir under this data dir. Call once at start, before any session runs.
    */
-  sweepOrphans(): Promise<number> {
-    return sweepMarkedProcesses((env) => this.startedHere(env), {
+  async sweepOrphans(): Promise<number> {
+    const killed = await sweepMarkedProcesses((env) => this.startedHere(env), {
       graceMs: this.options.timeouts.killGraceMs,
     });
+    // Task spares' directories belong to spares, and no spare outlives its host.
+    await rm(path.join(path.resolve(this.options.dataDir), 'tenants', TASK_SPARES), {
+      recursive: true,
+      force: true,
+    });
+    return killed;
   }
 
   /** SIGKILLs every process this host started, synchronously: for an exit that cannot wait. */

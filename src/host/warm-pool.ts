@@ -116,7 +116,16 @@ export class WarmPool {
     this.wanted.unshift(tenant);
     this.wanted.length = Math.min(this.wanted.length, this.options.size);
     if (!spare) {
-      setImmediate(() => this.fill());
+      // A parked spare of a key nobody asked for since is given up for this one, so that the pool
+      // follows the work (sessions of one tenant, or tasks) rather than its first guess.
+      const idle = this.parked.findIndex((s) => !this.wanted.includes(s.tenant));
+      if (idle >= 0 && this.parked.length + this.starting >= this.options.size) {
+        const [given] = this.parked.splice(idle, 1);
+        this.counts.lost += 1;
+        void this.discard(given!).finally(() => this.fill());
+      } else {
+        setImmediate(() => this.fill());
+      }
       return undefined;
     }
     // The replacement starts once the claimed turn is over: a CLI starting up next to it would share the
