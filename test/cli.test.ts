@@ -8,11 +8,11 @@ import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promis
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findProcesses, treeMarkerOf } from '../src/sandbox/process-tree.js';
 import type { StoredEvent } from '../src/session/events.js';
 import { openStores } from '../src/stores/open-stores.js';
 import { startMockModel, type MockModel } from '../src/testing/index.js';
 import { postgresBackend } from './helpers/backends.js';
+import { hostProcesses } from './helpers/processes.js';
 import { expectSameTranscript, localTranscript } from './helpers/transcripts.js';
 
 const BIN = path.resolve('bin/berth.js');
@@ -81,16 +81,6 @@ async function turn(base: string, id: string, content: string): Promise<StoredEv
     await new Promise((res) => setTimeout(res, 50));
   }
   throw new Error('turn did not finish');
-}
-
-/** Live processes of a Berth subprocess tree whose config dir is under `configDirs`. */
-async function markedProcesses(configDirs: string): Promise<number[]> {
-  const found = await findProcesses(
-    (p) =>
-      treeMarkerOf(p.env) !== undefined &&
-      p.env.some((v) => v.startsWith(`CLAUDE_CONFIG_DIR=${configDirs}/`)),
-  );
-  return found.map((p) => p.pid);
 }
 
 /**
@@ -202,8 +192,8 @@ describe('berth serve', () => {
         .id as string;
       await turn(base!, id, 'remember the number 8675309');
       await turn(base!, id, 'start the daemon');
-      const configDirs = path.join(cwd, '.berth', 'tenants');
-      expect((await markedProcesses(configDirs)).length).toBeGreaterThan(0);
+      const dataDir = path.join(cwd, '.berth');
+      expect((await hostProcesses(dataDir)).length).toBeGreaterThan(0);
       await api(base!, 'POST', `/v1/sessions/${id}/events`, {
         events: [{ type: 'user.message', content: 'stall forever' }],
       });
@@ -220,7 +210,7 @@ describe('berth serve', () => {
       try {
         // The new host swept what the killed one left: the CLI, and the job that escaped into its own session.
         expect(second.stderr).toMatch(/killed \d+ process\(es\) that an earlier host left running/);
-        expect(await markedProcesses(configDirs)).toEqual([]);
+        expect(await hostProcesses(dataDir)).toEqual([]);
         const history = (await api(base2!, 'GET', `/v1/sessions/${id}/events`)).body.data as StoredEvent[];
         const tail = history.slice(-2);
         expect(tail[0]).toMatchObject({ type: 'session.error', error: { type: 'host_restarted' } });

@@ -8,9 +8,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { findProcesses, treeMarkerOf } from '../src/sandbox/process-tree.js';
 import type { StoredEvent } from '../src/session/events.js';
 import { startMockModel, type Scenario } from '../src/testing/index.js';
+import { markedProcessesUnder } from './helpers/processes.js';
+import { eventually } from './helpers/wait.js';
 
 const BIN = path.resolve('bin/berth.js');
 
@@ -95,14 +96,6 @@ async function history(base: string, id: string): Promise<StoredEvent[]> {
   return (await api(base, 'GET', `/v1/sessions/${id}/events?limit=1000`)).body.data as StoredEvent[];
 }
 
-async function eventually(check: () => Promise<boolean>, what: string, boundMs = 30_000): Promise<void> {
-  const deadline = Date.now() + boundMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 const dirs: string[] = [];
 const children: ChildProcess[] = [];
 afterAll(async () => {
@@ -130,19 +123,18 @@ describe('SIGTERM drain', () => {
       );
 
       first.child.kill('SIGTERM');
+      // Polled often: the 503 lasts only as long as the drain.
       await eventually(
         async () => (await fetch(`${first.url}/readyz`)).status === 503,
         '/readyz to turn 503',
+        { everyMs: 50 },
       );
       const refused = await api(first.url, 'POST', '/v1/sessions', {});
       expect(refused.status).toBe(503);
       expect(refused.body.error.code).toBe('host_draining');
       expect(await first.exit).toBe(0);
       expect(first.output).toMatch(/drained: 2 session\(s\) suspended, 0 failed, 0 turn\(s\) stopped/);
-      const left = await findProcesses(
-        (p) => treeMarkerOf(p.env) !== undefined && p.env.some((v) => v.includes(dataDir)),
-      );
-      expect(left).toEqual([]);
+      expect(await markedProcessesUnder(dataDir)).toEqual([]);
 
       const second = await serve(dataDir, model.url);
       children.push(second.child);

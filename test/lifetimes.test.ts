@@ -6,12 +6,14 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { findProcesses, listTree, treeMarkerOf, type ProcessTreeId } from '../src/sandbox/process-tree.js';
+import { listTree, type ProcessTreeId } from '../src/sandbox/process-tree.js';
 import type { StoredEvent } from '../src/session/events.js';
 import type { Scenario } from '../src/testing/index.js';
 import { startMockModel } from '../src/testing/index.js';
 import { postgresBackend, s3Backend } from './helpers/backends.js';
 import { TestBerth, replyTexts } from './helpers/berth.js';
+import { hostProcesses } from './helpers/processes.js';
+import { eventually } from './helpers/wait.js';
 
 const scenarios: Scenario[] = [
   {
@@ -51,19 +53,6 @@ afterAll(async () => {
   for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
 });
 
-/** Polls until `check` holds; the bound only keeps a failure from hanging. */
-async function eventually(
-  check: () => Promise<boolean> | boolean,
-  what: string,
-  boundMs = 30_000,
-): Promise<void> {
-  const deadline = Date.now() + boundMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 async function liveTree(berth: TestBerth, id: string): Promise<ProcessTreeId> {
   const session = await berth.server.host.get('default', id);
   const tree = session.processInfo?.tree;
@@ -76,15 +65,6 @@ async function expectTreeGone(tree: ProcessTreeId): Promise<void> {
 }
 
 const types = (events: readonly StoredEvent[]): string[] => events.map((e) => e.type);
-
-/** Processes some host started under `dataDir` (its tenants' config dirs), spares included. */
-async function hostProcesses(dataDir: string): Promise<number[]> {
-  const prefix = `CLAUDE_CONFIG_DIR=${path.join(dataDir, 'tenants')}`;
-  const found = await findProcesses(
-    (p) => treeMarkerOf(p.env) !== undefined && p.env.some((v) => v.startsWith(prefix)),
-  );
-  return found.map((p) => p.pid);
-}
 
 describe('idle suspend and hydrate (hybrid)', () => {
   it('suspends an idle session, and another host hydrates it with the file the agent wrote', async () => {

@@ -16,7 +16,7 @@ import {
   type SizingPlan,
 } from '../src/host/plan.js';
 import { GIB } from '../src/host/sizing.js';
-import { findProcesses, treeMarkerOf } from '../src/sandbox/process-tree.js';
+import { markedProcessesUnder } from './helpers/processes.js';
 
 const BIN = path.resolve('bin/berth.js');
 const MIB = 1024 ** 2;
@@ -72,10 +72,7 @@ describe('berth plan', () => {
     expect(sizing.withDefaultCeiling).toEqual({ sessionCeilingBytes: GIB, agentsPerHost: 23 });
     expect(sizing.withSuggestedCeiling.agentsPerHost).toBe(Math.floor(room / sizing.suggestedCeilingBytes));
 
-    const left = await findProcesses(
-      (p) =>
-        treeMarkerOf(p.env) !== undefined && p.env.some((v) => v.startsWith(`CLAUDE_CONFIG_DIR=${dir}/`)),
-    );
+    const left = await markedProcessesUnder(dir);
     expect(left.map((p) => `${p.pid} ${p.cmdline}`)).toEqual([]);
     expect(await readdir(dir)).toEqual([]);
   });

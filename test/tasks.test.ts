@@ -9,10 +9,12 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findProcesses, treeMarkerOf } from '../src/sandbox/process-tree.js';
+import { findProcesses } from '../src/sandbox/process-tree.js';
 import type { Scenario } from '../src/testing/index.js';
 import { TestBerth } from './helpers/berth.js';
+import { hostProcesses } from './helpers/processes.js';
 import { SseClient } from './helpers/sse.js';
+import { eventually } from './helpers/wait.js';
 
 const scenarios: Scenario[] = [
   {
@@ -93,28 +95,6 @@ async function start(args: string[] = []): Promise<TestBerth> {
 afterAll(async () => {
   for (const server of servers) await server.dispose().catch(() => undefined);
 });
-
-/** Processes some host started under `dataDir` (its tenants' config dirs, task sandboxes included). */
-async function hostProcesses(dataDir: string): Promise<number[]> {
-  const prefix = `CLAUDE_CONFIG_DIR=${path.join(dataDir, 'tenants')}`;
-  const found = await findProcesses(
-    (p) => treeMarkerOf(p.env) !== undefined && p.env.some((v) => v.startsWith(prefix)),
-  );
-  return found.map((p) => p.pid);
-}
-
-/** Polls until `check` holds; the bound only keeps a failure from hanging. */
-async function eventually(
-  check: () => Promise<boolean> | boolean,
-  what: string,
-  boundMs = 30_000,
-): Promise<void> {
-  const deadline = Date.now() + boundMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 async function download(berth: TestBerth, route: string, headers: Record<string, string> = {}) {
   const res = await fetch(`${berth.url}${route}`, { headers });

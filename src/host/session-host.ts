@@ -28,13 +28,8 @@ import { ID_PATTERN } from '../ids.js';
 import { ZERO_USAGE } from '../session/events.js';
 import { SessionEventStream } from '../session/event-stream.js';
 import { buildAgentEnv } from '../session/environment.js';
-import {
-  Session,
-  newSdkSessionId,
-  type ClaimableSpare,
-  type SessionPaths,
-  type SessionTimeouts,
-} from '../session/session.js';
+import { Session, newSdkSessionId, type SessionPaths, type SessionTimeouts } from '../session/session.js';
+import type { ClaimableSpare } from '../session/spare-claim.js';
 import { createPlainSpawner, type SpawnedTree } from '../sandbox/plain-spawn.js';
 import { killMarkedProcessesNow, sweepMarkedProcesses, treeRssBytes } from '../sandbox/process-tree.js';
 import { findLocalTranscript, reconcileTranscript } from '../stores/reconcile.js';

@@ -15,7 +15,7 @@ import { prewarm, type CanUseTool, type Options, type SpareProcess } from '@anth
 import { rm } from 'node:fs/promises';
 import { describeError } from '../errors.js';
 import type { SpawnedTree } from '../sandbox/plain-spawn.js';
-import type { ClaimableSpare } from '../session/session.js';
+import type { ClaimableSpare } from '../session/spare-claim.js';
 
 export interface WarmPoolOptions {
   /** Spares to keep parked. */

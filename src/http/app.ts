@@ -6,16 +6,15 @@
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import type { z } from 'zod';
-import { BerthError, describeError, isBerthError } from '../errors.js';
+import { BerthError, isBerthError } from '../errors.js';
 import type { SessionHost } from '../host/session-host.js';
 import type { Session, UserEvent } from '../session/session.js';
 import type { SessionRecord } from '../stores/types.js';
 import { authenticate, type ApiKeys } from './auth.js';
+import { parse, readJson, refuseBypassAsRoot, resumeAfter } from './request.js';
 import {
   KNOWN_USER_EVENTS,
   createSessionSchema,
-  describeZodError,
   listEventsQuery,
   listSessionsQuery,
   postEventsSchema,
@@ -71,24 +70,6 @@ export function sessionView(record: SessionRecord): Record<string, unknown> {
     created_at: new Date(record.createdAt).toISOString(),
     updated_at: new Date(record.updatedAt).toISOString(),
   };
-}
-
-async function readJson(c: Context): Promise<unknown> {
-  const text = await c.req.text();
-  if (text.trim() === '') throw new BerthError('invalid_json', 'The request body is empty; it must be JSON');
-  try {
-    return JSON.parse(text) as unknown;
-  } catch (err) {
-    throw new BerthError('invalid_json', `The request body is not valid JSON: ${describeError(err)}`);
-  }
-}
-
-function parse<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
-  const result = schema.safeParse(value);
-  if (!result.success) {
-    throw new BerthError('invalid_request', `Invalid ${what}: ${describeZodError(result.error)}`);
-  }
-  return result.data;
 }
 
 function parseUserEvents(body: unknown): UserEvent[] {
@@ -154,13 +135,7 @@ export function createApp(options: AppOptions): Hono<Env> {
 
   app.post('/v1/sessions', async (c) => {
     const input = parse(createSessionSchema, await readJson(c), 'request body');
-    if (input.agent?.permission_mode === 'bypassPermissions' && process.getuid?.() === 0) {
-      // The CLI refuses it as root (FACTS.md); failing here beats a session that can never run a turn.
-      throw new BerthError(
-        'invalid_request',
-        'agent.permission_mode bypassPermissions is refused when agents run as root',
-      );
-    }
+    refuseBypassAsRoot(input.agent?.permission_mode, 'agent.permission_mode bypassPermissions');
     const created = await host.create(c.get('tenant'), input);
     return c.json(sessionView(created.snapshot), 201);
   });
@@ -197,14 +172,7 @@ export function createApp(options: AppOptions): Hono<Env> {
 
   app.get('/v1/sessions/:id/events/stream', async (c) => {
     const q = parse(streamQuery, c.req.query(), 'query');
-    const lastEventId = c.req.header('last-event-id');
-    let after = q.after;
-    if (lastEventId !== undefined) {
-      if (!/^\d{1,15}$/.test(lastEventId)) {
-        throw new BerthError('invalid_request', 'Last-Event-ID must be an event sequence number');
-      }
-      after = Number(lastEventId);
-    }
+    const after = resumeAfter(c, q.after);
     const s = await session(c);
     return streamSessionEvents(c, s, { after, heartbeatMs: options.heartbeatMs });
   });

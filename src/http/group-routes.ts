@@ -4,7 +4,7 @@
  */
 import type { Context, Hono } from 'hono';
 import { z } from 'zod';
-import { BerthError, describeError } from '../errors.js';
+import { BerthError } from '../errors.js';
 import { MAX_ROUNDS, type Group, type GroupEvent, type GroupInputEvent } from '../groups/group.js';
 import {
   GroupRegistry,
@@ -16,10 +16,10 @@ import { ID_PATTERN } from '../ids.js';
 import type { UserEvent } from '../session/session.js';
 import type { Env, RouteGroup } from './app.js';
 import { streamGroupEvents } from './group-sse.js';
+import { parse, readJson, refuseBypassAsRoot, resumeAfter } from './request.js';
 import {
   KNOWN_USER_EVENTS,
   agentSchema,
-  describeZodError,
   listEventsQuery,
   postEventsSchema,
   streamQuery,
@@ -75,24 +75,6 @@ export interface GroupRoutesOptions extends GroupRegistryOptions {
   heartbeatMs: number;
 }
 
-function parse<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
-  const result = schema.safeParse(value);
-  if (!result.success) {
-    throw new BerthError('invalid_request', `Invalid ${what}: ${describeZodError(result.error)}`);
-  }
-  return result.data;
-}
-
-async function readJson(c: Context): Promise<unknown> {
-  const text = await c.req.text();
-  if (text.trim() === '') throw new BerthError('invalid_json', 'The request body is empty; it must be JSON');
-  try {
-    return JSON.parse(text) as unknown;
-  } catch (err) {
-    throw new BerthError('invalid_json', `The request body is not valid JSON: ${describeError(err)}`);
-  }
-}
-
 function parseGroupEvents(body: unknown): GroupInputEvent[] {
   const { events } = parse(postEventsSchema, body, 'request body');
   return events.map((raw, index): GroupInputEvent => {
@@ -127,15 +109,6 @@ export function groupView(group: Group): Record<string, unknown> {
   };
 }
 
-function lastEventId(c: Context, after: number | undefined): number | undefined {
-  const header = c.req.header('last-event-id');
-  if (header === undefined) return after;
-  if (!/^\d{1,15}$/.test(header)) {
-    throw new BerthError('invalid_request', 'Last-Event-ID must be an event sequence number');
-  }
-  return Number(header);
-}
-
 /** The `/v1/groups` routes, with the registry behind them. */
 export function groupRoutes(options: GroupRoutesOptions): RouteGroup & { registry: GroupRegistry } {
   const registry = new GroupRegistry(options);
@@ -146,12 +119,10 @@ export function groupRoutes(options: GroupRoutesOptions): RouteGroup & { registr
     register(app: Hono<Env>): void {
       app.post('/v1/groups', async (c) => {
         const input = parse(createGroupSchema, await readJson(c), 'request body');
-        const root = input.agents.find((a) => a.permission_mode === 'bypassPermissions');
-        if (root && process.getuid?.() === 0) {
-          // The CLI refuses it as root (FACTS.md); failing here beats agents that can never run a turn.
-          throw new BerthError(
-            'invalid_request',
-            `agents: permission_mode bypassPermissions (agent ${root.name}) is refused when agents run as root`,
+        for (const agent of input.agents) {
+          refuseBypassAsRoot(
+            agent.permission_mode,
+            `agents: permission_mode bypassPermissions (agent ${agent.name})`,
           );
         }
         const created = await registry.create(c.get('tenant'), input);
@@ -190,7 +161,7 @@ export function groupRoutes(options: GroupRoutesOptions): RouteGroup & { registr
 
       app.get('/v1/groups/:id/events/stream', (c) => {
         const q = parse(streamQuery, c.req.query(), 'query');
-        const after = lastEventId(c, q.after);
+        const after = resumeAfter(c, q.after);
         const g = group(c);
         return streamGroupEvents(c, g, { after, heartbeatMs: options.heartbeatMs });
       });

@@ -1,71 +1,44 @@
 /**
- * The SSE stream of one multi-agent group. Its events live in the group's in-memory buffer, so replay
- * and subscription happen in one synchronous step: no gap, no duplicate. A client asking for events
- * older than the buffer holds gets a `group.replay_gap` event (without an id) first, then what remains.
+ * The SSE stream of one multi-agent group (see `streamEvents`). Its events live in the group's in-memory
+ * buffer, so the replay is read in the same synchronous step as the subscription. A client asking for
+ * events older than the buffer holds gets a `group.replay_gap` event (without an id) first, then what
+ * remains. The stream ends after `group.status_terminated`.
  */
 import type { Context } from 'hono';
-import { streamSSE, type SSEStreamingApi } from 'hono/streaming';
 import type { Group, GroupEvent } from '../groups/group.js';
+import { streamEvents, type StreamOptions } from './sse.js';
 
-/** A client further behind than this is disconnected; it reconnects with Last-Event-ID and replays. */
-const MAX_BUFFERED_EVENTS = 10_000;
-
-export interface GroupStreamOptions {
-  /** Replay events after this seq; undefined means live events only. */
-  after: number | undefined;
-  heartbeatMs: number;
-}
-
+/** An event with its JSON, made once by the buffer for every client. */
 interface Frame {
-  event: GroupEvent;
+  seq: number;
+  type: GroupEvent['type'];
   json: string;
 }
 
-export function streamGroupEvents(c: Context, group: Group, options: GroupStreamOptions): Response {
-  return streamSSE(c, async (stream) => {
-    const pending: Frame[] = [];
-    let wake: (() => void) | undefined;
-    let overflow = false;
-    let closed = false;
-    const gap =
-      options.after !== undefined && options.after + 1 < group.events.oldestSeq
-        ? { after: options.after, first_seq: group.events.oldestSeq }
-        : undefined;
-    // Replay and subscription in one synchronous step: nothing can be emitted in between.
-    if (options.after !== undefined) pending.push(...group.events.list(options.after));
-    const unsubscribe = group.events.subscribe((event, json) => {
-      if (pending.length >= MAX_BUFFERED_EVENTS) overflow = true;
-      else pending.push({ event, json });
-      wake?.();
-    });
-    const ended = group.currentState === 'closed';
-    const heartbeat = setInterval(() => {
-      void stream.write(': heartbeat\n\n').catch(() => undefined);
-    }, options.heartbeatMs);
-    stream.onAbort(() => {
-      closed = true;
-      wake?.();
-    });
-    try {
-      if (gap) await stream.writeSSE({ event: 'group.replay_gap', data: JSON.stringify(gap) });
-      while (!closed && !overflow) {
-        const frame = pending.shift();
-        if (!frame) {
-          if (ended) break;
-          await new Promise<void>((resolve) => (wake = resolve));
-          wake = undefined;
-          continue;
-        }
-        await send(stream, frame);
-        if (frame.event.type === 'group.status_terminated') break;
-      }
-    } finally {
-      clearInterval(heartbeat);
-      unsubscribe();
-    }
-  });
+function frame(event: GroupEvent, json: string): Frame {
+  return { seq: event.seq, type: event.type, json };
 }
 
-function send(stream: SSEStreamingApi, frame: Frame): Promise<void> {
-  return stream.writeSSE({ id: String(frame.event.seq), event: frame.event.type, data: frame.json });
+export function streamGroupEvents(c: Context, group: Group, options: StreamOptions): Response {
+  const { events } = group;
+  return streamEvents<Frame>(
+    c,
+    {
+      subscribe: (listener) => events.subscribe((event, json) => listener(frame(event, json))),
+      list: (after) => events.list(after).map((b) => frame(b.event, b.json)),
+      get lastSeq() {
+        return events.lastSeq;
+      },
+      get ended() {
+        return group.currentState === 'closed';
+      },
+      isFinal: (f) => f.type === 'group.status_terminated',
+      data: (f) => f.json,
+      gap: (after) =>
+        after + 1 < events.oldestSeq
+          ? { event: 'group.replay_gap', data: JSON.stringify({ after, first_seq: events.oldestSeq }) }
+          : undefined,
+    },
+    options,
+  );
 }

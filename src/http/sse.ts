@@ -1,10 +1,12 @@
 /**
- * The SSE stream of one session. A client that reconnects with `Last-Event-ID` (or `?after=SEQ`) gets
- * exactly what it missed, then live events, with no gap and no duplicate: the subscription starts before
- * history is read, and live events at or below the last replayed `seq` are dropped.
+ * Event streams over SSE: a session's, a task's, a group's. A client that reconnects with
+ * `Last-Event-ID` (or `?after=SEQ`) gets exactly what it missed, then live events, with no gap and no
+ * duplicate: the subscription starts before history is read, and live events at or below the last
+ * replayed `seq` are dropped. A stream ends after its source's final event, or when its source has
+ * ended and everything is sent; a client that goes away ends its subscription, not the source.
  */
 import type { Context } from 'hono';
-import { streamSSE, type SSEStreamingApi } from 'hono/streaming';
+import { streamSSE, type SSEMessage, type SSEStreamingApi } from 'hono/streaming';
 import type { StoredEvent } from '../session/events.js';
 import type { Session } from '../session/session.js';
 
@@ -12,54 +14,88 @@ import type { Session } from '../session/session.js';
 const MAX_BUFFERED_EVENTS = 10_000;
 const REPLAY_PAGE = 500;
 
+/** What a stream needs of an event: its `seq` is its SSE id, its `type` the SSE event name. */
+export interface StreamEvent {
+  readonly seq: number;
+  readonly type: string;
+}
+
+/** What has events to stream (see {@link streamEvents}). */
+export interface EventSource<E extends StreamEvent> {
+  /** Live events from now on; returns the unsubscribe function. */
+  subscribe(listener: (event: E) => void): () => void;
+  /** Stored events with `seq > after`, oldest first. Read after {@link subscribe}. */
+  list(after: number): Iterable<E> | AsyncIterable<E>;
+  /** The latest `seq`: where a stream with nothing to replay starts. */
+  readonly lastSeq: number;
+  /** True when no event will come after those already emitted (the stream then ends once it has sent them). */
+  readonly ended: boolean;
+  /** Whether `event` is the last one its stream sends. */
+  isFinal(event: E): boolean;
+  /** The event's SSE data. */
+  data(event: E): string;
+  /**
+   * Sent first, without an id, when events after `after` are no longer all kept (a group's
+   * `group.replay_gap`); undefined when none are missing. Read with {@link list}.
+   */
+  gap?(after: number): SSEMessage | undefined;
+}
+
 export interface StreamOptions {
   /** Replay events after this seq; undefined means live events only. */
   after: number | undefined;
   heartbeatMs: number;
 }
 
-export function streamSessionEvents(c: Context, session: Session, options: StreamOptions): Response {
+/** Streams `source`'s events: the replay after `options.after`, then live ones, with heartbeat comments. */
+export function streamEvents<E extends StreamEvent>(
+  c: Context,
+  source: EventSource<E>,
+  options: StreamOptions,
+): Response {
   return streamSSE(c, async (stream) => {
-    const buffered: StoredEvent[] = [];
+    const buffered: E[] = [];
     let wake: (() => void) | undefined;
     let overflow = false;
-    const unsubscribe = session.events.subscribe((event) => {
+    let closed = false;
+    const unsubscribe = source.subscribe((event) => {
       if (buffered.length >= MAX_BUFFERED_EVENTS) overflow = true;
       else buffered.push(event);
       wake?.();
     });
+    // Read with the subscription: whatever comes after this is buffered.
+    const ended = source.ended;
+    const { after } = options;
+    let sent = after ?? source.lastSeq;
+    const gap = after === undefined ? undefined : source.gap?.(after);
+    const replay = after === undefined ? [] : source.list(after);
     const heartbeat = setInterval(() => {
       void stream.write(': heartbeat\n\n').catch(() => undefined);
     }, options.heartbeatMs);
-    let closed = false;
-    const stop = (): void => {
+    stream.onAbort(() => {
       closed = true;
       wake?.();
-    };
-    stream.onAbort(stop);
+    });
     try {
-      let sent = options.after ?? session.events.lastSeq;
-      if (options.after !== undefined) {
-        for (;;) {
-          const page = await session.events.list(sent, REPLAY_PAGE);
-          for (const event of page) {
-            await send(stream, event);
-            sent = event.seq;
-          }
-          if (page.length < REPLAY_PAGE || closed) break;
-        }
+      if (gap) await stream.writeSSE(gap);
+      for await (const event of replay) {
+        if (closed) return;
+        await send(stream, source, event);
+        sent = event.seq;
+        if (source.isFinal(event)) return;
       }
       while (!closed && !overflow) {
         const event = buffered.shift();
         if (!event) {
+          if (ended) return;
           await new Promise<void>((resolve) => (wake = resolve));
           wake = undefined;
           continue;
         }
         if (event.seq <= sent) continue;
-        await send(stream, event);
+        await send(stream, source, event);
         sent = event.seq;
-        if (event.type === 'session.status_terminated') break;
+        if (source.isFinal(event)) return;
       }
     } finally {
       clearInterval(heartbeat);
@@ -68,6 +104,38 @@ export function streamSessionEvents(c: Context, session: Session, options: Strea
   });
 }
 
-function send(stream: SSEStreamingApi, event: StoredEvent): Promise<void> {
-  return stream.writeSSE({ id: String(event.seq), event: event.type, data: JSON.stringify(event) });
+function send<E extends StreamEvent>(
+  stream: SSEStreamingApi,
+  source: EventSource<E>,
+  event: E,
+): Promise<void> {
+  return stream.writeSSE({ id: String(event.seq), event: event.type, data: source.data(event) });
+}
+
+/** A session's stream; it ends after `session.status_terminated`. */
+export function streamSessionEvents(c: Context, session: Session, options: StreamOptions): Response {
+  const { events } = session;
+  return streamEvents<StoredEvent>(
+    c,
+    {
+      subscribe: (listener) => events.subscribe(listener),
+      // In pages: a long history is read from the event log, not held in memory at once.
+      async *list(after) {
+        for (let from = after; ;) {
+          const page = await events.list(from, REPLAY_PAGE);
+          yield* page;
+          const last = page.at(-1);
+          if (page.length < REPLAY_PAGE || !last) return;
+          from = last.seq;
+        }
+      },
+      get lastSeq() {
+        return events.lastSeq;
+      },
+      ended: false,
+      isFinal: (event) => event.type === 'session.status_terminated',
+      data: (event) => JSON.stringify(event),
+    },
+    options,
+  );
 }

@@ -6,14 +6,15 @@
  * Tasks are the caller's tenant's: another tenant's task is 404.
  */
 import { Readable } from 'node:stream';
-import type { Context, Hono } from 'hono';
-import { streamSSE, type SSEStreamingApi } from 'hono/streaming';
+import type { Hono } from 'hono';
 import { z } from 'zod';
-import { BerthError, describeError } from '../errors.js';
+import { BerthError } from '../errors.js';
 import type { Task, TaskEvent } from '../tasks/task.js';
 import type { TaskRunner } from '../tasks/task-runner.js';
 import type { Env, RouteGroup } from './app.js';
-import { agentSchema, describeZodError, streamQuery } from './schemas.js';
+import { parse, readJson, refuseBypassAsRoot, resumeAfter } from './request.js';
+import { agentSchema, streamQuery } from './schemas.js';
+import { streamEvents, type EventSource } from './sse.js';
 
 export interface TaskRoutesOptions {
   tasks: TaskRunner;
@@ -41,9 +42,6 @@ export const createTaskSchema = z.strictObject({
 
 const createTaskQuery = z.strictObject({ wait: z.enum(['true', 'false']).optional() });
 
-/** A client further behind than this is disconnected; it reconnects with Last-Event-ID. */
-const MAX_BUFFERED_EVENTS = 10_000;
-
 export function taskRoutes(options: TaskRoutesOptions): RouteGroup {
   const { tasks } = options;
   return {
@@ -53,13 +51,7 @@ export function taskRoutes(options: TaskRoutesOptions): RouteGroup {
       app.post('/v1/tasks', async (c) => {
         const q = parse(createTaskQuery, c.req.query(), 'query');
         const body = parse(createTaskSchema, await readJson(c), 'request body');
-        if (body.agent?.permission_mode === 'bypassPermissions' && process.getuid?.() === 0) {
-          // The CLI refuses it as root (FACTS.md): refused here rather than as a task that cannot run.
-          throw new BerthError(
-            'invalid_request',
-            'agent.permission_mode bypassPermissions is refused when agents run as root',
-          );
-        }
+        refuseBypassAsRoot(body.agent?.permission_mode, 'agent.permission_mode bypassPermissions');
         const task = await tasks.create(c.get('tenant'), {
           prompt: body.prompt,
           agent: body.agent,
@@ -94,76 +86,44 @@ export function taskRoutes(options: TaskRoutesOptions): RouteGroup {
 
       app.get('/v1/tasks/:id/events/stream', async (c) => {
         const q = parse(streamQuery, c.req.query(), 'query');
-        const lastEventId = c.req.header('last-event-id');
-        let after = q.after ?? 0;
-        if (lastEventId !== undefined) {
-          if (!/^\d{1,15}$/.test(lastEventId)) {
-            throw new BerthError('invalid_request', 'Last-Event-ID must be an event sequence number');
-          }
-          after = Number(lastEventId);
-        }
+        const after = resumeAfter(c, q.after) ?? 0;
         const tenant = c.get('tenant');
         const id = c.req.param('id');
         const live = tasks.liveTask(tenant, id);
-        if (live) return streamLive(c, live, after, options.heartbeatMs);
         // Not running here: a finished task's stored events (or 404 before the stream starts).
-        const events = await tasks.storedEvents(tenant, id);
-        return streamSSE(c, async (stream) => {
-          for (const event of events) if (event.seq > after) await send(stream, event);
-        });
+        const source = live ? liveEvents(live) : storedEvents(await tasks.storedEvents(tenant, id));
+        return streamEvents(c, source, { after, heartbeatMs: options.heartbeatMs });
       });
     },
   };
 }
 
-/**
- * A running task's events: everything after `after`, then live ones, ending after its final status
- * event. The subscription starts before the replay, and events already replayed are skipped.
- */
-function streamLive(c: Context, task: Task, after: number, heartbeatMs: number): Response {
-  return streamSSE(c, async (stream) => {
-    const buffered: TaskEvent[] = [];
-    let wake: (() => void) | undefined;
-    let overflow = false;
-    let closed = false;
-    const unsubscribe = task.subscribe((event) => {
-      if (buffered.length >= MAX_BUFFERED_EVENTS) overflow = true;
-      else buffered.push(event);
-      wake?.();
-    });
-    const heartbeat = setInterval(() => {
-      void stream.write(': heartbeat\n\n').catch(() => undefined);
-    }, heartbeatMs);
-    stream.onAbort(() => {
-      closed = true;
-      wake?.();
-    });
-    try {
-      let sent = after;
-      for (const event of task.events(after)) {
-        await send(stream, event);
-        sent = event.seq;
-        if (isFinal(event)) return;
-      }
-      // Its final event was before `after`: nothing more will come.
-      if (task.isFinal) return;
-      while (!closed && !overflow) {
-        const event = buffered.shift();
-        if (!event) {
-          await new Promise<void>((resolve) => (wake = resolve));
-          wake = undefined;
-          continue;
-        }
-        if (event.seq <= sent) continue;
-        await send(stream, event);
-        sent = event.seq;
-        if (isFinal(event)) return;
-      }
-    } finally {
-      clearInterval(heartbeat);
-      unsubscribe();
-    }
-  });
+/** A running task's events; its stream ends after the final status event. */
+function liveEvents(task: Task): EventSource<TaskEvent> {
+  return {
+    subscribe: (listener) => task.subscribe(listener),
+    list: (after) => task.events(after),
+    get lastSeq() {
+      return task.lastSeq;
+    },
+    get ended() {
+      return task.isFinal;
+    },
+    isFinal,
+    data: (event) => JSON.stringify(event),
+  };
+}
+
+/** A finished task's events, as stored when it ended. */
+function storedEvents(events: readonly TaskEvent[]): EventSource<TaskEvent> {
+  return {
+    subscribe: () => () => undefined,
+    list: (after) => events.filter((e) => e.seq > after),
+    lastSeq: events.at(-1)?.seq ?? 0,
+    ended: true,
+    isFinal,
+    data: (event) => JSON.stringify(event),
+  };
 }
 
 function isFinal(event: TaskEvent): boolean {
@@ -172,26 +132,4 @@ function isFinal(event: TaskEvent): boolean {
     event.type === 'task.status_failed' ||
     event.type === 'task.status_timed_out'
   );
-}
-
-function send(stream: SSEStreamingApi, event: TaskEvent): Promise<void> {
-  return stream.writeSSE({ id: String(event.seq), event: event.type, data: JSON.stringify(event) });
-}
-
-async function readJson(c: Context): Promise<unknown> {
-  const text = await c.req.text();
-  if (text.trim() === '') throw new BerthError('invalid_json', 'The request body is empty; it must be JSON');
-  try {
-    return JSON.parse(text) as unknown;
-  } catch (err) {
-    throw new BerthError('invalid_json', `The request body is not valid JSON: ${describeError(err)}`);
-  }
-}
-
-function parse<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
-  const result = schema.safeParse(value);
-  if (!result.success) {
-    throw new BerthError('invalid_request', `Invalid ${what}: ${describeZodError(result.error)}`);
-  }
-  return result.data;
 }

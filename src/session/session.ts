@@ -22,7 +22,6 @@ import {
   type SDKResultMessage,
   type SDKUserMessage,
   type SessionStore,
-  type SpareProcess,
 } from '@anthropic-ai/claude-agent-sdk';
 import { BerthError, describeError, isBerthError } from '../errors.js';
 import { createPlainSpawner, type SpawnedTree } from '../sandbox/plain-spawn.js';
@@ -32,6 +31,7 @@ import { addUsage, type ContentBlock, type NewEvent, type StoredEvent, type Stop
 import type { SessionEventStream } from './event-stream.js';
 import { InputQueue } from './input-queue.js';
 import { mapSdkMessage, resultStopReason, resultUsage } from './map-sdk-message.js';
+import { claimSpare, type ClaimableSpare } from './spare-claim.js';
 
 /**
  * - `cold`: no subprocess; the next turn starts one (resuming the transcript if there is one).
@@ -121,20 +121,6 @@ export interface SessionOptions {
    * They cannot replace the isolation levers or the session's own cwd, env, store and spawner.
    */
   processOptions?: () => Partial<Options>;
-}
-
-/** A prewarmed subprocess (see `WarmPool`) that a session can bind to instead of spawning. */
-export interface ClaimableSpare {
-  readonly spare: SpareProcess;
-  readonly spawner: SpawnedTree;
-  /** Routes the spare's `canUseTool`, fixed at prewarm, to the claiming session. */
-  bind(canUseTool: CanUseTool): void;
-  /** Called once the claim is settled: `claimed` false means it was refused and the session fell back. */
-  settled(claimed: boolean, reason?: string): void;
-  /** Called when the claimed process's first turn has ended: the pool may start a replacement now. */
-  firstTurnEnded(): void;
-  /** Directories prewarmed for this spare alone (a task's config dir and home), if any. */
-  readonly dirs?: { root: string; configDir: string; home: string };
 }
 
 /** What the host's policies need to know about a live subprocess. */
@@ -561,45 +547,31 @@ export class Session {
   private startProcess(first: SDKUserMessage): LiveProcess {
     this.slotReserved = false;
     const spare = this.record.started ? undefined : this.options.claimSpare?.(this);
-    if (spare) {
-      try {
-        return this.claimProcess(spare, first);
-      } catch (err) {
-        // claim() throws when the spare died or was closed before we got to it.
-        spare.settled(false, describeError(err));
-      }
-    }
-    return this.spawnProcess(first);
+    // A spare that cannot be claimed (it died or was closed before we got to it) leaves a spawn.
+    const claimed = spare ? this.claimProcess(spare, first) : undefined;
+    return claimed ?? this.spawnProcess(first);
   }
 
-  private claimProcess(spare: ClaimableSpare, first: SDKUserMessage): LiveProcess {
-    const agent = this.record.agent;
+  /** The process claimed from `spare`; undefined when it could not be claimed. */
+  private claimProcess(spare: ClaimableSpare, first: SDKUserMessage): LiveProcess | undefined {
     const input = new InputQueue<SDKUserMessage>();
-    spare.bind(this.canUseTool);
-    const q = spare.spare.claim({
+    const claim = claimSpare(spare, {
       prompt: input,
-      options: {
-        cwd: this.options.paths.cwd,
-        ...(agent.model !== undefined && { model: agent.model }),
-        ...(agent.permission_mode !== undefined && { permissionMode: agent.permission_mode }),
-        ...(this.record.title !== null && { title: this.record.title }),
-      },
+      cwd: this.options.paths.cwd,
+      agent: this.record.agent,
+      title: this.record.title ?? undefined,
+      canUseTool: this.canUseTool,
+      onRunsAnyway: (reason) => this.report(new Error(`session ${this.id}: ${reason}`)),
     });
-    const claim = spare.spare.claimed.then(
-      () => {
-        spare.settled(true);
-        return true;
-      },
-      (err: unknown) => {
-        const reason = describeError(err);
-        // The one refusal after which the prompt runs anyway: the model was not applied.
-        const runs = reason.startsWith('option_not_applied');
-        spare.settled(runs, reason);
-        if (runs) this.report(new Error(`session ${this.id}: ${reason}`));
-        return runs;
-      },
-    );
-    const proc = this.track({ query: q, input, spawner: spare.spawner, claim, firstMessage: first, spare });
+    if (!claim) return undefined;
+    const proc = this.track({
+      query: claim.query,
+      input,
+      spawner: spare.spawner,
+      claim: claim.claimed,
+      firstMessage: first,
+      spare,
+    });
     input.push(first);
     return proc;
   }

@@ -27,7 +27,8 @@ import { BerthError, describeError, isBerthError } from '../errors.js';
 import { ID_PATTERN } from '../ids.js';
 import { createPlainSpawner, type SpawnedTree } from '../sandbox/plain-spawn.js';
 import { mapSdkMessage, resultUsage } from '../session/map-sdk-message.js';
-import type { ClaimableSpare, SessionPaths } from '../session/session.js';
+import type { SessionPaths } from '../session/session.js';
+import { claimSpare, type ClaimableSpare } from '../session/spare-claim.js';
 import type { BlobStore } from '../workspace/blob-store.js';
 import { DEFAULT_ARTIFACT_LIMITS, collectArtifacts, openFound, type ArtifactLimits } from './artifacts.js';
 import {
@@ -43,6 +44,7 @@ import {
   TASK_ID_PATTERN,
   Task,
   newTaskId,
+  newTaskRecord,
   type TaskAgent,
   type TaskArtifact,
   type TaskError,
@@ -196,25 +198,14 @@ export class TaskRunner {
       });
     }
 
-    const record: TaskRecord = {
+    const record = newTaskRecord({
       id,
-      type: 'task',
-      status: 'queued',
       prompt: input.prompt,
       agent,
       timeout_ms: timeoutMs,
       max_turns: maxTurns ?? null,
-      result: null,
-      usage: null,
-      cost_usd: null,
-      duration_ms: null,
-      num_turns: null,
-      error: null,
-      artifacts: [],
-      created_at: new Date().toISOString(),
-      finished_at: null,
       warm_start: spare !== undefined,
-    };
+    });
     const task = new Task(tenant, record);
     task.emit({ type: 'task.status_queued' });
     const run: Run = {
@@ -341,8 +332,15 @@ export class TaskRunner {
           const stored = await this.store.getRecord(tenant, id).catch(() => undefined);
           if (!stored || !FINAL_STATUSES.has(stored.status)) {
             const now = new Date().toISOString();
+            // Without a stored record (the crash came before its first write) only the id is known.
+            const known =
+              stored ??
+              newTaskRecord(
+                { id, prompt: '', agent: {}, timeout_ms: 0, max_turns: null, warm_start: false },
+                now,
+              );
             await this.store.putRecord(tenant, {
-              ...(stored ?? emptyRecord(id, now)),
+              ...known,
               status: 'failed',
               error: {
                 type: 'host_restarted',
@@ -467,38 +465,16 @@ export class TaskRunner {
   private async runClaimed(run: Run, spare: ClaimableSpare): Promise<Outcome | undefined> {
     const agent = run.task.record.agent;
     run.spawners.push(spare.spawner);
-    spare.bind(toolGate(agent));
-    let q: Query;
-    try {
-      q = spare.spare.claim({
-        prompt: run.task.record.prompt,
-        options: {
-          cwd: run.paths.cwd,
-          ...(agent.model !== undefined && { model: agent.model }),
-          ...(agent.permission_mode !== undefined && { permissionMode: agent.permission_mode }),
-        },
-      });
-    } catch (err) {
-      // claim() throws when the spare died or was closed before it was claimed.
-      spare.settled(false, describeError(err));
-      return undefined;
-    }
-    run.query = q;
-    const claimed = spare.spare.claimed.then(
-      () => {
-        spare.settled(true);
-        return true;
-      },
-      (err: unknown) => {
-        const reason = describeError(err);
-        // The one refusal after which the prompt runs anyway: the model was not applied.
-        const runs = reason.startsWith('option_not_applied');
-        spare.settled(runs, reason);
-        if (runs) this.report(new Error(`task ${run.task.id}: ${reason}`));
-        return runs;
-      },
-    );
-    const outcome = await this.consume(run, q, claimed);
+    const claim = claimSpare(spare, {
+      prompt: run.task.record.prompt,
+      cwd: run.paths.cwd,
+      agent,
+      canUseTool: toolGate(agent),
+      onRunsAnyway: (reason) => this.report(new Error(`task ${run.task.id}: ${reason}`)),
+    });
+    if (!claim) return undefined;
+    run.query = claim.query;
+    const outcome = await this.consume(run, claim.query, claim.claimed);
     if (outcome) return outcome;
     run.query = undefined;
     await spare.spawner.kill(this.options.killGraceMs).catch(this.report);
@@ -752,26 +728,4 @@ function textOf(message: SDKMessage): string | null {
     .map((b) => b.text)
     .join('');
   return text === '' ? null : text;
-}
-
-function emptyRecord(id: string, now: string): TaskRecord {
-  return {
-    id,
-    type: 'task',
-    status: 'failed',
-    prompt: '',
-    agent: {},
-    timeout_ms: 0,
-    max_turns: null,
-    result: null,
-    usage: null,
-    cost_usd: null,
-    duration_ms: null,
-    num_turns: null,
-    error: null,
-    artifacts: [],
-    created_at: now,
-    finished_at: now,
-    warm_start: false,
-  };
 }

@@ -1,27 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { isBerthError } from '../errors.js';
-import { Task, newTaskId, type TaskRecord, type TaskStatus } from './task.js';
+import { Task, newTaskId, newTaskRecord, type TaskRecord, type TaskStatus } from './task.js';
 
 function record(): TaskRecord {
-  return {
+  return newTaskRecord({
     id: newTaskId(),
-    type: 'task',
-    status: 'queued',
     prompt: 'p',
     agent: {},
     timeout_ms: 1000,
     max_turns: null,
-    result: null,
-    usage: null,
-    cost_usd: null,
-    duration_ms: null,
-    num_turns: null,
-    error: null,
-    artifacts: [],
-    created_at: new Date().toISOString(),
-    finished_at: null,
     warm_start: false,
-  };
+  });
 }
 
 function through(...path: TaskStatus[]): Task {

@@ -92,6 +92,32 @@ export function newTaskId(): string {
   return `task_${randomBytes(15).toString('base64url')}`;
 }
 
+/** A task's record as it is admitted: queued, with nothing run or measured yet. */
+export function newTaskRecord(
+  task: Pick<TaskRecord, 'id' | 'prompt' | 'agent' | 'timeout_ms' | 'max_turns' | 'warm_start'>,
+  createdAt = new Date().toISOString(),
+): TaskRecord {
+  return {
+    id: task.id,
+    type: 'task',
+    status: 'queued',
+    prompt: task.prompt,
+    agent: task.agent,
+    timeout_ms: task.timeout_ms,
+    max_turns: task.max_turns,
+    result: null,
+    usage: null,
+    cost_usd: null,
+    duration_ms: null,
+    num_turns: null,
+    error: null,
+    artifacts: [],
+    created_at: createdAt,
+    finished_at: null,
+    warm_start: task.warm_start,
+  };
+}
+
 export type TaskListener = (event: TaskEvent) => void;
 
 export class Task {
@@ -130,6 +156,11 @@ export class Task {
   /** Events emitted so far, oldest first. */
   events(after = 0): TaskEvent[] {
     return this.log.filter((e) => e.seq > after);
+  }
+
+  /** The `seq` of the latest event (0 before any). */
+  get lastSeq(): number {
+    return this.log.at(-1)?.seq ?? 0;
   }
 
   /** Agent events not kept because the task went over {@link MAX_TASK_EVENTS}. */
@@ -174,7 +205,7 @@ export class Task {
     const stored: TaskEvent = {
       ...event,
       id: `evt_${randomBytes(12).toString('base64url')}`,
-      seq: (this.log.at(-1)?.seq ?? 0) + 1,
+      seq: this.lastSeq + 1,
       created_at: new Date().toISOString(),
     };
     this.log.push(stored);

@@ -5,7 +5,6 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -14,6 +13,7 @@ import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { describeError, isBerthError } from '../errors.js';
 import { startS3Server } from '../../test/helpers/s3-server.js';
 import type { S3TestServer } from '../../test/helpers/s3-server.js';
+import { closedPort, stubS3rverCredentials } from '../../test/helpers/s3-stubs.js';
 import type { BlobStore } from './blob-store.js';
 import { DirBlobStore } from './dir-blob-store.js';
 import { openBlobStore } from './open-blob-store.js';
@@ -345,12 +345,6 @@ describe('openBlobStore', () => {
   afterEach(() => {
     vi.unstubAllEnvs();
   });
-  const stubCredentials = () => {
-    vi.stubEnv('AWS_ACCESS_KEY_ID', 'S3RVER');
-    vi.stubEnv('AWS_SECRET_ACCESS_KEY', 'S3RVER');
-    // The provider chain must never reach for an instance metadata service from a test.
-    vi.stubEnv('AWS_EC2_METADATA_DISABLED', 'true');
-  };
 
   it('defaults to DATA_DIR/blobs, creating it', async () => {
     const dataDir = await freshDir();
@@ -411,7 +405,7 @@ describe('openBlobStore', () => {
   });
 
   it('opens a reachable bucket, streams through it, and closes idempotently', async () => {
-    stubCredentials();
+    stubS3rverCredentials();
     const prefix = `p-${randomUUID()}`;
     const store = await openBlobStore(
       `s3://${bucket}/${prefix}?endpoint=${encodeURIComponent(server.endpoint)}&region=us-east-1&forcePathStyle=true`,
@@ -436,7 +430,7 @@ describe('openBlobStore', () => {
   });
 
   it('rejects an unreachable endpoint and a missing bucket with invalid_config naming both', async () => {
-    stubCredentials();
+    stubS3rverCredentials();
     const port = await closedPort();
     const err = await errorOf(
       openBlobStore(`s3://some-bucket/p?endpoint=http://127.0.0.1:${port}&forcePathStyle=true`, '/unused'),
@@ -453,12 +447,3 @@ describe('openBlobStore', () => {
     expect(String(missing)).toMatch(/no-such-bucket.*does not exist/);
   });
 });
-
-/** A port on 127.0.0.1 that nothing listens on (it was free a moment ago). */
-async function closedPort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as { port: number };
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}

@@ -5,7 +5,6 @@
  * backend, and `openS3Stores`.
  */
 import { randomUUID } from 'node:crypto';
-import { createServer } from 'node:net';
 import { foldSessionSummary } from '@anthropic-ai/claude-agent-sdk';
 import type { SessionKey, SessionStoreEntry } from '@anthropic-ai/claude-agent-sdk';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
@@ -21,6 +20,7 @@ import { event, runEventLogConformance } from '../../src/testing/event-log-confo
 import { record, runRegistryConformance } from '../../src/testing/registry-conformance.js';
 import { runSessionStoreConformance } from '../../src/testing/session-store-conformance.js';
 import { createS3Client, startS3Server } from '../helpers/s3-server.js';
+import { closedPort, stubS3rverCredentials } from '../helpers/s3-stubs.js';
 
 const server = await startS3Server();
 afterAll(() => server.close());
@@ -381,12 +381,6 @@ describe('openS3Stores', () => {
   afterEach(() => {
     vi.unstubAllEnvs();
   });
-  const stubCredentials = () => {
-    vi.stubEnv('AWS_ACCESS_KEY_ID', 'S3RVER');
-    vi.stubEnv('AWS_SECRET_ACCESS_KEY', 'S3RVER');
-    // The provider chain must never reach for an instance metadata service from a test.
-    vi.stubEnv('AWS_EC2_METADATA_DISABLED', 'true');
-  };
 
   it('parses a complete URL', () => {
     expect(
@@ -438,7 +432,7 @@ describe('openS3Stores', () => {
   });
 
   it('rejects an unreachable endpoint and a missing bucket with invalid_config naming both', async () => {
-    stubCredentials();
+    stubS3rverCredentials();
     const port = await closedPort();
     const unreachable = `s3://some-bucket/p?endpoint=http://127.0.0.1:${port}&forcePathStyle=true`;
     const err = await openS3Stores(unreachable).then(
@@ -456,7 +450,7 @@ describe('openS3Stores', () => {
   });
 
   it('opens shared stores on a reachable bucket, and closes idempotently', async () => {
-    stubCredentials();
+    stubS3rverCredentials();
     const { bucket, remove } = await freshBucket();
     try {
       const stores = await openS3Stores(
@@ -481,12 +475,3 @@ describe('openS3Stores', () => {
     }
   });
 });
-
-/** A port on 127.0.0.1 that nothing listens on (it was free a moment ago). */
-async function closedPort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as { port: number };
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
