@@ -11,9 +11,10 @@ import { format, resolveConfig } from 'prettier';
 import { core } from './core.js';
 import type { Suite } from './lib.js';
 import { lifetimes } from './lifetimes.js';
+import { patterns } from './patterns.js';
 import { stores } from './stores.js';
 
-const SUITES: readonly Suite[] = [core, stores, lifetimes];
+const SUITES: readonly Suite[] = [core, stores, lifetimes, patterns];
 /** Every suite together must finish well within this (2 cores); a hang ends the run instead. */
 const WATCHDOG_MS = 12 * 60_000;
 
