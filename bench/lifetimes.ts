@@ -1493,7 +1493,9 @@ function buildReport(
       `subprocess start, the resume from ${count(life.entriesAtHydrate)} stored entries, one turn. The turn's request is checked`,
       'to carry the first build turn, and the restored workspace to hold every file. The baseline is a',
       "fresh session's first message on the same server; the order alternates by round. The server is then",
-      'drained, which suspends the session again (a new snapshot) for the next round.',
+      'drained, which suspends the session again (a new snapshot) for the next round. Loading a suspended',
+      'session starts its workspace download, so the restore overlaps the few milliseconds between the',
+      'stream opening and the message; it is still inside the measured time.',
     ],
     memory: [
       'A Berth server in a child process (`node --expose-gc`; the sample is the median of',
