@@ -127,8 +127,9 @@ export async function killTree(tree: ProcessTreeId, options: { graceMs: number }
     tree.leaderPid,
   );
   const deadline = Date.now() + options.graceMs;
-  while (Date.now() < deadline) {
-    await sleep(50);
+  // Most trees are gone within a few milliseconds of the signal: look early, then back off.
+  for (let poll = 10; Date.now() < deadline; poll = Math.min(50, poll * 2)) {
+    await sleep(Math.min(poll, Math.max(1, deadline - Date.now())));
     procs = await listTree(tree);
     if (procs.length === 0) return;
   }
@@ -139,7 +140,7 @@ export async function killTree(tree: ProcessTreeId, options: { graceMs: number }
       'SIGKILL',
       tree.leaderPid,
     );
-    await sleep(50);
+    await sleep(round === 0 ? 10 : 50);
     procs = await listTree(tree);
   }
 }
