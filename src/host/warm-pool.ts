@@ -77,6 +77,8 @@ export class WarmPool {
   private backoffMs = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
+  /** Prewarms in flight, which `close` waits for. */
+  private readonly startingNow = new Set<Promise<void>>();
 
   constructor(private readonly options: WarmPoolOptions) {
     for (let i = 0; i < options.size && options.initialTenants.length > 0; i++) {
@@ -174,11 +176,19 @@ export class WarmPool {
       clearTimeout(this.retryTimer);
       const spares = this.parked.splice(0);
       await Promise.allSettled(spares.map((s) => this.discard(s)));
+      // Spares still starting discard themselves (they see `closing`); their directories go with them.
+      await Promise.allSettled([...this.startingNow]);
     })();
     return this.closing;
   }
 
   private start(tenant: string): void {
+    const starting = this.startSpare(tenant);
+    this.startingNow.add(starting);
+    void starting.finally(() => this.startingNow.delete(starting));
+  }
+
+  private startSpare(tenant: string): Promise<void> {
     this.starting += 1;
     const spawner = this.options.createSpawner();
     const route: Spare['route'] = {};
@@ -187,7 +197,7 @@ export class WarmPool {
       route.target
         ? route.target(toolName, input, context)
         : Promise.resolve({ behavior: 'deny', message: 'This process is not serving a session.' });
-    void (async () => {
+    return (async () => {
       let spare: SpareProcess | undefined;
       let dirs: SpareDirs | undefined;
       try {

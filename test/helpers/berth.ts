@@ -57,8 +57,15 @@ export class TestBerth {
       ],
       { PATH: process.env.PATH },
     );
-    const server = await startBerth(config, { log: () => undefined });
-    return new TestBerth(server, model, dataDir, !options.model, !options.dataDir);
+    try {
+      const server = await startBerth(config, { log: () => undefined });
+      return new TestBerth(server, model, dataDir, !options.model, !options.dataDir);
+    } catch (err) {
+      // A server that refused to start (a test of bad config) must not leave its model or data dir.
+      if (!options.model) await model.close();
+      if (!options.dataDir) await rm(dataDir, { recursive: true, force: true });
+      throw err;
+    }
   }
 
   get url(): string {
