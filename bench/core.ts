@@ -42,7 +42,6 @@ import {
   now,
   ratio,
   stopwatch,
-  summarize,
   textTable,
   withTimeout,
   type Row,
@@ -51,6 +50,8 @@ import {
   type SuiteReport,
   type Machine,
   type Timing,
+  statsRow,
+  signedMs,
 } from './lib.js';
 
 const START_ITERATIONS = 8;
@@ -360,11 +361,6 @@ const HEADER: Row = ['', 'n', 'median ms', 'p90 ms', 'max ms'];
 const CPU_BARE = 'CPU of this process meanwhile: bare SDK';
 const CPU_BERTH = 'CPU of this process meanwhile: Berth';
 
-function statsRow(label: string, values: readonly number[]): Row {
-  const s = summarize(values);
-  return [label, String(s.n), ms(s.median), ms(s.p90), ms(s.max)];
-}
-
 /** The keys of T whose values are numbers. */
 type NumberKey<T> = { [K in keyof T]: T[K] extends number ? K : never }[keyof T];
 
@@ -385,8 +381,6 @@ function turnParts(turns: readonly BerthTurn[]): Row[] {
     statsRow(`${PART}(POST sent -> 202 received)`, column(turns, 'postResponse')),
   ];
 }
-
-const signed = (value: number): string => `${value >= 0 ? '+' : ''}${ms(value)}`;
 
 function buildReport(
   machine: Machine,
@@ -423,7 +417,7 @@ function buildReport(
   const targetRows: Row[] = [
     [
       `per-turn overhead <= ${TURN_TARGET_MS} ms (median)`,
-      `${signed(turnDiff)} ms (${ratio(turnBerth / turnBare)}); paired turns: ${signed(pairedDiff)} ms`,
+      `${signedMs(turnDiff)} ms (${ratio(turnBerth / turnBare)}); paired turns: ${signedMs(pairedDiff)} ms`,
       turnPass ? 'pass' : 'MISS',
     ],
     [`session start <= ${START_TARGET_RATIO}x bare (median)`, ratio(startRatio), startPass ? 'pass' : 'MISS'],

@@ -8,6 +8,8 @@ import { readFile, readdir } from 'node:fs/promises';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { SDKMessage } from '@anthropic-ai/claude-agent-sdk';
+import type { HostInfo } from '../src/host/session-host.js';
 
 /** What a suite gives back to `bench/run.ts`. */
 export interface SuiteReport {
@@ -308,3 +310,46 @@ export async function api(base: string, method: string, route: string, body?: un
   if (!res.ok) throw new Error(`${method} ${route}: ${res.status} ${text.slice(0, 300)}`);
   return text === '' ? undefined : (JSON.parse(text) as unknown);
 }
+
+/** A table row of a sample's count, median, p90 and max in milliseconds. */
+export function statsRow(label: string, values: readonly number[]): Row {
+  const s = summarize(values);
+  return [label, String(s.n), ms(s.median), ms(s.p90), ms(s.max)];
+}
+
+/** A difference in milliseconds with its sign. */
+export const signedMs = (value: number): string => `${value >= 0 ? '+' : ''}${ms(value)}`;
+
+/** Polls until `check` holds; the bound only keeps a failure from hanging. */
+export async function eventually(
+  check: () => Promise<boolean> | boolean,
+  what: string,
+  boundMs: number,
+): Promise<void> {
+  const deadline = now() + boundMs;
+  while (!(await check())) {
+    if (now() > deadline) throw new Error(`timed out after ${boundMs} ms waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+/** Reads a query's messages up to the next `result`; throws unless it is a success. */
+export async function untilResult(
+  messages: AsyncIterator<SDKMessage>,
+  what: string,
+  timeoutMs: number,
+): Promise<void> {
+  for (;;) {
+    const next = await withTimeout(messages.next(), timeoutMs, what);
+    if (next.done) throw new Error(`${what}: the query ended before its result`);
+    if (next.value.type !== 'result') continue;
+    if (next.value.subtype !== 'success' || next.value.is_error) {
+      throw new Error(`${what} failed: ${next.value.subtype}`);
+    }
+    return;
+  }
+}
+
+/** What `GET /v1/hosts/self` answers. */
+export const hostInfo = async (url: string): Promise<HostInfo> =>
+  (await api(url, 'GET', '/v1/hosts/self')) as HostInfo;

@@ -40,7 +40,6 @@ import {
   prewarm,
   query,
   type Options,
-  type SDKMessage,
   type SDKUserMessage,
   type SpareProcess,
 } from '@anthropic-ai/claude-agent-sdk';
@@ -74,7 +73,6 @@ import {
   processesWithEnv,
   ratio,
   stopwatch,
-  summarize,
   textTable,
   withTimeout,
   type Machine,
@@ -83,6 +81,11 @@ import {
   type SuiteOptions,
   type SuiteReport,
   type Timing,
+  statsRow,
+  signedMs,
+  eventually,
+  untilResult,
+  hostInfo,
 } from './lib.js';
 
 export const lifetimes: Suite = { name: 'lifetimes', run };
@@ -263,38 +266,11 @@ async function stopServer(ctx: Context, berth: BerthServer, how: 'close' | 'drai
   }
 }
 
-/** Polls until `check` holds; the bound only keeps a failure from hanging. */
-async function eventually(
-  check: () => Promise<boolean> | boolean,
-  what: string,
-  boundMs: number,
-): Promise<void> {
-  const deadline = now() + boundMs;
-  while (!(await check())) {
-    if (now() > deadline) throw new Error(`timed out after ${boundMs} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
-const hostInfo = async (url: string): Promise<HostInfo> =>
-  (await api(url, 'GET', '/v1/hosts/self')) as HostInfo;
-
 const userMessage = (text: string): SDKUserMessage => ({
   type: 'user',
   message: { role: 'user', content: text },
   parent_tool_use_id: null,
 });
-
-/** Reads up to the next `result`; throws unless it is a success. */
-async function untilResult(messages: AsyncIterator<SDKMessage>, what: string): Promise<void> {
-  for (;;) {
-    const next = await withTimeout(messages.next(), START_TIMEOUT_MS, what);
-    if (next.done) throw new Error(`${what}: the query ended before its result`);
-    if (next.value.type !== 'result') continue;
-    if (next.value.subtype !== 'success') throw new Error(`${what} failed: ${next.value.subtype}`);
-    return;
-  }
-}
 
 // ---- Berth through its API ----------------------------------------------------------------------------
 
@@ -508,7 +484,7 @@ async function measureWarmStart(ctx: Context, iterations: number): Promise<Start
     const q = query({ prompt: input, options: { ...bareOptions, cwd } });
     try {
       input.push(userMessage('hello'));
-      await untilResult(q[Symbol.asyncIterator](), 'a cold query()');
+      await untilResult(q[Symbol.asyncIterator](), 'a cold query()', START_TIMEOUT_MS);
       return watch();
     } finally {
       input.end();
@@ -536,7 +512,7 @@ async function measureWarmStart(ctx: Context, iterations: number): Promise<Start
     }
     try {
       input.push(userMessage('hello'));
-      await untilResult(q[Symbol.asyncIterator](), 'a bare claim');
+      await untilResult(q[Symbol.asyncIterator](), 'a bare claim', START_TIMEOUT_MS);
       const timing = watch();
       const refused = await claimed;
       if (refused !== undefined) throw new Error(`the bare claim was refused: ${describeError(refused)}`);
@@ -913,7 +889,7 @@ async function bareSubprocessEnd(ctx: Context, dir: string, i: number): Promise<
   try {
     const messages = q[Symbol.asyncIterator]();
     input.push(userMessage('hello'));
-    await untilResult(messages, 'a bare turn');
+    await untilResult(messages, 'a bare turn', START_TIMEOUT_MS);
     const t = now();
     input.end();
     for (;;) {
@@ -1201,15 +1177,9 @@ const PART = '↳ ';
 
 const mb = (bytes: number): string => (bytes / MB).toFixed(1);
 const mib = (bytes: number): string => `${Math.round(bytes / MIB)} MiB`;
-const signed = (value: number): string => `${value >= 0 ? '+' : ''}${ms(value)}`;
 const signedMb = (bytes: number): string => `${bytes >= 0 ? '+' : ''}${mb(bytes)}`;
 const count = (value: number): string => value.toLocaleString('en-US');
 const p90 = (values: readonly number[]): number => percentile(values, 90);
-
-function statsRow(label: string, values: readonly number[]): Row {
-  const s = summarize(values);
-  return [label, String(s.n), ms(s.median), ms(s.p90), ms(s.max)];
-}
 
 interface RunInfo {
   machine: Machine;
@@ -1423,7 +1393,7 @@ function buildReport(
     ],
     [
       `hydrate (${count(life.entriesAtHydrate)} entries, ${mib(life.workspaceBytes)}) < ${HYDRATE_TARGET_MS} ms incl. the subprocess (median)`,
-      `${ms(hydrateMedian)} ms (fresh first turn ${ms(median(freshTotal))} ms, ${signed(hydrateDiff)} ms)`,
+      `${ms(hydrateMedian)} ms (fresh first turn ${ms(median(freshTotal))} ms, ${signedMs(hydrateDiff)} ms)`,
       mark(passHydrate),
     ],
     [
@@ -1531,10 +1501,10 @@ function buildReport(
     '',
     markdownTable(['', 'median', 'p90'], startRatioRows),
     '',
-    `Where the time goes (medians): Berth's warm start is ${signed(median(berthTotal) - median(claim))} ms over the bare claim; the bare`,
-    `claim with a \`sessionStore\` and a replacement \`prewarm()\` is ${signed(median(likeBerth) - median(claim))} ms over it; the API, from`,
+    `Where the time goes (medians): Berth's warm start is ${signedMs(median(berthTotal) - median(claim))} ms over the bare claim; the bare`,
+    `claim with a \`sessionStore\` and a replacement \`prewarm()\` is ${signedMs(median(likeBerth) - median(claim))} ms over it; the API, from`,
     `\`POST /v1/sessions\` to the first message's \`status_running\` and from \`status_idle\` to the client, adds`,
-    `${ms(apiMs)} ms; without the replacement spare starting, Berth's warm start is ${signed(median(noRefill) - median(claim))} ms over the bare claim.`,
+    `${ms(apiMs)} ms; without the replacement spare starting, Berth's warm start is ${signedMs(median(noRefill) - median(claim))} ms over the bare claim.`,
     '',
     `### ${suspendTitle}`,
     '',
@@ -1552,7 +1522,7 @@ function buildReport(
     '',
     markdownTable(HEADER, hydrateRows),
     '',
-    `Hydrated / fresh (medians): ${ratio(hydrateMedian / median(freshTotal))} (${signed(hydrateDiff)} ms), of which the restore alone`,
+    `Hydrated / fresh (medians): ${ratio(hydrateMedian / median(freshTotal))} (${signedMs(hydrateDiff)} ms), of which the restore alone`,
     `(${ms(median(life.restoreAlone))} ms) and the store's load of the transcript (${ms(life.loadMs)} ms) explain`,
     `${ms(median(life.restoreAlone) + life.loadMs)} ms; the rest is the CLI resuming a long transcript (a bigger first request too).`,
     '',

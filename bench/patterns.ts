@@ -33,7 +33,6 @@ import {
   prewarm,
   query,
   type Options,
-  type SDKMessage,
   type SDKUserMessage,
   type SpareProcess,
 } from '@anthropic-ai/claude-agent-sdk';
@@ -59,7 +58,6 @@ import {
   percentile,
   processesWithEnv,
   ratio,
-  summarize,
   textTable,
   withTimeout,
   type Machine,
@@ -67,6 +65,11 @@ import {
   type Suite,
   type SuiteOptions,
   type SuiteReport,
+  statsRow,
+  signedMs,
+  eventually,
+  untilResult,
+  hostInfo,
 } from './lib.js';
 
 export const patterns: Suite = { name: 'patterns', run };
@@ -324,22 +327,6 @@ async function stopServer(ctx: Context, berth: BerthServer): Promise<void> {
   await berth.close();
 }
 
-/** Polls until `check` holds; the bound only keeps a failure from hanging. */
-async function eventually(
-  check: () => Promise<boolean> | boolean,
-  what: string,
-  boundMs = SETTLE_TIMEOUT_MS,
-): Promise<void> {
-  const deadline = now() + boundMs;
-  while (!(await check())) {
-    if (now() > deadline) throw new Error(`timed out after ${boundMs} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
-const hostInfo = async (url: string): Promise<HostInfo> =>
-  (await api(url, 'GET', '/v1/hosts/self')) as HostInfo;
-
 /** The subprocess environment a baseline agent runs with: core.ts's, in directories of its own. */
 async function bareEnv(modelEndpoint: string, dir: string): Promise<Record<string, string>> {
   const configDir = path.join(dir, 'claude-config');
@@ -352,23 +339,6 @@ async function bareEnv(modelEndpoint: string, dir: string): Promise<Record<strin
     home,
     path: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
   });
-}
-
-/** Reads up to the next `result`; throws unless it is a success. */
-async function untilResult(
-  messages: AsyncIterator<SDKMessage>,
-  what: string,
-  timeoutMs: number,
-): Promise<void> {
-  for (;;) {
-    const next = await withTimeout(messages.next(), timeoutMs, what);
-    if (next.done) throw new Error(`${what}: the query ended before its result`);
-    if (next.value.type !== 'result') continue;
-    if (next.value.subtype !== 'success' || next.value.is_error) {
-      throw new Error(`${what} failed: ${next.value.subtype}`);
-    }
-    return;
-  }
 }
 
 // ---- (1) ephemeral task overhead ----------------------------------------------------------------------
@@ -463,10 +433,15 @@ async function measureTasks(ctx: Context, iterations: number): Promise<TaskResul
   const settle = async (): Promise<void> => {
     await assertNoSubprocessesUnder(bareDir, EXIT_GRACE_MS);
     await assertNoSubprocessesUnder(coldDir, EXIT_GRACE_MS);
-    await eventually(poolReady, 'a parked spare and nothing else under the warm Berth server');
+    await eventually(
+      poolReady,
+      'a parked spare and nothing else under the warm Berth server',
+      SETTLE_TIMEOUT_MS,
+    );
     await eventually(
       () => Object.values(proxies).every((p) => p.inFlight === 0),
       'no model request in flight',
+      SETTLE_TIMEOUT_MS,
     );
   };
 
@@ -561,7 +536,7 @@ async function measureTasks(ctx: Context, iterations: number): Promise<TaskResul
   };
   try {
     // The default tenant's spare must be parked for the priming task to trade it for a task spare.
-    await eventually(poolReady, 'the first spare parked');
+    await eventually(poolReady, 'the first spare parked', SETTLE_TIMEOUT_MS);
     const priming = (await api(warm.url, 'POST', '/v1/tasks?wait=true', { prompt: 'prime' })) as TaskRecord;
     if (priming.status !== 'succeeded') throw new Error(`the priming task ${priming.status}`);
     const kinds = SHAPES.flatMap((shape) => TASK_KINDS.map((kind) => ({ shape, kind })));
@@ -861,14 +836,8 @@ const HEADER: Row = ['', 'n', 'median ms', 'p90 ms', 'max ms'];
 const PART = '↳ ';
 
 const mb = (bytes: number): string => (bytes / MB).toFixed(0);
-const signed = (value: number): string => `${value >= 0 ? '+' : ''}${ms(value)}`;
 const sum = (values: readonly number[]): number => values.reduce((a, b) => a + b, 0);
 const p90 = (values: readonly number[]): number => percentile(values, 90);
-
-function statsRow(label: string, values: readonly number[]): Row {
-  const s = summarize(values);
-  return [label, String(s.n), ms(s.median), ms(s.p90), ms(s.max)];
-}
 
 interface RunInfo {
   machine: Machine;
@@ -951,7 +920,7 @@ function buildReport(info: RunInfo, tasks: TaskResults, groups: GroupResults): S
         `${shape.name}: Berth ${kind} / ${baseLabel}, overhead`,
         ratio(median(berth) / median(baseline)),
         ratio(p90(berth) / p90(baseline)),
-        `${signed(median(berth) - median(baseline))} ms`,
+        `${signedMs(median(berth) - median(baseline))} ms`,
       ];
     }),
   );
@@ -1029,17 +998,17 @@ function buildReport(info: RunInfo, tasks: TaskResults, groups: GroupResults): S
     [
       'messages at once / bare at once',
       ratio(median(totals('messages')) / median(totals('bare'))),
-      `${signed(median(totals('messages')) - median(totals('bare')))} ms`,
+      `${signedMs(median(totals('messages')) - median(totals('bare')))} ms`,
     ],
     [
       'one round / bare one after another',
       ratio(median(totals('rounds')) / median(totals('bareSequential'))),
-      `${signed(median(totals('rounds')) - median(totals('bareSequential')))} ms`,
+      `${signedMs(median(totals('rounds')) - median(totals('bareSequential')))} ms`,
     ],
     [
       'one round / bare at once',
       ratio(median(totals('rounds')) / median(totals('bare'))),
-      `${signed(median(totals('rounds')) - median(totals('bare')))} ms`,
+      `${signedMs(median(totals('rounds')) - median(totals('bare')))} ms`,
     ],
   ];
 
@@ -1137,7 +1106,7 @@ function buildReport(info: RunInfo, tasks: TaskResults, groups: GroupResults): S
     const m = (kind: TaskKind, pick: (r: TaskRun) => number): number =>
       median(tasks[shape.name][kind].map(pick));
     const compare = (kind: TaskKind, base: TaskKind, baseLabel: string): string =>
-      `${shape.name} task, ${kind} against the ${baseLabel}: ${signed(m(kind, (r) => r.overhead) - m(base, (r) => r.overhead))} ms of overhead. ` +
+      `${shape.name} task, ${kind} against the ${baseLabel}: ${signedMs(m(kind, (r) => r.overhead) - m(base, (r) => r.overhead))} ms of overhead. ` +
       `Start to the first model request ${ms(m(kind, (r) => r.toFirstRequest))} against ${ms(m(base, (r) => r.toFirstRequest))} ms` +
       (shape.mainRequests > 1
         ? `; between the model requests ${ms(m(kind, (r) => r.between))} against ${ms(m(base, (r) => r.between))} ms`

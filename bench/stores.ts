@@ -58,6 +58,7 @@ import {
   type Suite,
   type SuiteOptions,
   type SuiteReport,
+  signedMs,
 } from './lib.js';
 
 export const stores: Suite = { name: 'stores', run };
@@ -1024,7 +1025,6 @@ function restoreEnv(name: string, value: string | undefined): void {
 const perSecond = (side: AppendSide): string => count(rate(side));
 const count = (value: number): string =>
   Number.isFinite(value) ? Math.round(value).toLocaleString('en-US') : '-';
-const signed = (value: number): string => `${value >= 0 ? '+' : ''}${ms(value)}`;
 
 /** A backend without numbers: its name, blank cells, and why in the last one. */
 function absentRow(r: BackendResult, columns: number): Row {
@@ -1094,7 +1094,7 @@ function hydrateRows(results: readonly BackendResult[]): Row[] {
       ms(h.loadMs),
       ms(median(h.resumed)),
       ms(median(h.fresh)),
-      signed(median(h.resumed) - median(h.fresh)),
+      signedMs(median(h.resumed) - median(h.fresh)),
       h.resumed.map(ms).join(', '),
     ];
   });

@@ -101,8 +101,9 @@ export function createApp(options: AppOptions): Hono<Env> {
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
   app.get('/readyz', (c) => {
-    const ready = options.isReady() && host.info().status === 'ready';
-    return c.json({ ...host.info(), status: ready ? 'ready' : 'draining' }, ready ? 200 : 503);
+    const info = host.info();
+    const ready = options.isReady() && info.status === 'ready';
+    return c.json({ ...info, status: ready ? 'ready' : 'draining' }, ready ? 200 : 503);
   });
 
   app.use('/v1/*', async (c, next) => {
