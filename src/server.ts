@@ -10,7 +10,7 @@ import { BerthError, describeError } from './errors.js';
 import { RecyclePolicy } from './host/recycle-policy.js';
 import { SessionHost, type DrainResult } from './host/session-host.js';
 import { agentsPerHost } from './host/sizing.js';
-import { WorkspaceSync } from './host/workspace-sync.js';
+import { WorkspaceSync } from './workspace/workspace-sync.js';
 import { createApp, type RouteGroup } from './http/app.js';
 import { groupRoutes } from './http/group-routes.js';
 import { taskRoutes } from './http/task-routes.js';

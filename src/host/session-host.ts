@@ -37,7 +37,7 @@ import { scopeTranscriptStore } from '../stores/scoped-store.js';
 import { RecyclePolicy } from './recycle-policy.js';
 import type { HostSizing } from './sizing.js';
 import { WarmPool, type WarmPoolStats } from './warm-pool.js';
-import type { WorkspaceSync } from './workspace-sync.js';
+import type { WorkspaceSync } from '../workspace/workspace-sync.js';
 import {
   sessionKey,
   type AgentConfig,

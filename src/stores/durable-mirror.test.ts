@@ -7,7 +7,7 @@ import { runSessionStoreConformance } from '../testing/session-store-conformance
 import { DurableMirror } from './durable-mirror.js';
 import { event } from '../testing/event-log-conformance.js';
 import { record } from '../testing/registry-conformance.js';
-import { openSqliteDatabase, SqliteEventLog, SqliteRegistry, SqliteSessionStore } from './sqlite.js';
+import { openSqliteDatabase, SqliteEventLog, SqliteRegistry, SqliteSessionStore } from './sqlite/index.js';
 import type { EventLog, SessionRegistry } from './types.js';
 
 /** A real (SQLite) store whose availability the test switches, like a backend behind a flaky network. */

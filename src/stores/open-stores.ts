@@ -5,8 +5,8 @@
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { BerthError, describeError } from '../errors.js';
-import { DEFAULT_POSTGRES_SCHEMA } from './postgres-schema.js';
-import { DEFAULT_REDIS_PREFIX } from './redis-keys.js';
+import { DEFAULT_POSTGRES_SCHEMA } from './postgres/schema.js';
+import { DEFAULT_REDIS_PREFIX } from './redis/keys.js';
 import type { Stores } from './types.js';
 
 export type { Stores } from './types.js';
@@ -26,7 +26,7 @@ export async function openStores(url: string): Promise<Stores> {
     case 'sqlite': {
       const file = path.resolve(sqliteFile(url, colon));
       // Loaded on demand so that deployments on another backend never load the native module.
-      const { openSqliteStores } = await import('./sqlite.js');
+      const { openSqliteStores } = await import('./sqlite/index.js');
       try {
         const stores = openSqliteStores(file);
         return {
@@ -54,7 +54,7 @@ export async function openStores(url: string): Promise<Stores> {
         throw new BerthError('invalid_config', `--store ${url}: memory: takes nothing after the colon`);
       }
       // An in-memory SQLite database: the same code as the default store, gone when the process ends.
-      const { openSqliteStores } = await import('./sqlite.js');
+      const { openSqliteStores } = await import('./sqlite/index.js');
       const stores = openSqliteStores(':memory:');
       return {
         transcriptStore: stores.sessionStore,
@@ -67,16 +67,16 @@ export async function openStores(url: string): Promise<Stores> {
     }
     case 'postgres':
     case 'postgresql': {
-      const { openPostgresStores } = await import('./postgres.js');
+      const { openPostgresStores } = await import('./postgres/index.js');
       return openPostgresStores(url);
     }
     case 'redis':
     case 'rediss': {
-      const { openRedisStores } = await import('./redis.js');
+      const { openRedisStores } = await import('./redis/index.js');
       return openRedisStores(url);
     }
     case 's3': {
-      const { openS3Stores } = await import('./s3.js');
+      const { openS3Stores } = await import('./s3/index.js');
       return openS3Stores(url);
     }
     default:

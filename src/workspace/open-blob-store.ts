@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { BerthError, describeError, isBerthError } from '../errors.js';
 import type { BlobStore } from './blob-store.js';
 import { DirBlobStore } from './dir-blob-store.js';
-import { connectS3Bucket, parseS3StoreUrl, redactUrl as redact } from '../stores/s3.js';
+import { connectS3Bucket, parseS3StoreUrl, redactUrl as redact } from '../stores/s3/index.js';
 
 export type { BlobStore } from './blob-store.js';
 

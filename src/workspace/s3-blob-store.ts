@@ -15,7 +15,7 @@ import { pipeline } from 'node:stream/promises';
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import type { GetObjectCommandOutput, S3Client } from '@aws-sdk/client-s3';
 import { BerthError } from '../errors.js';
-import { isMissing, normalizePrefix, S3Bucket, storeError } from '../stores/s3-common.js';
+import { isMissing, normalizePrefix, S3Bucket, storeError } from '../stores/s3/common.js';
 import type { BlobStore } from './blob-store.js';
 import { closedStoreError, tempBeside, validateBlobKey } from './blob-store.js';
 

@@ -17,7 +17,7 @@ import {
   PostgresEventLog,
   PostgresRegistry,
   PostgresSessionStore,
-} from '../../src/stores/postgres.js';
+} from '../../src/stores/postgres/index.js';
 import { runEventLogConformance, event } from '../../src/testing/event-log-conformance.js';
 import { record, runRegistryConformance } from '../../src/testing/registry-conformance.js';
 import { runSessionStoreConformance } from '../../src/testing/session-store-conformance.js';

@@ -10,7 +10,7 @@ import type { SessionKey, SessionStoreEntry } from '@anthropic-ai/claude-agent-s
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { describeError, isBerthError } from '../../src/errors.js';
-import { projectIndexKey, transcriptKeys } from '../../src/stores/redis-keys.js';
+import { projectIndexKey, transcriptKeys } from '../../src/stores/redis/keys.js';
 import {
   encodeKeyPart,
   openRedisStores,
@@ -18,7 +18,7 @@ import {
   RedisEventLog,
   RedisRegistry,
   RedisSessionStore,
-} from '../../src/stores/redis.js';
+} from '../../src/stores/redis/index.js';
 import type { Stores } from '../../src/stores/types.js';
 import { event, runEventLogConformance } from '../../src/testing/event-log-conformance.js';
 import { record, runRegistryConformance } from '../../src/testing/registry-conformance.js';

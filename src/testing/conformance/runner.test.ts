@@ -1,6 +1,6 @@
 import type { SessionKey, SessionStore, SessionStoreEntry } from '@anthropic-ai/claude-agent-sdk';
 import { describe, expect, it } from 'vitest';
-import { openSqliteStores } from '../../stores/sqlite.js';
+import { openSqliteStores } from '../../stores/sqlite/index.js';
 import type { EventLog } from '../../stores/types.js';
 import { eventLogConformanceCases } from './event-log-cases.js';
 import { runConformance } from './runner.js';

@@ -37,7 +37,7 @@
  * the `mtime` stored there. A crash or a delete racing an append can leave a stale member (filtered out
  * on read, trimmed by age when a TTL is set) or, rarely, miss one until the session's next append.
  */
-import { BerthError } from '../errors.js';
+import { BerthError } from '../../errors.js';
 
 /** The default key prefix. */
 export const DEFAULT_REDIS_PREFIX = 'berth';

@@ -1,12 +1,12 @@
 /**
- * The session registry on PostgreSQL (table `sessions`, see `postgres-schema.ts`).
+ * The session registry on PostgreSQL (table `sessions`, see `postgres/schema.ts`).
  */
-import { checkPageLimit, decodeCursor, encodeCursor } from './list-cursor.js';
+import { checkPageLimit, decodeCursor, encodeCursor } from '../list-cursor.js';
 import type { Pool } from 'pg';
-import { BerthError } from '../errors.js';
-import type { Usage } from '../session/events.js';
-import { DEFAULT_POSTGRES_SCHEMA, ensurePostgresSchema, pgTask, quoteSchema } from './postgres-schema.js';
-import type { PostgresStoreOptions } from './postgres-schema.js';
+import { BerthError } from '../../errors.js';
+import type { Usage } from '../../session/events.js';
+import { DEFAULT_POSTGRES_SCHEMA, ensurePostgresSchema, pgTask, quoteSchema } from './schema.js';
+import type { PostgresStoreOptions } from './schema.js';
 import type {
   AgentConfig,
   ListPage,
@@ -15,7 +15,7 @@ import type {
   SessionRef,
   SessionRegistry,
   SessionStatus,
-} from './types.js';
+} from '../types.js';
 
 /** Options of {@link PostgresRegistry}. */
 export type PostgresRegistryOptions = PostgresStoreOptions;

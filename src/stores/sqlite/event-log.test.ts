@@ -1,8 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { isBerthError } from '../errors.js';
-import { runEventLogConformance } from '../testing/event-log-conformance.js';
-import { openSqliteDatabase, SqliteEventLog } from './sqlite.js';
-import type { SqliteDatabase } from './sqlite.js';
+import { isBerthError } from '../../errors.js';
+import { runEventLogConformance } from '../../testing/event-log-conformance.js';
+import { openSqliteDatabase, SqliteEventLog } from './index.js';
+import type { SqliteDatabase } from './index.js';
 
 runEventLogConformance('SqliteEventLog', () => {
   const db = openSqliteDatabase(':memory:');

@@ -37,7 +37,7 @@
  * globally on `pg` do not change what the stores read.
  */
 import type { Pool, PoolClient } from 'pg';
-import { BerthError } from '../errors.js';
+import { BerthError } from '../../errors.js';
 
 /** The schema used when none is given. */
 export const DEFAULT_POSTGRES_SCHEMA = 'berth';

@@ -1,5 +1,5 @@
 /**
- * The SDK `SessionStore` on Redis. Keys and hash tags are described in `redis-keys.ts`.
+ * The SDK `SessionStore` on Redis. Keys and hash tags are described in `redis/keys.ts`.
  *
  * Appends and summaries. The entries, uuid dedup, mtime and TTL of an append are one Lua script (below),
  * so concurrent appenders on any number of clients lose nothing and never store a uuid twice. The summary
@@ -25,18 +25,11 @@ import type {
   SessionStoreEntry,
   SessionSummaryEntry,
 } from '@anthropic-ai/claude-agent-sdk';
-import { BerthError } from '../errors.js';
-import {
-  checkRedisClient,
-  RedisScript,
-  redisCall,
-  replyArray,
-  replyNumber,
-  replyString,
-} from './redis-client.js';
-import type { RedisClient } from './redis-client.js';
-import { checkRedisPrefix, DEFAULT_REDIS_PREFIX, projectIndexKey, transcriptKeys } from './redis-keys.js';
-import type { TranscriptKeys } from './redis-keys.js';
+import { BerthError } from '../../errors.js';
+import { checkRedisClient, RedisScript, redisCall, replyArray, replyNumber, replyString } from './client.js';
+import type { RedisClient } from './client.js';
+import { checkRedisPrefix, DEFAULT_REDIS_PREFIX, projectIndexKey, transcriptKeys } from './keys.js';
+import type { TranscriptKeys } from './keys.js';
 
 /** Options of {@link RedisSessionStore}. */
 export interface RedisSessionStoreOptions {
@@ -171,7 +164,7 @@ return { 0, meta[1] or '', sumlen, meta[3] or '', tonumber(meta[4]) or 0 }
 `);
 
 /**
- * Records that the session was appended to, in the project index (its own slot: see `redis-keys.ts`).
+ * Records that the session was appended to, in the project index (its own slot: see `redis/keys.ts`).
  * `GT` keeps the newest time when appends from several hosts arrive out of order.
  *
  * KEYS: 1 the project index. ARGV: 1 sessionId, 2 now (epoch-ms), 3 ttl seconds (0: none).

@@ -11,8 +11,8 @@
  *   claims/<tenant>/<id>/k...                                          registry create claims
  *   events/<tenant/id>/b<max seq>-<min seq>-...                        event batches
  *
- * Each store's header (`s3-session-store.ts`, `s3-registry.ts`, `s3-event-log.ts`) describes its objects
- * and why it is safe with several Berth processes on one prefix; `s3-common.ts` describes the encoding of
+ * Each store's header (`s3/session-store.ts`, `s3/registry.ts`, `s3/event-log.ts`) describes its objects
+ * and why it is safe with several Berth processes on one prefix; `s3/common.ts` describes the encoding of
  * the `<...>` parts. None of them needs conditional writes, which s3rver and several S3-compatible servers
  * lack; none overwrites an object that another process may write at the same time, except a registry
  * record, which only the host running that session updates.
@@ -20,13 +20,13 @@
  * This module loads the AWS SDK and the store modules only when {@link openS3Stores} runs, so a
  * deployment on another backend never loads them. The store classes are exported by their own modules.
  */
-import { BerthError, describeError } from '../errors.js';
-import type { Stores } from './types.js';
+import { BerthError, describeError } from '../../errors.js';
+import type { Stores } from '../types.js';
 import type { S3Client } from '@aws-sdk/client-s3';
 
-export type { S3SessionStoreOptions } from './s3-session-store.js';
-export type { S3RegistryOptions } from './s3-registry.js';
-export type { S3EventLogOptions } from './s3-event-log.js';
+export type { S3SessionStoreOptions } from './session-store.js';
+export type { S3RegistryOptions } from './registry.js';
+export type { S3EventLogOptions } from './event-log.js';
 
 /** A parsed and validated `s3://` store URL. */
 export interface S3StoreConfig {
@@ -110,9 +110,9 @@ export async function openS3Stores(url: string): Promise<Stores> {
   const config = parseS3StoreUrl(url);
   const client = await connectS3Bucket(config, `--store ${redactUrl(url)}`);
   const [{ S3SessionStore }, { S3Registry }, { S3EventLog }] = await Promise.all([
-    import('./s3-session-store.js'),
-    import('./s3-registry.js'),
-    import('./s3-event-log.js'),
+    import('./session-store.js'),
+    import('./registry.js'),
+    import('./event-log.js'),
   ]);
   const options = { client, bucket: config.bucket, prefix: config.prefix };
   let closing: Promise<void> | undefined;
@@ -126,7 +126,7 @@ export async function openS3Stores(url: string): Promise<Stores> {
       return closing;
     },
     async destroy() {
-      const { S3Bucket } = await import('./s3-common.js');
+      const { S3Bucket } = await import('./common.js');
       const bucket = new S3Bucket(client, config.bucket);
       if (config.prefix !== '') await bucket.deletePrefix(`${config.prefix}/`);
       // At the bucket's root, only what Berth writes: the bucket may hold other things.

@@ -20,7 +20,7 @@ import {
   PutObjectCommand,
 } from '@aws-sdk/client-s3';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { BerthError, describeError } from '../errors.js';
+import { BerthError, describeError } from '../../errors.js';
 
 /**
  * The longest path component written. Filesystems limit a file name to 255 bytes, and s3rver appends up to

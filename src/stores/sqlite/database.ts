@@ -29,7 +29,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { BerthError } from '../errors.js';
+import { BerthError } from '../../errors.js';
 
 /** A better-sqlite3 connection. */
 export type SqliteDatabase = Database.Database;

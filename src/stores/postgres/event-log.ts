@@ -1,9 +1,9 @@
 /**
- * The event log on PostgreSQL (table `events`, see `postgres-schema.ts`).
+ * The event log on PostgreSQL (table `events`, see `postgres/schema.ts`).
  */
 import type { Pool } from 'pg';
-import { BerthError } from '../errors.js';
-import type { StoredEvent } from '../session/events.js';
+import { BerthError } from '../../errors.js';
+import type { StoredEvent } from '../../session/events.js';
 import {
   DEFAULT_POSTGRES_SCHEMA,
   ensurePostgresSchema,
@@ -11,9 +11,9 @@ import {
   quoteSchema,
   sqlState,
   toStoreError,
-} from './postgres-schema.js';
-import type { PostgresStoreOptions } from './postgres-schema.js';
-import type { EventLog } from './types.js';
+} from './schema.js';
+import type { PostgresStoreOptions } from './schema.js';
+import type { EventLog } from '../types.js';
 
 /** Options of {@link PostgresEventLog}. */
 export type PostgresEventLogOptions = PostgresStoreOptions;

@@ -1,11 +1,11 @@
 /**
- * The event log on the embedded SQLite database (table `events`, see `sqlite-database.ts`).
+ * The event log on the embedded SQLite database (table `events`, see `sqlite/database.ts`).
  */
-import { BerthError } from '../errors.js';
-import type { StoredEvent } from '../session/events.js';
-import { migrateSqliteDatabase, sqliteTask } from './sqlite-database.js';
-import type { SqliteDatabase } from './sqlite-database.js';
-import type { EventLog } from './types.js';
+import { BerthError } from '../../errors.js';
+import type { StoredEvent } from '../../session/events.js';
+import { migrateSqliteDatabase, sqliteTask } from './database.js';
+import type { SqliteDatabase } from './database.js';
+import type { EventLog } from '../types.js';
 
 /** Options of {@link SqliteEventLog}. */
 export interface SqliteEventLogOptions {

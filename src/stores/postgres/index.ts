@@ -1,13 +1,13 @@
 /**
  * PostgreSQL stores: transcripts, registry and event log in one schema that every Berth host shares. The
- * layout is described in `postgres-schema.ts`. The classes take a ready `pg.Pool` and never load `pg`
+ * layout is described in `postgres/schema.ts`. The classes take a ready `pg.Pool` and never load `pg`
  * themselves; {@link openPostgresStores} builds the pool from a `--store` URL, loading `pg` on demand so that
  * deployments on another backend never need it installed.
  */
 import type { Pool } from 'pg';
-import { BerthError } from '../errors.js';
-import { PostgresEventLog } from './postgres-event-log.js';
-import { PostgresRegistry } from './postgres-registry.js';
+import { BerthError } from '../../errors.js';
+import { PostgresEventLog } from './event-log.js';
+import { PostgresRegistry } from './registry.js';
 import {
   DEFAULT_POSTGRES_SCHEMA,
   describePgError,
@@ -15,22 +15,18 @@ import {
   pgTask,
   quoteSchema,
   validateSchemaName,
-} from './postgres-schema.js';
-import { PostgresSessionStore } from './postgres-session-store.js';
-import type { Stores } from './types.js';
+} from './schema.js';
+import { PostgresSessionStore } from './session-store.js';
+import type { Stores } from '../types.js';
 
-export {
-  DEFAULT_POSTGRES_SCHEMA,
-  migratePostgresSchema,
-  POSTGRES_SCHEMA_VERSION,
-} from './postgres-schema.js';
-export { PostgresEventLog } from './postgres-event-log.js';
-export type { PostgresEventLogOptions } from './postgres-event-log.js';
-export { PostgresRegistry } from './postgres-registry.js';
-export type { PostgresRegistryOptions } from './postgres-registry.js';
-export { PostgresSessionStore } from './postgres-session-store.js';
-export type { PostgresSessionStoreOptions } from './postgres-session-store.js';
-export type { PostgresStoreOptions } from './postgres-schema.js';
+export { DEFAULT_POSTGRES_SCHEMA, migratePostgresSchema, POSTGRES_SCHEMA_VERSION } from './schema.js';
+export { PostgresEventLog } from './event-log.js';
+export type { PostgresEventLogOptions } from './event-log.js';
+export { PostgresRegistry } from './registry.js';
+export type { PostgresRegistryOptions } from './registry.js';
+export { PostgresSessionStore } from './session-store.js';
+export type { PostgresSessionStoreOptions } from './session-store.js';
+export type { PostgresStoreOptions } from './schema.js';
 
 /** Options of {@link openPostgresStores}. */
 export interface OpenPostgresStoresOptions {

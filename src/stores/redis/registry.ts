@@ -1,13 +1,13 @@
 /**
  * The session registry on Redis: one hash per record and one list per tenant, both under the tenant's
- * hash tag so that create, list and delete are single scripts even on Redis Cluster (see `redis-keys.ts`).
+ * hash tag so that create, list and delete are single scripts even on Redis Cluster (see `redis/keys.ts`).
  */
-import { checkPageLimit, decodeCursor, encodeCursor } from './list-cursor.js';
-import { BerthError } from '../errors.js';
-import type { Usage } from '../session/events.js';
-import { checkRedisClient, RedisScript, redisCall, replyArray, replyString } from './redis-client.js';
-import type { RedisClient } from './redis-client.js';
-import { checkRedisPrefix, DEFAULT_REDIS_PREFIX, registryBase } from './redis-keys.js';
+import { checkPageLimit, decodeCursor, encodeCursor } from '../list-cursor.js';
+import { BerthError } from '../../errors.js';
+import type { Usage } from '../../session/events.js';
+import { checkRedisClient, RedisScript, redisCall, replyArray, replyString } from './client.js';
+import type { RedisClient } from './client.js';
+import { checkRedisPrefix, DEFAULT_REDIS_PREFIX, registryBase } from './keys.js';
 import type {
   AgentConfig,
   ListPage,
@@ -16,7 +16,7 @@ import type {
   SessionRef,
   SessionRegistry,
   SessionStatus,
-} from './types.js';
+} from '../types.js';
 
 /** Options of {@link RedisRegistry}. */
 export interface RedisRegistryOptions {

@@ -20,8 +20,8 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { ID_PATTERN } from '../ids.js';
 import type { SessionRef } from '../stores/types.js';
-import type { BlobStore } from '../workspace/blob-store.js';
-import { restoreWorkspace, snapshotWorkspace, type SnapshotInfo } from '../workspace/snapshot.js';
+import type { BlobStore } from './blob-store.js';
+import { restoreWorkspace, snapshotWorkspace, type SnapshotInfo } from './snapshot.js';
 
 const UNSAVED = 'unsaved';
 const MARKER_SUFFIX = '.snapshot';

@@ -2,7 +2,7 @@ import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DirBlobStore } from '../workspace/dir-blob-store.js';
+import { DirBlobStore } from './dir-blob-store.js';
 import { WorkspaceSync } from './workspace-sync.js';
 
 const dirs: string[] = [];

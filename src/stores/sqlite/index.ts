@@ -1,21 +1,21 @@
 /**
  * Berth's embedded default store: transcripts, registry and event log in one SQLite file. The schema and
- * key scheme are described in `sqlite-database.ts`.
+ * key scheme are described in `sqlite/database.ts`.
  */
-import { openSqliteDatabase } from './sqlite-database.js';
-import type { SqliteDatabase, SqliteDatabaseOptions } from './sqlite-database.js';
-import { SqliteEventLog } from './sqlite-event-log.js';
-import { SqliteRegistry } from './sqlite-registry.js';
-import { SqliteSessionStore } from './sqlite-session-store.js';
+import { openSqliteDatabase } from './database.js';
+import type { SqliteDatabase, SqliteDatabaseOptions } from './database.js';
+import { SqliteEventLog } from './event-log.js';
+import { SqliteRegistry } from './registry.js';
+import { SqliteSessionStore } from './session-store.js';
 
-export { migrateSqliteDatabase, openSqliteDatabase, SQLITE_SCHEMA_VERSION } from './sqlite-database.js';
-export type { SqliteDatabase, SqliteDatabaseOptions } from './sqlite-database.js';
-export { SqliteEventLog } from './sqlite-event-log.js';
-export type { SqliteEventLogOptions } from './sqlite-event-log.js';
-export { SqliteRegistry } from './sqlite-registry.js';
-export type { SqliteRegistryOptions } from './sqlite-registry.js';
-export { SqliteSessionStore } from './sqlite-session-store.js';
-export type { SqliteSessionStoreOptions } from './sqlite-session-store.js';
+export { migrateSqliteDatabase, openSqliteDatabase, SQLITE_SCHEMA_VERSION } from './database.js';
+export type { SqliteDatabase, SqliteDatabaseOptions } from './database.js';
+export { SqliteEventLog } from './event-log.js';
+export type { SqliteEventLogOptions } from './event-log.js';
+export { SqliteRegistry } from './registry.js';
+export type { SqliteRegistryOptions } from './registry.js';
+export { SqliteSessionStore } from './session-store.js';
+export type { SqliteSessionStoreOptions } from './session-store.js';
 
 /** The three stores on one open database, as returned by {@link openSqliteStores}. */
 export interface SqliteStores {

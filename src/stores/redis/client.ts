@@ -1,10 +1,10 @@
 /**
  * What the Redis stores share: the client they accept, the Lua script runner, and the mapping of backend
- * failures to Berth's error codes. The key scheme is described in `redis-keys.ts`.
+ * failures to Berth's error codes. The key scheme is described in `redis/keys.ts`.
  */
 import { createHash } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
-import { BerthError, describeError } from '../errors.js';
+import { BerthError, describeError } from '../../errors.js';
 
 /**
  * A ready-made ioredis client, standalone or Cluster, with the default (`legacy`) reply mapping. The stores

@@ -24,9 +24,9 @@
  * updates from the one host that runs it; two processes updating one record at once would each write
  * their own merge, the later PUT winning.
  */
-import { checkPageLimit, decodeCursor, encodeCursor, type CursorPosition } from './list-cursor.js';
+import { checkPageLimit, decodeCursor, encodeCursor, type CursorPosition } from '../list-cursor.js';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { BerthError } from '../errors.js';
+import { BerthError } from '../../errors.js';
 import {
   chunk,
   encodeSegment,
@@ -36,8 +36,8 @@ import {
   normalizePrefix,
   pad,
   S3Bucket,
-} from './s3-common.js';
-import type { ListPage, SessionRecord, SessionRef, SessionRegistry } from './types.js';
+} from './common.js';
+import type { ListPage, SessionRecord, SessionRef, SessionRegistry } from '../types.js';
 
 /** Options of {@link S3Registry}. */
 export interface S3RegistryOptions {
@@ -59,7 +59,7 @@ const MAX_CREATED_AT = 999_999_999_999_999;
 
 /**
  * Session records in S3, one object per (tenant, id), listed newest first through index objects whose
- * names sort that way; see the header of `s3-registry.ts` for the layout and the `create` protocol.
+ * names sort that way; see the header of `s3/registry.ts` for the layout and the `create` protocol.
  */
 export class S3Registry implements SessionRegistry {
   private readonly bucket: S3Bucket;

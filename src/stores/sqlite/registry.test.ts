@@ -1,8 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { isBerthError } from '../errors.js';
-import { runRegistryConformance } from '../testing/registry-conformance.js';
-import { openSqliteDatabase, SqliteRegistry } from './sqlite.js';
-import type { SqliteDatabase } from './sqlite.js';
+import { isBerthError } from '../../errors.js';
+import { runRegistryConformance } from '../../testing/registry-conformance.js';
+import { openSqliteDatabase, SqliteRegistry } from './index.js';
+import type { SqliteDatabase } from './index.js';
 
 runRegistryConformance('SqliteRegistry', () => {
   const db = openSqliteDatabase(':memory:');

@@ -15,11 +15,11 @@
  * check exists to surface, and `list` then returns both events.
  */
 import type { S3Client } from '@aws-sdk/client-s3';
-import { BerthError } from '../errors.js';
-import type { StoredEvent } from '../session/events.js';
-import { encodeSegment, mapLimit, newWriterId, normalizePrefix, pad, S3Bucket } from './s3-common.js';
-import type { ListedObject } from './s3-common.js';
-import type { EventLog } from './types.js';
+import { BerthError } from '../../errors.js';
+import type { StoredEvent } from '../../session/events.js';
+import { encodeSegment, mapLimit, newWriterId, normalizePrefix, pad, S3Bucket } from './common.js';
+import type { ListedObject } from './common.js';
+import type { EventLog } from '../types.js';
 
 /** Options of {@link S3EventLog}. */
 export interface S3EventLogOptions {
@@ -45,7 +45,7 @@ interface Batch {
 
 /**
  * Every event of every session in S3, one object per appended batch, named by seq range; see the header
- * of `s3-event-log.ts`.
+ * of `s3/event-log.ts`.
  */
 export class S3EventLog implements EventLog {
   private readonly bucket: S3Bucket;

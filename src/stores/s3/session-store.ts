@@ -12,7 +12,7 @@
  *   summaries/<projectKey>/<sessionId>/
  *     v<parts:12>-<mtime:15>-<writer:10><n:10>   a summary version, {"v":1,"mtime":..,"data":{...}}
  *
- * Key parts are encoded by `encodeSegment` (`s3-common.ts`): readable for plain ids, collision-free for
+ * Key parts are encoded by `encodeSegment` (`s3/common.ts`): readable for plain ids, collision-free for
  * anything else. `<writer>` is a random id per store instance and `<n>` its counter, so names never repeat.
  *
  * Order. A transcript is its parts in name order, and a part's name is fixed when it is written, so the
@@ -64,7 +64,7 @@ import type {
   SessionSummaryEntry,
 } from '@anthropic-ai/claude-agent-sdk';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { BerthError } from '../errors.js';
+import { BerthError } from '../../errors.js';
 import {
   decodeSegment,
   encodeSegment,
@@ -75,8 +75,8 @@ import {
   pad,
   S3Bucket,
   WRITER_ID_LENGTH,
-} from './s3-common.js';
-import type { ListedObject } from './s3-common.js';
+} from './common.js';
+import type { ListedObject } from './common.js';
 
 /** Options of {@link S3SessionStore}. */
 export interface S3SessionStoreOptions {
@@ -186,7 +186,7 @@ const PRUNE_SUMMARIES_AFTER = 4;
 const READ_ATTEMPTS = 8;
 
 /**
- * Transcripts in S3, for the SDK's `options.sessionStore`; see the header of `s3-session-store.ts` for the
+ * Transcripts in S3, for the SDK's `options.sessionStore`; see the header of `s3/session-store.ts` for the
  * object layout and why concurrent writers, compaction and readers are safe without conditional writes.
  *
  * Beyond the SDK's contract: an entry whose `uuid` the key already holds is skipped, session summaries are

@@ -1,10 +1,10 @@
 /**
- * The session registry on the embedded SQLite database (table `sessions`, see `sqlite-database.ts`).
+ * The session registry on the embedded SQLite database (table `sessions`, see `sqlite/database.ts`).
  */
-import { checkPageLimit, decodeCursor, encodeCursor } from './list-cursor.js';
-import { BerthError } from '../errors.js';
-import { migrateSqliteDatabase, sqliteTask } from './sqlite-database.js';
-import type { SqliteDatabase } from './sqlite-database.js';
+import { checkPageLimit, decodeCursor, encodeCursor } from '../list-cursor.js';
+import { BerthError } from '../../errors.js';
+import { migrateSqliteDatabase, sqliteTask } from './database.js';
+import type { SqliteDatabase } from './database.js';
 import type {
   AgentConfig,
   ListPage,
@@ -13,8 +13,8 @@ import type {
   SessionRef,
   SessionRegistry,
   SessionStatus,
-} from './types.js';
-import type { Usage } from '../session/events.js';
+} from '../types.js';
+import type { Usage } from '../../session/events.js';
 
 /** Options of {@link SqliteRegistry}. */
 export interface SqliteRegistryOptions {

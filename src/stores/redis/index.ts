@@ -1,27 +1,27 @@
 /**
  * Berth on Redis: transcripts, registry and event log on one Redis (6.2 or newer, standalone or Cluster),
  * so that several Berth hosts share sessions. The key scheme, and what is atomic and why, is described in
- * `redis-keys.ts`; the append and summary design in `redis-session-store.ts`.
+ * `redis/keys.ts`; the append and summary design in `redis/session-store.ts`.
  *
  * `--store redis://[USER:PASSWORD@]HOST[:PORT][/DB][?prefix=NAME&ttl=DURATION]` (`rediss://` for TLS)
  * opens all three on one connection, see {@link openRedisStores}.
  */
-import { BerthError, describeError } from '../errors.js';
-import { redisCall } from './redis-client.js';
-import { checkRedisPrefix, DEFAULT_REDIS_PREFIX } from './redis-keys.js';
-import { RedisEventLog } from './redis-event-log.js';
-import { RedisRegistry } from './redis-registry.js';
-import { RedisSessionStore } from './redis-session-store.js';
-import type { Stores } from './types.js';
+import { BerthError, describeError } from '../../errors.js';
+import { redisCall } from './client.js';
+import { checkRedisPrefix, DEFAULT_REDIS_PREFIX } from './keys.js';
+import { RedisEventLog } from './event-log.js';
+import { RedisRegistry } from './registry.js';
+import { RedisSessionStore } from './session-store.js';
+import type { Stores } from '../types.js';
 
-export type { RedisClient } from './redis-client.js';
-export { checkRedisPrefix, DEFAULT_REDIS_PREFIX, encodeKeyPart } from './redis-keys.js';
-export { RedisEventLog } from './redis-event-log.js';
-export type { RedisEventLogOptions } from './redis-event-log.js';
-export { RedisRegistry } from './redis-registry.js';
-export type { RedisRegistryOptions } from './redis-registry.js';
-export { RedisSessionStore } from './redis-session-store.js';
-export type { RedisSessionStoreOptions } from './redis-session-store.js';
+export type { RedisClient } from './client.js';
+export { checkRedisPrefix, DEFAULT_REDIS_PREFIX, encodeKeyPart } from './keys.js';
+export { RedisEventLog } from './event-log.js';
+export type { RedisEventLogOptions } from './event-log.js';
+export { RedisRegistry } from './registry.js';
+export type { RedisRegistryOptions } from './registry.js';
+export { RedisSessionStore } from './session-store.js';
+export type { RedisSessionStoreOptions } from './session-store.js';
 
 /** A `redis://` store URL, parsed and checked by {@link parseRedisStoreUrl}. */
 export interface RedisStoreUrl {

@@ -1,6 +1,6 @@
 /**
  * The SDK `SessionStore` on the embedded SQLite database; tables and key scheme are described in
- * `sqlite-database.ts`.
+ * `sqlite/database.ts`.
  */
 import { foldSessionSummary } from '@anthropic-ai/claude-agent-sdk';
 import type {
@@ -9,8 +9,8 @@ import type {
   SessionStoreEntry,
   SessionSummaryEntry,
 } from '@anthropic-ai/claude-agent-sdk';
-import { migrateSqliteDatabase, sqliteTask } from './sqlite-database.js';
-import type { SqliteDatabase } from './sqlite-database.js';
+import { migrateSqliteDatabase, sqliteTask } from './database.js';
+import type { SqliteDatabase } from './database.js';
 
 /** Options of {@link SqliteSessionStore}. */
 export interface SqliteSessionStoreOptions {

@@ -1,12 +1,12 @@
 /**
- * The event log on Redis: one sorted set per session, scored by `seq` (see `redis-keys.ts`).
+ * The event log on Redis: one sorted set per session, scored by `seq` (see `redis/keys.ts`).
  */
-import { BerthError } from '../errors.js';
-import type { StoredEvent } from '../session/events.js';
-import { checkRedisClient, RedisScript, redisCall, replyString } from './redis-client.js';
-import type { RedisClient } from './redis-client.js';
-import { checkRedisPrefix, DEFAULT_REDIS_PREFIX, eventLogKey } from './redis-keys.js';
-import type { EventLog } from './types.js';
+import { BerthError } from '../../errors.js';
+import type { StoredEvent } from '../../session/events.js';
+import { checkRedisClient, RedisScript, redisCall, replyString } from './client.js';
+import type { RedisClient } from './client.js';
+import { checkRedisPrefix, DEFAULT_REDIS_PREFIX, eventLogKey } from './keys.js';
+import type { EventLog } from '../types.js';
 
 /** Options of {@link RedisEventLog}. */
 export interface RedisEventLogOptions {

@@ -7,10 +7,10 @@ import { foldSessionSummary } from '@anthropic-ai/claude-agent-sdk';
 import type { SessionKey, SessionStoreEntry } from '@anthropic-ai/claude-agent-sdk';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { isBerthError } from '../errors.js';
-import { runSessionStoreConformance } from '../testing/session-store-conformance.js';
-import { openSqliteDatabase, openSqliteStores, SQLITE_SCHEMA_VERSION, SqliteSessionStore } from './sqlite.js';
-import type { SqliteDatabase } from './sqlite.js';
+import { isBerthError } from '../../errors.js';
+import { runSessionStoreConformance } from '../../testing/session-store-conformance.js';
+import { openSqliteDatabase, openSqliteStores, SQLITE_SCHEMA_VERSION, SqliteSessionStore } from './index.js';
+import type { SqliteDatabase } from './index.js';
 
 /** A fresh directory per call; the database goes one level down so that parent creation is exercised. */
 async function tempDbFile(): Promise<{ file: string; remove: () => Promise<void> }> {
@@ -181,9 +181,7 @@ describe('SqliteSessionStore on its database', () => {
     open(file); // creates the schema before the writers race to
     const writers = 3;
     const perWriter = 1500;
-    const moduleUrl = pathToFileURL(
-      path.join(path.dirname(fileURLToPath(import.meta.url)), 'sqlite.ts'),
-    ).href;
+    const moduleUrl = pathToFileURL(path.join(path.dirname(fileURLToPath(import.meta.url)), 'index.ts')).href;
     const children = Array.from({ length: writers }, (_, w) =>
       runWriter(moduleUrl, file, JSON.stringify(key), `w${w}`, perWriter),
     );

@@ -1,5 +1,5 @@
 /**
- * The SDK `SessionStore` on PostgreSQL; tables and key scheme are described in `postgres-schema.ts`.
+ * The SDK `SessionStore` on PostgreSQL; tables and key scheme are described in `postgres/schema.ts`.
  */
 import { foldSessionSummary } from '@anthropic-ai/claude-agent-sdk';
 import type {
@@ -16,8 +16,8 @@ import {
   quoteSchema,
   rollback,
   toStoreError,
-} from './postgres-schema.js';
-import type { PostgresStoreOptions } from './postgres-schema.js';
+} from './schema.js';
+import type { PostgresStoreOptions } from './schema.js';
 
 /** Options of {@link PostgresSessionStore}. */
 export type PostgresSessionStoreOptions = PostgresStoreOptions;
@@ -54,7 +54,7 @@ const KNOWN_SUMMARIES_MAX = 1000;
  * An append is one statement (one round trip, one commit) in the common case: a subpath has no summary, and
  * for a main transcript this store remembers the summary it last wrote, folds the batch onto it, and has
  * the database store entries and summary together only if the key is unchanged since (see
- * `append_if_unchanged` in `postgres-schema.ts`). Otherwise (first append of a key in this process, another
+ * `append_if_unchanged` in `postgres/schema.ts`). Otherwise (first append of a key in this process, another
  * writer in between, a replayed entry) it takes the general path: a transaction that locks the key row,
  * inserts, and folds what was actually inserted onto the summary it read under the lock.
  */
