@@ -197,6 +197,8 @@ export class Session {
   /** What the next spawn waits for before it starts (room being made on the host). */
   private admission: Promise<void> | undefined;
   private lastActive = Date.now();
+  /** Callers of {@link Session.whenNotBusy} waiting for the turns to end. */
+  private notBusyWaiters: (() => void)[] = [];
 
   constructor(private readonly options: SessionOptions) {
     this.id = options.record.id;
@@ -226,6 +228,12 @@ export class Session {
   /** True while a turn runs or messages wait for one. */
   get isBusy(): boolean {
     return this.turn !== undefined || this.pumping || this.queue.length > 0;
+  }
+
+  /** Resolves once no turn runs and no message waits for one (at once when that is so already). */
+  whenNotBusy(): Promise<void> {
+    if (!this.isBusy) return Promise.resolve();
+    return new Promise((resolve) => this.notBusyWaiters.push(resolve));
   }
 
   /** True when nothing runs or waits: the host may suspend it. */
@@ -498,6 +506,7 @@ export class Session {
         // A reservation that no subprocess took up (the turns failed before a spawn) is given back.
         this.slotReserved = false;
         this.lastActive = Date.now();
+        if (!this.isBusy) for (const resolve of this.notBusyWaiters.splice(0)) resolve();
       }
     })();
   }
