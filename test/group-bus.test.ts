@@ -69,7 +69,7 @@ const KILL_GRACE_MS = 1000;
 class TestAgent {
   sessionId: string | undefined;
   private readonly input = new InputQueue<SDKUserMessage>();
-  private readonly spawner: SpawnedTree = createPlainSpawner();
+  private readonly spawner: SpawnedTree = createPlainSpawner({ killGraceMs: 1000 });
   private readonly query: Query;
   private readonly reader: Promise<void>;
   private readonly messages: SDKMessage[] = [];

@@ -21,8 +21,14 @@ export interface SpawnedTree {
   spawn(options: SpawnOptions): SpawnedProcess;
 }
 
+export interface PlainSpawnerOptions {
+  /** SIGTERM-to-SIGKILL grace of the kill that follows the SDK's abort (`--kill-grace`). */
+  killGraceMs: number;
+}
+
 /** One spawner per subprocess: it remembers the tree it started so the owner can kill all of it. */
-export function createPlainSpawner(): SpawnedTree {
+export function createPlainSpawner(options: PlainSpawnerOptions): SpawnedTree {
+  const { killGraceMs } = options;
   let tree: ProcessTreeId | undefined;
   let stderr = '';
   let killing: Promise<void> | undefined;
@@ -36,11 +42,11 @@ export function createPlainSpawner(): SpawnedTree {
       killing ??= killTree(tree, { graceMs });
       return killing;
     },
-    spawn(options) {
+    spawn(request) {
       const marker = randomUUID();
-      const child = spawn(options.command, options.args, {
-        cwd: options.cwd,
-        env: { ...options.env, [TREE_MARKER_VAR]: marker },
+      const child = spawn(request.command, request.args, {
+        cwd: request.cwd,
+        env: { ...request.env, [TREE_MARKER_VAR]: marker },
         detached: true,
         stdio: ['pipe', 'pipe', 'pipe'],
       });
@@ -51,10 +57,10 @@ export function createPlainSpawner(): SpawnedTree {
       });
       // The SDK aborts this signal after its own graceful close (stdin EOF plus a grace window): by then
       // anything still alive in the tree is an orphan in the making.
-      options.signal.addEventListener(
+      request.signal.addEventListener(
         'abort',
         () => {
-          if (tree) killTree(tree, { graceMs: 1000 }).catch(() => undefined);
+          if (tree) killTree(tree, { graceMs: killGraceMs }).catch(() => undefined);
         },
         { once: true },
       );

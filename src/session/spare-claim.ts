@@ -7,6 +7,7 @@ import type { CanUseTool, Query, SDKUserMessage, SpareProcess } from '@anthropic
 import { describeError } from '../errors.js';
 import type { SpawnedTree } from '../sandbox/plain-spawn.js';
 import type { AgentConfig } from '../stores/types.js';
+import { buildClaimOptions } from './sdk-options.js';
 
 /** A prewarmed subprocess (see `WarmPool`) that a session or a task can bind to instead of spawning. */
 export interface ClaimableSpare {
@@ -44,18 +45,12 @@ export interface SpareClaim {
 
 /** Claims `spare` for one prompt; undefined when it died or was closed before it could be claimed. */
 export function claimSpare(spare: ClaimableSpare, request: SpareClaimRequest): SpareClaim | undefined {
-  const { agent } = request;
   spare.bind(request.canUseTool);
   let query: Query;
   try {
     query = spare.spare.claim({
       prompt: request.prompt,
-      options: {
-        cwd: request.cwd,
-        ...(agent.model !== undefined && { model: agent.model }),
-        ...(agent.permission_mode !== undefined && { permissionMode: agent.permission_mode }),
-        ...(request.title !== undefined && { title: request.title }),
-      },
+      options: buildClaimOptions(request.agent, request.cwd, request.title),
     });
   } catch (err) {
     // claim() throws when the spare died or was closed before it was claimed.

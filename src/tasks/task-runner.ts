@@ -13,22 +13,14 @@
  * Being under `tenants/`, every task process is found by the host's orphan sweep after a crash; the
  * directories a crash leaves are removed by {@link TaskRunner.sweep} at the next start.
  */
-import { mkdir, readdir, rm } from 'node:fs/promises';
-import path from 'node:path';
-import {
-  query,
-  type CanUseTool,
-  type Options,
-  type Query,
-  type SDKMessage,
-  type SDKResultMessage,
-} from '@anthropic-ai/claude-agent-sdk';
+import { mkdir, rm } from 'node:fs/promises';
 import { BerthError, describeError, isBerthError } from '../errors.js';
-import { ID_PATTERN } from '../ids.js';
-import { createPlainSpawner, type SpawnedTree } from '../sandbox/plain-spawn.js';
-import { mapSdkMessage, resultUsage } from '../session/map-sdk-message.js';
+import type { SpawnedTree } from '../sandbox/plain-spawn.js';
+import type { AgentProcess } from '../session/agent-process.js';
+import type { AgentRuntime } from '../session/agent-runtime.js';
+import { resultUsage } from '../session/map-sdk-message.js';
 import type { SessionPaths } from '../session/session.js';
-import { claimSpare, type ClaimableSpare } from '../session/spare-claim.js';
+import type { ClaimableSpare } from '../session/spare-claim.js';
 import type { BlobStore } from '../workspace/blob-store.js';
 import { DEFAULT_ARTIFACT_LIMITS, collectArtifacts, openFound, type ArtifactLimits } from './artifacts.js';
 import {
@@ -47,12 +39,14 @@ import {
   newTaskRecord,
   type TaskAgent,
   type TaskArtifact,
-  type TaskError,
   type TaskEvent,
   type TaskRecord,
-  type TaskStatus,
 } from './task.js';
 import { TaskStore } from './task-store.js';
+import { sweepTaskDirs } from './task-sweep.js';
+
+import { fitsSpare } from './task-agent.js';
+import { cutShort, runTaskProcess, type Outcome } from './task-process.js';
 
 /** What the runner needs of the session host (see `SessionHost`). */
 export interface TaskHost {
@@ -69,8 +63,10 @@ export interface TaskRunnerOptions {
   dataDir: string;
   /** SIGTERM-to-SIGKILL grace when a task's process tree is killed. */
   killGraceMs: number;
+  /** The Agent SDK. @default sdkRuntime */
+  runtime?: AgentRuntime | undefined;
   /** Makes the spawner of each subprocess; the plain one by default. */
-  createSpawner?: () => SpawnedTree;
+  createSpawner?: (() => SpawnedTree) | undefined;
   /** Failures no client sees (a record that could not be written, a directory not removed). */
   onError?: (err: unknown) => void;
   /** @default DEFAULT_INPUT_LIMITS (100 files, 10 MiB each, 32 MiB in all) */
@@ -94,17 +90,6 @@ export interface CreateTaskInput {
 export const DEFAULT_TASK_TIMEOUT_MS = 10 * 60_000;
 export const MAX_TASK_TIMEOUT_MS = 60 * 60_000;
 
-/** Agent keys a claimed spare can carry (model and permission mode go in the claim). */
-const CLAIMABLE_AGENT_KEYS: ReadonlySet<string> = new Set(['model', 'permission_mode', 'allowed_tools']);
-
-/** What ended a task's process, before its artifacts are collected. */
-interface Outcome {
-  status: Exclude<TaskStatus, 'queued' | 'running'>;
-  error: TaskError | null;
-  result: SDKResultMessage | undefined;
-  lastText: string | null;
-}
-
 /** One task's run: what has to be killed and removed, and why it stopped early. */
 interface Run {
   task: Task;
@@ -113,8 +98,10 @@ interface Run {
   spare: ClaimableSpare | undefined;
   release: () => void;
   timeoutMs: number;
-  spawners: SpawnedTree[];
-  query: Query | undefined;
+  /** The task's subprocess, once started. */
+  proc: AgentProcess | undefined;
+  /** Aborted when the run is cut short (see `stop`): its process tree is killed. */
+  cutShort: AbortController;
   /** Set when the run is cut short: the time limit, or the host shutting down. */
   stop: 'timed_out' | 'host_shutdown' | undefined;
   startedAt: number;
@@ -215,8 +202,8 @@ export class TaskRunner {
       spare,
       release,
       timeoutMs,
-      spawners: [],
-      query: undefined,
+      proc: undefined,
+      cutShort: new AbortController(),
       stop: undefined,
       startedAt: Date.now(),
       // Not awaited: the process starts meanwhile. A crash before it lands leaves a record-less
@@ -319,45 +306,13 @@ export class TaskRunner {
    * Removes the task directories a crashed host left (their processes are the orphan sweep's) and marks
    * those tasks `failed` (`host_restarted`). Call once at start, before any task runs.
    */
-  async sweep(): Promise<number> {
-    const tenantsDir = path.join(path.resolve(this.options.dataDir), 'tenants');
-    let swept = 0;
-    for (const tenant of await readdir(tenantsDir).catch(() => [] as string[])) {
-      if (!ID_PATTERN.test(tenant)) continue;
-      const tasksDir = path.dirname(this.options.host.taskPaths(tenant, 'task_x').root);
-      for (const id of await readdir(tasksDir).catch(() => [] as string[])) {
-        if (!TASK_ID_PATTERN.test(id)) continue;
-        swept += 1;
-        try {
-          const stored = await this.store.getRecord(tenant, id).catch(() => undefined);
-          if (!stored || !FINAL_STATUSES.has(stored.status)) {
-            const now = new Date().toISOString();
-            // Without a stored record (the crash came before its first write) only the id is known.
-            const known =
-              stored ??
-              newTaskRecord(
-                { id, prompt: '', agent: {}, timeout_ms: 0, max_turns: null, warm_start: false },
-                now,
-              );
-            await this.store.putRecord(tenant, {
-              ...known,
-              status: 'failed',
-              error: {
-                type: 'host_restarted',
-                message: 'The host running this task stopped before it finished.',
-              },
-              finished_at: now,
-            });
-          }
-        } catch (err) {
-          this.report(err);
-        }
-        await rm(this.options.host.taskPaths(tenant, id).root, { recursive: true, force: true }).catch(
-          this.report,
-        );
-      }
-    }
-    return swept;
+  sweep(): Promise<number> {
+    return sweepTaskDirs({
+      dataDir: this.options.dataDir,
+      host: this.options.host,
+      store: this.store,
+      report: this.report,
+    });
   }
 
   private readonly report = (err: unknown): void => {
@@ -383,12 +338,13 @@ export class TaskRunner {
   private stopRun(run: Run, why: 'timed_out' | 'host_shutdown'): void {
     if (run.stop || run.task.isFinal) return;
     run.stop = why;
-    run.query?.close();
-    for (const spawner of run.spawners) spawner.kill(this.options.killGraceMs).catch(this.report);
+    run.cutShort.abort();
   }
 
   private async run(run: Run): Promise<void> {
-    const timer = setTimeout(() => this.stopRun(run, 'timed_out'), run.timeoutMs);
+    const limit = AbortSignal.timeout(run.timeoutMs);
+    const onLimit = (): void => this.stopRun(run, 'timed_out');
+    limit.addEventListener('abort', onLimit, { once: true });
     let outcome: Outcome;
     try {
       outcome = await this.execute(run);
@@ -400,14 +356,14 @@ export class TaskRunner {
         lastText: null,
       };
     } finally {
-      clearTimeout(timer);
+      limit.removeEventListener('abort', onLimit);
     }
     // The tree must be gone before its files are read: nothing may still be writing them.
-    await Promise.allSettled(run.spawners.map((s) => s.kill(this.options.killGraceMs)));
+    await run.proc?.kill().catch(this.report);
     // Only now may the pool start the spare's replacement: a CLI starting next to the task shares its CPUs.
     run.spare?.firstTurnEnded();
     try {
-      await this.finish(run, this.stopped(run, outcome));
+      await this.finish(run, cutShort(outcome, run.stop, run.timeoutMs));
     } catch (err) {
       // A bug, not a task failure; but the task must still end, or its waiters (and close()) never would.
       this.report(err);
@@ -419,160 +375,23 @@ export class TaskRunner {
     }
   }
 
-  /** A run cut short ends as such, whatever its process said while it was being killed. */
-  private stopped(run: Run, outcome: Outcome): Outcome {
-    if (run.stop === 'timed_out') {
-      return {
-        ...outcome,
-        status: 'timed_out',
-        error: {
-          type: 'timed_out',
-          message: `The task ran longer than its limit of ${run.timeoutMs} ms; its processes were killed`,
-        },
-      };
-    }
-    if (run.stop === 'host_shutdown') {
-      return {
-        ...outcome,
-        status: 'failed',
-        error: {
-          type: 'host_shutdown',
-          message: 'The host shut down while the task ran; its processes were killed',
-        },
-      };
-    }
-    return outcome;
-  }
-
   private async execute(run: Run): Promise<Outcome> {
     const { task } = run;
     if (run.stop) return { status: 'failed', error: null, result: undefined, lastText: null };
     run.startedAt = Date.now();
     task.transition('running');
-    const spare = run.spare;
-    if (spare) {
-      const outcome = await this.runClaimed(run, spare);
-      if (outcome) return outcome;
-      // The spare refused the claim: the task starts cold, in config dirs of its own.
-      task.update({ warm_start: false });
-      if (run.stop) return { status: 'failed', error: null, result: undefined, lastText: null };
-    }
-    await Promise.all([run.paths.configDir, run.paths.home].map((d) => mkdir(d, { recursive: true })));
-    return this.runQuery(run);
-  }
-
-  /** Runs the prompt in the claimed spare; undefined when the spare refused the claim. */
-  private async runClaimed(run: Run, spare: ClaimableSpare): Promise<Outcome | undefined> {
-    const agent = run.task.record.agent;
-    run.spawners.push(spare.spawner);
-    const claim = claimSpare(spare, {
-      prompt: run.task.record.prompt,
-      cwd: run.paths.cwd,
-      agent,
-      canUseTool: toolGate(agent),
-      onRunsAnyway: (reason) => this.report(new Error(`task ${run.task.id}: ${reason}`)),
+    return runTaskProcess({
+      task,
+      paths: run.paths,
+      env: this.options.host.agentEnvFor(run.paths),
+      spare: run.spare,
+      runtime: this.options.runtime,
+      createSpawner: this.options.createSpawner,
+      killGraceMs: this.options.killGraceMs,
+      signal: run.cutShort.signal,
+      onStart: (proc) => (run.proc = proc),
+      onError: this.report,
     });
-    if (!claim) return undefined;
-    run.query = claim.query;
-    const outcome = await this.consume(run, claim.query, claim.claimed);
-    if (outcome) return outcome;
-    run.query = undefined;
-    await spare.spawner.kill(this.options.killGraceMs).catch(this.report);
-    return undefined;
-  }
-
-  private runQuery(run: Run): Promise<Outcome> {
-    const { task, paths } = run;
-    const agent = task.record.agent;
-    const spawner = (this.options.createSpawner ?? createPlainSpawner)();
-    run.spawners.push(spawner);
-    // Bare tool names are allowed by the gate (as on a warm start); only rules the CLI must evaluate,
-    // like `Bash(npm test:*)`, are given to it. `dontAsk` never asks the gate, so it gets them all.
-    const rules = (agent.allowed_tools ?? []).filter(
-      (t) => agent.permission_mode === 'dontAsk' || !isBareToolName(t),
-    );
-    const options: Options = {
-      cwd: paths.cwd,
-      env: this.options.host.agentEnvFor(paths),
-      // The isolation levers, together: no settings files, no auto memory and a config dir (both in env)
-      // of the task's own, and its own cwd. A task keeps no transcript.
-      settingSources: [],
-      persistSession: false,
-      spawnClaudeCodeProcess: (o) => spawner.spawn(o),
-      canUseTool: toolGate(agent),
-      ...(agent.model !== undefined && { model: agent.model }),
-      ...(agent.system_prompt !== undefined && { systemPrompt: agent.system_prompt }),
-      ...(rules.length > 0 && { allowedTools: rules }),
-      ...(agent.disallowed_tools !== undefined && { disallowedTools: agent.disallowed_tools }),
-      ...(agent.permission_mode !== undefined && { permissionMode: agent.permission_mode }),
-      ...(task.record.max_turns !== null && { maxTurns: task.record.max_turns }),
-    };
-    const q = query({ prompt: task.record.prompt, options });
-    run.query = q;
-    // Stopped while it was being started: the timer's kill found no process yet.
-    if (run.stop) q.close();
-    return this.consume(run, q, undefined).then((o) => o!);
-  }
-
-  /**
-   * Reads the process's messages up to its result (then lets it go). Undefined when `claimed` says the
-   * claim was refused: what the refused spare answers (a `not_claimed` error) is not the task's.
-   */
-  private async consume(
-    run: Run,
-    q: Query,
-    claimed: Promise<boolean> | undefined,
-  ): Promise<Outcome | undefined> {
-    const { task } = run;
-    let result: SDKResultMessage | undefined;
-    let lastText: string | null = null;
-    let failure: unknown;
-    // Iterated by hand: leaving a `for await` waits for the CLI's own shutdown, which a task does not need.
-    const messages = q[Symbol.asyncIterator]();
-    try {
-      for (let next = await messages.next(); !next.done; next = await messages.next()) {
-        const message = next.value;
-        if (claimed && !(await claimed)) {
-          q.close();
-          return undefined;
-        }
-        if (message.type === 'result') {
-          result = message;
-          // The prompt is answered and the sandbox is about to go: its processes get no grace period (a
-          // task keeps no transcript to flush). SIGKILL to the group at once saves the CLI's ~100 ms
-          // shutdown; the tree kill then only has to find the stragglers (jobs that left the group).
-          const spawner = run.spawners.at(-1);
-          killGroupNow(spawner?.tree?.leaderPid);
-          q.close();
-          spawner?.kill(0).catch(this.report);
-          break;
-        }
-        lastText = textOf(message) ?? lastText;
-        for (const event of mapSdkMessage(message)) {
-          if (event.type === 'session.error') task.emit({ type: 'task.error', error: event.error });
-          else if (!event.type.startsWith('session.')) task.emit(event as Parameters<Task['emit']>[0]);
-        }
-      }
-    } catch (err) {
-      if (claimed && !(await claimed)) {
-        q.close();
-        return undefined;
-      }
-      failure = err;
-    }
-    if (result) return { ...fromResult(result), result, lastText };
-    const spawner = run.spawners.at(-1);
-    const tail = spawner?.stderrTail().trim().split('\n').slice(-3).join(' | ') ?? '';
-    const why = failure ? describeError(failure) : 'the subprocess exited';
-    return {
-      status: 'failed',
-      error: {
-        type: 'subprocess_exited',
-        message: `The agent's subprocess ended before a result: ${why}${tail ? ` (${tail})` : ''}`,
-      },
-      result: undefined,
-      lastText,
-    };
   }
 
   /** Collects and stores the artifacts, destroys the sandbox, stores the record; then reports it final. */
@@ -646,86 +465,12 @@ export class TaskRunner {
   }
 }
 
-function killGroupNow(leaderPid: number | undefined): void {
-  if (leaderPid === undefined || leaderPid <= 1) return;
-  try {
-    process.kill(-leaderPid, 'SIGKILL');
-  } catch {
-    // the group is already gone
-  }
-}
-
 function liveKey(tenant: string, id: string): string {
   return `${tenant}/${id}`;
 }
 
 function checkTaskId(id: string): void {
   if (!TASK_ID_PATTERN.test(id)) {
-    throw new BerthError('invalid_request', `${JSON.stringify(id.slice(0, 80))} is not a task id (task_...)`);
+    throw new BerthError('invalid_id', `${JSON.stringify(id.slice(0, 80))} is not a task id (task_...)`);
   }
-}
-
-/** A tool name on its own (`Bash`), as opposed to a rule with a specifier (`Bash(npm test:*)`). */
-function isBareToolName(tool: string): boolean {
-  return !tool.includes('(');
-}
-
-/**
- * Whether a claimed spare runs this task exactly as `query()` would: a claim carries the cwd, model and
- * permission mode, and the tool gate carries bare allowed tool names; everything else (a system prompt,
- * disallowed tools, tool rules, a turn limit) is fixed when a spare is prewarmed.
- */
-function fitsSpare(agent: TaskAgent, maxTurns: number | undefined): boolean {
-  return (
-    maxTurns === undefined &&
-    // A spare is prewarmed without `allowDangerouslySkipPermissions`, and `dontAsk` bypasses the gate.
-    agent.permission_mode !== 'bypassPermissions' &&
-    agent.permission_mode !== 'dontAsk' &&
-    Object.entries(agent).every(([k, v]) => v === undefined || CLAIMABLE_AGENT_KEYS.has(k)) &&
-    (agent.allowed_tools ?? []).every(isBareToolName)
-  );
-}
-
-/**
- * The task's `canUseTool`: nobody is there to confirm a tool use, so the tools named in `allowed_tools`
- * are allowed and every other one that asks is denied.
- */
-function toolGate(agent: TaskAgent): CanUseTool {
-  const allowed = new Set((agent.allowed_tools ?? []).filter(isBareToolName));
-  return (toolName, input) =>
-    Promise.resolve(
-      allowed.has(toolName)
-        ? { behavior: 'allow', updatedInput: input }
-        : {
-            behavior: 'deny',
-            message: `${toolName} is not in this task's agent.allowed_tools, and a task has no one to confirm a tool use.`,
-          },
-    );
-}
-
-function fromResult(result: SDKResultMessage): Pick<Outcome, 'status' | 'error'> {
-  if (result.subtype === 'success') {
-    return result.is_error
-      ? { status: 'failed', error: { type: 'agent_error', message: result.result.slice(0, 2000) } }
-      : { status: 'succeeded', error: null };
-  }
-  const message = result.errors.join('; ').slice(0, 2000);
-  if (result.subtype === 'error_max_turns') {
-    return {
-      status: 'failed',
-      error: { type: 'max_turns', message: message || 'The task reached max_turns' },
-    };
-  }
-  return { status: 'failed', error: { type: result.subtype, message: message || result.subtype } };
-}
-
-function textOf(message: SDKMessage): string | null {
-  if (message.type !== 'assistant') return null;
-  const content = message.message.content as unknown;
-  if (!Array.isArray(content)) return typeof content === 'string' ? content : null;
-  const text = content
-    .filter((b): b is { type: 'text'; text: string } => (b as { type?: unknown }).type === 'text')
-    .map((b) => b.text)
-    .join('');
-  return text === '' ? null : text;
 }
