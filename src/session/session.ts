@@ -94,6 +94,8 @@ export interface SessionOptions {
    * They cannot replace the isolation levers or the session's own cwd, env, store and spawner.
    */
   processOptions?: (() => Partial<Options>) | undefined;
+  /** Called after every change of state (for metrics and tests). */
+  onTransition?: ((from: SessionState, to: SessionState) => void) | undefined;
 }
 
 /** What the host's policies need to know about a live subprocess. */
@@ -253,6 +255,8 @@ export class Session {
       const needsSlot = !this.holdsSlot;
       const admission = this.options.admit?.(this, needsSlot);
       if (needsSlot) {
+        // Awaited by the turn when it starts; until then a refusal must not be an unhandled rejection.
+        admission?.catch(() => undefined);
         this.admission = admission;
         if (this.state === 'cold' || this.state === 'suspended') this.enterStarting();
       }
@@ -371,15 +375,16 @@ export class Session {
   }
 
   private async doClose(reason: string): Promise<void> {
-    const wasClosed = this.state === 'closed';
+    const from = this.state;
     this.state = 'closed';
+    if (from !== 'closed') this.options.onTransition?.(from, 'closed');
     this.queue.length = 0;
     this.confirmations.denyAll('The session was closed.', true);
     const proc = this.proc;
     if (proc) await this.endProcess(proc, { graceful: false }).catch((err: unknown) => this.report(err));
     await this.retiring;
     this.turn?.finish();
-    if (!wasClosed) this.events.emit({ type: 'session.status_terminated', reason });
+    if (from !== 'closed') this.events.emit({ type: 'session.status_terminated', reason });
     this.persist({ status: 'terminated' });
     await this.persisting;
     await this.events.flush().catch((err: unknown) => this.report(err));
@@ -388,8 +393,10 @@ export class Session {
   /** Moves to `to` (throwing on an illegal move) and writes the new public status, with `patch`, in one update. */
   private transition(to: SessionState, patch: Partial<SessionRecord> = {}): void {
     if (this.state !== to) assertTransition(this.id, this.state, to);
-    const before = PUBLIC_STATUS[this.state];
+    const from = this.state;
+    const before = PUBLIC_STATUS[from];
     this.state = to;
+    if (from !== to) this.options.onTransition?.(from, to);
     const update = PUBLIC_STATUS[to] === before ? patch : { ...patch, status: PUBLIC_STATUS[to] };
     if (Object.keys(update).length > 0) this.persist(update);
   }

@@ -1,0 +1,448 @@
+/**
+ * The session state machine against a fake runtime (no subprocess): each legal transition, a sample of
+ * illegal ones, confirmations, interrupts, recycling, suspension, hydration and crashes. The same paths
+ * run against the real CLI in test/sessions.test.ts, test/recycle.test.ts and test/lifetimes.test.ts.
+ */
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FakeRuntime, fakeSpawner } from '../../test/helpers/fake-runtime.js';
+import { isBerthError } from '../errors.js';
+import { openSqliteStores, type SqliteStores } from '../stores/sqlite/index.js';
+import { sessionKey, type SessionRecord } from '../stores/types.js';
+import { ZERO_USAGE, type StoredEvent } from './events.js';
+import { SessionEventStream } from './event-stream.js';
+import { Session, type SessionOptions, type SessionState } from './session.js';
+import { SESSION_TRANSITIONS, assertTransition } from './session-state.js';
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+interface Harness {
+  session: Session;
+  runtime: FakeRuntime;
+  stores: SqliteStores;
+  events: StoredEvent[];
+  states: SessionState[];
+  kills: () => number;
+  configDir: string;
+  cwd: string;
+  record: () => Promise<SessionRecord | undefined>;
+}
+
+async function harness(
+  overrides: Partial<SessionOptions> = {},
+  record: Partial<SessionRecord> = {},
+): Promise<Harness> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'berth-session-unit-'));
+  const stores = openSqliteStores(':memory:');
+  cleanups.push(async () => {
+    await stores.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const full: SessionRecord = {
+    id: 'unit',
+    tenant: 'default',
+    title: null,
+    metadata: {},
+    pattern: 'long-running',
+    agent: {},
+    status: 'idle',
+    sdkSessionId: '6f1c6a52-0a34-4c55-9d2f-1b7d1c0e4a10',
+    started: false,
+    createdAt: Date.now(),
+    updatedAt: Date.now(),
+    usage: { ...ZERO_USAGE },
+    turns: 0,
+    ...record,
+  };
+  await stores.registry.create(full);
+  const runtime = new FakeRuntime();
+  const spawners: ReturnType<typeof fakeSpawner>[] = [];
+  const stream = new SessionEventStream(sessionKey(full), stores.eventLog, 0);
+  const events: StoredEvent[] = [];
+  stream.subscribe((e) => events.push(e));
+  const paths = {
+    cwd: path.join(dir, 'work'),
+    configDir: path.join(dir, 'config'),
+    home: path.join(dir, 'home'),
+  };
+  await mkdir(paths.configDir);
+  const states: SessionState[] = [];
+  const session = new Session({
+    onTransition: (_from, to) => states.push(to),
+    record: full,
+    events: stream,
+    registry: stores.registry,
+    transcriptStore: stores.sessionStore,
+    paths,
+    env: { CLAUDE_CONFIG_DIR: paths.configDir },
+    timeouts: { confirmationMs: 5_000, interruptMs: 5_000, killGraceMs: 10 },
+    runtime,
+    createSpawner: () => {
+      const spawner = fakeSpawner();
+      spawners.push(spawner);
+      return spawner;
+    },
+    ...overrides,
+  });
+  states.unshift(session.currentState);
+  cleanups.push(() => session.close());
+  return {
+    session,
+    runtime,
+    stores,
+    events,
+    states,
+    kills: () => spawners.reduce((n, s) => n + s.kills, 0),
+    configDir: paths.configDir,
+    cwd: paths.cwd,
+    record: async () => {
+      await session.events.flush();
+      return stores.registry.get({ tenant: 'default', id: 'unit' });
+    },
+  };
+}
+
+/** Resolves once `check` holds (tests bound hangs with the test timeout, never speed). */
+async function until(check: () => boolean): Promise<void> {
+  while (!check()) await new Promise((resolve) => setTimeout(resolve, 2));
+}
+
+function types(events: StoredEvent[]): string[] {
+  return events.map((e) => e.type);
+}
+
+const message = (content: string) => ({ type: 'user.message' as const, content });
+
+describe('the transition table', () => {
+  it('lets every state reach closed, and closed nothing', () => {
+    for (const [state, next] of Object.entries(SESSION_TRANSITIONS)) {
+      if (state === 'closed') expect(next).toEqual([]);
+      else expect(next).toContain('closed');
+    }
+  });
+
+  it.each([
+    ['cold', 'idle'],
+    ['cold', 'running'],
+    ['starting', 'idle'],
+    ['idle', 'suspended'],
+    ['suspended', 'running'],
+    ['suspending', 'running'],
+    ['requires_action', 'idle'],
+    ['closed', 'cold'],
+  ] as const)('throws on %s -> %s', (from, to) => {
+    expect(() => assertTransition('s', from, to)).toThrow(`illegal transition ${from} -> ${to}`);
+  });
+});
+
+describe('Session against a fake runtime', () => {
+  it('starts a subprocess on the first turn and holds it for the next: cold -> starting -> running -> idle -> running -> idle', async () => {
+    const h = await harness();
+    expect(h.session.currentState).toBe('cold');
+    h.session.send([message('one')]);
+    expect(h.session.currentState).toBe('starting');
+    expect(h.session.holdsSlot).toBe(true);
+    const proc = await h.runtime.process(0);
+    expect((await proc.nextInput())?.message.content).toBe('one');
+    expect(proc.options.sessionId).toBe('6f1c6a52-0a34-4c55-9d2f-1b7d1c0e4a10');
+    expect(proc.options.settingSources).toEqual([]);
+    proc.init('6f1c6a52-0a34-4c55-9d2f-1b7d1c0e4a10');
+    proc.say('hi');
+    proc.result({ costUsd: 0.5 });
+    await until(() => h.session.currentState === 'idle');
+
+    h.session.send([message('two')]);
+    expect((await proc.nextInput())?.message.content).toBe('two');
+    proc.result({ costUsd: 0.25 });
+    await until(() => !h.session.isBusy);
+    expect(h.runtime.processes).toHaveLength(1);
+    expect(h.states).toEqual(['cold', 'starting', 'running', 'idle', 'running', 'idle']);
+    const idle = h.events.filter((e) => e.type === 'session.status_idle');
+    expect(idle.map((e) => (e as { usage?: { cost_usd: number } }).usage?.cost_usd)).toEqual([0.5, 0.25]);
+    const stored = await h.record();
+    expect(stored).toMatchObject({ status: 'idle', started: true, turns: 2 });
+    expect(stored?.usage.cost_usd).toBeCloseTo(0.75, 10);
+  });
+
+  it('pauses for a confirmation (running -> requires_action -> running) and runs the tool when allowed', async () => {
+    const h = await harness();
+    h.session.send([message('write it')]);
+    const proc = await h.runtime.process(0);
+    await proc.nextInput();
+    const decision = proc.ask('toolu_1');
+    await until(() => h.session.currentState === 'requires_action');
+    const waiting = h.events.findLast((e) => e.type === 'session.status_idle') as unknown as {
+      stop_reason: { type: string; event_ids: string[] };
+    };
+    const toolUse = h.events.find((e) => e.type === 'agent.tool_use');
+    expect(waiting.stop_reason).toEqual({ type: 'requires_action', event_ids: [toolUse?.id] });
+    expect(h.session.pendingToolUses).toEqual(['toolu_1']);
+    h.session.send([{ type: 'user.tool_confirmation', tool_use_id: 'toolu_1', result: 'allow' }]);
+    expect(await decision).toMatchObject({ behavior: 'allow' });
+    expect(h.session.currentState).toBe('running');
+    proc.result();
+    await until(() => h.session.currentState === 'idle');
+    expect(h.states).toEqual(['cold', 'starting', 'running', 'requires_action', 'running', 'idle']);
+  });
+
+  it('refuses a confirmation for a tool use that is not waiting, and stores nothing', async () => {
+    const h = await harness();
+    const before = h.events.length;
+    expect(() =>
+      h.session.send([{ type: 'user.tool_confirmation', tool_use_id: 'toolu_x', result: 'allow' }]),
+    ).toThrow(expect.objectContaining({ code: 'tool_use_not_pending' }));
+    expect(h.events).toHaveLength(before);
+    expect(h.session.currentState).toBe('cold');
+  });
+
+  it('denies a tool use nobody confirms in time', async () => {
+    const h = await harness({ timeouts: { confirmationMs: 30, interruptMs: 5_000, killGraceMs: 10 } });
+    h.session.send([message('write it')]);
+    const proc = await h.runtime.process(0);
+    await proc.nextInput();
+    expect(await proc.ask('toolu_1')).toMatchObject({
+      behavior: 'deny',
+      message: expect.stringMatching(/in time/),
+    });
+    expect(h.session.currentState).toBe('running');
+  });
+
+  it('ends an interrupted turn with stop reason interrupted and keeps the subprocess', async () => {
+    const h = await harness();
+    h.session.send([message('long')]);
+    const proc = await h.runtime.process(0);
+    await proc.nextInput();
+    await until(() => h.session.currentState === 'running');
+    h.session.send([{ type: 'user.interrupt' }]);
+    await until(() => h.session.currentState === 'idle');
+    expect(proc.interrupts).toBe(1);
+    const last = h.events.findLast((e) => e.type === 'session.status_idle') as unknown as {
+      stop_reason: unknown;
+    };
+    expect(last.stop_reason).toEqual({ type: 'interrupted' });
+    expect(h.session.processInfo).toBeDefined();
+  });
+
+  it('kills a subprocess whose interrupt never settles, and the next turn starts a new one that resumes', async () => {
+    const h = await harness({ timeouts: { confirmationMs: 5_000, interruptMs: 30, killGraceMs: 10 } });
+    h.runtime.honoursInterrupt = false;
+    h.session.send([message('long')]);
+    const first = await h.runtime.process(0);
+    first.init('6f1c6a52-0a34-4c55-9d2f-1b7d1c0e4a10');
+    await first.nextInput();
+    await until(() => h.session.currentState === 'running');
+    h.session.send([{ type: 'user.interrupt' }]);
+    await until(() => h.session.currentState === 'cold');
+    expect(first.closed).toBe(true);
+    expect(h.kills()).toBeGreaterThan(0);
+
+    h.runtime.honoursInterrupt = true;
+    h.session.send([message('again')]);
+    const second = await h.runtime.process(1);
+    expect(second.options.resume).toBe('6f1c6a52-0a34-4c55-9d2f-1b7d1c0e4a10');
+    second.result();
+    await until(() => h.session.currentState === 'idle');
+    expect(h.states).toEqual(['cold', 'starting', 'running', 'cold', 'starting', 'running', 'idle']);
+  });
+
+  it('ends the turn with subprocess_exited when the subprocess crashes mid-turn (running -> cold)', async () => {
+    const h = await harness();
+    h.session.send([message('crash')]);
+    const proc = await h.runtime.process(0);
+    await proc.nextInput();
+    await until(() => h.session.currentState === 'running');
+    proc.exit(new Error('boom'));
+    await until(() => h.session.currentState === 'cold');
+    const error = h.events.find((e) => e.type === 'session.error') as unknown as {
+      error: { type: string; message: string };
+    };
+    expect(error.error.type).toBe('subprocess_exited');
+    expect(error.error.message).toContain('boom');
+    const idle = h.events.findLast((e) => e.type === 'session.status_idle') as unknown as {
+      stop_reason: unknown;
+    };
+    expect(idle.stop_reason).toEqual({ type: 'error', subtype: 'subprocess_exited' });
+    expect(h.kills()).toBeGreaterThan(0);
+  });
+
+  it('recycles an idle subprocess at a turn boundary (idle -> cold) and resumes in a new one', async () => {
+    let recycled: Promise<void> | undefined;
+    const h = await harness({ onTurnEnd: (s) => (recycled ??= s.recycle('max_turns')) });
+    h.session.send([message('one')]);
+    const first = await h.runtime.process(0);
+    first.init('6f1c6a52-0a34-4c55-9d2f-1b7d1c0e4a10');
+    await first.nextInput();
+    first.result({ costUsd: 0.5 });
+    await until(() => recycled !== undefined);
+    await recycled;
+    expect(h.session.currentState).toBe('cold');
+    expect(types(h.events)).toContain('session.status_rescheduling');
+    expect(await first.nextInput()).toBeUndefined(); // stdin ended: a graceful end
+    // The CLI restores its session's last total when it resumes it (see resume.ts).
+    await writeFile(
+      path.join(h.configDir, '.claude.json'),
+      JSON.stringify({
+        projects: { [h.cwd]: { lastSessionId: '6f1c6a52-0a34-4c55-9d2f-1b7d1c0e4a10', lastCost: 0.5 } },
+      }),
+    );
+    h.runtime.startingCost = 0.5;
+    h.session.send([message('two')]);
+    const second = await h.runtime.process(1);
+    expect(second.options.resume).toBe('6f1c6a52-0a34-4c55-9d2f-1b7d1c0e4a10');
+    await second.nextInput();
+    second.result({ costUsd: 0.125 });
+    await until(() => h.session.currentState === 'idle');
+    const stored = await h.record();
+    expect(stored?.usage.cost_usd).toBeCloseTo(0.625, 10);
+    expect(stored?.turns).toBe(2);
+  });
+
+  it('suspends a quiet session (idle -> suspending -> suspended) and hydrates it on the next turn', async () => {
+    let hydrated = 0;
+    const h = await harness({
+      prepareStart: async () => {
+        hydrated += 1;
+      },
+    });
+    h.session.send([message('one')]);
+    const first = await h.runtime.process(0);
+    first.init('6f1c6a52-0a34-4c55-9d2f-1b7d1c0e4a10');
+    await first.nextInput();
+    first.result();
+    await until(() => h.session.currentState === 'idle' && !h.session.isBusy);
+    let worked = false;
+    const suspending = h.session.suspend('idle_timeout', async () => {
+      expect(h.session.currentState).toBe('suspending');
+      worked = true;
+    });
+    expect(h.session.currentState).toBe('suspending');
+    expect(await suspending).toBe(true);
+    expect(worked).toBe(true);
+    expect(h.session.currentState).toBe('suspended');
+    expect((await h.record())?.status).toBe('suspended');
+
+    h.session.send([message('two')]);
+    expect(h.session.currentState).toBe('starting');
+    const second = await h.runtime.process(1);
+    await second.nextInput();
+    second.result();
+    await until(() => h.session.currentState === 'idle');
+    expect(hydrated).toBe(2);
+    expect(h.states).toEqual([
+      'cold',
+      'starting',
+      'running',
+      'idle',
+      'suspending',
+      'suspended',
+      'starting',
+      'running',
+      'idle',
+    ]);
+  });
+
+  it('goes cold with suspend_failed when the snapshot fails, and stays usable', async () => {
+    const h = await harness();
+    const ok = await h.session.suspend('capacity', () => Promise.reject(new Error('blob store down')));
+    expect(ok).toBe(false);
+    expect(h.session.currentState).toBe('cold');
+    const error = h.events.find((e) => e.type === 'session.error') as unknown as { error: { type: string } };
+    expect(error.error.type).toBe('suspend_failed');
+  });
+
+  it('returns a suspended session whose hydration fails to suspended (starting -> suspended)', async () => {
+    const h = await harness(
+      {
+        prepareStart: () => Promise.reject(new Error('no snapshot')),
+      },
+      { status: 'suspended', started: true },
+    );
+    expect(h.session.currentState).toBe('suspended');
+    h.session.send([message('wake up')]);
+    await until(() => !h.session.isBusy);
+    expect(h.session.currentState).toBe('suspended');
+    const error = h.events.find((e) => e.type === 'session.error') as unknown as { error: { type: string } };
+    expect(error.error.type).toBe('hydrate_failed');
+    expect(h.runtime.processes).toHaveLength(0);
+    expect(h.session.holdsSlot).toBe(false);
+  });
+
+  it('holds a message that arrives while suspending until the suspension is over, then hydrates', async () => {
+    let release: (() => void) | undefined;
+    const h = await harness({ prepareStart: () => Promise.resolve() });
+    const suspending = h.session.suspend(
+      'capacity',
+      () => new Promise<void>((resolve) => (release = resolve)),
+    );
+    h.session.send([message('during')]);
+    expect(h.session.currentState).toBe('suspending');
+    expect(h.session.holdsSlot).toBe(true);
+    await until(() => release !== undefined);
+    release?.();
+    expect(await suspending).toBe(true);
+    const proc = await h.runtime.process(0);
+    expect((await proc.nextInput())?.message.content).toBe('during');
+    proc.result();
+    await until(() => h.session.currentState === 'idle');
+    expect(h.states).toEqual(['cold', 'suspending', 'suspended', 'starting', 'running', 'idle']);
+  });
+
+  it('does not suspend a busy session', async () => {
+    const h = await harness();
+    h.session.send([message('busy')]);
+    expect(await h.session.suspend('capacity', () => Promise.resolve())).toBe(false);
+    const proc = await h.runtime.process(0);
+    await proc.nextInput();
+    proc.result();
+    await until(() => h.session.currentState === 'idle');
+  });
+
+  it('gives the slot back when admission fails before a spawn (starting -> cold)', async () => {
+    const h = await harness({ admit: () => Promise.reject(new Error('no room after all')) });
+    h.session.send([message('one')]);
+    await until(() => !h.session.isBusy);
+    expect(h.session.currentState).toBe('cold');
+    expect(h.session.holdsSlot).toBe(false);
+    expect(h.runtime.processes).toHaveLength(0);
+  });
+
+  it('closes for good: the subprocess is ended, status terminated, and nothing more is accepted', async () => {
+    const h = await harness();
+    h.session.send([message('one')]);
+    const proc = await h.runtime.process(0);
+    await proc.nextInput();
+    await h.session.close('deleted');
+    expect(h.session.currentState).toBe('closed');
+    expect(proc.closed).toBe(true);
+    expect(types(h.events)).toContain('session.status_terminated');
+    expect((await h.record())?.status).toBe('terminated');
+    let refused: unknown;
+    try {
+      h.session.send([message('two')]);
+    } catch (err) {
+      refused = err;
+    }
+    expect(isBerthError(refused, 'session_terminated')).toBe(true);
+    expect(h.session.close()).toBe(h.session.close());
+  });
+
+  it('resolves whenNotBusy once the queued turns are over', async () => {
+    const h = await harness();
+    h.session.send([message('one'), message('two')]);
+    let settled = false;
+    const waiting = h.session.whenNotBusy().then(() => (settled = true));
+    const proc = await h.runtime.process(0);
+    await proc.nextInput();
+    proc.result();
+    await proc.nextInput();
+    expect(settled).toBe(false);
+    proc.result();
+    await waiting;
+    expect(h.session.isBusy).toBe(false);
+  });
+});
