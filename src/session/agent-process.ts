@@ -16,6 +16,7 @@ import type {
   SDKUserMessage,
 } from '@anthropic-ai/claude-agent-sdk';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { describeError } from '../errors.js';
 import { createPlainSpawner, type SpawnedTree } from '../sandbox/plain-spawn.js';
 import type { ProcessTreeId } from '../sandbox/process-tree.js';
 import { sdkRuntime, type AgentRuntime } from './agent-runtime.js';
@@ -108,6 +109,13 @@ export class AgentProcess {
     return this.serving.spawner.stderrTail();
   }
 
+  /** Why the process ended, for an error message: the failure, else an exit, and its last stderr lines. */
+  whyEnded(failure: unknown): string {
+    const tail = this.stderrTail().trim().split('\n').slice(-3).join(' | ');
+    const why = failure ? describeError(failure) : 'the subprocess exited';
+    return `${why}${tail ? ` (${tail})` : ''}`;
+  }
+
   /** Hands a user message to a streaming process. */
   push(message: SDKUserMessage): void {
     const input = this.serving.input;
@@ -116,8 +124,13 @@ export class AgentProcess {
     input.push(message);
   }
 
-  async interrupt(): Promise<void> {
-    await this.serving.query.interrupt();
+  /**
+   * Asks the CLI to stop the turn; true when `turnEnded` settles within `boundMs`. When it does not, the
+   * interrupt did not take (a known failure in the field) and the owner kills the process.
+   */
+  async interruptWithin(boundMs: number, turnEnded: Promise<void>): Promise<boolean> {
+    this.serving.query.interrupt().catch(() => undefined);
+    return Promise.race([turnEnded.then(() => true), sleep(boundMs).then(() => false)]);
   }
 
   /**

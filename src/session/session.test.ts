@@ -272,7 +272,11 @@ describe('Session against a fake runtime', () => {
 
   it('recycles an idle subprocess at a turn boundary (idle -> cold) and resumes in a new one', async () => {
     let recycled: Promise<void> | undefined;
-    const h = await harness({ onTurnEnd: (s) => (recycled ??= s.recycle('max_turns')) });
+    const h = await harness({
+      onTurnEnd: (s) => {
+        recycled ??= s.recycle('max_turns');
+      },
+    });
     h.session.send([message('one')]);
     const first = await h.runtime.process(0);
     first.init('6f1c6a52-0a34-4c55-9d2f-1b7d1c0e4a10');
@@ -305,8 +309,9 @@ describe('Session against a fake runtime', () => {
   it('suspends a quiet session (idle -> suspending -> suspended) and hydrates it on the next turn', async () => {
     let hydrated = 0;
     const h = await harness({
-      prepareStart: async () => {
+      prepareStart: () => {
         hydrated += 1;
+        return Promise.resolve();
       },
     });
     h.session.send([message('one')]);
@@ -316,9 +321,10 @@ describe('Session against a fake runtime', () => {
     first.result();
     await until(() => h.session.currentState === 'idle' && !h.session.isBusy);
     let worked = false;
-    const suspending = h.session.suspend('idle_timeout', async () => {
+    const suspending = h.session.suspend('idle_timeout', () => {
       expect(h.session.currentState).toBe('suspending');
       worked = true;
+      return Promise.resolve();
     });
     expect(h.session.currentState).toBe('suspending');
     expect(await suspending).toBe(true);

@@ -11,145 +11,63 @@
  * process is detached from the session at once, and a turn that starts while it is still ending waits
  * for it, so two subprocesses of one session never write its transcript together.
  */
-import { randomUUID } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
-import type {
-  Options,
-  SDKMessage,
-  SDKResultMessage,
-  SDKUserMessage,
-  SessionStore,
-} from '@anthropic-ai/claude-agent-sdk';
+import type { SDKMessage, SDKResultMessage, SDKUserMessage } from '@anthropic-ai/claude-agent-sdk';
 import { BerthError, describeError, isBerthError } from '../errors.js';
-import type { SpawnedTree } from '../sandbox/plain-spawn.js';
-import type { ProcessTreeId } from '../sandbox/process-tree.js';
-import type { SessionRecord, SessionRegistry, SessionStatus } from '../stores/types.js';
-import { AgentProcess } from './agent-process.js';
-import type { AgentRuntime } from './agent-runtime.js';
-import { addUsage, type ContentBlock, type NewEvent, type StoredEvent, type StopReason } from './events.js';
+import type { SessionRecord, SessionStatus } from '../stores/types.js';
+import type { AgentProcess } from './agent-process.js';
+import { addUsage, type NewEvent, type StoredEvent, type StopReason } from './events.js';
 import type { SessionEventStream } from './event-stream.js';
 import { mapSdkMessage, resultStopReason, resultUsage } from './map-sdk-message.js';
-import { adoptResumedTranscript, readCostBaseline } from './resume.js';
-import { buildQueryOptions } from './sdk-options.js';
+import { RecordWriter } from './record-writer.js';
+import { initPatch, sessionCostBaseline, startSessionProcess } from './session-process.js';
 import { PUBLIC_STATUS, assertTransition, initialState, type SessionState } from './session-state.js';
 import type { ClaimableSpare } from './spare-claim.js';
+import { ProcessSlot } from './process-slot.js';
 import { ToolConfirmations } from './tool-confirmations.js';
+import { TurnQueue, type Turn } from './turn-queue.js';
+
+import type { ProcessInfo, SessionHooks, SessionSetup, UserEvent } from './session-types.js';
 
 export type { SessionState } from './session-state.js';
+export type { ProcessInfo, SessionPaths, SessionTimeouts, UserEvent } from './session-types.js';
+export { MAX_QUEUED_MESSAGES } from './turn-queue.js';
+export { newSdkSessionId } from './session-process.js';
 
-/** User messages that may wait for their turn; more is a client out of control, not a conversation. */
-export const MAX_QUEUED_MESSAGES = 100;
-
-export interface SessionPaths {
-  /** The agent's working directory; also what the SDK derives the transcript's projectKey from. */
-  cwd: string;
-  /** The tenant's `CLAUDE_CONFIG_DIR`. */
-  configDir: string;
-  /** The tenant's `HOME` for the subprocess. */
-  home: string;
-}
-
-export interface SessionTimeouts {
-  /** How long a tool confirmation may wait for the client before it is a deny. */
-  confirmationMs: number;
-  /** How long an interrupt may take to end the turn before the subprocess is killed. */
-  interruptMs: number;
-  /** SIGTERM-to-SIGKILL grace when a subprocess tree is killed. */
-  killGraceMs: number;
-}
-
-export interface SessionOptions {
-  record: SessionRecord;
-  events: SessionEventStream;
-  registry: SessionRegistry;
-  /** The transcript store, already scoped to this session's tenant. */
-  transcriptStore: SessionStore;
-  paths: SessionPaths;
-  /** The complete subprocess environment (see `buildAgentEnv`). */
-  env: Record<string, string>;
-  timeouts: SessionTimeouts;
-  /** The Agent SDK. @default sdkRuntime */
-  runtime?: AgentRuntime | undefined;
-  /** Makes the spawner of each subprocess; the plain one by default. */
-  createSpawner?: (() => SpawnedTree) | undefined;
-  /** Where failures that no client can see are reported. */
-  onError?: ((err: unknown) => void) | undefined;
-  /**
-   * Called when a turn has ended and the subprocess is alive and idle: the turn boundary at which the host
-   * may {@link Session.recycle} it. Runs before the next queued turn starts.
-   */
-  onTurnEnd?: ((session: Session) => void) | undefined;
-  /**
-   * Asked, synchronously, before user messages are accepted: `needsSlot` is true when the session holds
-   * no subprocess and will need one. Throws to refuse the messages (nothing is stored then); may return
-   * a promise that the turn awaits before it spawns (a subprocess being suspended to make room).
-   */
-  admit?: ((session: Session, needsSlot: boolean) => Promise<void> | undefined) | undefined;
-  /** Runs before a subprocess is started: the host restores the workspace here when it must. */
-  prepareStart?: ((session: Session) => Promise<void>) | undefined;
-  /** A warm spare for the session's first subprocess, if the host has a fitting one. */
-  claimSpare?: ((session: Session) => ClaimableSpare | undefined) | undefined;
-  /**
-   * More SDK options for each subprocess (a group's MCP bus, its shared directory), made anew per spawn.
-   * They cannot replace the isolation levers or the session's own cwd, env, store and spawner.
-   */
-  processOptions?: (() => Partial<Options>) | undefined;
-  /** Called after every change of state (for metrics and tests). */
-  onTransition?: ((from: SessionState, to: SessionState) => void) | undefined;
-}
-
-/** What the host's policies need to know about a live subprocess. */
-export interface ProcessInfo {
-  /** Undefined until the SDK has spawned the process. */
-  tree: ProcessTreeId | undefined;
-  spawnedAt: number;
-  turnsSinceSpawn: number;
-}
-
-/** A user event as accepted by {@link Session.send}. */
-export type UserEvent =
-  | { type: 'user.message'; content: string | ContentBlock[] }
-  | { type: 'user.interrupt' }
-  | {
-      type: 'user.tool_confirmation';
-      tool_use_id: string;
-      result: 'allow' | 'deny';
-      message?: string | undefined;
-    };
-
-interface Turn {
-  startedAt: number;
-  done: Promise<void>;
-  finish: () => void;
-  interrupted: boolean;
-}
+/** A session's options: what it is made of, and the host's hooks into its life (see `session-types.ts`). */
+export type SessionOptions = SessionSetup & SessionHooks<Session>;
 
 export class Session {
   readonly id: string;
   private state: SessionState;
   /** Where a `starting` session returns when its start fails. */
   private startingFrom: 'cold' | 'suspended' = 'cold';
-  private record: SessionRecord;
-  private proc: AgentProcess | undefined;
-  private turn: Turn | undefined;
-  private readonly queue: SDKUserMessage[] = [];
-  private pumping = false;
+  private readonly writer: RecordWriter;
+  private readonly slot: ProcessSlot;
+  private readonly turns: TurnQueue;
   private readonly confirmations: ToolConfirmations;
-  private persisting: Promise<void> = Promise.resolve();
   private closing: Promise<void> | undefined;
-  /** Subprocesses detached by `recycle`, `killProcess` or `suspend` (and the suspension) still ending. */
-  private retiring: Promise<void> | undefined;
   private suspension: Promise<boolean> | undefined;
   /** What the next start waits for (room being made on the host). */
   private admission: Promise<void> | undefined;
   private lastActive = Date.now();
-  /** Callers of {@link Session.whenNotBusy} waiting for the turns to end. */
-  private notBusyWaiters: (() => void)[] = [];
 
   constructor(private readonly options: SessionOptions) {
     this.id = options.record.id;
-    this.record = options.record;
+    this.writer = new RecordWriter(options.registry, options.record, (err) => this.report(err));
     this.state = initialState(options.record.status);
+    this.slot = new ProcessSlot({
+      onEnded: (proc, failure) => this.onProcessEnd(proc, failure),
+      report: (err) => this.report(err),
+    });
+    this.turns = new TurnQueue({
+      run: (message, turn) => this.runTurn(message, turn),
+      isClosed: () => this.isClosed(),
+      onDrained: () => {
+        // A start that no turn took up (the turns failed before a spawn) gives its slot back.
+        if (this.state === 'starting') this.transition(this.startingFrom);
+        this.lastActive = Date.now();
+      },
+    });
     this.confirmations = new ToolConfirmations({
       sessionId: this.id,
       events: options.events,
@@ -172,11 +90,8 @@ export class Session {
 
   /** Whether the session counts against the host's capacity: it has a subprocess or is about to start one. */
   get holdsSlot(): boolean {
-    return (
-      this.proc !== undefined ||
-      this.state === 'starting' ||
-      (this.state === 'suspending' && this.queue.length > 0)
-    );
+    const startsSoon = this.state === 'starting' || (this.state === 'suspending' && this.turns.length > 0);
+    return startsSoon || this.proc !== undefined;
   }
 
   /** When a client last sent it something or its last turn ended (epoch ms), for LRU and idle timeouts. */
@@ -186,13 +101,12 @@ export class Session {
 
   /** True while a turn runs or messages wait for one. */
   get isBusy(): boolean {
-    return this.turn !== undefined || this.pumping || this.queue.length > 0;
+    return this.turns.busy;
   }
 
   /** Resolves once no turn runs and no message waits for one (at once when that is so already). */
   whenNotBusy(): Promise<void> {
-    if (!this.isBusy) return Promise.resolve();
-    return new Promise((resolve) => this.notBusyWaiters.push(resolve));
+    return this.turns.whenNotBusy();
   }
 
   /** True when nothing runs or waits: the host may suspend it. */
@@ -243,12 +157,7 @@ export class Session {
       throw new BerthError('session_terminated', `Session ${this.id} is terminated`);
     }
     const messages = events.filter((e) => e.type === 'user.message').length;
-    if (this.queue.length + messages > MAX_QUEUED_MESSAGES) {
-      throw new BerthError(
-        'queue_full',
-        `Session ${this.id} already has ${this.queue.length} messages waiting; at most ${MAX_QUEUED_MESSAGES} may wait`,
-      );
-    }
+    this.turns.checkRoom(messages, this.id);
     this.confirmations.check(events);
     if (messages > 0) {
       // Last of the checks: admission may start suspending another session to make room.
@@ -264,23 +173,11 @@ export class Session {
     this.lastActive = Date.now();
     const stored = this.events.emit(...(events as NewEvent[]));
     for (const event of events) {
-      switch (event.type) {
-        case 'user.message':
-          this.queue.push({
-            type: 'user',
-            message: { role: 'user', content: event.content as SDKUserMessage['message']['content'] },
-            parent_tool_use_id: null,
-          });
-          break;
-        case 'user.interrupt':
-          this.interrupt().catch((err: unknown) => this.report(err));
-          break;
-        case 'user.tool_confirmation':
-          this.confirmations.answer(event.tool_use_id, event.result, event.message);
-          break;
-      }
+      if (event.type === 'user.message') this.turns.push(event.content);
+      else if (event.type === 'user.interrupt') this.interrupt().catch((err: unknown) => this.report(err));
+      else this.confirmations.answer(event.tool_use_id, event.result, event.message);
     }
-    this.pump();
+    this.turns.pump();
     return stored;
   }
 
@@ -291,13 +188,13 @@ export class Session {
   async stopProcess(reason: string): Promise<void> {
     const proc = this.proc;
     if (!proc) {
-      await this.retiring;
+      await this.slot.settled();
       return;
     }
-    if (this.turn) {
+    if (this.turns.current) {
       this.events.emit({ type: 'session.error', error: { type: 'subprocess_stopped', message: reason } });
     }
-    await this.endProcess(proc, { graceful: this.turn === undefined });
+    await this.slot.end(proc, { graceful: this.turns.current === undefined });
   }
 
   /**
@@ -310,9 +207,9 @@ export class Session {
     const proc = this.proc;
     if (!proc || this.state !== 'idle') return;
     this.events.emit({ type: 'session.status_rescheduling', reason });
-    this.proc = undefined;
+    this.slot.detach();
     this.transition('cold');
-    await this.retire(proc, { graceful: true });
+    await this.slot.retire(proc, { graceful: true });
   }
 
   /**
@@ -323,7 +220,7 @@ export class Session {
     const proc = this.proc;
     if (!proc) return;
     this.onProcessEnd(proc, undefined, { type, message });
-    await this.retire(proc, { graceful: false });
+    await this.slot.retire(proc, { graceful: false });
   }
 
   /**
@@ -336,14 +233,13 @@ export class Session {
   suspend(reason: string, work: () => Promise<void>): Promise<boolean> {
     if (this.suspension) return this.suspension;
     if (!this.isQuiet) return Promise.resolve(false);
-    const proc = this.proc;
-    this.proc = undefined;
+    const proc = this.slot.detach();
     this.transition('suspending');
-    const previous = this.retiring;
+    const previous = this.slot.settled();
     const suspension = (async () => {
       await previous;
-      if (proc) await this.endProcess(proc, { graceful: true });
-      await this.persisting;
+      if (proc) await this.slot.end(proc, { graceful: true });
+      await this.writer.written();
       await work();
       if (this.state === 'suspending') {
         this.transition('suspended');
@@ -364,7 +260,7 @@ export class Session {
       })
       .finally(() => (this.suspension = undefined));
     this.suspension = suspension;
-    this.retiring = suspension.then(() => undefined);
+    void this.slot.chain(suspension);
     return suspension;
   }
 
@@ -378,15 +274,15 @@ export class Session {
     const from = this.state;
     this.state = 'closed';
     if (from !== 'closed') this.options.onTransition?.(from, 'closed');
-    this.queue.length = 0;
+    this.turns.clear();
     this.confirmations.denyAll('The session was closed.', true);
     const proc = this.proc;
-    if (proc) await this.endProcess(proc, { graceful: false }).catch((err: unknown) => this.report(err));
-    await this.retiring;
-    this.turn?.finish();
+    if (proc) await this.slot.end(proc, { graceful: false }).catch((err: unknown) => this.report(err));
+    await this.slot.settled();
+    this.turns.current?.finish();
     if (from !== 'closed') this.events.emit({ type: 'session.status_terminated', reason });
-    this.persist({ status: 'terminated' });
-    await this.persisting;
+    this.writer.write({ status: 'terminated' });
+    await this.writer.written();
     await this.events.flush().catch((err: unknown) => this.report(err));
   }
 
@@ -398,7 +294,7 @@ export class Session {
     this.state = to;
     if (from !== to) this.options.onTransition?.(from, to);
     const update = PUBLIC_STATUS[to] === before ? patch : { ...patch, status: PUBLIC_STATUS[to] };
-    if (Object.keys(update).length > 0) this.persist(update);
+    if (Object.keys(update).length > 0) this.writer.write(update);
   }
 
   /** A method, not a field read: TypeScript would keep a narrowing of `state` across an await. */
@@ -411,47 +307,28 @@ export class Session {
     this.transition('starting');
   }
 
-  /** Registry writes are serialised so that a later patch never lands before an earlier one. */
-  private persist(patch: Partial<SessionRecord>): void {
-    this.record = { ...this.record, ...patch, updatedAt: Date.now() };
-    this.persisting = this.persisting.then(() =>
-      this.options.registry
-        .update({ tenant: this.record.tenant, id: this.id }, patch)
-        .catch((err: unknown) => this.report(err)),
-    );
+  private get proc(): AgentProcess | undefined {
+    return this.slot.current;
+  }
+
+  private get record(): SessionRecord {
+    return this.writer.current;
   }
 
   private report(err: unknown): void {
     this.options.onError?.(err);
   }
 
-  private pump(): void {
-    if (this.pumping || this.state === 'closed') return;
-    this.pumping = true;
-    void (async () => {
-      try {
-        // Start turns after the current call stack (an HTTP handler) has answered: spawning a subprocess
-        // takes ~20 ms of synchronous work that the client's 202 should not wait for.
-        await new Promise<void>((resolve) => setImmediate(resolve));
-        for (let next = this.queue.shift(); next; next = this.queue.shift()) {
-          if (this.state === 'closed') break;
-          await this.runTurn(next);
-        }
-      } finally {
-        this.pumping = false;
-        // A start that no turn took up (the turns failed before a spawn) gives its slot back.
-        if (this.state === 'starting' && !this.turn) this.transition(this.startingFrom);
-        this.lastActive = Date.now();
-        if (!this.isBusy) for (const resolve of this.notBusyWaiters.splice(0)) resolve();
-      }
-    })();
+  /** Runs a host hook; what it throws is reported, never thrown into the session's own work. */
+  private guarded(hook: () => void): void {
+    try {
+      hook();
+    } catch (err) {
+      this.report(err);
+    }
   }
 
-  private async runTurn(message: SDKUserMessage): Promise<void> {
-    let finish!: () => void;
-    const done = new Promise<void>((resolve) => (finish = resolve));
-    const turn: Turn = { startedAt: Date.now(), done, finish, interrupted: false };
-    this.turn = turn;
+  private async runTurn(message: SDKUserMessage, turn: Turn): Promise<void> {
     try {
       if (this.proc && this.state === 'idle') {
         this.transition('running');
@@ -460,14 +337,14 @@ export class Session {
       } else {
         this.events.emit({ type: 'session.status_running' });
         if (!(await this.prepareStart(turn))) return;
-        this.startProcess(message, await this.costBaseline());
+        const costBaseline = await sessionCostBaseline(this.record, this.options.paths);
+        if (this.isClosed()) return;
+        this.startProcess(message, costBaseline);
         this.transition('running');
       }
-      await done;
+      await turn.done;
     } catch (err) {
       this.endTurnWithError(turn, 'subprocess_failed', `Could not run the turn: ${describeError(err)}`);
-    } finally {
-      if (this.turn === turn) this.turn = undefined;
     }
   }
 
@@ -477,7 +354,7 @@ export class Session {
    * host, the workspace restored. False when the turn ended instead.
    */
   private async prepareStart(turn: Turn): Promise<boolean> {
-    await this.retiring;
+    await this.slot.settled();
     if (this.isClosed()) return false;
     if (this.state !== 'starting') this.enterStarting();
     const admission = this.admission;
@@ -494,51 +371,19 @@ export class Session {
     return this.currentState === 'starting';
   }
 
-  /** What the cumulative cost of a resumed CLI starts from (see `readCostBaseline`). */
-  private async costBaseline(): Promise<number> {
-    if (!this.record.started) return 0;
-    const { configDir, cwd } = this.options.paths;
-    return readCostBaseline(configDir, cwd, this.record.sdkSessionId);
-  }
-
   /** Starts the subprocess that runs `first`: a claimed warm spare for a new session, else a spawn. */
   private startProcess(first: SDKUserMessage, costBaseline: number): void {
-    const { paths, env, transcriptStore, timeouts } = this.options;
-    const spare = this.record.started ? undefined : this.options.claimSpare?.(this);
-    const canUseTool = this.confirmations.canUseTool;
-    const proc = AgentProcess.start({
-      runtime: this.options.runtime,
-      createSpawner: this.options.createSpawner,
-      killGraceMs: timeouts.killGraceMs,
-      prompt: 'streaming',
+    const { options } = this;
+    const spare = this.record.started ? undefined : options.claimSpare?.(this);
+    const proc = startSessionProcess({
+      setup: options,
       costBaseline,
-      onError: (err) => this.report(err),
-      spare: spare && {
-        spare,
-        request: {
-          cwd: paths.cwd,
-          agent: this.record.agent,
-          title: this.record.title ?? undefined,
-          canUseTool,
-          onRunsAnyway: (reason) => this.report(new Error(`session ${this.id}: ${reason}`)),
-        },
-      },
-      queryOptions: ({ spawn, abortController }) =>
-        buildQueryOptions(this.record.agent, {
-          cwd: paths.cwd,
-          env,
-          canUseTool,
-          spawn: (request) => spawn(adoptResumedTranscript(request, paths.configDir)),
-          abortController,
-          transcript: {
-            store: transcriptStore,
-            sessionId: this.record.sdkSessionId,
-            resume: this.record.started,
-          },
-          extra: this.options.processOptions?.(),
-        }),
+      record: this.record,
+      canUseTool: this.confirmations.canUseTool,
+      spare,
+      report: (err) => this.report(err),
     });
-    this.proc = proc;
+    this.slot.set(proc);
     proc.push(first);
     void this.read(proc, spare);
   }
@@ -556,33 +401,24 @@ export class Session {
 
   private onMessage(proc: AgentProcess, message: SDKMessage, spare: ClaimableSpare | undefined): void {
     if (this.proc !== proc || this.state === 'closed') return;
-    if (message.type === 'system' && message.subtype === 'init') {
-      // A claimed spare runs under the session id the CLI chose; the transcript is keyed by it.
-      if (proc.warm && message.session_id !== this.record.sdkSessionId) {
-        this.persist({ started: true, sdkSessionId: message.session_id });
-      } else if (!this.record.started) {
-        this.persist({ started: true });
-      }
-    }
+    const patch = initPatch(message, this.record, proc.warm);
+    if (patch) this.writer.write(patch);
     if (message.type === 'result') {
       // The pool may start the spare's replacement once its first turn is over, not while it competes.
       if (proc.turns === 1 && proc.warm) spare?.firstTurnEnded();
       this.onResult(proc, message);
       return;
     }
-    for (const event of mapSdkMessage(message)) {
-      if (event.type === 'agent.tool_use') this.confirmations.announce(event);
-      else this.events.emit(event);
-    }
+    this.confirmations.emitEvents(mapSdkMessage(message));
   }
 
   private onResult(proc: AgentProcess, result: SDKResultMessage): void {
-    const turn = this.turn;
+    const turn = this.turns.current;
     const usage = resultUsage(result, proc.turnCostUsd(result));
     const totals = { usage: addUsage(this.record.usage, usage), turns: this.record.turns + 1 };
     if (turn) this.finishTurn(turn, resultStopReason(result, turn.interrupted), usage, 'idle', totals);
     // A result with no turn of ours (an interrupt already ended it) still counts.
-    else this.persist(totals);
+    else this.writer.write(totals);
   }
 
   private finishTurn(
@@ -592,11 +428,11 @@ export class Session {
     next: 'idle' | 'cold' | 'suspended',
     totals: Partial<SessionRecord> = {},
   ): void {
-    if (this.turn !== turn || this.state === 'closed') {
-      if (Object.keys(totals).length > 0) this.persist(totals);
+    if (this.turns.current !== turn || this.state === 'closed') {
+      if (Object.keys(totals).length > 0) this.writer.write(totals);
       return;
     }
-    this.turn = undefined;
+    this.turns.endCurrent(turn);
     this.confirmations.endTurn();
     this.transition(next, totals);
     this.events.emit({
@@ -605,18 +441,12 @@ export class Session {
       ...(usage && { usage }),
       duration_ms: Date.now() - turn.startedAt,
     });
-    if (next === 'idle' && this.proc) {
-      try {
-        this.options.onTurnEnd?.(this);
-      } catch (err) {
-        this.report(err);
-      }
-    }
+    if (next === 'idle' && this.proc) this.guarded(() => this.options.onTurnEnd?.(this));
     turn.finish();
   }
 
   private endTurnWithError(turn: Turn, type: string, message: string): void {
-    if (this.turn !== turn || this.state === 'closed') return;
+    if (this.turns.current !== turn || this.state === 'closed') return;
     if (!turn.interrupted) this.events.emit({ type: 'session.error', error: { type, message } });
     const next = this.state === 'starting' ? this.startingFrom : this.proc ? 'idle' : 'cold';
     this.finishTurn(
@@ -634,59 +464,34 @@ export class Session {
     error?: { type: string; message: string },
   ): void {
     if (this.proc !== proc) return;
-    this.proc = undefined;
+    this.slot.detach();
     // Whatever the CLI left behind (a background job of a tool) goes with it.
     proc.kill().catch((err: unknown) => this.report(err));
     this.confirmations.denyAll('The subprocess ended.', true);
-    const turn = this.turn;
+    const turn = this.turns.current;
     if (turn && error) {
       this.endTurnWithError(turn, error.type, error.message);
     } else if (turn) {
-      const tail = proc.stderrTail().trim().split('\n').slice(-3).join(' | ');
-      const why = failure ? describeError(failure) : 'the subprocess exited';
       this.endTurnWithError(
         turn,
         'subprocess_exited',
-        `The agent's subprocess ended mid-turn: ${why}${tail ? ` (${tail})` : ''}`,
+        `The agent's subprocess ended mid-turn: ${proc.whyEnded(failure)}`,
       );
     } else if (this.state === 'idle') {
       this.transition('cold');
     }
   }
 
-  /** Ends a subprocess (see `AgentProcess.end`) and detaches it if it is still the session's. */
-  private async endProcess(proc: AgentProcess, options: { graceful: boolean }): Promise<void> {
-    await proc.end(options);
-    if (this.proc === proc) this.onProcessEnd(proc, new Error('stopped'));
-  }
-
-  private retire(proc: AgentProcess, options: { graceful: boolean }): Promise<void> {
-    const ending = this.endProcess(proc, options);
-    const previous = this.retiring;
-    this.retiring = Promise.all([previous, ending]).then(
-      () => undefined,
-      (err: unknown) => this.report(err),
-    );
-    return this.retiring;
-  }
-
   private async interrupt(): Promise<void> {
-    const turn = this.turn;
+    const turn = this.turns.current;
     const proc = this.proc;
     if (!turn || !proc) return;
     turn.interrupted = true;
     this.confirmations.denyAll('The user interrupted the turn.', true);
-    proc.interrupt().catch(() => undefined);
-    const bound = this.options.timeouts.interruptMs;
-    const settled = await Promise.race([turn.done.then(() => true), sleep(bound).then(() => false)]);
+    const settled = await proc.interruptWithin(this.options.timeouts.interruptMs, turn.done);
     if (settled || this.proc !== proc) return;
     // The SDK's interrupt did not end the turn in time (a known failure in the field): kill the tree.
     // The session goes cold and the next message resumes the transcript in a new subprocess.
-    await this.endProcess(proc, { graceful: false });
+    await this.slot.end(proc, { graceful: false });
   }
-}
-
-/** A fresh SDK session id (the SDK requires a UUID). */
-export function newSdkSessionId(): string {
-  return randomUUID();
 }

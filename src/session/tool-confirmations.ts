@@ -69,11 +69,16 @@ export class ToolConfirmations {
     for (const pending of this.pending.values()) pending.decide({ behavior: 'deny', message, interrupt });
   }
 
-  /** Emits an `agent.tool_use` read from the CLI unless `canUseTool` announced it already. */
-  announce(event: Extract<NewEvent, { type: 'agent.tool_use' }>): void {
-    if (this.announced.has(event.tool_use_id)) return;
-    const [stored] = this.options.events.emit(event);
-    if (stored) this.announced.set(event.tool_use_id, stored.id);
+  /** Emits the events of a CLI message; an `agent.tool_use` only unless `canUseTool` announced it already. */
+  emitEvents(events: readonly NewEvent[]): void {
+    for (const event of events) {
+      if (event.type !== 'agent.tool_use') {
+        this.options.events.emit(event);
+      } else if (!this.announced.has(event.tool_use_id)) {
+        const [stored] = this.options.events.emit(event);
+        if (stored) this.announced.set(event.tool_use_id, stored.id);
+      }
+    }
   }
 
   /** A turn ended: its tool uses will not be asked about again. */
