@@ -45,10 +45,10 @@ export interface AgentProcessOptions {
   /** Runs before the fallback subprocess starts (a task makes its own config dirs then). */
   beforeFallback?: (() => Promise<void>) | undefined;
   /**
-   * What the CLI's cumulative cost already counts when it starts: a resumed CLI restores the total of
-   * its session's last process (see `readCostBaseline`). @default 0
+   * What the CLI's cumulative cost already counts when it starts: a resumed CLI restores its session's
+   * total so far (see `readCostBaseline`). Asked at the first result. @default 0
    */
-  costBaseline?: number | undefined;
+  costBaseline?: (() => number) | undefined;
   /** Failures no caller sees (a refused spare that could not be killed). */
   onError?: ((err: unknown) => void) | undefined;
 }
@@ -72,13 +72,13 @@ export class AgentProcess {
   private readonly unconfirmed: SDKUserMessage[] = [];
   private readonly ending: Promise<void>[] = [];
   private stopped = false;
-  private costSoFar: number;
+  /** The cumulative cost at the last result; undefined before the first one. */
+  private costSoFar: number | undefined;
   private results = 0;
   private readonly finished: Promise<void>;
   private markFinished!: () => void;
 
   private constructor(private readonly options: AgentProcessOptions) {
-    this.costSoFar = options.costBaseline ?? 0;
     this.finished = new Promise((resolve) => (this.markFinished = resolve));
     const claimed = options.spare ? this.claimSpare(options.spare) : undefined;
     this.serving = claimed ?? this.spawn();
@@ -138,9 +138,9 @@ export class AgentProcess {
    * process starts from its restored total), so a turn costs the difference from the last result.
    */
   turnCostUsd(result: SDKResultMessage): number {
-    const cost = Math.max(0, result.total_cost_usd - this.costSoFar);
-    this.costSoFar = Math.max(this.costSoFar, result.total_cost_usd);
-    return cost;
+    const before = this.costSoFar ?? this.options.costBaseline?.() ?? 0;
+    this.costSoFar = Math.max(before, result.total_cost_usd);
+    return Math.max(0, result.total_cost_usd - before);
   }
 
   /** The process's messages until it ends. Read it once, for the process's whole life. */

@@ -12,13 +12,14 @@
  *    directory and starts the CLI with the tenant's config dir. The store's copy is authoritative, as it
  *    is for the SDK: a local copy is replaced.
  *
- * 2. Its cost baseline. The CLI keeps the cumulative cost of a session's last process in its config
- *    (`.claude.json`, `projects[<cwd>].lastCost` with `lastSessionId`) and restores it when it resumes that
- *    session, so the first `result` of a resumed process reports the earlier processes' cost again.
- *    {@link readCostBaseline} reads what the CLI will restore, so that a turn's cost is the difference.
+ * 2. Its cost baseline. When a CLI exits it appends a `cost-state` entry to the session's transcript
+ *    (`totalCostUSD`, the cumulative cost of the session so far), and a CLI that resumes the session
+ *    restores it, so its first `result` reports the earlier processes' cost again (measured with SDK
+ *    0.3.330: the first turn after a restart cost three turns). The entry travels with the transcript
+ *    through the store, so this holds on any host. {@link readCostBaseline} reads the last one from the
+ *    transcript the CLI is about to resume, so that a turn's cost is the difference.
  */
-import { cpSync, rmSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { cpSync, existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { SpawnOptions } from '@anthropic-ai/claude-agent-sdk';
 
@@ -41,26 +42,48 @@ export function adoptResumedTranscript(request: SpawnOptions, configDir: string)
 }
 
 /**
- * The cumulative cost a CLI resuming `sessionId` in `cwd` will start from: the `lastCost` it saved for
- * that session in `configDir/.claude.json`, or 0 when it saved none (another host, a first process).
+ * The cumulative cost a CLI resuming `sessionId` with `configDir` will start from: the `totalCostUSD` of
+ * the last `cost-state` entry of its transcript, or 0 when there is none (a CLI that never exited
+ * cleanly, or a transcript not on this disk). Synchronous: it runs in the spawn hook, right after the
+ * transcript was put in place and before the CLI starts.
  */
-export async function readCostBaseline(configDir: string, cwd: string, sessionId: string): Promise<number> {
+export function readCostBaseline(configDir: string, sessionId: string): number {
+  const file = findTranscriptSync(configDir, sessionId);
+  if (!file) return 0;
   let text: string;
   try {
-    text = await readFile(path.join(configDir, '.claude.json'), 'utf8');
+    text = readFileSync(file, 'utf8');
   } catch {
     return 0;
   }
+  const at = text.lastIndexOf(COST_STATE_MARK);
+  if (at < 0) return 0;
+  const start = text.lastIndexOf('\n', at) + 1;
+  const end = text.indexOf('\n', at);
   try {
-    const config = JSON.parse(text) as {
-      projects?: Record<string, { lastSessionId?: unknown; lastCost?: unknown }>;
-    };
-    const project = config.projects?.[cwd];
-    if (project?.lastSessionId !== sessionId || typeof project.lastCost !== 'number') return 0;
-    return Number.isFinite(project.lastCost) && project.lastCost > 0 ? project.lastCost : 0;
+    const entry = JSON.parse(text.slice(start, end < 0 ? undefined : end)) as { totalCostUSD?: unknown };
+    const total = entry.totalCostUSD;
+    return typeof total === 'number' && Number.isFinite(total) && total > 0 ? total : 0;
   } catch {
-    // Unreadable (a CLI rewriting it right now): count from 0; at worst this one turn's cost then
-    // includes what the CLI restored.
+    // A line cut short by a crash mid-write: the CLI cannot restore from it either.
     return 0;
   }
+}
+
+const COST_STATE_MARK = '"type":"cost-state"';
+
+/** `configDir/projects/<project dir>/<sessionId>.jsonl`, where the CLI keeps the session's transcript. */
+function findTranscriptSync(configDir: string, sessionId: string): string | undefined {
+  const projects = path.join(configDir, 'projects');
+  let dirs: string[];
+  try {
+    dirs = readdirSync(projects);
+  } catch {
+    return undefined;
+  }
+  for (const dir of dirs) {
+    const file = path.join(projects, dir, `${sessionId}.jsonl`);
+    if (existsSync(file)) return file;
+  }
+  return undefined;
 }

@@ -9,7 +9,7 @@ import type { SessionRecord } from '../stores/types.js';
 import { AgentProcess } from './agent-process.js';
 import { adoptResumedTranscript, readCostBaseline } from './resume.js';
 import { buildQueryOptions } from './sdk-options.js';
-import type { SessionPaths, SessionSetup } from './session-types.js';
+import type { SessionSetup } from './session-types.js';
 import type { ClaimableSpare } from './spare-claim.js';
 
 export interface SessionProcessRequest {
@@ -19,8 +19,6 @@ export interface SessionProcessRequest {
     'paths' | 'env' | 'transcriptStore' | 'runtime' | 'createSpawner' | 'timeouts' | 'processOptions'
   >;
   record: SessionRecord;
-  /** What the CLI's cumulative cost starts from (see {@link sessionCostBaseline}). */
-  costBaseline: number;
   canUseTool: CanUseTool;
   /** A warm spare to claim (only for a session without a transcript). */
   spare: ClaimableSpare | undefined;
@@ -32,22 +30,18 @@ export function newSdkSessionId(): string {
   return randomUUID();
 }
 
-/** What the cumulative cost of the session's next CLI starts from: a resumed CLI restores its last total. */
-export function sessionCostBaseline(record: SessionRecord, paths: SessionPaths): Promise<number> {
-  if (!record.started) return Promise.resolve(0);
-  return readCostBaseline(paths.configDir, paths.cwd, record.sdkSessionId);
-}
-
 /** Starts the session's subprocess (streaming input: the caller pushes the turn's message). */
 export function startSessionProcess(request: SessionProcessRequest): AgentProcess {
-  const { record, spare, costBaseline, setup } = request;
+  const { record, spare, setup } = request;
   const { paths } = setup;
+  // A resumed CLI restores the session's cost so far from its transcript (see resume.ts).
+  let costBaseline = 0;
   return AgentProcess.start({
     runtime: setup.runtime,
     createSpawner: setup.createSpawner,
     killGraceMs: setup.timeouts.killGraceMs,
     prompt: 'streaming',
-    costBaseline,
+    costBaseline: () => costBaseline,
     onError: request.report,
     spare: spare && {
       spare,
@@ -64,7 +58,11 @@ export function startSessionProcess(request: SessionProcessRequest): AgentProces
         cwd: paths.cwd,
         env: setup.env,
         canUseTool: request.canUseTool,
-        spawn: (spawnRequest) => spawn(adoptResumedTranscript(spawnRequest, paths.configDir)),
+        spawn: (spawnRequest) => {
+          const adopted = adoptResumedTranscript(spawnRequest, paths.configDir);
+          if (record.started) costBaseline = readCostBaseline(paths.configDir, record.sdkSessionId);
+          return spawn(adopted);
+        },
         abortController,
         transcript: {
           store: setup.transcriptStore,

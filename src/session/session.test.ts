@@ -287,12 +287,12 @@ describe('Session against a fake runtime', () => {
     expect(h.session.currentState).toBe('cold');
     expect(types(h.events)).toContain('session.status_rescheduling');
     expect(await first.nextInput()).toBeUndefined(); // stdin ended: a graceful end
-    // The CLI restores its session's last total when it resumes it (see resume.ts).
+    // A CLI that exits appends its cumulative cost to the transcript, and one that resumes restores it.
+    const project = path.join(h.configDir, 'projects', 'unit-project');
+    await mkdir(project, { recursive: true });
     await writeFile(
-      path.join(h.configDir, '.claude.json'),
-      JSON.stringify({
-        projects: { [h.cwd]: { lastSessionId: '6f1c6a52-0a34-4c55-9d2f-1b7d1c0e4a10', lastCost: 0.5 } },
-      }),
+      path.join(project, '6f1c6a52-0a34-4c55-9d2f-1b7d1c0e4a10.jsonl'),
+      `${JSON.stringify({ type: 'user' })}\n${JSON.stringify({ type: 'cost-state', totalCostUSD: 0.5 })}\n`,
     );
     h.runtime.startingCost = 0.5;
     h.session.send([message('two')]);

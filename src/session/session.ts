@@ -19,7 +19,7 @@ import { addUsage, type NewEvent, type StoredEvent, type StopReason } from './ev
 import type { SessionEventStream } from './event-stream.js';
 import { mapSdkMessage, resultStopReason, resultUsage } from './map-sdk-message.js';
 import { RecordWriter } from './record-writer.js';
-import { initPatch, sessionCostBaseline, startSessionProcess } from './session-process.js';
+import { initPatch, startSessionProcess } from './session-process.js';
 import { PUBLIC_STATUS, assertTransition, initialState, type SessionState } from './session-state.js';
 import type { ClaimableSpare } from './spare-claim.js';
 import { ProcessSlot } from './process-slot.js';
@@ -337,9 +337,7 @@ export class Session {
       } else {
         this.events.emit({ type: 'session.status_running' });
         if (!(await this.prepareStart(turn))) return;
-        const costBaseline = await sessionCostBaseline(this.record, this.options.paths);
-        if (this.isClosed()) return;
-        this.startProcess(message, costBaseline);
+        this.startProcess(message);
         this.transition('running');
       }
       await turn.done;
@@ -372,12 +370,11 @@ export class Session {
   }
 
   /** Starts the subprocess that runs `first`: a claimed warm spare for a new session, else a spawn. */
-  private startProcess(first: SDKUserMessage, costBaseline: number): void {
+  private startProcess(first: SDKUserMessage): void {
     const { options } = this;
     const spare = this.record.started ? undefined : options.claimSpare?.(this);
     const proc = startSessionProcess({
       setup: options,
-      costBaseline,
       record: this.record,
       canUseTool: this.confirmations.canUseTool,
       spare,

@@ -170,6 +170,16 @@ export class FakeRuntime implements AgentRuntime {
   startingCost = 0;
 
   query(params: { prompt: string | AsyncIterable<SDKUserMessage>; options: Options }): Query {
+    // The SDK calls the spawn hook before the CLI starts; what the owner does there (adopting a resumed
+    // transcript, reading its cost) runs here too. The fake spawner's process is never used.
+    const { options } = params;
+    options.spawnClaudeCodeProcess?.({
+      command: 'claude',
+      args: [],
+      cwd: options.cwd,
+      env: (options.env ?? {}),
+      signal: new AbortController().signal,
+    });
     const process = new FakeProcess(params.options, params.prompt, this.honoursInterrupt, this.startingCost);
     this.processes.push(process);
     for (const waiter of this.waiters.splice(0)) waiter(process);
@@ -205,9 +215,8 @@ export function fakeSpawner(): SpawnedTree & { kills: number } {
       spawner.kills += 1;
       return Promise.resolve();
     },
-    spawn: () => {
-      throw new Error('fakeSpawner: the fake runtime does not spawn');
-    },
+    // The fake runtime calls the spawn hook but runs no process: nothing reads what this returns.
+    spawn: () => ({}) as ReturnType<SpawnedTree['spawn']>,
   };
   return spawner;
 }
