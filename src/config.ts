@@ -9,6 +9,7 @@ import { BerthError } from './errors.js';
 import type { RecycleLimits } from './host/recycle-policy.js';
 import { DEFAULT_SESSION_CEILING, agentsPerHost, detectHostRam, type HostSizing } from './host/sizing.js';
 import { ID_PATTERN } from './ids.js';
+import { DEFAULT_STORE_TIMEOUT_MS } from './stores/deadline.js';
 import { PATTERNS, type Pattern } from './stores/types.js';
 
 export interface ServeConfig {
@@ -17,6 +18,11 @@ export interface ServeConfig {
   dataDir: string;
   /** Store URL, e.g. `sqlite:/var/lib/berth/berth.db`. */
   store: string;
+  /**
+   * The deadline of every call to the store and the blob store (a blob transfer's longest stall): a
+   * store that hangs fails like one that refuses, so the durable mirror reports it (`mirror_delayed`).
+   */
+  storeTimeoutMs: number;
   /** The Messages API the agents use; null means the built-in scripted model. */
   modelEndpoint: string | null;
   /** The key the agents send to `modelEndpoint` (a placeholder for the scripted model). */
@@ -77,6 +83,12 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
     env: 'BERTH_STORE',
     type: 'string',
     help: 'transcript/registry store URL (default sqlite:DATA_DIR/berth.db)',
+  },
+  {
+    flag: 'store-timeout',
+    env: 'BERTH_STORE_TIMEOUT',
+    type: 'string',
+    help: 'a store or blob store call not answered by then fails, as if the store were down (default 10s)',
   },
   {
     flag: 'model-endpoint',
@@ -376,6 +388,10 @@ export function parseServeConfig(
     host,
     dataDir,
     store,
+    storeTimeoutMs: positive(
+      parseDuration(str('store-timeout') ?? `${DEFAULT_STORE_TIMEOUT_MS}ms`, '--store-timeout'),
+      '--store-timeout',
+    ),
     modelEndpoint: mock
       ? null
       : parseUrl(explicitEndpoint ?? 'https://api.anthropic.com', '--model-endpoint'),

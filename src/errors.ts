@@ -1,12 +1,17 @@
 /**
  * Every failure Berth reports has a stable string `code`, and each code carries its HTTP status.
- * Code branches on `err.code`, never on messages; docs/errors.md lists the codes.
+ * Code branches on `err.code`, never on messages. Two tables live here: {@link ERROR_CODES} (HTTP
+ * answers) and {@link EVENT_ERROR_TYPES} (failures reported inside a session's, task's or group's stream);
+ * docs/errors.md lists both, and test/errors-doc.test.ts keeps the doc and the tables equal.
  */
+import type { SDKAssistantMessageError } from '@anthropic-ai/claude-agent-sdk';
+import { inspect } from 'node:util';
+
 export const ERROR_CODES = {
   // 400: the request itself is wrong
   invalid_json: { status: 400, type: 'invalid_request_error' },
   invalid_request: { status: 400, type: 'invalid_request_error' },
-  invalid_session_id: { status: 400, type: 'invalid_request_error' },
+  invalid_id: { status: 400, type: 'invalid_request_error' },
   unknown_event_type: { status: 400, type: 'invalid_request_error' },
   invalid_config: { status: 400, type: 'invalid_request_error' },
   // 401
@@ -40,6 +45,10 @@ export const ERROR_CODES = {
   artifact_not_found: { status: 404, type: 'not_found_error' },
   invalid_path: { status: 400, type: 'invalid_request_error' },
   limit_exceeded: { status: 413, type: 'invalid_request_error' },
+  // stores: an event seq the log already holds (never reported as `internal`, which means a bug)
+  event_seq_conflict: { status: 409, type: 'conflict_error' },
+  // the caller's AbortSignal stopped the call (a client that went away, a time limit, shutdown)
+  aborted: { status: 499, type: 'api_error' },
 } as const satisfies Record<string, { status: number; type: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -81,4 +90,155 @@ export function isBerthError(err: unknown, code?: ErrorCode): err is BerthError 
 export function describeError(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
+}
+
+/** Where an event error type can appear: `session.error`, `task.error` (and a failed task's record), `group.error`. */
+export type EventErrorSource = 'session' | 'task' | 'group';
+
+interface EventErrorType {
+  readonly in: readonly EventErrorSource[];
+  /** One line, as docs/errors.md says it. */
+  readonly meaning: string;
+}
+
+/**
+ * `model_<kind>`: the model request of a turn failed; `<kind>` is the SDK's `SDKAssistantMessageError`.
+ * Typed as a complete map, so an SDK upgrade that adds a kind fails to compile until it is listed.
+ */
+const MODEL_ERROR_TYPES: { readonly [K in SDKAssistantMessageError as `model_${K}`]: EventErrorType } = {
+  model_authentication_failed: { in: ['session', 'task'], meaning: 'the model API refused the key' },
+  model_oauth_org_not_allowed: { in: ['session', 'task'], meaning: "the key's organisation may not use it" },
+  model_account_on_hold: { in: ['session', 'task'], meaning: 'the model account is on hold' },
+  model_verification_required: { in: ['session', 'task'], meaning: 'the model account needs verifying' },
+  model_billing_error: { in: ['session', 'task'], meaning: 'the model account cannot be billed' },
+  model_rate_limit: { in: ['session', 'task'], meaning: 'the model API rate-limited the request (429)' },
+  model_overloaded: { in: ['session', 'task'], meaning: 'the model API was overloaded (529)' },
+  model_invalid_request: { in: ['session', 'task'], meaning: 'the model API refused the request as invalid' },
+  model_model_not_found: { in: ['session', 'task'], meaning: 'the agent names a model that does not exist' },
+  model_server_error: { in: ['session', 'task'], meaning: 'the model API failed (5xx)' },
+  model_unknown: {
+    in: ['session', 'task'],
+    meaning: 'the model request failed for a reason the SDK did not name',
+  },
+  model_max_output_tokens: {
+    in: ['session', 'task'],
+    meaning: 'the reply was cut at the output token limit',
+  },
+  model_cloud_credential_error: {
+    in: ['session', 'task'],
+    meaning: 'the cloud provider credentials for the model were refused',
+  },
+};
+
+/**
+ * The `error.type` of failures that happen after the request that caused them succeeded: in `session.error`
+ * (then the turn's `session.status_idle` has `stop_reason: {type: 'error', subtype: <the same type>}`),
+ * `task.error` and a failed task's record, and `group.error`. A turn or a round that cannot start because
+ * of a `BerthError` reports its code instead (`host_full`, `store_unavailable`, ...: {@link ERROR_CODES});
+ * every type the streams emit by name is here, codes among them (`internal`, `host_draining`).
+ */
+export const EVENT_ERROR_TYPES = {
+  subprocess_exited: {
+    in: ['session', 'task'],
+    meaning:
+      'the `claude` process ended mid-turn (crashed, killed, OOM); the message has the end of its stderr',
+  },
+  subprocess_stopped: {
+    in: ['session'],
+    meaning: 'the host stopped the process mid-turn (shutdown or drain)',
+  },
+  subprocess_failed: { in: ['session', 'task'], meaning: 'the turn or the task could not start' },
+  host_restarted: {
+    in: ['session', 'task'],
+    meaning: 'the host running the turn or task went away (crash, SIGKILL); reported by the next host',
+  },
+  hard_rss_exceeded: {
+    in: ['session'],
+    meaning: 'the subprocess tree went over `--hard-rss` mid-turn and was killed',
+  },
+  suspend_failed: {
+    in: ['session'],
+    meaning: 'the session could not be suspended; it stays resumable on this host',
+  },
+  hydrate_failed: {
+    in: ['session'],
+    meaning: 'the workspace snapshot could not be restored before the turn; the session stays `suspended`',
+  },
+  host_draining: {
+    in: ['session'],
+    meaning: 'a queued message could not start because the host is draining',
+  },
+  mirror_error: {
+    in: ['session', 'task'],
+    meaning: 'the SDK could not write a transcript batch to the store',
+  },
+  mirror_delayed: {
+    in: ['session'],
+    meaning: 'the transcript store is not taking writes; entries wait on this host and ship when it is back',
+  },
+  ...MODEL_ERROR_TYPES,
+  timed_out: { in: ['task'], meaning: 'the task ran past `timeout_ms`; its process tree was killed' },
+  max_turns: { in: ['task'], meaning: 'the agent reached `max_turns`' },
+  agent_error: { in: ['task'], meaning: 'the agent ended with an error result' },
+  error_during_execution: { in: ['task'], meaning: 'the SDK ended the run with an error it did not name' },
+  error_max_budget_usd: { in: ['task'], meaning: "the run reached the SDK's cost budget" },
+  error_max_structured_output_retries: {
+    in: ['task'],
+    meaning: 'the agent failed to produce valid structured output within the retries',
+  },
+  artifact_limit_exceeded: { in: ['task'], meaning: 'the task created or changed too many files or bytes' },
+  artifacts_failed: { in: ['task'], meaning: 'the artifacts could not be stored in the blob store' },
+  host_shutdown: {
+    in: ['task'],
+    meaning: 'the host shut down while the task ran; its processes were killed',
+  },
+  internal: { in: ['task', 'group'], meaning: 'a bug; the server logs the cause' },
+  session_terminated: { in: ['group'], meaning: "an agent's session ended during the rounds" },
+} as const satisfies Record<string, EventErrorType>;
+
+export type EventErrorTypeName = keyof typeof EVENT_ERROR_TYPES;
+
+/** Causes followed by {@link formatErrorForLog}; a longer chain is a loop in all but name. */
+const MAX_LOGGED_CAUSES = 8;
+
+/**
+ * A thrown value as the server's log shows it. A failure of Berth or a backend (anything that is not a
+ * `BerthError`, or one of type `api_error`) keeps its stack and every `cause` below it (and the members of
+ * an `AggregateError`), since the message alone rarely says where it came from. A `BerthError` the caller
+ * caused (`invalid_config`, `host_full`, ...) is its code and message: its stack says nothing new.
+ */
+export function formatErrorForLog(err: unknown): string {
+  if (err instanceof BerthError && err.type !== 'api_error') return `${err.code}: ${err.message}`;
+  const lines: string[] = [];
+  const seen = new Set<unknown>();
+  let current: unknown = err;
+  for (let depth = 0; depth <= MAX_LOGGED_CAUSES; depth++) {
+    if (seen.has(current)) {
+      lines.push('caused by: (the same error again)');
+      break;
+    }
+    seen.add(current);
+    lines.push(`${depth === 0 ? '' : 'caused by: '}${withStack(current)}`);
+    if (current instanceof AggregateError) {
+      for (const [i, inner] of (current.errors as unknown[]).entries()) {
+        lines.push(indent(`[${i}] ${withStack(inner)}`));
+      }
+    }
+    if (!(current instanceof Error) || current.cause === undefined) break;
+    current = current.cause;
+  }
+  return lines.join('\n');
+}
+
+function withStack(err: unknown): string {
+  if (!(err instanceof Error)) return typeof err === 'string' ? err : inspect(err, { depth: 3 });
+  const head = `${err.name}${err instanceof BerthError ? ` [${err.code}]` : ''}: ${err.message}`;
+  const stack = err.stack ?? '';
+  // V8 starts the stack with "Name: message"; only the frames below it are added.
+  const frames = stack.split('\n').filter((line) => /^\s+at /.test(line));
+  return [head, ...frames].join('\n');
+}
+
+function indent(text: string): string {
+  return text.replace(/^/gm, '  ');
 }

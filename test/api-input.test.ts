@@ -168,10 +168,10 @@ describe('bad input changes nothing', () => {
     ]) {
       const res = await rawRequest('GET', `/v1/sessions/${raw}/events`, ACME);
       expect([400, 404], `${raw}: ${JSON.stringify(res.body)}`).toContain(res.status);
-      expect(['invalid_session_id', 'not_found']).toContain(res.body.error.code);
+      expect(['invalid_id', 'not_found']).toContain(res.body.error.code);
     }
-    expectError(await rawRequest('GET', '/v1/sessions/a%00b', ACME), 400, 'invalid_session_id');
-    expectError(await rawRequest('POST', '/v1/sessions/..%2Fetc/events', ACME), 400, 'invalid_session_id');
+    expectError(await rawRequest('GET', '/v1/sessions/a%00b', ACME), 400, 'invalid_id');
+    expectError(await rawRequest('POST', '/v1/sessions/..%2Fetc/events', ACME), 400, 'invalid_id');
     expect(await state()).toEqual(before);
   });
 

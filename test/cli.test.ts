@@ -234,6 +234,58 @@ describe('berth serve', () => {
     },
   );
 
+  it('refuses a second server on the same data dir, naming the first, and leaves its agents alone', async () => {
+    const cwd = path.join(dir, 'locked');
+    await mkdir(cwd);
+    const dataDir = path.join(cwd, '.berth');
+    // Two spares: one for the tenant, one for tasks (under tenants/_tasks, which a second host used to delete).
+    const first = run(['serve', '--port', '0', '--warm-pool', '2', '--model-endpoint', model.url], cwd);
+    try {
+      const [, base] = await waitForOutput(first, /listening on (http:\/\/[\d.:]+)/);
+      const id = (await api(base!, 'POST', '/v1/sessions', {})).body.id as string;
+      await turn(base!, id, 'hello before the second server');
+      for (let i = 0; i < 600 && (await api(base!, 'GET', '/v1/hosts/self')).body.warm_pool.parked < 2; i++) {
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      const agents = await hostProcesses(dataDir);
+      const taskSpares = await readdir(path.join(dataDir, 'tenants', '_tasks'));
+      expect(taskSpares.length).toBe(1);
+
+      // Another port, so only the data dir is shared.
+      const second = run(['serve', '--port', '0', '--model-endpoint', model.url], cwd);
+      const outcome = await Promise.race([
+        second.exit,
+        waitForOutput(second, /listening on/).then(() => 'listening'),
+      ]);
+      if (outcome === 'listening') second.child.kill('SIGKILL');
+      expect(outcome, second.stderr).toBe(2);
+      expect(second.stderr).toContain(`is in use by another berth process (pid ${first.child.pid},`);
+
+      // Nothing of the first server's was touched: its agents, its spares' directories, its session.
+      const alive = (pid: number): boolean => {
+        try {
+          process.kill(pid, 0);
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      expect(agents.filter((pid) => !alive(pid))).toEqual([]);
+      expect(await readdir(path.join(dataDir, 'tenants', '_tasks'))).toEqual(taskSpares);
+      const events = await turn(base!, id, 'still there after the second server?');
+      expect(JSON.stringify(events)).toContain('still there after the second server?');
+      expect(JSON.stringify(events)).not.toContain('session.error');
+    } finally {
+      first.child.kill('SIGTERM');
+      expect(await first.exit).toBe(0);
+    }
+    // Released on exit: the data dir serves again.
+    const third = run(['serve', '--port', '0', '--warm-pool', '0', '--model-endpoint', model.url], cwd);
+    await waitForOutput(third, /listening on/);
+    third.child.kill('SIGTERM');
+    expect(await third.exit).toBe(0);
+  });
+
   it('rejects bad flags with a clear message and exit code 2', async () => {
     for (const [args, message] of [
       [['serve', '--port', 'abc'], /--port/],

@@ -2,6 +2,8 @@
  * Graceful drain on SIGTERM, as an operator sees it: `berth serve` as a child process is signalled during
  * a turn; `/readyz` turns 503 and new sessions are refused, the running turn finishes, the session is
  * suspended and the process exits 0 leaving no subprocess. The next server on the data dir hydrates it.
+ * Then the drain's two ends in-process: turns and tasks that end within the grace period are waited for
+ * (however long the grace), and a turn that runs past it is stopped before the sessions are suspended.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -10,7 +12,8 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { StoredEvent } from '../src/session/events.js';
 import { startMockModel, type Scenario } from '../src/testing/index.js';
-import { markedProcessesUnder } from './helpers/processes.js';
+import { TestBerth } from './helpers/berth.js';
+import { hostProcesses, markedProcessesUnder } from './helpers/processes.js';
 import { eventually } from './helpers/wait.js';
 
 const BIN = path.resolve('bin/berth.js');
@@ -29,6 +32,16 @@ const scenarios: Scenario[] = [
     name: 'read-file',
     match: { userText: 'read the plan' },
     steps: [{ toolUse: { name: 'Bash', input: { command: 'cat plan.txt' } } }, { text: 'Read it.' }],
+  },
+  {
+    name: 'slow-report',
+    match: { userText: 'make the report slowly' },
+    steps: [{ text: 'The report is made, slowly.', fault: { chunkDelayMs: 400 } }],
+  },
+  {
+    name: 'stall',
+    match: { userText: 'stall forever' },
+    steps: [{ text: 'never finished', fault: { stallMs: Infinity } }],
   },
 ];
 
@@ -98,8 +111,10 @@ async function history(base: string, id: string): Promise<StoredEvent[]> {
 
 const dirs: string[] = [];
 const children: ChildProcess[] = [];
+const servers: TestBerth[] = [];
 afterAll(async () => {
   for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+  await Promise.allSettled(servers.map((s) => s.dispose()));
   await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
 });
 
@@ -165,5 +180,84 @@ describe('SIGTERM drain', () => {
     } finally {
       await model.close();
     }
+  });
+});
+
+describe('the drain, in-process', () => {
+  async function start(): Promise<TestBerth> {
+    const berth = await TestBerth.start({ scenarios });
+    servers.push(berth);
+    return berth;
+  }
+
+  it('waits for a running turn however long the grace, then suspends every session', async () => {
+    const berth = await start();
+    const host = berth.server.host;
+    const busy = await berth.createSession({ agent: { allowed_tools: ['Bash'] } });
+    const quiet = await berth.createSession();
+    const [sent] = await berth.send(busy, [{ type: 'user.message', content: 'write the plan slowly' }]);
+    await eventually(
+      () => berth.model.requests.some((r) => r.userText === 'write the plan slowly'),
+      'the turn to reach the model',
+    );
+
+    // Longer than this test may run: only the turn ending lets the drain go on.
+    const result = await host.drain(10 * 60_000);
+    expect(result).toEqual({ suspended: 2, failed: 0, stoppedTurns: 0 });
+    expect(host.state).toBe('draining');
+    const after = (await berth.history(busy)).filter((e) => e.seq > sent!.seq);
+    expect(JSON.stringify(after)).toContain('The plan is written, slowly.');
+    expect(after.map((e) => e.type)).not.toContain('session.error');
+    expect(after.at(-1)).toMatchObject({ type: 'session.status_suspended', reason: 'host_draining' });
+    expect((await berth.history(quiet)).at(-1)).toMatchObject({ type: 'session.status_suspended' });
+    const refused = await berth.api('POST', '/v1/sessions', {});
+    expect(refused.body.error?.code).toBe('host_draining');
+    expect(await hostProcesses(berth.dataDir)).toEqual([]);
+  });
+
+  it('waits for a running task however long the grace', async () => {
+    const berth = await start();
+    const task = await berth.api('POST', '/v1/tasks', { prompt: 'make the report slowly' });
+    expect(task.status, JSON.stringify(task.body)).toBe(202);
+    await eventually(
+      () => berth.model.requests.some((r) => r.userText === 'make the report slowly'),
+      'the task to reach the model',
+    );
+    const result = await berth.server.host.drain(10 * 60_000);
+    expect(result).toEqual({ suspended: 0, failed: 0, stoppedTurns: 0 });
+    // The task gave its slot back once its process tree was gone; its record follows.
+    expect(await hostProcesses(berth.dataDir)).toEqual([]);
+    let record = (await berth.api('GET', `/v1/tasks/${task.body.id}`)).body;
+    await eventually(async () => {
+      record = (await berth.api('GET', `/v1/tasks/${task.body.id}`)).body;
+      return record.status !== 'running';
+    }, 'the task record to be final');
+    expect(record, JSON.stringify(record)).toMatchObject({
+      status: 'succeeded',
+      result: 'The report is made, slowly.',
+    });
+    const refused = await berth.api('POST', '/v1/tasks', { prompt: 'make the report slowly' });
+    expect(refused.body.error?.code).toBe('host_draining');
+  });
+
+  it('stops a turn that runs past the grace period, then suspends its session', async () => {
+    const berth = await start();
+    const host = berth.server.host;
+    const id = await berth.createSession();
+    const [sent] = await berth.send(id, [{ type: 'user.message', content: 'stall forever' }]);
+    await eventually(
+      () => berth.model.requests.some((r) => r.userText === 'stall forever'),
+      'the stalled request',
+    );
+    const result = await host.drain(200);
+    expect(result).toEqual({ suspended: 1, failed: 0, stoppedTurns: 1 });
+    const after = (await berth.history(id)).filter((e) => e.seq > sent!.seq);
+    expect(after.find((e) => e.type === 'session.error')).toMatchObject({
+      error: { type: 'subprocess_stopped' },
+    });
+    expect(after.at(-1)).toMatchObject({ type: 'session.status_suspended', reason: 'host_draining' });
+    expect(await hostProcesses(berth.dataDir)).toEqual([]);
+    await berth.stop();
+    expect(host.state).toBe('closed');
   });
 });

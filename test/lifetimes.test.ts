@@ -179,6 +179,40 @@ describe('admission on a full host', () => {
     // A is untouched and still served.
     expect(replyTexts(await berth.turn(a, 'still there?')).join()).toContain('still there?');
   });
+
+  it('admits one session, not two, against the one parked spare of a full host', async () => {
+    const berth = await start([...oneSlot, '--store', 'memory:', '--warm-pool', '1']);
+    const host = berth.server.host;
+    await eventually(() => host.warmPoolStats.parked === 1, 'a parked spare');
+    const a = await host.create('default', {});
+    const b = await host.create('default', {});
+    // Both in one tick: neither turn has claimed the spare yet when the second is admitted.
+    a.send([{ type: 'user.message', content: 'hello from a' }]);
+    expect(() => b.send([{ type: 'user.message', content: 'hello from b' }])).toThrow(
+      expect.objectContaining({ code: 'host_full' }),
+    );
+    expect(host.info().slots.used).toBe(1);
+    await eventually(() => a.currentState === 'idle', "a's turn to end");
+    expect(host.warmPoolStats.claimed).toBe(1);
+    expect(replyTexts(await berth.history(a.id)).join()).toContain('hello from a');
+    expect(b.currentState).toBe('cold');
+    expect(host.info().slots).toMatchObject({ used: 1, sessions: 1 });
+  });
+
+  it('gives a reserved spare back when its session never starts, for the next session to claim', async () => {
+    const berth = await start([...oneSlot, '--store', 'memory:', '--warm-pool', '1']);
+    const host = berth.server.host;
+    await eventually(() => host.warmPoolStats.parked === 1, 'a parked spare');
+    const a = await host.create('default', {});
+    a.send([{ type: 'user.message', content: 'hello from a' }]);
+    expect(host.warmPoolStats.parked).toBe(0);
+    // Closed before its turn could claim the spare it was admitted against.
+    await a.close();
+    await eventually(() => host.warmPoolStats.parked === 1, 'the spare back in the pool');
+    const b = await berth.createSession();
+    expect(replyTexts(await berth.turn(b, 'hello from b')).join()).toContain('hello from b');
+    expect(host.warmPoolStats.claimed).toBe(1);
+  });
 });
 
 describe('warm pool', () => {

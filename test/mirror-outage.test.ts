@@ -3,6 +3,10 @@
  * again with its data). The session keeps working, its stream says once that mirroring is delayed, and
  * when the store is back the backlog drains: the store then holds the subprocess's local transcript,
  * entry for entry.
+ *
+ * Then the same with a store that hangs instead of refusing (the Redis stopped with SIGSTOP): with a
+ * `--store-timeout` the hang is reported like a refusal, and after SIGCONT every transcript entry and
+ * every event is in the store exactly once.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SessionStoreEntry } from '@anthropic-ai/claude-agent-sdk';
@@ -59,5 +63,53 @@ describe('a store outage', () => {
     } finally {
       stream.close();
     }
+  });
+});
+
+describe('a store that hangs', () => {
+  let hung: OwnRedis | undefined;
+  let host: TestBerth | undefined;
+  let store: Stores | undefined;
+
+  afterAll(async () => {
+    hung?.resume();
+    await host?.dispose();
+    await store?.close();
+    await hung?.close();
+  });
+
+  it('is reported as mirror_delayed, and afterwards holds every entry and event exactly once', async () => {
+    hung = await OwnRedis.start();
+    const url = `${hung.url}?prefix=hang`;
+    host = await TestBerth.start({ args: ['--store', url, '--store-timeout', '1s'] });
+    const id = await host.createSession();
+    const stream = host.stream(id, { after: 0 });
+    try {
+      await host.turn(id, 'a turn before the hang');
+      hung.pause();
+      await host.turn(id, 'a turn while the store hangs');
+      const notice = await stream.waitFor(
+        (e) => e.type === 'session.error' && e.error.type === 'mirror_delayed',
+        20_000,
+      );
+      expect(JSON.stringify(notice)).toMatch(/no answer within 1000 ms/);
+      await host.turn(id, 'another turn while the store hangs');
+      hung.resume();
+      // Stopping the host ends the subprocess (the SDK flushes what it holds) and drains the spool.
+      await host.stop();
+    } finally {
+      stream.close();
+    }
+
+    store = await openStores(url);
+    const { sdkSessionId, entries: local } = await localTranscript(host.dataDir);
+    expect(local.some((e) => JSON.stringify(e).includes('another turn while the store hangs'))).toBe(true);
+    const stored =
+      (await store.transcriptStore.load({ projectKey: 'default', sessionId: sdkSessionId })) ?? [];
+    expectSameTranscript(stored, local);
+    const events = await store.eventLog.list(`default/${id}`, { after: 0, limit: 10_000 });
+    expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1));
+    expect(events.filter((e) => e.type === 'session.error')).toHaveLength(1);
+    expect(events.some((e) => JSON.stringify(e).includes('another turn while the store hangs'))).toBe(true);
   });
 });

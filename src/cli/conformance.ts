@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { parseCommandArgs } from './args.js';
 import { BerthError, describeError, isBerthError } from '../errors.js';
+import { redactUrl } from '../redact.js';
 import { isolatedStoreUrl, openStores } from '../stores/open-stores.js';
 import type { Stores } from '../stores/types.js';
 import {
@@ -205,14 +206,6 @@ async function removeNamespace(url: string, opened: readonly Stores[], noDestroy
 
 function caseTitle(kase: CaseTitle): string {
   return [kase.suite, kase.group, kase.name].filter((part) => part !== undefined).join(' > ');
-}
-
-/** A URL without its password (user info or `password=` parameter), for output. */
-function redactUrl(url: string): string {
-  // Up to the last '@' before the host, since an unencoded password may hold '@' or '/'.
-  return url
-    .replace(/^([a-z][a-z0-9+.-]*:\/\/)([^:@/?#]*):.*@/is, '$1$2:***@')
-    .replace(/([?&](?:ssl)?password=)[^&#]*/gi, '$1***');
 }
 
 /** The results table, printed a row at a time as the cases finish. */

@@ -1,14 +1,10 @@
 /**
  * `berth <command>`: the only place that reads `process.env`, prints to the terminal and installs
- * signal handlers.
+ * signal handlers. Each command's module loads when that command runs: `berth serve` never loads the
+ * conformance suites or the scripted model's command (scripts/check-production-imports.ts).
  */
 import { SERVE_OPTIONS, parseServeConfig } from '../config.js';
-import { describeError, isBerthError } from '../errors.js';
-import { runConformanceCommand } from './conformance.js';
-import { runMockModelCommand } from './mock-model.js';
-import { PLAN_HELP, runPlanCommand } from './plan.js';
-import { runRunCommand } from './run.js';
-import { runServeCommand } from './serve.js';
+import { describeError, formatErrorForLog, isBerthError } from '../errors.js';
 
 const USAGE = `Usage: berth <command> [options]
 
@@ -32,28 +28,35 @@ export async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
     switch (command) {
-      case 'serve':
+      case 'serve': {
         if (rest.includes('--help')) return print(serveHelp());
-        return await runServeCommand(parseServeConfig(rest, process.env));
+        const config = parseServeConfig(rest, process.env);
+        const { runServeCommand } = await import('./serve.js');
+        return await runServeCommand(config);
+      }
       case 'run':
-        return await runRunCommand(rest, process.env);
+        return await (await import('./run.js')).runRunCommand(rest, process.env);
       case 'mock-model':
-        return await runMockModelCommand(rest);
+        return await (await import('./mock-model.js')).runMockModelCommand(rest);
       case 'conformance':
-        return await runConformanceCommand(rest);
+        return await (await import('./conformance.js')).runConformanceCommand(rest);
       case 'plan':
-        return await runPlanCommand(rest, process.env);
+        return await (await import('./plan.js')).runPlanCommand(rest, process.env);
       case undefined:
       case 'help':
       case '--help':
       case '-h':
-        return print(rest[0] === 'serve' ? serveHelp() : rest[0] === 'plan' ? PLAN_HELP : USAGE);
+        if (rest[0] === 'plan') return print((await import('./plan.js')).PLAN_HELP);
+        return print(rest[0] === 'serve' ? serveHelp() : USAGE);
       default:
         process.stderr.write(`berth: unknown command ${JSON.stringify(command)}\n\n${USAGE}\n`);
         return 2;
     }
   } catch (err) {
-    process.stderr.write(`berth: ${describeError(err)}\n`);
+    // A mistake of the caller (a bad flag) is its message; a failure of Berth or a backend keeps its
+    // stack and causes, which is all there is to go on afterwards.
+    const expected = isBerthError(err) && err.type !== 'api_error';
+    process.stderr.write(`berth: ${expected ? describeError(err) : formatErrorForLog(err)}\n`);
     return isBerthError(err, 'invalid_config') ? 2 : 1;
   }
 }

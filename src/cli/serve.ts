@@ -1,5 +1,6 @@
 import type { ServeConfig } from '../config.js';
-import { startBerth } from '../server.js';
+import { redactUrl } from '../redact.js';
+import { startBerth, type BerthServer } from '../server.js';
 import { waitForShutdownSignal } from './signals.js';
 
 /** What a drain may take beyond its grace period (suspending every session) before the exit is forced. */
@@ -7,20 +8,7 @@ const DRAIN_MARGIN_MS = 30_000;
 
 export async function runServeCommand(config: ServeConfig): Promise<number> {
   const server = await startBerth(config);
-  const model = server.mockModel
-    ? `the built-in scripted model at ${server.mockModel.url} (no ANTHROPIC_API_KEY set: agents get scripted replies; set it, or --model-endpoint, for a real model)`
-    : config.modelEndpoint;
-  const auth =
-    config.apiKeys.size > 0
-      ? `${config.apiKeys.size} API key(s)`
-      : 'no API keys (tenant "default", loopback only)';
-  const capacity = server.host.info().capacity.agents_per_host;
-  process.stderr.write(
-    `berth: listening on ${server.url}\n` +
-      `berth: model: ${model}\n` +
-      `berth: store: ${config.store}; data dir: ${config.dataDir}; auth: ${auth}\n` +
-      `berth: capacity: ${capacity} agent subprocess(es); warm pool: ${config.warmPool}; pattern: ${config.pattern}\n`,
-  );
+  process.stderr.write(startupLines(server, config));
   const forceExit = (): void => {
     const killed = server.host.killAllNow();
     process.stderr.write(`berth: killed ${killed} subprocess(es)\n`);
@@ -41,4 +29,23 @@ export async function runServeCommand(config: ServeConfig): Promise<number> {
     `berth: drained: ${result.suspended} session(s) suspended, ${result.failed} failed, ${result.stoppedTurns} turn(s) stopped\n`,
   );
   return result.failed === 0 ? 0 : 1;
+}
+
+/** What `berth serve` prints once it listens; URLs without their passwords (the terminal may be a log). */
+export function startupLines(server: BerthServer, config: ServeConfig): string {
+  const model = server.mockModel
+    ? `the built-in scripted model at ${server.mockModel.url} (no ANTHROPIC_API_KEY set: agents get scripted replies; set it, or --model-endpoint, for a real model)`
+    : redactUrl(config.modelEndpoint ?? '');
+  const auth =
+    config.apiKeys.size > 0
+      ? `${config.apiKeys.size} API key(s)`
+      : 'no API keys (tenant "default", loopback only)';
+  const blob = config.blobStore === null ? 'the data dir' : redactUrl(config.blobStore);
+  const capacity = server.host.info().capacity.agents_per_host;
+  return (
+    `berth: listening on ${server.url}\n` +
+    `berth: model: ${model}\n` +
+    `berth: store: ${redactUrl(config.store)}; blob store: ${blob}; data dir: ${config.dataDir}; auth: ${auth}\n` +
+    `berth: capacity: ${capacity} agent subprocess(es); warm pool: ${config.warmPool}; pattern: ${config.pattern}\n`
+  );
 }

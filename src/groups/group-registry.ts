@@ -20,7 +20,9 @@ import { ID_PATTERN } from '../ids.js';
 import type { Session, SessionPaths } from '../session/session.js';
 import type { AgentConfig } from '../stores/types.js';
 import { BUS_SERVER_NAME, BUS_TOOLS, createBusMcpServer } from './bus-mcp.js';
-import { Group, checkGroupIsolation, groupPrompt, type GroupMember } from './group.js';
+import { Group, type GroupMember } from './group.js';
+import { checkGroupIsolation } from './group-isolation.js';
+import { groupPrompt } from './group-prompts.js';
 import { MessageBus, validateAgentName } from './message-bus.js';
 
 /** Fewest and most agents a group may have. */
@@ -206,7 +208,7 @@ export class GroupRegistry {
   get(tenant: string, id: string): Group {
     if (!ID_PATTERN.test(id)) {
       throw new BerthError(
-        'invalid_request',
+        'invalid_id',
         `${JSON.stringify(id.slice(0, 80))} is not a group id: ids match ${ID_PATTERN.source}`,
       );
     }

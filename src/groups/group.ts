@@ -4,40 +4,30 @@
  * memory only; its agents are ordinary sessions (pattern `multi-agent`) that outlive it as sessions if
  * the host restarts.
  *
- * The group has one event stream with its own `seq`: every event of every agent's session, tagged with
- * the agent's name, plus the group's own events (bus messages, rounds). A bounded buffer of the latest
- * events serves replays; older ones stay readable in each agent's session history.
+ * The group has one event stream with its own `seq` (group-events.ts). Agents take turns in rounds: a
+ * `group.rounds` request gives every agent one turn per round, in order, each waiting for the last.
+ * What agents are told is group-prompts.ts; the isolation check before a group exists, group-isolation.ts.
  */
 import { randomBytes } from 'node:crypto';
-import path from 'node:path';
 import { BerthError, describeError, isBerthError } from '../errors.js';
-import type { NewEvent, StoredEvent } from '../session/events.js';
-import type { Session, SessionPaths, UserEvent } from '../session/session.js';
-import { READ_MESSAGES_TOOL, SEND_MESSAGE_TOOL } from './bus-mcp.js';
-import { BROADCAST, type BusMessage, type MessageBus } from './message-bus.js';
+import type { StoredEvent } from '../session/events.js';
+import type { Session, SessionPaths } from '../session/session.js';
+import {
+  DEFAULT_MAX_BUFFERED_CHARS,
+  DEFAULT_MAX_BUFFERED_EVENTS,
+  GroupEventBuffer,
+  type GroupEvent,
+  type GroupInputEvent,
+  type GroupOwnEvent,
+} from './group-events.js';
+import { DEFAULT_ROUND_MESSAGE, renderRoundMessage } from './group-prompts.js';
+import type { BusMessage, MessageBus } from './message-bus.js';
 
 /** Most rounds one `group.rounds` event may ask for. */
 export const MAX_ROUNDS = 20;
 
 /** `group.rounds` requests that may wait while another runs; more is a client out of control. */
 export const MAX_QUEUED_ROUND_RUNS = 10;
-
-/** @default for {@link GroupOptions.maxBufferedEvents}. */
-export const DEFAULT_MAX_BUFFERED_EVENTS = 10_000;
-
-/**
- * @default for {@link GroupOptions.maxBufferedChars}: the replay buffer's bound in characters of JSON,
- * so that long tool results and 32 KiB bus messages cannot grow the host's memory past ~64 MB a group.
- */
-export const DEFAULT_MAX_BUFFERED_CHARS = 32 * 1024 * 1024;
-
-/**
- * What each agent is told at the start of its turn in a round when the client gave no `content`.
- * `{{agent}}`, `{{round}}` and `{{rounds}}` are replaced, in a client's `content` too.
- */
-export const DEFAULT_ROUND_MESSAGE =
-  'Round {{round}} of {{rounds}} for agent {{agent}}: read your messages with read_messages, act, ' +
-  'and send messages to the other agents with send_message.';
 
 /**
  * - `active`: takes events and runs rounds.
@@ -54,110 +44,6 @@ const TRANSITIONS: Record<GroupState, readonly GroupState[]> = {
 
 /** The status clients see: `running` while rounds run or wait, or any agent's turn runs. */
 export type GroupStatus = 'idle' | 'running' | 'terminated';
-
-/** A session event as the group stream carries it: tagged with its agent, renumbered in group order. */
-export type TaggedSessionEvent = NewEvent & {
-  agent: string;
-  session_id: string;
-  /** The event's `seq` in its session's own stream. */
-  session_seq: number;
-};
-
-/** Events of the group itself (payloads; `id`, `seq` and `created_at` are added when stored). */
-export type GroupOwnEvent =
-  | {
-      type: 'group.message';
-      message_id: string;
-      from: string;
-      /** An agent's name, or `*` for every other agent. */
-      to: string;
-      recipients: string[];
-      text: string;
-      sent_at: string;
-    }
-  | { type: 'group.rounds'; rounds: number; content?: string }
-  | { type: 'group.round_started'; round: number; rounds: number }
-  | {
-      type: 'group.rounds_finished';
-      rounds: number;
-      /** Rounds every agent finished its turn of. */
-      completed: number;
-      stop_reason: 'done' | 'error' | 'deleted';
-    }
-  | { type: 'group.error'; agent?: string; error: { type: string; message: string } }
-  | { type: 'group.status_terminated'; reason: string };
-
-export type GroupEvent = (GroupOwnEvent | TaggedSessionEvent) & {
-  id: string;
-  seq: number;
-  created_at: string;
-};
-
-/** An event a client sends to a group. */
-export type GroupInputEvent =
-  (UserEvent & { agent: string }) | { type: 'group.rounds'; rounds: number; content?: string | undefined };
-
-interface Buffered {
-  event: GroupEvent;
-  /** The event as JSON, made once for every SSE client. */
-  json: string;
-}
-
-/**
- * The group's stream: numbers events, keeps the latest in memory (bounded by count and size), and
- * publishes them to subscribers synchronously.
- */
-export class GroupEventBuffer {
-  private seq = 0;
-  private readonly recent: Buffered[] = [];
-  private chars = 0;
-  private readonly listeners = new Set<(event: GroupEvent, json: string) => void>();
-
-  constructor(
-    private readonly maxEvents: number,
-    private readonly maxChars: number,
-  ) {}
-
-  get lastSeq(): number {
-    return this.seq;
-  }
-
-  /** The oldest `seq` still buffered (`lastSeq + 1` when nothing is). */
-  get oldestSeq(): number {
-    return this.recent[0]?.event.seq ?? this.seq + 1;
-  }
-
-  emit(make: (seq: number) => GroupEvent): GroupEvent {
-    const event = make(++this.seq);
-    const json = JSON.stringify(event);
-    this.recent.push({ event, json });
-    this.chars += json.length;
-    while (this.recent.length > 1 && (this.recent.length > this.maxEvents || this.chars > this.maxChars)) {
-      this.chars -= this.recent.shift()!.json.length;
-    }
-    for (const listener of this.listeners) {
-      try {
-        listener(event, json);
-      } catch {
-        // A failing subscriber (a closed socket) must not stop the group or the other subscribers.
-      }
-    }
-    return event;
-  }
-
-  /** Buffered events with `seq > after`, oldest first, at most `limit`. */
-  list(after: number, limit = Infinity): Buffered[] {
-    const first = this.recent[0]?.event.seq ?? this.seq + 1;
-    const from = Math.max(0, after + 1 - first);
-    return this.recent.slice(from, from + limit);
-  }
-
-  /** Live events from now on; returns the unsubscribe function. */
-  subscribe(listener: (event: GroupEvent, json: string) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
-}
 
 /** One agent of a group and what the group tracks of its session. */
 export interface GroupMember {
@@ -500,86 +386,5 @@ export class Group {
       throw new Error(`Group ${this.id}: illegal transition ${this.state} -> ${to}`);
     }
     this.state = to;
-  }
-}
-
-/** A round's message for one agent: `{{agent}}`, `{{round}}` and `{{rounds}}` replaced. */
-export function renderRoundMessage(
-  template: string,
-  values: { agent: string; round: number; rounds: number },
-): string {
-  return template
-    .replaceAll('{{agent}}', values.agent)
-    .replaceAll('{{round}}', String(values.round))
-    .replaceAll('{{rounds}}', String(values.rounds));
-}
-
-/** The paragraph appended to each agent's system prompt: who it is, who the others are, what it has. */
-export function groupPrompt(agent: string, others: readonly string[], sharedDir: string | null): string {
-  const lines = [
-    `You are agent "${agent}" in a group of agents working together. The other agents are: ${others
-      .map((o) => `"${o}"`)
-      .join(', ')}.`,
-    `Talk to them through two tools: ${SEND_MESSAGE_TOOL} (to: an agent's name, or "${BROADCAST}" for all of ` +
-      `them; text: your message) and ${READ_MESSAGES_TOOL} (returns the messages sent to you, oldest first, ` +
-      'each only once).',
-  ];
-  if (sharedDir !== null) {
-    lines.push(
-      `A directory shared by every agent of the group is at ${sharedDir}: files you write there, the ` +
-        'others can read. Your working directory is your own; the other agents cannot see it.',
-    );
-  }
-  return lines.join('\n');
-}
-
-/** What the isolation check looks at for one agent. */
-export interface AgentIsolationPlan {
-  name: string;
-  paths: SessionPaths;
-  /** The subprocess environment its session will get. */
-  env: Readonly<Record<string, string>>;
-}
-
-/** `a` and `b` are the same directory, or one holds the other. */
-function overlaps(a: string, b: string): boolean {
-  const ra = path.resolve(a);
-  const rb = path.resolve(b);
-  return ra === rb || ra.startsWith(`${rb}${path.sep}`) || rb.startsWith(`${ra}${path.sep}`);
-}
-
-/**
- * The check a group passes before any of its sessions exists: each agent has its own working directory,
- * `CLAUDE_CONFIG_DIR` and `HOME`, none of them overlapping another agent's or the shared directory, and
- * its environment names those directories and turns auto memory off. (`settingSources: []` is applied by
- * `Session` to every subprocess, whatever the options.) Berth's layout makes a failure impossible by
- * construction; the check keeps it so.
- * @throws BerthError `isolation_failed`
- */
-export function checkGroupIsolation(plans: readonly AgentIsolationPlan[], sharedDir: string | null): void {
-  const fail = (why: string): never => {
-    throw new BerthError('isolation_failed', `The group was refused: ${why}`);
-  };
-  for (const plan of plans) {
-    const { paths, env } = plan;
-    if (env.CLAUDE_CONFIG_DIR !== paths.configDir) {
-      fail(`agent ${plan.name}'s CLAUDE_CONFIG_DIR is not its own config dir`);
-    }
-    if (env.HOME !== paths.home) fail(`agent ${plan.name}'s HOME is not its own home`);
-    if (env.CLAUDE_CODE_DISABLE_AUTO_MEMORY !== '1') fail(`agent ${plan.name} would run with auto memory`);
-    const own = [paths.cwd, paths.configDir, paths.home];
-    if (sharedDir !== null) {
-      for (const dir of own) {
-        if (overlaps(dir, sharedDir)) fail(`a directory of agent ${plan.name} overlaps the shared directory`);
-      }
-    }
-    for (const other of plans) {
-      if (other === plan) continue;
-      for (const dir of own) {
-        for (const theirs of [other.paths.cwd, other.paths.configDir, other.paths.home]) {
-          if (overlaps(dir, theirs)) fail(`agents ${plan.name} and ${other.name} would share ${dir}`);
-        }
-      }
-    }
   }
 }

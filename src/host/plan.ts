@@ -15,14 +15,13 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { parseServeConfig } from '../config.js';
 import { BerthError } from '../errors.js';
-import { treeRssBytes } from '../sandbox/process-tree.js';
 import type { StopReason } from '../session/events.js';
 import type { Session } from '../session/session.js';
-import { openBerthCore, type BerthCore } from '../server.js';
 import type { Scenario } from '../testing/scenario.js';
+import { openBerthCore, type BerthCore } from './open-core.js';
+import { PlanSampler } from './plan-sampler.js';
 import { DEFAULT_SESSION_CEILING, GIB, agentsPerHost } from './sizing.js';
 
 const MIB = 1024 ** 2;
@@ -258,7 +257,7 @@ export async function measureSessionRam(options: MeasureSessionRamOptions = {}):
   const dataDir = await mkdtemp(path.join(opts.tmpDir, 'berth-plan-'));
   let core: BerthCore | undefined;
   const sessions: Session[] = [];
-  let sampler: Sampler | undefined;
+  let sampler: PlanSampler | undefined;
   let result: PlanResult | undefined;
   try {
     // The throwaway host runs the measured sessions and nothing else: no warm spare (its subprocess would
@@ -285,7 +284,7 @@ export async function measureSessionRam(options: MeasureSessionRamOptions = {}):
         }),
       );
     }
-    sampler = new Sampler(sessions, opts.sampleIntervalMs);
+    sampler = new PlanSampler(sessions, opts.sampleIntervalMs);
     const started = performance.now();
     const drivers = sessions.map((session, index) =>
       driveSession(session, index, opts, sampler!, stop.signal).catch((err: unknown) => {
@@ -336,7 +335,7 @@ async function driveSession(
   session: Session,
   index: number,
   opts: CompiledOptions,
-  sampler: Sampler,
+  sampler: PlanSampler,
   signal: AbortSignal,
 ): Promise<SessionRamMeasurement> {
   const name = opts.sessions > 1 ? `session ${index + 1}, turn` : 'turn';
@@ -435,63 +434,5 @@ async function runTurn(
     clearTimeout(timer);
     signal.removeEventListener('abort', onAbort);
     unsubscribe();
-  }
-}
-
-/**
- * Samples every session's subprocess tree on an interval until stopped. A tree that has not been spawned
- * yet, or has just ended, reads as 0 and is not counted as a sample.
- */
-class Sampler {
-  readonly stats: Array<{ peakBytes: number; samples: number }>;
-  hostPeakBytes = process.memoryUsage.rss();
-  private readonly stopping = new AbortController();
-  private readonly loop: Promise<void>;
-  private stopped: Promise<void> | undefined;
-
-  constructor(
-    private readonly sessions: readonly Session[],
-    private readonly intervalMs: number,
-  ) {
-    this.stats = sessions.map(() => ({ peakBytes: 0, samples: 0 }));
-    this.loop = this.run();
-  }
-
-  /** Samples one session's tree now; returns the bytes (0 when it has no live tree). */
-  async sampleNow(index: number): Promise<number> {
-    const tree = this.sessions[index]?.processInfo?.tree;
-    const stats = this.stats[index];
-    if (!tree || !stats) return 0;
-    const bytes = await treeRssBytes(tree);
-    if (bytes > 0) {
-      stats.samples++;
-      stats.peakBytes = Math.max(stats.peakBytes, bytes);
-    }
-    this.hostPeakBytes = Math.max(this.hostPeakBytes, process.memoryUsage.rss());
-    return bytes;
-  }
-
-  /** Idempotent; resolves when no sample is in flight. */
-  stop(): Promise<void> {
-    this.stopped ??= (async () => {
-      this.stopping.abort();
-      await this.loop;
-    })();
-    return this.stopped;
-  }
-
-  private async run(): Promise<void> {
-    const signal = this.stopping.signal;
-    while (!signal.aborted) {
-      const started = performance.now();
-      await Promise.all(
-        this.sessions.map((_, i) =>
-          // /proc can change under a scan (a tool's process exits); the next sample reads it again.
-          this.sampleNow(i).catch(() => 0),
-        ),
-      );
-      const wait = Math.max(0, this.intervalMs - (performance.now() - started));
-      await sleep(wait, undefined, { signal }).catch(() => undefined);
-    }
   }
 }

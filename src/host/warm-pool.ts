@@ -9,13 +9,20 @@
  * same tenant, so the tenants that create sessions are the ones that find spares.
  *
  * Spares count against the host's capacity: the pool only prewarms while the host has room, and gives a
- * parked spare up when a session needs the room.
+ * parked spare up when a session needs the room. A spare is in one of four places: starting, parked,
+ * reserved (admission counted a session's turn against it: see `reserve`), or handed out (a session's or
+ * a task's process now, no longer the pool's). `trees` counts the first three; a reservation counts even
+ * when its spare died meanwhile, until the session takes it or gives it back, so that the session's slot
+ * is counted exactly once throughout.
  */
-import { prewarm, type CanUseTool, type Options, type SpareProcess } from '@anthropic-ai/claude-agent-sdk';
+import type { CanUseTool, Options, SpareProcess } from '@anthropic-ai/claude-agent-sdk';
 import { rm } from 'node:fs/promises';
 import { describeError } from '../errors.js';
 import type { SpawnedTree } from '../sandbox/plain-spawn.js';
+import { sdkRuntime, type AgentRuntime } from '../session/agent-runtime.js';
 import type { ClaimableSpare } from '../session/spare-claim.js';
+import type { SessionRecord } from '../stores/types.js';
+import type { SpareDirs } from './layout.js';
 
 export interface WarmPoolOptions {
   /** Spares to keep parked. */
@@ -32,6 +39,8 @@ export interface WarmPoolOptions {
   hasRoom: () => boolean;
   killGraceMs: number;
   onError?: (err: unknown) => void;
+  /** Where spares are prewarmed. @default sdkRuntime */
+  runtime?: AgentRuntime;
 }
 
 export interface WarmPoolStats {
@@ -47,11 +56,20 @@ export interface WarmPoolStats {
   lost: number;
 }
 
-/** Directories prewarmed for one spare alone; whoever claims it takes them over. */
-export interface SpareDirs {
-  root: string;
-  configDir: string;
-  home: string;
+/** Agent configs a claim can carry in full (the rest is fixed when a spare is prewarmed). */
+const CLAIMABLE_AGENT_KEYS: ReadonlySet<string> = new Set(['model', 'permission_mode']);
+
+/** Whether a claimed spare can run this session's first turn exactly as `query()` would. */
+export function spareCanRun(record: Pick<SessionRecord, 'started' | 'agent'>): boolean {
+  return !record.started && Object.keys(record.agent).every((k) => CLAIMABLE_AGENT_KEYS.has(k));
+}
+
+/** A parked spare held for one admitted session until its turn starts (see {@link WarmPool.reserve}). */
+export interface SpareReservation {
+  /** The spare, handed out; undefined when it died meanwhile (the session then spawns). Ends the reservation. */
+  take(): ClaimableSpare | undefined;
+  /** Gives the spare back to the pool (the session never started a turn). Ends the reservation. */
+  release(): void;
 }
 
 interface Spare {
@@ -70,6 +88,10 @@ const MAX_BACKOFF_MS = 30_000;
 
 export class WarmPool {
   private readonly parked: Spare[] = [];
+  /** Spares held by open reservations; a spare that dies while reserved leaves this set, not `reservations`. */
+  private readonly reservedSpares = new Set<Spare>();
+  /** Reservations not yet taken or released. */
+  private reservations = 0;
   private starting = 0;
   private readonly counts = { prewarmed: 0, claimed: 0, refused: 0, lost: 0 };
   /** Tenants in the order their next spares are wanted. */
@@ -86,18 +108,46 @@ export class WarmPool {
     }
   }
 
-  /** Subprocess trees the pool holds: parked spares and spares being started. */
+  /** Subprocess trees the pool holds: parked, reserved and starting spares. */
   get trees(): number {
-    return this.parked.length + this.starting;
+    return this.parked.length + this.reservations + this.starting;
   }
 
   get stats(): WarmPoolStats {
     return { parked: this.parked.length, starting: this.starting, ...this.counts };
   }
 
-  /** Whether a session of `tenant` would find a spare now. */
-  has(tenant: string): boolean {
-    return this.parked.some((s) => s.tenant === tenant);
+  /**
+   * Holds a parked spare of `tenant` for one admitted session, so that no other admission counts on it;
+   * undefined when none is parked.
+   */
+  reserve(tenant: string): SpareReservation | undefined {
+    const index = this.parked.findIndex((s) => s.tenant === tenant);
+    if (index < 0) return undefined;
+    const spare = this.parked.splice(index, 1)[0]!;
+    this.reservedSpares.add(spare);
+    this.reservations += 1;
+    let open = true;
+    /** Ends the reservation; whether its spare is still alive and the pool's to give. */
+    const end = (): boolean => {
+      if (!open) return false;
+      open = false;
+      this.reservations -= 1;
+      return this.reservedSpares.delete(spare);
+    };
+    return {
+      take: () => {
+        if (end()) return this.handOut(spare);
+        // Died while reserved: its replacement may start now that the reservation no longer counts.
+        this.fill();
+        return undefined;
+      },
+      release: () => {
+        if (!end()) this.fill();
+        else if (this.closing) void this.discard(spare);
+        else this.parked.unshift(spare);
+      },
+    };
   }
 
   /** Starts prewarms until the pool is full or the host has no room. */
@@ -113,23 +163,24 @@ export class WarmPool {
   /** A parked spare of `tenant`, removed from the pool; a replacement is started. */
   take(tenant: string): ClaimableSpare | undefined {
     const index = this.parked.findIndex((s) => s.tenant === tenant);
-    const spare = index >= 0 ? this.parked.splice(index, 1)[0] : undefined;
-    // Whether or not one was found, this tenant is the one that wants the next spare.
-    this.wanted.unshift(tenant);
-    this.wanted.length = Math.min(this.wanted.length, this.options.size);
-    if (!spare) {
-      // A parked spare of a key nobody asked for since is given up for this one, so that the pool
-      // follows the work (sessions of one tenant, or tasks) rather than its first guess.
-      const idle = this.parked.findIndex((s) => !this.wanted.includes(s.tenant));
-      if (idle >= 0 && this.parked.length + this.starting >= this.options.size) {
-        const [given] = this.parked.splice(idle, 1);
-        this.counts.lost += 1;
-        void this.discard(given!).finally(() => this.fill());
-      } else {
-        setImmediate(() => this.fill());
-      }
-      return undefined;
+    if (index >= 0) return this.handOut(this.parked.splice(index, 1)[0]!);
+    this.wantNext(tenant);
+    // A parked spare of a key nobody asked for since is given up for this one, so that the pool
+    // follows the work (sessions of one tenant, or tasks) rather than its first guess.
+    const idle = this.parked.findIndex((s) => !this.wanted.includes(s.tenant));
+    if (idle >= 0 && this.trees >= this.options.size) {
+      const [given] = this.parked.splice(idle, 1);
+      this.counts.lost += 1;
+      void this.discard(given!).finally(() => this.fill());
+    } else {
+      setImmediate(() => this.fill());
     }
+    return undefined;
+  }
+
+  /** Hands `spare` (out of the pool's lists already) to its claimer; its replacement follows its first turn. */
+  private handOut(spare: Spare): ClaimableSpare {
+    this.wantNext(spare.tenant);
     // The replacement starts once the claimed turn is over: a CLI starting up next to it would share the
     // CPUs with it (measured on 2 cores: a claim's turn took twice as long). A long turn waits no more
     // than REFILL_DELAY_MS.
@@ -159,6 +210,12 @@ export class WarmPool {
     };
   }
 
+  /** The tenant whose session (or task) just asked for a spare is the one that wants the next spare. */
+  private wantNext(tenant: string): void {
+    this.wanted.unshift(tenant);
+    this.wanted.length = Math.min(this.wanted.length, this.options.size);
+  }
+
   /**
    * Gives up one parked spare to make room for a session; resolves when its process tree is gone, or
    * undefined when there was none to give up.
@@ -174,7 +231,9 @@ export class WarmPool {
   close(): Promise<void> {
     this.closing ??= (async () => {
       clearTimeout(this.retryTimer);
-      const spares = this.parked.splice(0);
+      // Reserved spares go too: a session whose reservation dies this way spawns, if the host still lets it.
+      const spares = [...this.parked.splice(0), ...this.reservedSpares];
+      this.reservedSpares.clear();
       await Promise.allSettled(spares.map((s) => this.discard(s)));
       // Spares still starting discard themselves (they see `closing`); their directories go with them.
       await Promise.allSettled([...this.startingNow]);
@@ -204,14 +263,17 @@ export class WarmPool {
         const made = await this.options.spareOptions(tenant);
         const options = made.options;
         dirs = made.dirs;
-        spare = await prewarm({
+        spare = await (this.options.runtime ?? sdkRuntime).prewarm({
           options: { ...options, canUseTool, spawnClaudeCodeProcess: (o) => spawner.spawn(o) },
         });
       } catch (err) {
         this.starting -= 1;
         await spawner.kill(this.options.killGraceMs).catch(() => undefined);
         if (dirs) await rm(dirs.root, { recursive: true, force: true }).catch(() => undefined);
-        this.options.onError?.(new Error(`prewarming a spare failed: ${describeError(err)}`));
+        const tail = spawner.stderrTail().trim().split('\n').slice(-3).join(' | ');
+        this.options.onError?.(
+          new Error(`prewarming a spare failed: ${describeError(err)}${tail ? ` (${tail})` : ''}`),
+        );
         this.retryLater(tenant);
         return;
       }
@@ -228,8 +290,9 @@ export class WarmPool {
       this.parked.push(entry);
       void spare.exited.then(() => {
         const index = this.parked.indexOf(entry);
-        if (index < 0) return; // claimed or discarded: not ours any more
-        this.parked.splice(index, 1);
+        if (index >= 0) this.parked.splice(index, 1);
+        // A reserved spare's reservation still counts until it is taken or released.
+        else if (!this.reservedSpares.delete(entry)) return; // handed out or discarded: not ours any more
         this.counts.lost += 1;
         void this.discard(entry);
         this.wanted.push(tenant);

@@ -91,9 +91,16 @@ export function createApp(options: AppOptions): Hono<Env> {
   const app = new Hono<Env>();
 
   app.onError((err, c) => {
-    if (isBerthError(err)) return errorResponse(c, err);
-    options.onError?.(err);
-    return errorResponse(c, new BerthError('internal', 'Internal error'));
+    if (isBerthError(err)) {
+      // Berth or a backend failed: the log gets the cause, the client only the code and message. A call
+      // its own caller stopped (`aborted`) is no failure.
+      if (err.type === 'api_error' && err.code !== 'aborted') options.onError?.(err);
+      return errorResponse(c, err);
+    }
+    // A bug. The client learns nothing of it (a stack or a message may quote data); the log gets all.
+    const internal = new BerthError('internal', 'Internal error', { cause: err });
+    options.onError?.(internal);
+    return errorResponse(c, internal);
   });
   app.notFound((c) =>
     errorResponse(c, new BerthError('not_found', `No route for ${c.req.method} ${c.req.path}`)),

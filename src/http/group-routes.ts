@@ -5,7 +5,8 @@
 import type { Context, Hono } from 'hono';
 import { z } from 'zod';
 import { BerthError } from '../errors.js';
-import { MAX_ROUNDS, type Group, type GroupEvent, type GroupInputEvent } from '../groups/group.js';
+import type { GroupEvent, GroupInputEvent } from '../groups/group-events.js';
+import { MAX_ROUNDS, type Group } from '../groups/group.js';
 import {
   GroupRegistry,
   MAX_GROUP_AGENTS,

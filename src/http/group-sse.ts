@@ -5,7 +5,8 @@
  * remains. The stream ends after `group.status_terminated`.
  */
 import type { Context } from 'hono';
-import type { Group, GroupEvent } from '../groups/group.js';
+import type { GroupEvent } from '../groups/group-events.js';
+import type { Group } from '../groups/group.js';
 import { streamEvents, type StreamOptions } from './sse.js';
 
 /** An event with its JSON, made once by the buffer for every client. */

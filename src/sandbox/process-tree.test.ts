@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
@@ -39,5 +39,34 @@ describe('process trees', () => {
 
   it('is a no-op for a tree that is already gone', async () => {
     await killTree({ leaderPid: 2 ** 22 - 1, marker: randomUUID() }, { graceMs: 10 });
+  });
+});
+
+describe('the RSS of a tree', () => {
+  it('is what the kernel counts, in bytes, whatever its page size', async () => {
+    const pageSize = Number(execFileSync('getconf', ['PAGESIZE'], { encoding: 'utf8' }).trim());
+    const marker = randomUUID();
+    const child = spawn('sleep', ['60'], {
+      detached: true,
+      stdio: 'ignore',
+      env: { PATH: process.env.PATH, [TREE_MARKER_VAR]: marker },
+    });
+    const tree = { leaderPid: child.pid!, marker };
+    try {
+      // statm's second field is the resident size in pages; an idle `sleep` stops changing once started.
+      const statmBytes = (): number =>
+        Number(readFileSync(`/proc/${child.pid}/statm`, 'utf8').split(' ')[1]) * pageSize;
+      let last = -1;
+      for (let i = 0; i < 200; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        const now = statmBytes();
+        if (now > 0 && now === last) break;
+        last = now;
+      }
+      expect(last).toBeGreaterThan(0);
+      expect(await treeRssBytes(tree)).toBe(statmBytes());
+    } finally {
+      await killTree(tree, { graceMs: 200 });
+    }
   });
 });

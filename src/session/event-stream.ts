@@ -2,8 +2,15 @@
  * The events of one session: numbers them, publishes them to live subscribers at once, and writes them
  * to the event log in order. Readers of history call `flush()` first so that what they read includes
  * everything already published.
+ *
+ * Invariant: an event leaves `pending` only once the log has stored it. A write that fails leaves its
+ * events pending; the next `emit()` or `flush()` writes them again (with any newer ones, in seq order),
+ * and until that succeeds every `flush()` rejects with the failure. There is no timer: a stream has no
+ * close, and a retry after the session's deletion would bring its events back. A retry may find events
+ * of the failed write stored after all (its answer was lost): `appendEventsOnce` stores only the rest.
  */
 import { randomBytes } from 'node:crypto';
+import { appendEventsOnce } from '../stores/event-append.js';
 import type { EventLog } from '../stores/types.js';
 import type { NewEvent, StoredEvent } from './events.js';
 
@@ -19,11 +26,14 @@ function eventId(): string {
 export class SessionEventStream {
   private seq: number;
   private readonly listeners = new Set<EventListener>();
-  private writing: Promise<void> = Promise.resolve();
-  private readonly unwritten: StoredEvent[] = [];
+  /** Emitted events the log does not hold yet, in seq order. */
+  private readonly pending: StoredEvent[] = [];
+  /** The write in flight, which also writes what is emitted meanwhile; undefined when none runs. */
+  private writing: Promise<void> | undefined;
+  /** Set when a write failed: the events it held may be in the log after all. */
+  private retrying = false;
   /** The latest events this process emitted, contiguous in seq. */
   private readonly recent: StoredEvent[] = [];
-  private writeError: Error | undefined;
 
   constructor(
     /** The event log key of the session (see `sessionKey`). */
@@ -38,6 +48,11 @@ export class SessionEventStream {
     return this.seq;
   }
 
+  /** Events emitted but not yet in the log (a write in flight, or failed and waiting for a retry). */
+  get unwritten(): number {
+    return this.pending.length;
+  }
+
   /** Numbers, publishes and persists the events; returns them as stored. */
   emit(...events: NewEvent[]): StoredEvent[] {
     if (events.length === 0) return [];
@@ -50,18 +65,9 @@ export class SessionEventStream {
     }));
     this.recent.push(...stored);
     if (this.recent.length > RECENT_EVENTS) this.recent.splice(0, this.recent.length - RECENT_EVENTS);
-    // Events emitted while a write is queued join that write: one transaction for a burst of events.
-    const scheduleWrite = this.unwritten.length === 0;
-    this.unwritten.push(...stored);
-    if (scheduleWrite) {
-      this.writing = this.writing.then(() => {
-        const batch = this.unwritten.splice(0);
-        return this.log.append(this.key, batch).catch((err: unknown) => {
-          // Kept for flush(): a lost event must surface to the next reader, not vanish.
-          this.writeError ??= err instanceof Error ? err : new Error(String(err));
-        });
-      });
-    }
+    this.pending.push(...stored);
+    // A failure stays with the pending events, for the next flush() to report.
+    this.write().catch(() => undefined);
     for (const event of stored) {
       for (const listener of this.listeners) {
         try {
@@ -74,14 +80,40 @@ export class SessionEventStream {
     return stored;
   }
 
-  /** Resolves when every event emitted so far is in the log; rejects if one could not be written. */
+  /**
+   * Resolves when every event emitted so far is in the log. When a write fails it rejects, and every
+   * later call writes the pending events again and rejects as long as that fails.
+   */
   async flush(): Promise<void> {
-    await this.writing;
-    if (this.writeError !== undefined) {
-      const err = this.writeError;
-      this.writeError = undefined;
-      throw err;
-    }
+    if (this.pending.length === 0 && !this.writing) return;
+    await this.write();
+  }
+
+  /**
+   * Writes the pending events, and those emitted while it runs, in seq order; joins the write in flight
+   * if there is one. Events emitted while a write is in flight go together in the next append: one
+   * transaction for a burst of events.
+   */
+  private write(): Promise<void> {
+    this.writing ??= (async () => {
+      try {
+        while (this.pending.length > 0) {
+          const batch = this.pending.slice();
+          try {
+            if (this.retrying) await appendEventsOnce(this.log, this.key, batch);
+            else await this.log.append(this.key, batch);
+          } catch (err) {
+            this.retrying = true;
+            throw err instanceof Error ? err : new Error(String(err));
+          }
+          this.pending.splice(0, batch.length);
+          this.retrying = false;
+        }
+      } finally {
+        this.writing = undefined;
+      }
+    })();
+    return this.writing;
   }
 
   /**

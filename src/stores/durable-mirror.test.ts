@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { SessionKey, SessionStore, SessionStoreEntry } from '@anthropic-ai/claude-agent-sdk';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { BerthError, isBerthError } from '../errors.js';
 import { runSessionStoreConformance } from '../testing/session-store-conformance.js';
 import { DurableMirror } from './durable-mirror.js';
 import { event } from '../testing/event-log-conformance.js';
@@ -204,6 +205,35 @@ describe('DurableMirror', () => {
     expect(await m.load(KEY)).toBeNull();
   });
 
+  it('reports a backend that hangs as delayed, and ships each entry once when it answers late', async () => {
+    const store = backend();
+    // The first append hangs until released, then writes: a Redis stopped with SIGSTOP and continued.
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const hanging: SessionStore = {
+      append: async (key, entries) => {
+        if (store.appendCalls++ === 0) await gate;
+        await store.inner.append(key, entries);
+      },
+      load: (key) => store.inner.load(key),
+    };
+    const delayed: unknown[] = [];
+    const m = mirror(hanging, { storeTimeoutMs: 50, onDelayed: (_key, err) => delayed.push(err) });
+    // Without uuids: only the mirror's look before a retry keeps these from being stored twice.
+    await m.append(KEY, [{ type: 'ai-title', aiTitle: 'one' }]);
+    await until(() => delayed.length > 0, 'the hang to be reported');
+    expect(isBerthError(delayed[0], 'store_unavailable')).toBe(true);
+    expect(String(delayed[0])).toMatch(/no answer within 50 ms/);
+    await m.append(KEY, [{ type: 'ai-title', aiTitle: 'two' }]);
+    // Retries come every few ms; none may overtake the write still hanging, which may yet land.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(m.delayed).toBe(true);
+    expect(store.appendCalls).toBe(1);
+    release();
+    await m.drain();
+    expect((await store.inner.load(KEY))!.map((e) => e.aiTitle)).toEqual(['one', 'two']);
+  });
+
   it('drain gives up when its signal aborts', async () => {
     const store = backend();
     store.down = true;
@@ -271,6 +301,33 @@ describe('DurableMirror: events and registry', () => {
     expect((await s.log.list('acme/s1', { after: 0, limit: 10 })).map((e) => e.seq)).toEqual([1, 2]);
   });
 
+  it('keeps an event batch spooled when the log fails with internal, and ships it later', async () => {
+    const s = stores();
+    let failures = 2;
+    const flaky: EventLog = {
+      ...s.eventLog,
+      append: (key, events) =>
+        failures-- > 0
+          ? Promise.reject(new BerthError('internal', 'a bug in the adapter, nothing written'))
+          : s.log.append(key, events),
+    };
+    const m = mirror(backend().inner, { eventLog: flaky, registry: s.reg });
+    await m.eventLog.append('acme/s1', [event(1), event(2)]);
+    await m.eventLog.append('acme/s1', [event(3)]);
+    await m.drain();
+    expect((await s.log.list('acme/s1', { after: 0, limit: 10 })).map((e) => e.seq)).toEqual([1, 2, 3]);
+  });
+
+  it('on a seq conflict ships the events of the batch that the log lacks', async () => {
+    const s = stores();
+    // Seq 1 reached the log but the host died before it heard back (and before event 2 went out).
+    await s.log.append('acme/s1', [event(1)]);
+    const m = mirror(backend().inner, { eventLog: s.eventLog, registry: s.reg });
+    await m.eventLog.append('acme/s1', [event(1), event(2)]);
+    await m.drain();
+    expect(await s.log.list('acme/s1', { after: 0, limit: 10 })).toEqual([event(1), event(2)]);
+  });
+
   it('spools registry updates, applies them to reads, and ships them merged', async () => {
     const s = stores();
     const m = mirror(backend().inner, { eventLog: s.eventLog, registry: s.reg });
@@ -319,8 +376,19 @@ runSessionStoreConformance(
             spoolPath: path.join(spoolDir, `spool-${i}.db`),
           }),
       );
+      // A host reads its own writes at once and other hosts' once they have shipped: each read waits
+      // for every spool to drain, as a reader on another host would after the writers' shippers ran.
+      const shipped = () => Promise.all(mirrors.map((m) => m.drain()));
+      const stores = mirrors.map((m): SessionStore => ({
+        append: (key, entries) => m.append(key, entries),
+        load: async (key) => (await shipped(), m.load(key)),
+        listSessions: async (projectKey) => (await shipped(), m.listSessions(projectKey)),
+        listSessionSummaries: async (projectKey) => (await shipped(), m.listSessionSummaries(projectKey)),
+        delete: (key) => m.delete(key),
+        listSubkeys: async (key) => (await shipped(), m.listSubkeys(key)),
+      }));
       return {
-        stores: mirrors,
+        stores,
         cleanup: async () => {
           for (const m of mirrors) await m.close();
           for (const db of dbs) db.close();

@@ -9,8 +9,10 @@
  * same data dir ships what its spool still holds.
  *
  * Shipping is idempotent: transcript entries carry uuids that every store skips when it holds them, an
- * event batch whose seqs the log already holds was shipped before (event-log appends are all or nothing),
- * and a registry patch can be applied twice. So a write that reached the store just before the host died,
+ * event batch refused with `event_seq_conflict` is checked against the log and only what it lacks is
+ * appended (event-log appends are all or nothing; no other code counts as "already stored"), and a
+ * registry patch can be applied twice. Every store call has a deadline (`storeTimeoutMs`): a store that
+ * hangs is an outage like one that refuses, reported the same way. So a write that reached the store just before the host died,
  * and is still spooled, is harmless to ship again.
  *
  * Spool layout (SQLite, WAL): `ops(seq, kind, scope, name, subpath, payload)`, one row per write, `seq`
@@ -21,8 +23,6 @@
  * - `registry`: scope = tenant, name = session id, payload = the patch.
  * Creating and deleting sessions are not spooled: they go to the store at once and fail while it is down.
  */
-import { mkdirSync } from 'node:fs';
-import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type {
   SessionKey,
@@ -30,11 +30,16 @@ import type {
   SessionStoreEntry,
   SessionSummaryEntry,
 } from '@anthropic-ai/claude-agent-sdk';
-import Database from 'better-sqlite3';
-import { isBerthError } from '../errors.js';
+import type Database from 'better-sqlite3';
+import { checkAborted } from './abort.js';
 import { canonicalJson } from './canonical-json.js';
+import { DEFAULT_STORE_TIMEOUT_MS } from './deadline.js';
+import { appendEventsOnce } from './event-append.js';
 import type { StoredEvent } from '../session/events.js';
+import { MAIN, openSpool, sameTarget, transcriptKey } from './spool.js';
+import type { Kind, OpRow, SpoolStatements } from './spool.js';
 import type { EventLog, ListPage, SessionRecord, SessionRef, SessionRegistry } from './types.js';
+import { eventLogWithDeadlines, registryWithDeadlines, sessionStoreWithDeadlines } from './with-deadlines.js';
 
 export interface DurableMirrorOptions {
   /** Where transcript entries end up. */
@@ -56,38 +61,25 @@ export interface DurableMirrorOptions {
   onDelayed?: (key: { projectKey: string; sessionId: string }, error: unknown) => void;
   /** Called when the store accepts writes again after an outage, with the backlog left to ship. */
   onRecovered?: (backlog: number) => void;
-}
-
-type Kind = 'transcript' | 'events' | 'registry';
-
-interface OpRow {
-  seq: number;
-  kind: Kind;
-  scope: string;
-  name: string;
-  subpath: string;
-  payload: string;
+  /**
+   * The deadline of every store call (`--store-timeout`): a shipment the store has not answered by then
+   * fails like a refused one, so a hanging store is reported (`onDelayed`) instead of stalling the
+   * shipper silently. A shipment abandoned at its deadline may still land; the next call to that store
+   * waits for it first (see `with-deadlines.ts`), and the retry looks before it ships again.
+   * @default 10000
+   */
+  storeTimeoutMs?: number;
 }
 
 /** How many spooled rows one shipping round reads. */
 const SHIP_ROWS = 200;
 
-const MAIN = '';
-
-function sameTarget(a: OpRow, b: OpRow): boolean {
-  return a.kind === b.kind && a.scope === b.scope && a.name === b.name && a.subpath === b.subpath;
-}
-
-function transcriptKey(row: OpRow): SessionKey {
-  return row.subpath === MAIN
-    ? { projectKey: row.scope, sessionId: row.name }
-    : { projectKey: row.scope, sessionId: row.name, subpath: row.subpath };
-}
-
 export class DurableMirror implements SessionStore {
   private readonly db: Database.Database;
-  private readonly sql: ReturnType<typeof prepare>;
+  private readonly sql: SpoolStatements;
   private readonly backend: SessionStore;
+  private readonly log: EventLog | undefined;
+  private readonly records: SessionRegistry | undefined;
   private readonly minBackoffMs: number;
   private readonly maxBackoffMs: number;
   private wake: (() => void) | undefined;
@@ -102,24 +94,13 @@ export class DurableMirror implements SessionStore {
   private suspect = false;
 
   constructor(private readonly options: DurableMirrorOptions) {
-    this.backend = options.backend;
+    const timeoutMs = options.storeTimeoutMs ?? DEFAULT_STORE_TIMEOUT_MS;
+    this.backend = sessionStoreWithDeadlines(options.backend, timeoutMs);
+    this.log = options.eventLog && eventLogWithDeadlines(options.eventLog, timeoutMs);
+    this.records = options.registry && registryWithDeadlines(options.registry, timeoutMs);
     this.minBackoffMs = options.minBackoffMs ?? 100;
     this.maxBackoffMs = options.maxBackoffMs ?? 5000;
-    mkdirSync(path.dirname(options.spoolPath), { recursive: true });
-    this.db = new Database(options.spoolPath);
-    this.db.pragma('journal_mode = WAL');
-    // NORMAL with WAL is durable against a process crash (SIGKILL), which is the failure this guards.
-    this.db.pragma('synchronous = NORMAL');
-    this.db.exec(`CREATE TABLE IF NOT EXISTS ops (
-      seq     INTEGER PRIMARY KEY AUTOINCREMENT,
-      kind    TEXT NOT NULL,
-      scope   TEXT NOT NULL,
-      name    TEXT NOT NULL,
-      subpath TEXT NOT NULL,
-      payload TEXT NOT NULL
-    );
-    CREATE INDEX IF NOT EXISTS ops_by_target ON ops (kind, scope, name, subpath, seq);`);
-    this.sql = prepare(this.db);
+    ({ db: this.db, sql: this.sql } = openSpool(options.spoolPath));
     this.shipper = this.ship();
   }
 
@@ -201,17 +182,17 @@ export class DurableMirror implements SessionStore {
 
   /** An {@link EventLog} whose appends are spooled and whose reads include what is spooled. */
   get eventLog(): EventLog {
-    const log = this.options.eventLog;
+    const log = this.log;
     if (!log) throw new Error('DurableMirror: no eventLog was given');
     return {
-      append: (key, events) => {
-        if (events.length > 0) this.spool('events', key, MAIN, MAIN, events);
-        return Promise.resolve();
-      },
-      list: async (key, { after, limit }) => {
+      append: (key, events, options) =>
+        this.local('spool events', options?.signal, () => {
+          if (events.length > 0) this.spool('events', key, MAIN, MAIN, events);
+        }),
+      list: async (key, { after, limit, signal }) => {
         const { spooled, stored } = await this.exclusive(async () => ({
           spooled: this.sql.byTarget.all('events', key, MAIN, MAIN),
-          stored: await log.list(key, { after, limit }),
+          stored: await log.list(key, { after, limit, signal }),
         }));
         if (spooled.length === 0) return stored;
         const bySeq = new Map(stored.map((e) => [e.seq, e]));
@@ -222,15 +203,16 @@ export class DurableMirror implements SessionStore {
         }
         return [...bySeq.values()].sort((a, b) => a.seq - b.seq).slice(0, Math.max(0, limit));
       },
-      lastSeq: async (key) => {
+      lastSeq: async (key, options) => {
         const spooled = this.sql.byTarget.all('events', key, MAIN, MAIN);
         const last = spooled.flatMap((r) => (JSON.parse(r.payload) as StoredEvent[]).map((e) => e.seq));
-        return Math.max(await log.lastSeq(key), ...last);
+        return Math.max(await log.lastSeq(key, options), ...last);
       },
-      deleteSession: (key) =>
+      deleteSession: (key, options) =>
         this.exclusive(async () => {
+          checkAborted(options?.signal, 'delete events');
           this.sql.dropTarget.run('events', key, MAIN, MAIN);
-          await log.deleteSession(key);
+          await log.deleteSession(key, options);
         }),
     };
   }
@@ -239,7 +221,7 @@ export class DurableMirror implements SessionStore {
 
   /** A {@link SessionRegistry} whose updates are spooled and whose reads apply what is spooled. */
   get registry(): SessionRegistry {
-    const registry = this.options.registry;
+    const registry = this.records;
     if (!registry) throw new Error('DurableMirror: no registry was given');
     const withPatches = (record: SessionRecord): SessionRecord => {
       let merged = record;
@@ -249,23 +231,24 @@ export class DurableMirror implements SessionStore {
       return merged;
     };
     return {
-      create: (record) => registry.create(record),
-      get: async (ref) => {
-        const record = await this.exclusive(() => registry.get(ref));
+      create: (record, options) => registry.create(record, options),
+      get: async (ref, options) => {
+        const record = await this.exclusive(() => registry.get(ref, options));
         return record && withPatches(record);
       },
       list: async (tenant, page): Promise<ListPage<SessionRecord>> => {
         const result = await this.exclusive(() => registry.list(tenant, page));
         return { ...result, data: result.data.map(withPatches) };
       },
-      update: (ref: SessionRef, patch) => {
-        this.spool('registry', ref.tenant, ref.id, MAIN, { ...patch, updatedAt: Date.now() });
-        return Promise.resolve();
-      },
-      delete: (ref) =>
+      update: (ref: SessionRef, patch, options) =>
+        this.local('spool a session update', options?.signal, () => {
+          this.spool('registry', ref.tenant, ref.id, MAIN, { ...patch, updatedAt: Date.now() });
+        }),
+      delete: (ref, options) =>
         this.exclusive(async () => {
+          checkAborted(options?.signal, 'delete session');
           this.sql.dropTarget.run('registry', ref.tenant, ref.id, MAIN);
-          await registry.delete(ref);
+          await registry.delete(ref, options);
         }),
     };
   }
@@ -301,6 +284,17 @@ export class DurableMirror implements SessionStore {
       this.db.close();
     })();
     return this.closing;
+  }
+
+  /** A spool-only call: synchronous, so its signal is honoured once, before it runs. */
+  private local(what: string, signal: AbortSignal | undefined, work: () => void): Promise<void> {
+    try {
+      checkAborted(signal, what);
+      work();
+      return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
   }
 
   private spool(kind: Kind, scope: string, name: string, subpath: string, payload: unknown): void {
@@ -368,14 +362,10 @@ export class DurableMirror implements SessionStore {
         break;
       }
       case 'events':
-        // One call per row: a row shipped before a crash fails as a whole (its seqs are taken) and is
-        // skipped, while the rows after it must still go.
+        // One call per row: a row shipped before a crash conflicts (its seqs are taken), and is deleted
+        // only once the log is seen to hold every one of its events; any other failure keeps the row.
         for (const row of group) {
-          try {
-            await this.options.eventLog!.append(row.scope, JSON.parse(row.payload) as StoredEvent[]);
-          } catch (err) {
-            if (!isBerthError(err, 'internal')) throw err;
-          }
+          await appendEventsOnce(this.log!, row.scope, JSON.parse(row.payload) as StoredEvent[]);
           this.sql.deleteRow.run(row.seq);
         }
         return;
@@ -384,7 +374,7 @@ export class DurableMirror implements SessionStore {
           {},
           ...group.map((r) => JSON.parse(r.payload) as object),
         ) as Partial<SessionRecord>;
-        await this.options.registry!.update({ tenant: first.scope, id: first.name }, patch);
+        await this.records!.update({ tenant: first.scope, id: first.name }, patch);
         break;
       }
     }
@@ -450,37 +440,4 @@ export function shippedPrefix(
     if (head.every((entry, i) => entry === tail[offset + i])) return k;
   }
   return 0;
-}
-
-function prepare(db: Database.Database) {
-  return {
-    insert: db.prepare<[Kind, string, string, string, string]>(
-      'INSERT INTO ops (kind, scope, name, subpath, payload) VALUES (?, ?, ?, ?, ?)',
-    ),
-    count: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM ops'),
-    exists: db.prepare<[number], { seq: number }>('SELECT seq FROM ops WHERE seq = ?'),
-    countScope: db.prepare<[Kind, string], { n: number }>(
-      'SELECT count(*) AS n FROM ops WHERE kind = ? AND scope = ?',
-    ),
-    oldest: db.prepare<[number], OpRow>('SELECT * FROM ops ORDER BY seq LIMIT ?'),
-    byTarget: db.prepare<[Kind, string, string, string], OpRow>(
-      'SELECT * FROM ops WHERE kind = ? AND scope = ? AND name = ? AND subpath = ? ORDER BY seq',
-    ),
-    subpaths: db.prepare<[string, string], { subpath: string }>(
-      `SELECT DISTINCT subpath FROM ops WHERE kind = 'transcript' AND scope = ? AND name = ? AND subpath != '${MAIN}'`,
-    ),
-    pendingSessions: db.prepare<[], { scope: string; name: string }>(
-      `SELECT DISTINCT scope, name FROM ops WHERE kind = 'transcript'`,
-    ),
-    deleteRow: db.prepare<[number]>('DELETE FROM ops WHERE seq = ?'),
-    deleteUpTo: db.prepare<[Kind, string, string, string, number]>(
-      'DELETE FROM ops WHERE kind = ? AND scope = ? AND name = ? AND subpath = ? AND seq <= ?',
-    ),
-    dropTarget: db.prepare<[Kind, string, string, string]>(
-      'DELETE FROM ops WHERE kind = ? AND scope = ? AND name = ? AND subpath = ?',
-    ),
-    dropSession: db.prepare<[Kind, string, string]>(
-      'DELETE FROM ops WHERE kind = ? AND scope = ? AND name = ?',
-    ),
-  };
 }

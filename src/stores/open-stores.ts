@@ -1,15 +1,28 @@
 /**
  * `--store URL` to the stores Berth runs on. One URL names where transcripts, the session registry and
- * the event log live.
+ * the event log live. Every call of the three stores returned has a deadline (`--store-timeout`, see
+ * `with-deadlines.ts`), so that a backend that hangs fails like one that refuses.
  */
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { BerthError, describeError } from '../errors.js';
 import { DEFAULT_POSTGRES_SCHEMA } from './postgres/schema.js';
 import { DEFAULT_REDIS_PREFIX } from './redis/keys.js';
+import { DEFAULT_STORE_TIMEOUT_MS } from './deadline.js';
 import type { Stores } from './types.js';
+import { storesWithDeadlines } from './with-deadlines.js';
 
 export type { Stores } from './types.js';
+
+/** Options of {@link openStores}. */
+export interface OpenStoresOptions {
+  /**
+   * Each store call's deadline, in ms (`--store-timeout`): a call not answered by then fails with
+   * `store_unavailable`.
+   * @default 10000
+   */
+  timeoutMs?: number;
+}
 
 export const STORE_URL_FORMS = [
   'sqlite:PATH',
@@ -19,7 +32,11 @@ export const STORE_URL_FORMS = [
   's3://BUCKET/PREFIX?endpoint=URL&region=R&forcePathStyle=true',
 ] as const;
 
-export async function openStores(url: string): Promise<Stores> {
+export async function openStores(url: string, options: OpenStoresOptions = {}): Promise<Stores> {
+  return storesWithDeadlines(await openBackend(url), options.timeoutMs ?? DEFAULT_STORE_TIMEOUT_MS);
+}
+
+async function openBackend(url: string): Promise<Stores> {
   const colon = url.indexOf(':');
   const scheme = colon > 0 ? url.slice(0, colon).toLowerCase() : '';
   switch (scheme) {

@@ -69,31 +69,52 @@ export interface ListPage<T> {
   next: string | null;
 }
 
+/**
+ * What every registry, event-log and blob-store call takes besides its arguments. `signal` stops the call:
+ * an adapter passes it to its driver where the driver takes one, and otherwise stops waiting; either way
+ * the call rejects with `BerthError('aborted')`. Whether the work itself was done is then unknown, as
+ * with any failed call.
+ */
+export interface StoreCallOptions {
+  signal?: AbortSignal | undefined;
+}
+
 export interface SessionRegistry {
   /** Throws `BerthError('session_exists')` when the tenant already has a session with this id. */
-  create(record: SessionRecord): Promise<void>;
+  create(record: SessionRecord, options?: StoreCallOptions): Promise<void>;
   /** The record, or undefined. */
-  get(ref: SessionRef): Promise<SessionRecord | undefined>;
+  get(ref: SessionRef, options?: StoreCallOptions): Promise<SessionRecord | undefined>;
   /** The tenant's sessions, newest first. */
   list(
     tenant: string,
-    options: { limit: number; cursor?: string | undefined },
+    options: { limit: number; cursor?: string | undefined } & StoreCallOptions,
   ): Promise<ListPage<SessionRecord>>;
   /** Applies the patch and bumps `updatedAt`; a no-op for an unknown id. */
-  update(ref: SessionRef, patch: Partial<Omit<SessionRecord, 'id' | 'tenant' | 'createdAt'>>): Promise<void>;
+  update(
+    ref: SessionRef,
+    patch: Partial<Omit<SessionRecord, 'id' | 'tenant' | 'createdAt'>>,
+    options?: StoreCallOptions,
+  ): Promise<void>;
   /** Removes the record; a no-op for an unknown id. */
-  delete(ref: SessionRef): Promise<void>;
+  delete(ref: SessionRef, options?: StoreCallOptions): Promise<void>;
 }
 
 /** Events of all sessions, keyed by {@link sessionKey}. */
 export interface EventLog {
-  /** Stores events whose `seq` the caller assigned (strictly increasing per session). */
-  append(sessionId: string, events: StoredEvent[]): Promise<void>;
+  /**
+   * Stores events whose `seq` the caller assigned (strictly increasing per session), all or none. A seq
+   * the log already holds, or one repeated in the batch, fails the whole batch with
+   * `BerthError('event_seq_conflict')` and stores none of it.
+   */
+  append(sessionId: string, events: StoredEvent[], options?: StoreCallOptions): Promise<void>;
   /** Events with `seq > after`, oldest first, at most `limit`. */
-  list(sessionId: string, options: { after: number; limit: number }): Promise<StoredEvent[]>;
+  list(
+    sessionId: string,
+    options: { after: number; limit: number } & StoreCallOptions,
+  ): Promise<StoredEvent[]>;
   /** The highest stored `seq`, or 0. */
-  lastSeq(sessionId: string): Promise<number>;
-  deleteSession(sessionId: string): Promise<void>;
+  lastSeq(sessionId: string, options?: StoreCallOptions): Promise<number>;
+  deleteSession(sessionId: string, options?: StoreCallOptions): Promise<void>;
 }
 
 /** Everything one `--store URL` names: where transcripts, the session registry and the event log live. */

@@ -12,6 +12,8 @@ export interface RegisterConformanceOptions<T> {
   sharedFactory?: SharedConformanceFactory<T> | undefined;
   /** Vitest's timeout for the `slow` cases; the others keep the configured one. */
   slowCaseTimeoutMs?: number | undefined;
+  /** Cases to skip, by name, each with the reason its title gives. */
+  skip?: Readonly<Record<string, string>> | undefined;
 }
 
 /**
@@ -25,7 +27,7 @@ export function registerConformanceCases<T>(
   factory: ConformanceFactory<T>,
   options: RegisterConformanceOptions<T> = {},
 ): void {
-  const { sharedFactory, slowCaseTimeoutMs } = options;
+  const { sharedFactory, slowCaseTimeoutMs, skip: skipped = {} } = options;
   describe(title, async () => {
     let probe: T | undefined;
     if (cases.some((kase) => kase.requires?.length)) {
@@ -35,8 +37,9 @@ export function registerConformanceCases<T>(
     }
     const register = (kase: ConformanceCase<T>) => {
       const absent = probe === undefined ? [] : absentMethods(kase, probe);
-      const skip =
-        absent.length > 0
+      const skip = Object.hasOwn(skipped, kase.name)
+        ? skipped[kase.name]
+        : absent.length > 0
           ? absentReason(absent)
           : kase.shared && !sharedFactory
             ? 'no sharedFactory was given'

@@ -8,27 +8,35 @@
  *   true, else a JSON message; faults from {@link MockModel.setFault} and {@link Reply.fault}.
  * - `POST /v1/messages/count_tokens`: `{ input_tokens }`, estimated at 4 characters a token.
  * - anything else: 404 with an Anthropic error body; malformed bodies: 400.
+ *
+ * This module routes a request and decides the reply: the scenario step (`scenario-matcher.ts`) and the
+ * fault. Writing it (SSE, JSON, the faults' delays and drops) is `mock-model-http.ts`; the request log that
+ * tests read and wait on is `request-log.ts`.
  */
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describeError } from '../errors.js';
-import {
-  errorTypeForStatus,
-  formatSseFrame,
-  streamEvents,
-  wireError,
-  type WireContentBlock,
-  type WireMessage,
-} from './anthropic-sse.js';
+import { errorTypeForStatus, wireError, type WireContentBlock, type WireMessage } from './anthropic-sse.js';
 import {
   analyzeRequest,
   estimateTokens,
   isMessagesRequestBody,
   type AnalyzedRequest,
 } from './messages-request.js';
+import {
+  MAX_BODY_BYTES,
+  parseJson,
+  readBody,
+  respondReply,
+  sendJson,
+  streamReply,
+} from './mock-model-http.js';
+import { RequestLog, type RecordedRequest, type WaitForRequestOptions } from './request-log.js';
 import { ScenarioMatcher, fillerText, type ReplyPlan } from './scenario-matcher.js';
 import { parseFault, type Fault, type Scenario } from './scenario.js';
+
+export type { RecordedRequest, WaitForRequestOptions } from './request-log.js';
 
 /** Options of {@link startMockModel}. */
 export interface MockModelOptions {
@@ -40,41 +48,6 @@ export interface MockModelOptions {
   scenarios?: Scenario[];
   /** The request log keeps this many of the newest requests. @default 10_000 */
   maxRecordedRequests?: number;
-}
-
-/** One request the mock model received, as the request log keeps it. */
-export interface RecordedRequest {
-  /** 1 for the first request the mock model received, then increasing. */
-  seq: number;
-  /** `Date.now()` when the request body had arrived. */
-  at: number;
-  method: string;
-  /** The URL path without the query string. */
-  path: string;
-  /** The `x-claude-code-session-id` header. */
-  sessionId: string | null;
-  /** Request headers without credentials (`x-api-key`, `authorization`, cookies). */
-  headers: Record<string, string>;
-  /** The parsed JSON body; the raw text when it is not JSON; null when empty. */
-  body: unknown;
-  /** A messages request that offers tools (the agent loop), as opposed to a side request. */
-  isMain: boolean;
-  /** The user's words of the current turn, without `<system-reminder>` parts. */
-  userText: string | null;
-  /** The `tool_result` blocks of the last user message, reduced to text. */
-  toolResults: Array<{ tool_use_id: string; text: string; is_error: boolean }>;
-  messages: unknown[];
-  /** The scenario whose step answered; null for the default reply and for other routes. */
-  matchedScenario: string | null;
-  /** The step index the reply was chosen for; null for other routes. */
-  stepIndex: number | null;
-}
-
-/** Options of {@link MockModel.waitForRequest}. */
-export interface WaitForRequestOptions {
-  /** @default 30_000 */
-  timeoutMs?: number;
-  signal?: AbortSignal;
 }
 
 /** A running mock model. */
@@ -108,10 +81,6 @@ export interface MockModel {
   close(): Promise<void>;
 }
 
-// Long sessions resend their whole transcript each request; a body this size is a runaway client.
-const MAX_BODY_BYTES = 64 * 1024 * 1024;
-// setTimeout fires after 1 ms when given more than 2^31-1 ms, so longer stalls wait for an abort only.
-const MAX_TIMER_MS = 2 ** 31 - 1;
 const SECRET_HEADERS = new Set(['x-api-key', 'authorization', 'proxy-authorization', 'cookie']);
 
 /**
@@ -124,24 +93,15 @@ export async function startMockModel(options: MockModelOptions = {}): Promise<Mo
   return model;
 }
 
-interface Waiter {
-  predicate: (request: RecordedRequest) => boolean;
-  resolve: (request: RecordedRequest) => void;
-  reject: (err: Error) => void;
-}
-
 class MockModelServer implements MockModel {
   readonly #server: http.Server;
   readonly #host: string;
   readonly #matcher: ScenarioMatcher;
-  readonly #maxLog: number;
-  readonly #log: RecordedRequest[] = [];
-  readonly #waiters = new Set<Waiter>();
+  readonly #log: RequestLog;
   readonly #open = new Set<AbortController>();
   // Ids must not repeat across mock models either: a session resumed against a new mock model
   // keeps the old ids in its transcript, and the CLI merges assistant messages by id.
   readonly #idPrefix = randomBytes(4).toString('hex');
-  #seq = 0;
   #toolUseIds = 0;
   #port = 0;
   #fault: { fault: Fault; remaining: number | undefined } | null = null;
@@ -149,7 +109,7 @@ class MockModelServer implements MockModel {
 
   constructor(options: MockModelOptions) {
     this.#host = options.host ?? '127.0.0.1';
-    this.#maxLog = Math.max(1, options.maxRecordedRequests ?? 10_000);
+    this.#log = new RequestLog(options.maxRecordedRequests ?? 10_000);
     this.#matcher = new ScenarioMatcher(
       options.scenarios ?? [],
       () => `toolu_mock_${this.#idPrefix}_${(this.#toolUseIds += 1)}`,
@@ -178,7 +138,7 @@ class MockModelServer implements MockModel {
   }
 
   get requests(): readonly RecordedRequest[] {
-    return this.#log.slice();
+    return this.#log.entries;
   }
 
   get openResponses(): number {
@@ -203,48 +163,14 @@ class MockModelServer implements MockModel {
   }
 
   clearRequests(): void {
-    this.#log.length = 0;
+    this.#log.clear();
   }
 
   waitForRequest(
     predicate: (request: RecordedRequest) => boolean,
     options: WaitForRequestOptions = {},
   ): Promise<RecordedRequest> {
-    let found: RecordedRequest | undefined;
-    try {
-      found = this.#log.find(predicate);
-    } catch (err) {
-      return Promise.reject(toError(err));
-    }
-    if (found) return Promise.resolve(found);
-    const { timeoutMs = 30_000, signal } = options;
-    return new Promise<RecordedRequest>((resolve, reject) => {
-      if (this.#closing) return reject(new Error('mock model is closed'));
-      if (signal?.aborted) return reject(toError(signal.reason));
-      const cleanup = (): void => {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-        this.#waiters.delete(waiter);
-      };
-      const waiter: Waiter = {
-        predicate,
-        resolve: (request) => {
-          cleanup();
-          resolve(request);
-        },
-        reject: (err) => {
-          cleanup();
-          reject(err);
-        },
-      };
-      const onAbort = (): void => waiter.reject(toError(signal?.reason));
-      const timer = setTimeout(
-        () => waiter.reject(new Error(`waitForRequest: no matching request within ${timeoutMs} ms`)),
-        timeoutMs,
-      );
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.#waiters.add(waiter);
-    });
+    return this.#log.waitFor(predicate, options);
   }
 
   close(): Promise<void> {
@@ -254,7 +180,7 @@ class MockModelServer implements MockModel {
 
   async #close(): Promise<void> {
     for (const controller of this.#open) controller.abort();
-    for (const waiter of this.#waiters) waiter.reject(new Error('mock model is closed'));
+    this.#log.close();
     await new Promise<void>((resolve) => {
       // The callback gets an error when the server never listened; closing is done either way.
       this.#server.close(() => resolve());
@@ -273,10 +199,7 @@ class MockModelServer implements MockModel {
       if (value === undefined || SECRET_HEADERS.has(name)) continue;
       headers[name] = Array.isArray(value) ? value.join(', ') : value;
     }
-    this.#seq += 1;
-    const request: RecordedRequest = {
-      seq: this.#seq,
-      at: Date.now(),
+    return this.#log.add({
       method: req.method ?? 'GET',
       path,
       sessionId: this.#sessionId(req),
@@ -289,20 +212,7 @@ class MockModelServer implements MockModel {
       matchedScenario: null,
       stepIndex: null,
       ...extra,
-    };
-    this.#log.push(request);
-    if (this.#log.length > this.#maxLog) this.#log.splice(0, this.#log.length - this.#maxLog);
-    for (const waiter of this.#waiters) {
-      let hit: boolean;
-      try {
-        hit = waiter.predicate(request);
-      } catch (err) {
-        waiter.reject(toError(err));
-        continue;
-      }
-      if (hit) waiter.resolve(request);
-    }
-    return request;
+    });
   }
 
   #onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
@@ -396,8 +306,8 @@ class MockModelServer implements MockModel {
 
     const message = this.#buildMessage(seq, request, body, plan, fault);
     const requestId = `req_mock_${this.#idPrefix}_${seq}`;
-    if (request.stream) await this.#stream(req, res, message, requestId, fault, signal);
-    else await this.#respond(req, res, message, requestId, fault, signal);
+    if (request.stream) await streamReply(req, res, message, requestId, fault, signal);
+    else await respondReply(req, res, message, requestId, fault, signal);
   }
 
   #sessionId(req: http.IncomingMessage): string | null {
@@ -448,135 +358,4 @@ class MockModelServer implements MockModel {
       },
     };
   }
-
-  async #stream(
-    req: http.IncomingMessage,
-    res: http.ServerResponse,
-    message: WireMessage,
-    requestId: string,
-    fault: Fault,
-    signal: AbortSignal,
-  ): Promise<void> {
-    if (fault.dropAfterEvents === 0) {
-      req.socket.destroy();
-      return;
-    }
-    res.writeHead(200, {
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache',
-      'request-id': requestId,
-    });
-    let sent = 0;
-    for (const event of streamEvents(message)) {
-      if (sent > 0 && fault.chunkDelayMs) await delay(fault.chunkDelayMs, signal);
-      if (signal.aborted || !(await writeFrame(res, formatSseFrame(event), signal))) {
-        res.destroy();
-        return;
-      }
-      sent += 1;
-      if (event.event === 'message_start' && fault.stallMs) {
-        await delay(fault.stallMs, signal);
-        if (signal.aborted) {
-          res.destroy();
-          return;
-        }
-      }
-      if (fault.dropAfterEvents !== undefined && sent >= fault.dropAfterEvents) {
-        req.socket.destroy();
-        return;
-      }
-    }
-    res.end();
-  }
-
-  async #respond(
-    req: http.IncomingMessage,
-    res: http.ServerResponse,
-    message: WireMessage,
-    requestId: string,
-    fault: Fault,
-    signal: AbortSignal,
-  ): Promise<void> {
-    // A JSON reply has no events to drop after, so any dropAfterEvents drops it unanswered.
-    if (fault.dropAfterEvents !== undefined) {
-      req.socket.destroy();
-      return;
-    }
-    if (fault.stallMs) await delay(fault.stallMs, signal);
-    if (signal.aborted) {
-      res.destroy();
-      return;
-    }
-    sendJson(res, 200, message, { 'request-id': requestId });
-  }
-}
-
-function sendJson(
-  res: http.ServerResponse,
-  status: number,
-  body: unknown,
-  headers: http.OutgoingHttpHeaders = {},
-): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    ...headers,
-    'content-type': 'application/json',
-    'content-length': String(Buffer.byteLength(text)),
-  });
-  res.end(text);
-}
-
-function toError(value: unknown): Error {
-  return value instanceof Error ? value : new Error(describeError(value));
-}
-
-function parseJson(raw: string): unknown {
-  if (raw === '') return undefined;
-  try {
-    return JSON.parse(raw) as unknown;
-  } catch {
-    return undefined;
-  }
-}
-
-/** The request body as text; null when it exceeds MAX_BODY_BYTES (the rest is drained unread). */
-async function readBody(req: http.IncomingMessage): Promise<string | null> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size <= MAX_BODY_BYTES) chunks.push(chunk);
-  }
-  return size > MAX_BODY_BYTES ? null : Buffer.concat(chunks).toString('utf8');
-}
-
-/** Resolves after `ms` or as soon as `signal` aborts, whichever comes first. */
-function delay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = Number.isFinite(ms) && ms <= MAX_TIMER_MS ? setTimeout(done, ms) : undefined;
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
-
-/**
- * Writes one frame and waits until it is handed to the socket, so a fault that follows (a stall,
- * a dropped connection) happens after the client could read everything before it.
- * @returns false when the client went away first.
- */
-function writeFrame(res: http.ServerResponse, frame: string, signal: AbortSignal): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve(false);
-    const onAbort = (): void => resolve(false);
-    signal.addEventListener('abort', onAbort, { once: true });
-    res.write(frame, (err) => {
-      signal.removeEventListener('abort', onAbort);
-      resolve(!err && !signal.aborted);
-    });
-  });
 }

@@ -2,6 +2,8 @@
  * `berth/testing/vitest`: the conformance suites registered as vitest cases, for an adapter's own test
  * files. Needs vitest; `berth/testing` has the same cases with a plain runner that does not.
  */
+export { ATOMIC_REPLACE_CASE, runBlobStoreConformance } from './blob-store-conformance.js';
+export type { BlobStoreConformanceOptions, BlobStoreUnderTest } from './blob-store-conformance.js';
 export { event, runEventLogConformance } from './event-log-conformance.js';
 export type { EventLogUnderTest } from './event-log-conformance.js';
 export { record, runRegistryConformance } from './registry-conformance.js';

@@ -1,20 +1,23 @@
 /**
- * One set of cases for every BlobStore: DirBlobStore on a temp directory, and S3BlobStore on a local
- * s3rver (`test/helpers/s3-server.ts`), each case on fresh state. Then what is specific to each, and
- * `openBlobStore`. A machine where s3rver cannot start fails this file; it never skips.
+ * The BlobStore conformance suite (`testing/conformance/blob-store-cases.ts`) on DirBlobStore over a temp
+ * directory and on S3BlobStore over a local s3rver (`test/helpers/s3-server.ts`), each case on fresh
+ * state. Then what is specific to each (layout, deadlines, failures), and `openBlobStore`. A machine
+ * where s3rver cannot start fails this file; it never skips.
  */
+import { execFileSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
-import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { describeError, isBerthError } from '../errors.js';
 import { startS3Server } from '../../test/helpers/s3-server.js';
 import type { S3TestServer } from '../../test/helpers/s3-server.js';
 import { closedPort, stubS3rverCredentials } from '../../test/helpers/s3-stubs.js';
-import type { BlobStore } from './blob-store.js';
+import { ATOMIC_REPLACE_CASE, runBlobStoreConformance } from '../testing/blob-store-conformance.js';
 import { DirBlobStore } from './dir-blob-store.js';
 import { openBlobStore } from './open-blob-store.js';
 import { S3BlobStore } from './s3-blob-store.js';
@@ -42,12 +45,6 @@ async function freshDir(): Promise<string> {
   return mkdtemp(path.join(scratch, 'd-'));
 }
 
-async function readAll(stream: NodeJS.ReadableStream | Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(Buffer.from(chunk as Buffer));
-  return Buffer.concat(chunks);
-}
-
 async function errorOf(promise: Promise<unknown>): Promise<unknown> {
   return promise.then(
     () => undefined,
@@ -55,205 +52,12 @@ async function errorOf(promise: Promise<unknown>): Promise<unknown> {
   );
 }
 
-interface StoreUnderTest {
-  store: BlobStore;
-  cleanup: () => Promise<void>;
-}
-
-/**
- * The cases every BlobStore passes; `factory` returns a store over fresh, isolated state.
- * `nonAtomicReplace` says why a backend cannot run the case that reads while puts replace a blob.
- */
-function blobStoreCases(
-  name: string,
-  factory: () => Promise<StoreUnderTest>,
-  options: { nonAtomicReplace?: string } = {},
-): void {
-  describe(`${name}: BlobStore`, () => {
-    let store: BlobStore;
-    let cleanup: () => Promise<void>;
-    let files: string;
-    beforeEach(async () => {
-      ({ store, cleanup } = await factory());
-      files = await freshDir();
-    });
-    afterEach(async () => {
-      await store.close();
-      await cleanup();
-    });
-
-    it('puts and gets buffers, and a put replaces the blob', async () => {
-      expect(await store.getBuffer('a/one')).toBeUndefined();
-      await store.putBuffer('a/one', Buffer.from('first'));
-      expect(await store.getBuffer('a/one')).toEqual(Buffer.from('first'));
-      await store.putBuffer('a/one', Buffer.from('second, longer'));
-      expect(await store.getBuffer('a/one')).toEqual(Buffer.from('second, longer'));
-      await store.putBuffer('empty', Buffer.alloc(0));
-      expect(await store.getBuffer('empty')).toEqual(Buffer.alloc(0));
-    });
-
-    it('puts a file and gets it into a file, byte for byte', async () => {
-      const data = randomBytes(3 * 1024 * 1024 + 17);
-      const source = path.join(files, 'source.bin');
-      await writeFile(source, data);
-      await store.putFile('snapshots/s1/workspace.tar.gz', source);
-      const copy = path.join(files, 'copy.bin');
-      await writeFile(copy, 'old contents');
-      expect(await store.getToFile('snapshots/s1/workspace.tar.gz', copy)).toBe(true);
-      expect((await readFile(copy)).equals(data)).toBe(true);
-      // The temp file was renamed onto `copy`: nothing else is left beside it.
-      expect((await readdir(files)).sort()).toEqual(['copy.bin', 'source.bin']);
-
-      await writeFile(source, '');
-      await store.putFile('empty-file', source);
-      expect(await store.getToFile('empty-file', copy)).toBe(true);
-      expect(await readFile(copy)).toEqual(Buffer.alloc(0));
-    });
-
-    it('reports a missing blob without creating anything', async () => {
-      const copy = path.join(files, 'copy.bin');
-      expect(await store.getToFile('no/such/blob', copy)).toBe(false);
-      expect(await readdir(files)).toEqual([]);
-      expect(await store.getBuffer('no/such/blob')).toBeUndefined();
-      expect(await store.openRead('no/such/blob')).toBeUndefined();
-    });
-
-    it('opens a blob as a stream with its size', async () => {
-      const data = randomBytes(200_000);
-      await store.putBuffer('streamed', data);
-      const opened = await store.openRead('streamed');
-      expect(opened?.size).toBe(data.length);
-      expect((await readAll(opened!.stream)).equals(data)).toBe(true);
-      await store.putBuffer('zero', Buffer.alloc(0));
-      const zero = await store.openRead('zero');
-      expect(zero?.size).toBe(0);
-      expect(await readAll(zero!.stream)).toEqual(Buffer.alloc(0));
-    });
-
-    it('keeps a key and keys under it apart', async () => {
-      await store.putBuffer('a', Buffer.from('a'));
-      await store.putBuffer('a/b', Buffer.from('a/b'));
-      await store.putBuffer('a/b/c', Buffer.from('a/b/c'));
-      await store.putBuffer('ab', Buffer.from('ab'));
-      await store.putBuffer('a.b', Buffer.from('a.b'));
-      for (const key of ['a', 'a/b', 'a/b/c', 'ab', 'a.b']) {
-        expect((await store.getBuffer(key))?.toString(), key).toBe(key);
-      }
-    });
-
-    it('deletes a blob, and a missing one without complaint', async () => {
-      await store.putBuffer('x/y', Buffer.from('y'));
-      await store.putBuffer('x/z', Buffer.from('z'));
-      await store.delete('x/y');
-      expect(await store.getBuffer('x/y')).toBeUndefined();
-      expect(await store.getBuffer('x/z')).toEqual(Buffer.from('z'));
-      await store.delete('x/y');
-      await store.delete('never/was');
-    });
-
-    it('deletes every key under a prefix, and nothing else', async () => {
-      for (const key of ['s/1', 's/1/a', 's/1/b/c', 's/10/a', 's/1x', 's/2/a']) {
-        await store.putBuffer(key, Buffer.from(key));
-      }
-      await store.deletePrefix('s/1');
-      for (const key of ['s/1/a', 's/1/b/c']) expect(await store.getBuffer(key), key).toBeUndefined();
-      for (const key of ['s/1', 's/10/a', 's/1x', 's/2/a']) {
-        expect((await store.getBuffer(key))?.toString(), key).toBe(key);
-      }
-      await store.deletePrefix('s/1');
-      await store.deletePrefix('nothing/here');
-    });
-
-    // A skipped case says why in its name.
-    it.skipIf(options.nonAtomicReplace !== undefined)(
-      `gives a reader one whole version while puts replace the blob${options.nonAtomicReplace ? ` (skipped: ${options.nonAtomicReplace})` : ''}`,
-      async () => {
-        const versions = [randomBytes(300_000), randomBytes(300_000), randomBytes(300_000)];
-        await store.putBuffer('racy', versions[0]!);
-        const reads = Array.from({ length: 6 }, (_, i) =>
-          i % 2 === 0
-            ? store.getBuffer('racy')
-            : store
-                .getToFile('racy', path.join(files, `copy-${i}`))
-                .then(() => readFile(path.join(files, `copy-${i}`))),
-        );
-        await Promise.all([store.putBuffer('racy', versions[1]!), store.putBuffer('racy', versions[2]!)]);
-        for (const read of await Promise.all(reads)) {
-          expect(versions.some((version) => version.equals(read!))).toBe(true);
-        }
-      },
-    );
-
-    it('refuses invalid keys with invalid_request, writing nothing', async () => {
-      const source = path.join(files, 'source.bin');
-      await writeFile(source, 'x');
-      const bad = [
-        '',
-        '/a',
-        'a/',
-        'a//b',
-        '..',
-        '../a',
-        'a/../b',
-        'a/./b',
-        '.hidden',
-        'a/.b',
-        '-a',
-        'a b',
-        'a\\b',
-        'a\0b',
-        'é',
-        'a?b',
-        'x'.repeat(513),
-        `${'x'.repeat(201)}/a`,
-      ];
-      for (const key of bad) {
-        const label = JSON.stringify(key);
-        for (const call of [
-          () => store.putBuffer(key, Buffer.from('x')),
-          () => store.putFile(key, source),
-          () => store.getBuffer(key),
-          () => store.getToFile(key, path.join(files, 'out')),
-          () => store.openRead(key),
-          () => store.delete(key),
-          () => store.deletePrefix(key),
-        ]) {
-          const err = await errorOf(call());
-          expect(isBerthError(err, 'invalid_request'), `${label}: ${String(err)}`).toBe(true);
-        }
-      }
-      expect(await readdir(files)).toEqual(['source.bin']);
-      // The longest key allowed is fine.
-      const longest = Array.from({ length: 4 }, () => 'k'.repeat(127)).join('/');
-      expect(longest.length).toBe(511);
-      await store.putBuffer(longest, Buffer.from('long'));
-      expect(await store.getBuffer(longest)).toEqual(Buffer.from('long'));
-    });
-
-    it('closes idempotently, and then refuses calls with store_unavailable', async () => {
-      await store.putBuffer('k', Buffer.from('v'));
-      const first = store.close();
-      expect(store.close()).toBe(first);
-      await first;
-      for (const call of [
-        () => store.putBuffer('k', Buffer.from('v')),
-        () => store.getBuffer('k'),
-        () => store.openRead('k'),
-        () => store.delete('k'),
-        () => store.deletePrefix('k'),
-      ]) {
-        expect(isBerthError(await errorOf(call()), 'store_unavailable')).toBe(true);
-      }
-    });
-  });
-}
-
-blobStoreCases('DirBlobStore', async () => {
+runBlobStoreConformance('DirBlobStore', async () => {
   const root = path.join(await freshDir(), 'blobs');
   return { store: new DirBlobStore({ root }), cleanup: () => rm(root, { recursive: true, force: true }) };
 });
 
-blobStoreCases(
+runBlobStoreConformance(
   'S3BlobStore',
   () => {
     const prefix = `p-${randomUUID()}`;
@@ -267,10 +71,30 @@ blobStoreCases(
     });
   },
   {
-    nonAtomicReplace:
-      's3rver rewrites an object in place, so a read during a put can mix versions (S3 replaces atomically)',
+    skip: {
+      [ATOMIC_REPLACE_CASE]:
+        's3rver rewrites an object in place, so a read during a put can mix versions (S3 replaces atomically)',
+    },
   },
 );
+
+/** A TCP server that accepts connections and never answers: an S3 endpoint that hangs. */
+async function silentServer(): Promise<{ endpoint: string; close: () => Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const silent = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  const { port } = silent.address() as AddressInfo;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
+    },
+  };
+}
 
 describe('DirBlobStore', () => {
   it('lays blobs out as the header says, and leaves no temp files', async () => {
@@ -283,6 +107,24 @@ describe('DirBlobStore', () => {
     expect((await readdir(root)).sort()).toEqual(['a', 'a~']);
     expect(await readdir(path.join(root, 'a~'))).toEqual(['b']);
     expect(await readFile(path.join(root, 'a~', 'b'), 'utf8')).toBe('2');
+  });
+
+  it('fails a call that hangs on the filesystem with store_unavailable at its deadline', async () => {
+    const root = path.join(await freshDir(), 'blobs');
+    const store = new DirBlobStore({ root, timeoutMs: 200 });
+    await store.putBuffer('hung', Buffer.from('x'));
+    // A FIFO without a writer: open() blocks in the thread pool, as on a stalled disk or network mount.
+    const fifo = path.join(root, 'hung');
+    await rm(fifo);
+    execFileSync('mkfifo', [fifo]);
+    try {
+      const err = await errorOf(store.getBuffer('hung'));
+      expect(isBerthError(err, 'store_unavailable'), String(err)).toBe(true);
+      expect(String(err)).toMatch(/no answer within 200 ms/);
+    } finally {
+      // Lets the blocked open() return, so that no thread-pool thread stays stuck.
+      await (await open(fifo, 'w')).close();
+    }
   });
 
   it('reports a failing filesystem as store_unavailable', async () => {
@@ -315,6 +157,32 @@ describe('S3BlobStore', () => {
     ]);
     await store.deletePrefix('a');
     await store.delete('c');
+  });
+
+  it('fails calls to a server that never answers with store_unavailable at their deadline', async () => {
+    const silent = await silentServer();
+    const client = server.newClient({ endpoint: silent.endpoint, maxAttempts: 1 });
+    try {
+      const store = new S3BlobStore({ client, bucket, prefix: 'p', timeoutMs: 200 });
+      const source = path.join(await freshDir(), 'f');
+      await writeFile(source, 'y');
+      for (const call of [
+        () => store.putBuffer('k', Buffer.from('v')),
+        () => store.putFile('k', source),
+        () => store.getBuffer('k'),
+        () => store.getToFile('k', `${source}.copy`),
+        () => store.openRead('k'),
+        () => store.delete('k'),
+        () => store.deletePrefix('k'),
+      ]) {
+        const err = await errorOf(call());
+        expect(isBerthError(err, 'store_unavailable'), String(err)).toBe(true);
+        expect(String(err)).toMatch(/no answer within 200 ms/);
+      }
+    } finally {
+      client.destroy();
+      await silent.close();
+    }
   });
 
   it('reports an unreachable server as store_unavailable naming the object', async () => {

@@ -13,41 +13,56 @@
  * Empty directories are left behind by `delete` (they cost nothing and keep concurrent puts simple).
  */
 import { randomBytes } from 'node:crypto';
-import { constants, createWriteStream } from 'node:fs';
-import { access, copyFile, mkdir, open, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
+import { constants, createReadStream, createWriteStream } from 'node:fs';
+import { access, mkdir, open, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BerthError, describeError } from '../errors.js';
-import type { BlobStore } from './blob-store.js';
-import { closedStoreError, tempBeside, validateBlobKey } from './blob-store.js';
+import { Deadline, DEFAULT_STORE_TIMEOUT_MS } from '../stores/deadline.js';
+import type { BlobCallOptions, BlobStore } from './blob-store.js';
+import { closedStoreError, progress, tempBeside, validateBlobKey } from './blob-store.js';
 
 export interface DirBlobStoreOptions {
   /** The directory blobs live under; created on first write. */
   root: string;
+  /**
+   * How long a call may wait on the filesystem (for a transfer: how long it may make no progress) before
+   * it fails with `store_unavailable`: a stalled disk or network mount counts as a failure.
+   * @default 10000
+   */
+  timeoutMs?: number;
 }
 
 export class DirBlobStore implements BlobStore {
   readonly shared = false;
   readonly description: string;
   readonly root: string;
+  private readonly timeoutMs: number;
   private closing: Promise<void> | undefined;
 
   constructor(options: DirBlobStoreOptions) {
     this.root = path.resolve(options.root);
     this.description = `directory ${this.root}`;
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_STORE_TIMEOUT_MS;
   }
 
-  async putFile(key: string, file: string): Promise<void> {
+  async putFile(key: string, file: string, options?: BlobCallOptions): Promise<void> {
     const target = this.pathOf(key);
     // Outside `call`: a missing source is the caller's fault, not the store's.
     await access(file, constants.R_OK);
-    await this.call('put', key, () => this.replace(target, (temp) => copyFile(file, temp)));
+    await this.call('put', key, options, (deadline) =>
+      this.replace(target, deadline.signal, (temp) =>
+        pipeline(createReadStream(file), progress(deadline), createWriteStream(temp, { flags: 'wx' }), {
+          signal: deadline.signal,
+        }),
+      ),
+    );
   }
 
-  async getToFile(key: string, file: string): Promise<boolean> {
+  async getToFile(key: string, file: string, options?: BlobCallOptions): Promise<boolean> {
     const source = this.pathOf(key);
-    return this.call('get', key, async () => {
+    return this.call('get', key, options, async (deadline) => {
       let handle;
       try {
         // One open file: a put replacing the blob meanwhile does not mix two versions.
@@ -58,7 +73,12 @@ export class DirBlobStore implements BlobStore {
       }
       const temp = tempBeside(file);
       try {
-        await pipeline(handle.createReadStream(), createWriteStream(temp, { flags: 'wx' }));
+        await pipeline(
+          handle.createReadStream(),
+          progress(deadline),
+          createWriteStream(temp, { flags: 'wx' }),
+          { signal: deadline.signal },
+        );
         await rename(temp, file);
         return true;
       } catch (err) {
@@ -71,16 +91,18 @@ export class DirBlobStore implements BlobStore {
     });
   }
 
-  async putBuffer(key: string, data: Buffer): Promise<void> {
+  async putBuffer(key: string, data: Buffer, options?: BlobCallOptions): Promise<void> {
     const target = this.pathOf(key);
-    await this.call('put', key, () => this.replace(target, (temp) => writeFile(temp, data)));
+    await this.call('put', key, options, (deadline) =>
+      this.replace(target, deadline.signal, (temp) => writeFile(temp, data, { signal: deadline.signal })),
+    );
   }
 
-  async getBuffer(key: string): Promise<Buffer | undefined> {
+  async getBuffer(key: string, options?: BlobCallOptions): Promise<Buffer | undefined> {
     const file = this.pathOf(key);
-    return this.call('get', key, async () => {
+    return this.call('get', key, options, async (deadline) => {
       try {
-        return await readFile(file);
+        return await readFile(file, { signal: deadline.signal });
       } catch (err) {
         if (isMissing(err)) return undefined;
         throw err;
@@ -88,9 +110,12 @@ export class DirBlobStore implements BlobStore {
     });
   }
 
-  async openRead(key: string): Promise<{ stream: Readable; size: number } | undefined> {
+  async openRead(
+    key: string,
+    options?: BlobCallOptions,
+  ): Promise<{ stream: Readable; size: number } | undefined> {
     const file = this.pathOf(key);
-    return this.call('get', key, async () => {
+    return this.call('get', key, options, async () => {
       let handle;
       try {
         handle = await open(file, 'r');
@@ -109,9 +134,9 @@ export class DirBlobStore implements BlobStore {
     });
   }
 
-  async delete(key: string): Promise<void> {
+  async delete(key: string, options?: BlobCallOptions): Promise<void> {
     const file = this.pathOf(key);
-    await this.call('delete', key, async () => {
+    await this.call('delete', key, options, async () => {
       try {
         await unlink(file);
       } catch (err) {
@@ -120,11 +145,11 @@ export class DirBlobStore implements BlobStore {
     });
   }
 
-  async deletePrefix(prefix: string): Promise<void> {
+  async deletePrefix(prefix: string, options?: BlobCallOptions): Promise<void> {
     validateBlobKey(prefix, 'blob key prefix');
     this.checkOpen();
     const dir = path.join(this.root, ...prefix.split('/').map((part) => `${part}~`));
-    await this.call('delete', `${prefix}/`, () => rm(dir, { recursive: true, force: true }));
+    await this.call('delete', `${prefix}/`, options, () => rm(dir, { recursive: true, force: true }));
   }
 
   close(): Promise<void> {
@@ -145,12 +170,20 @@ export class DirBlobStore implements BlobStore {
     if (this.closing) throw closedStoreError(this.description);
   }
 
-  /** Writes a temp file beside `target` with `write`, then renames it over `target`. */
-  private async replace(target: string, write: (temp: string) => Promise<void>): Promise<void> {
+  /**
+   * Writes a temp file beside `target` with `write`, then renames it over `target`, unless the call was
+   * stopped meanwhile: a put that its caller has given up on must not replace the blob later.
+   */
+  private async replace(
+    target: string,
+    signal: AbortSignal,
+    write: (temp: string) => Promise<void>,
+  ): Promise<void> {
     await mkdir(path.dirname(target), { recursive: true });
     const temp = path.join(path.dirname(target), `.tmp-${randomBytes(8).toString('hex')}`);
     try {
       await write(temp);
+      signal.throwIfAborted();
       await rename(temp, target);
     } catch (err) {
       await rm(temp, { force: true });
@@ -158,17 +191,25 @@ export class DirBlobStore implements BlobStore {
     }
   }
 
-  /** Runs `work`, reporting a filesystem failure as `store_unavailable` naming the action and key. */
-  private async call<T>(action: string, key: string, work: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `work` under the call's deadline (see {@link DirBlobStoreOptions.timeoutMs}) and the caller's
+   * signal, reporting a filesystem failure as `store_unavailable` naming the action and key. A stopped
+   * call rejects at once; a filesystem call already running in the thread pool cannot be stopped and
+   * finishes in the background (a put's temp file is then removed, never renamed).
+   */
+  private async call<T>(
+    action: string,
+    key: string,
+    options: BlobCallOptions | undefined,
+    work: (deadline: Deadline) => Promise<T>,
+  ): Promise<T> {
+    const what = `blob ${action} ${key} in ${this.description}`;
+    const deadline = new Deadline(what, this.timeoutMs, options?.signal);
     try {
-      return await work();
+      return await deadline.run(() => work(deadline));
     } catch (err) {
       if (err instanceof BerthError) throw err;
-      throw new BerthError(
-        'store_unavailable',
-        `blob ${action} ${key} in ${this.description} failed: ${describeError(err)}`,
-        { cause: err },
-      );
+      throw new BerthError('store_unavailable', `${what} failed: ${describeError(err)}`, { cause: err });
     }
   }
 }

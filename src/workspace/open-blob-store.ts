@@ -12,10 +12,11 @@
 import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BerthError, describeError, isBerthError } from '../errors.js';
+import { BerthError, describeError } from '../errors.js';
+import { DEFAULT_STORE_TIMEOUT_MS } from '../stores/deadline.js';
 import type { BlobStore } from './blob-store.js';
 import { DirBlobStore } from './dir-blob-store.js';
-import { connectS3Bucket, parseS3StoreUrl, redactUrl as redact } from '../stores/s3/index.js';
+import { connectS3Bucket, parseS3StoreUrl, redactUrl as redact } from '../stores/s3/client.js';
 
 export type { BlobStore } from './blob-store.js';
 
@@ -25,22 +26,36 @@ export const BLOB_STORE_URL_FORMS = [
   's3://BUCKET/PREFIX?endpoint=URL&region=R&forcePathStyle=true',
 ] as const;
 
+/** Options of {@link openBlobStore}. */
+export interface OpenBlobStoreOptions {
+  /**
+   * Each call's deadline, and a transfer's longest stall (`--store-timeout`).
+   * @default 10000
+   */
+  timeoutMs?: number;
+}
+
 /**
  * Opens the blob store `url` names, or `DATA_DIR/blobs` when it is null. A directory is created if
  * missing; an S3 bucket is checked with HeadBucket. Either failing, or a bad URL, throws
  * `invalid_config` naming `--blob-store` (with any password in the URL hidden). The returned store's
  * `close()` also destroys the S3 client it made.
  */
-export async function openBlobStore(url: string | null, dataDir: string): Promise<BlobStore> {
-  if (url === null) return openDir(path.join(path.resolve(dataDir), 'blobs'), '(default)');
-  if (url.startsWith('/')) return openDir(checkedPath(url, url), url);
+export async function openBlobStore(
+  url: string | null,
+  dataDir: string,
+  options: OpenBlobStoreOptions = {},
+): Promise<BlobStore> {
+  const timeoutMs = options.timeoutMs ?? DEFAULT_STORE_TIMEOUT_MS;
+  if (url === null) return openDir(path.join(path.resolve(dataDir), 'blobs'), '(default)', timeoutMs);
+  if (url.startsWith('/')) return openDir(checkedPath(url, url), url, timeoutMs);
   const colon = url.indexOf(':');
   const scheme = colon > 0 ? url.slice(0, colon).toLowerCase() : '';
   switch (scheme) {
     case 'file':
-      return openDir(fileUrlPath(url), url);
+      return openDir(fileUrlPath(url), url, timeoutMs);
     case 's3':
-      return openS3(url);
+      return openS3(url, timeoutMs);
     default:
       throw new BerthError(
         'invalid_config',
@@ -49,7 +64,7 @@ export async function openBlobStore(url: string | null, dataDir: string): Promis
   }
 }
 
-async function openDir(root: string, url: string): Promise<BlobStore> {
+async function openDir(root: string, url: string, timeoutMs: number): Promise<BlobStore> {
   try {
     await mkdir(root, { recursive: true });
     if (!(await stat(root)).isDirectory()) throw new Error(`${root} is not a directory`);
@@ -60,7 +75,7 @@ async function openDir(root: string, url: string): Promise<BlobStore> {
       { cause: err },
     );
   }
-  return new DirBlobStore({ root });
+  return new DirBlobStore({ root, timeoutMs });
 }
 
 /** The path of a `file:` URL, which must be absolute and name no host. */
@@ -87,24 +102,13 @@ function checkedPath(file: string, url: string): string {
   return path.resolve(file);
 }
 
-async function openS3(url: string): Promise<BlobStore> {
-  let config;
-  try {
-    config = parseS3StoreUrl(url);
-  } catch (err) {
-    // The parser is shared with `--store`, whose name its messages start with.
-    if (isBerthError(err)) {
-      throw new BerthError('invalid_config', err.message.replace(/^--store /, '--blob-store '), {
-        cause: err,
-      });
-    }
-    throw err;
-  }
+async function openS3(url: string, timeoutMs: number): Promise<BlobStore> {
+  const config = parseS3StoreUrl(url, '--blob-store');
   const [client, { S3BlobStore }] = await Promise.all([
     connectS3Bucket(config, `--blob-store ${redact(url)}`),
     import('./s3-blob-store.js'),
   ]);
-  const store = new S3BlobStore({ client, bucket: config.bucket, prefix: config.prefix });
+  const store = new S3BlobStore({ client, bucket: config.bucket, prefix: config.prefix, timeoutMs });
   return ownClient(store, () => client.destroy());
 }
 
@@ -114,18 +118,16 @@ function ownClient(store: BlobStore, release: () => void): BlobStore {
   return {
     shared: store.shared,
     description: store.description,
-    putFile: (key, file) => store.putFile(key, file),
-    getToFile: (key, file) => store.getToFile(key, file),
-    putBuffer: (key, data) => store.putBuffer(key, data),
-    getBuffer: (key) => store.getBuffer(key),
-    openRead: (key) => store.openRead(key),
-    delete: (key) => store.delete(key),
-    deletePrefix: (prefix) => store.deletePrefix(prefix),
+    putFile: (key, file, options) => store.putFile(key, file, options),
+    getToFile: (key, file, options) => store.getToFile(key, file, options),
+    putBuffer: (key, data, options) => store.putBuffer(key, data, options),
+    getBuffer: (key, options) => store.getBuffer(key, options),
+    openRead: (key, options) => store.openRead(key, options),
+    delete: (key, options) => store.delete(key, options),
+    deletePrefix: (prefix, options) => store.deletePrefix(prefix, options),
     close() {
       closing ??= store.close().finally(release);
       return closing;
     },
   };
 }
-
-/** The URL without anything that looks like a secret, for messages. */

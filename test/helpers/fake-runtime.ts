@@ -177,7 +177,7 @@ export class FakeRuntime implements AgentRuntime {
       command: 'claude',
       args: [],
       cwd: options.cwd,
-      env: (options.env ?? {}),
+      env: options.env ?? {},
       signal: new AbortController().signal,
     });
     const process = new FakeProcess(params.options, params.prompt, this.honoursInterrupt, this.startingCost);

@@ -1,7 +1,7 @@
 /**
  * A Redis server of the test's own (the `redis-server` binary on 127.0.0.1, a free port, a temp dir, an
- * append-only file fsynced on every write), so that a test can kill it and start it again with its data:
- * a store outage without touching the shared Redis on 6379.
+ * append-only file fsynced on every write), so that a test can kill it and start it again with its data,
+ * or stop and continue it: a store outage without touching the shared Redis on 6379.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -78,6 +78,18 @@ export class OwnRedis {
     throw new Error(
       `redis-server did not start on port ${this.port} (is the redis-server binary installed?)`,
     );
+  }
+
+  /**
+   * Stops the server with SIGSTOP: connections stay open and nothing answers, like a store that hangs
+   * instead of refusing. `resume()` continues it, and it then runs what it was sent meanwhile.
+   */
+  pause(): void {
+    this.child?.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.child?.kill('SIGCONT');
   }
 
   /** Kills the server at once, like a crash or a cut network. */

@@ -3,6 +3,7 @@
  */
 import type { Pool } from 'pg';
 import { BerthError } from '../../errors.js';
+import { untilAborted } from '../abort.js';
 import type { StoredEvent } from '../../session/events.js';
 import {
   DEFAULT_POSTGRES_SCHEMA,
@@ -13,15 +14,15 @@ import {
   toStoreError,
 } from './schema.js';
 import type { PostgresStoreOptions } from './schema.js';
-import type { EventLog } from '../types.js';
+import type { EventLog, StoreCallOptions } from '../types.js';
 
 /** Options of {@link PostgresEventLog}. */
 export type PostgresEventLogOptions = PostgresStoreOptions;
 
 /**
  * Every event of every session in PostgreSQL, keyed by (session id, seq). A batch is one statement, so it is
- * stored whole or not at all; a `seq` that is already stored fails the batch with code `internal`, because
- * two writers numbering the same session's events is a bug that must surface, not be papered over.
+ * stored whole or not at all; a `seq` that is already stored (or repeated in the batch) fails the batch
+ * with `event_seq_conflict`: a batch stored before (a retry) or two writers numbering one session's events.
  */
 export class PostgresEventLog implements EventLog {
   private readonly pool: Pool;
@@ -34,17 +35,19 @@ export class PostgresEventLog implements EventLog {
     this.sql = sqlTexts(`${quoteSchema(this.schema)}.events`);
   }
 
-  async append(sessionId: string, events: StoredEvent[]): Promise<void> {
+  async append(sessionId: string, events: StoredEvent[], options?: StoreCallOptions): Promise<void> {
     if (events.length === 0) return;
     const seqs = events.map((event) => event.seq);
     const bodies = events.map((event) => JSON.stringify(event));
-    await this.ready();
+    await this.ready(options?.signal);
     try {
-      await this.pool.query(this.sql.insert, [sessionId, seqs, bodies]);
+      await untilAborted(options?.signal, 'postgres append events', () =>
+        this.pool.query(this.sql.insert, [sessionId, seqs, bodies]),
+      );
     } catch (err) {
       if (sqlState(err) === '23505') {
         throw new BerthError(
-          'internal',
+          'event_seq_conflict',
           `an event seq of session ${sessionId} is already stored (seqs ${seqs[0]}..${seqs.at(-1)})`,
           { cause: err },
         );
@@ -53,39 +56,51 @@ export class PostgresEventLog implements EventLog {
     }
   }
 
-  async list(sessionId: string, options: { after: number; limit: number }): Promise<StoredEvent[]> {
+  async list(
+    sessionId: string,
+    options: { after: number; limit: number } & StoreCallOptions,
+  ): Promise<StoredEvent[]> {
     // A caller asking for nothing gets nothing (and a negative LIMIT is an error in PostgreSQL).
     if (!(options.limit > 0)) return [];
     if (!Number.isFinite(options.after)) {
       throw new BerthError('invalid_request', `after must be a finite number, got ${options.after}`);
     }
-    await this.ready();
+    await this.ready(options.signal);
     // seqs are integers, so `seq > after` and `seq > floor(after)` select the same rows; bigint needs the latter.
-    const result = await pgTask('list events', () =>
-      this.pool.query<{ event: string }>(this.sql.list, [
-        sessionId,
-        Math.floor(options.after),
-        Math.floor(options.limit),
-      ]),
+    const result = await pgTask(
+      'list events',
+      () =>
+        this.pool.query<{ event: string }>(this.sql.list, [
+          sessionId,
+          Math.floor(options.after),
+          Math.floor(options.limit),
+        ]),
+      options.signal,
     );
     return result.rows.map((row) => JSON.parse(row.event) as StoredEvent);
   }
 
-  async lastSeq(sessionId: string): Promise<number> {
-    await this.ready();
-    const result = await pgTask('read last event seq', () =>
-      this.pool.query<{ seq: string | null }>(this.sql.lastSeq, [sessionId]),
+  async lastSeq(sessionId: string, options?: StoreCallOptions): Promise<number> {
+    await this.ready(options?.signal);
+    const result = await pgTask(
+      'read last event seq',
+      () => this.pool.query<{ seq: string | null }>(this.sql.lastSeq, [sessionId]),
+      options?.signal,
     );
     return Number(result.rows[0]?.seq ?? 0);
   }
 
-  async deleteSession(sessionId: string): Promise<void> {
-    await this.ready();
-    await pgTask('delete events', () => this.pool.query(this.sql.deleteSession, [sessionId]));
+  async deleteSession(sessionId: string, options?: StoreCallOptions): Promise<void> {
+    await this.ready(options?.signal);
+    await pgTask(
+      'delete events',
+      () => this.pool.query(this.sql.deleteSession, [sessionId]),
+      options?.signal,
+    );
   }
 
-  private ready(): Promise<void> {
-    return ensurePostgresSchema(this.pool, this.schema);
+  private ready(signal: AbortSignal | undefined): Promise<void> {
+    return pgTask('migrate', () => ensurePostgresSchema(this.pool, this.schema), signal);
   }
 }
 

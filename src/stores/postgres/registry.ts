@@ -15,6 +15,7 @@ import type {
   SessionRef,
   SessionRegistry,
   SessionStatus,
+  StoreCallOptions,
 } from '../types.js';
 
 /** Options of {@link PostgresRegistry}. */
@@ -75,32 +76,37 @@ export class PostgresRegistry implements SessionRegistry {
   }
 
   /** Stores a new record; throws `session_exists` when the tenant already has the id. */
-  async create(record: SessionRecord): Promise<void> {
-    await this.ready();
-    const result = await pgTask('create session', () =>
-      this.pool.query(this.sql.insert, [
-        record.id,
-        record.tenant,
-        record.title,
-        JSON.stringify(record.metadata),
-        record.pattern,
-        JSON.stringify(record.agent),
-        record.status,
-        record.sdkSessionId,
-        record.started,
-        record.createdAt,
-        record.updatedAt,
-        JSON.stringify(record.usage),
-        record.turns,
-      ]),
+  async create(record: SessionRecord, options?: StoreCallOptions): Promise<void> {
+    await this.ready(options?.signal);
+    const result = await pgTask(
+      'create session',
+      () =>
+        this.pool.query(this.sql.insert, [
+          record.id,
+          record.tenant,
+          record.title,
+          JSON.stringify(record.metadata),
+          record.pattern,
+          JSON.stringify(record.agent),
+          record.status,
+          record.sdkSessionId,
+          record.started,
+          record.createdAt,
+          record.updatedAt,
+          JSON.stringify(record.usage),
+          record.turns,
+        ]),
+      options?.signal,
     );
     if (result.rowCount === 0) throw new BerthError('session_exists', `session ${record.id} already exists`);
   }
 
-  async get(ref: SessionRef): Promise<SessionRecord | undefined> {
-    await this.ready();
-    const result = await pgTask('get session', () =>
-      this.pool.query<SessionRow>(this.sql.select, [ref.tenant, ref.id]),
+  async get(ref: SessionRef, options?: StoreCallOptions): Promise<SessionRecord | undefined> {
+    await this.ready(options?.signal);
+    const result = await pgTask(
+      'get session',
+      () => this.pool.query<SessionRow>(this.sql.select, [ref.tenant, ref.id]),
+      options?.signal,
     );
     const row = result.rows[0];
     return row && fromRow(row);
@@ -112,17 +118,20 @@ export class PostgresRegistry implements SessionRegistry {
    */
   async list(
     tenant: string,
-    options: { limit: number; cursor?: string | undefined },
+    options: { limit: number; cursor?: string | undefined } & StoreCallOptions,
   ): Promise<ListPage<SessionRecord>> {
-    const { limit, cursor } = options;
+    const { limit, cursor, signal } = options;
     checkPageLimit(limit);
     const after = cursor === undefined ? undefined : decodeCursor(cursor);
-    await this.ready();
+    await this.ready(signal);
     // One extra row tells whether another page exists without a count query.
-    const result = await pgTask('list sessions', () =>
-      after
-        ? this.pool.query<SessionRow>(this.sql.listAfter, [tenant, limit + 1, after.createdAt, after.id])
-        : this.pool.query<SessionRow>(this.sql.listFirst, [tenant, limit + 1]),
+    const result = await pgTask(
+      'list sessions',
+      () =>
+        after
+          ? this.pool.query<SessionRow>(this.sql.listAfter, [tenant, limit + 1, after.createdAt, after.id])
+          : this.pool.query<SessionRow>(this.sql.listFirst, [tenant, limit + 1]),
+      signal,
     );
     const data = result.rows.slice(0, limit).map(fromRow);
     const last = data.at(-1);
@@ -132,7 +141,7 @@ export class PostgresRegistry implements SessionRegistry {
   }
 
   /** Merges the patch (fields set to `undefined` are ignored) and sets `updatedAt` to now. */
-  async update(ref: SessionRef, patch: Patch): Promise<void> {
+  async update(ref: SessionRef, patch: Patch, options?: StoreCallOptions): Promise<void> {
     const assignments = ['updated_at = $3'];
     const values: unknown[] = [ref.tenant, ref.id, Date.now()];
     for (const [field, value] of Object.entries(patch)) {
@@ -141,22 +150,29 @@ export class PostgresRegistry implements SessionRegistry {
       values.push((target.toParam as (value: unknown) => unknown)(value));
       assignments.push(`${target.column} = $${values.length}`);
     }
-    await this.ready();
-    await pgTask('update session', () =>
-      this.pool.query(
-        `UPDATE ${this.table} SET ${assignments.join(', ')} WHERE tenant = $1 AND id = $2`,
-        values,
-      ),
+    await this.ready(options?.signal);
+    await pgTask(
+      'update session',
+      () =>
+        this.pool.query(
+          `UPDATE ${this.table} SET ${assignments.join(', ')} WHERE tenant = $1 AND id = $2`,
+          values,
+        ),
+      options?.signal,
     );
   }
 
-  async delete(ref: SessionRef): Promise<void> {
-    await this.ready();
-    await pgTask('delete session', () => this.pool.query(this.sql.delete, [ref.tenant, ref.id]));
+  async delete(ref: SessionRef, options?: StoreCallOptions): Promise<void> {
+    await this.ready(options?.signal);
+    await pgTask(
+      'delete session',
+      () => this.pool.query(this.sql.delete, [ref.tenant, ref.id]),
+      options?.signal,
+    );
   }
 
-  private ready(): Promise<void> {
-    return ensurePostgresSchema(this.pool, this.schema);
+  private ready(signal: AbortSignal | undefined): Promise<void> {
+    return pgTask('migrate', () => ensurePostgresSchema(this.pool, this.schema), signal);
   }
 }
 

@@ -37,6 +37,7 @@
  * globally on `pg` do not change what the stores read.
  */
 import type { Pool, PoolClient } from 'pg';
+import { untilAborted } from '../abort.js';
 import { BerthError } from '../../errors.js';
 
 /** The schema used when none is given. */
@@ -307,10 +308,13 @@ export function toStoreError(err: unknown, action: string): BerthError {
   return new BerthError('store_unavailable', message, { cause: err });
 }
 
-/** Runs `work` (queries only), turning whatever it throws into {@link toStoreError}'s errors. */
-export async function pgTask<T>(action: string, work: () => Promise<T>): Promise<T> {
+/**
+ * Runs `work` (queries only), turning whatever it throws into {@link toStoreError}'s errors. `pg` takes no
+ * AbortSignal, so `signal` stops the waiting (rejecting with `aborted`), not a query already sent.
+ */
+export async function pgTask<T>(action: string, work: () => Promise<T>, signal?: AbortSignal): Promise<T> {
   try {
-    return await work();
+    return await untilAborted(signal, `postgres ${action}`, work);
   } catch (err) {
     throw toStoreError(err, action);
   }

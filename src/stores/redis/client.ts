@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
 import { BerthError, describeError } from '../../errors.js';
+import { untilAborted } from '../abort.js';
 
 /**
  * A ready-made ioredis client, standalone or Cluster, with the default (`legacy`) reply mapping. The stores
@@ -62,10 +63,12 @@ export class RedisScript {
  * Runs one Redis round trip. Whatever it throws (a reply error, a closed or lost connection, a retry limit)
  * becomes `store_unavailable`, so that callers branch on the same codes whatever the backend. Only Redis
  * calls go through here: Berth's own errors and bugs in the surrounding code keep their identity.
+ * ioredis takes no AbortSignal, so `signal` stops the waiting (rejecting with `aborted`), not a command
+ * already sent.
  */
-export async function redisCall<T>(action: string, work: () => Promise<T>): Promise<T> {
+export async function redisCall<T>(action: string, work: () => Promise<T>, signal?: AbortSignal): Promise<T> {
   try {
-    return await work();
+    return await untilAborted(signal, `redis ${action}`, work);
   } catch (err) {
     if (err instanceof BerthError) throw err;
     throw new BerthError('store_unavailable', `redis ${action} failed: ${describeError(err)}`, {

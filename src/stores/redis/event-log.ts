@@ -6,7 +6,7 @@ import type { StoredEvent } from '../../session/events.js';
 import { checkRedisClient, RedisScript, redisCall, replyString } from './client.js';
 import type { RedisClient } from './client.js';
 import { checkRedisPrefix, DEFAULT_REDIS_PREFIX, eventLogKey } from './keys.js';
-import type { EventLog } from '../types.js';
+import type { EventLog, StoreCallOptions } from '../types.js';
 
 /** Options of {@link RedisEventLog}. */
 export interface RedisEventLogOptions {
@@ -48,8 +48,8 @@ return nil
 
 /**
  * Every event of every session in Redis, keyed by (session id, seq). A batch is stored whole or not at
- * all; a `seq` that is already stored fails the batch with code `internal`, because two writers numbering
- * the same session's events is a bug that must surface, not be papered over. Each member is the event's
+ * all; a `seq` that is already stored (or repeated in the batch) fails the batch with
+ * `event_seq_conflict`: a batch stored before (a retry) or two writers numbering one session's events. Each member is the event's
  * JSON, which includes its `seq`, so two events never share a member. Other failures come back as
  * rejected promises with code `store_unavailable`.
  */
@@ -63,7 +63,7 @@ export class RedisEventLog implements EventLog {
     this.prefix = checkRedisPrefix(options.prefix ?? DEFAULT_REDIS_PREFIX);
   }
 
-  async append(sessionId: string, events: StoredEvent[]): Promise<void> {
+  async append(sessionId: string, events: StoredEvent[], options?: StoreCallOptions): Promise<void> {
     if (events.length === 0) return;
     const seqs: string[] = [];
     for (const event of events) {
@@ -73,35 +73,50 @@ export class RedisEventLog implements EventLog {
       seqs.push(String(event.seq));
     }
     const args = [String(events.length), ...seqs, ...events.map((event) => JSON.stringify(event))];
-    const conflict = await redisCall('append events', () =>
-      APPEND.run(this.redis, [eventLogKey(this.prefix, sessionId)], args),
+    const conflict = await redisCall(
+      'append events',
+      () => APPEND.run(this.redis, [eventLogKey(this.prefix, sessionId)], args),
+      options?.signal,
     );
     if (conflict != null) {
       throw new BerthError(
-        'internal',
+        'event_seq_conflict',
         `event seq ${replyString(conflict, 'conflicting seq')} of session ${sessionId} is already stored`,
       );
     }
   }
 
-  async list(sessionId: string, options: { after: number; limit: number }): Promise<StoredEvent[]> {
+  async list(
+    sessionId: string,
+    options: { after: number; limit: number } & StoreCallOptions,
+  ): Promise<StoredEvent[]> {
     // A caller asking for nothing gets nothing (ZRANGE reads a negative count as "all").
     if (!(options.limit > 0)) return [];
     const key = eventLogKey(this.prefix, sessionId);
     const count = Number.isFinite(options.limit) ? Math.floor(options.limit) : -1;
-    const rows = await redisCall('list events', () =>
-      this.redis.zrange(key, `(${options.after}`, '+inf', 'BYSCORE', 'LIMIT', 0, count),
+    const rows = await redisCall(
+      'list events',
+      () => this.redis.zrange(key, `(${options.after}`, '+inf', 'BYSCORE', 'LIMIT', 0, count),
+      options.signal,
     );
     return rows.map((json) => JSON.parse(json) as StoredEvent);
   }
 
-  async lastSeq(sessionId: string): Promise<number> {
+  async lastSeq(sessionId: string, options?: StoreCallOptions): Promise<number> {
     const key = eventLogKey(this.prefix, sessionId);
-    const [last] = await redisCall('read last event seq', () => this.redis.zrange(key, '-1', '-1'));
+    const [last] = await redisCall(
+      'read last event seq',
+      () => this.redis.zrange(key, '-1', '-1'),
+      options?.signal,
+    );
     return last === undefined ? 0 : (JSON.parse(last) as StoredEvent).seq;
   }
 
-  async deleteSession(sessionId: string): Promise<void> {
-    await redisCall('delete events', () => this.redis.unlink(eventLogKey(this.prefix, sessionId)));
+  async deleteSession(sessionId: string, options?: StoreCallOptions): Promise<void> {
+    await redisCall(
+      'delete events',
+      () => this.redis.unlink(eventLogKey(this.prefix, sessionId)),
+      options?.signal,
+    );
   }
 }

@@ -16,6 +16,7 @@ import type {
   SessionRef,
   SessionRegistry,
   SessionStatus,
+  StoreCallOptions,
 } from '../types.js';
 
 /** Options of {@link RedisRegistry}. */
@@ -117,7 +118,7 @@ export class RedisRegistry implements SessionRegistry {
   }
 
   /** Stores a new record; throws `session_exists` when the tenant already has the id. */
-  async create(record: SessionRecord): Promise<void> {
+  async create(record: SessionRecord, options?: StoreCallOptions): Promise<void> {
     if (!Number.isSafeInteger(record.createdAt) || record.createdAt < 0) {
       throw new BerthError(
         'invalid_request',
@@ -128,15 +129,17 @@ export class RedisRegistry implements SessionRegistry {
     const args = [listMember(record.createdAt, record.id)];
     // A field missing at runtime (JSON.stringify gives undefined) is stored as null, never as ''.
     for (const field of RECORD_FIELDS) args.push(field, JSON.stringify(record[field]) ?? 'null');
-    const created = await redisCall('create session', () =>
-      CREATE.run(this.redis, [recordKey(base, record.id), `${base}:list`], args),
+    const created = await redisCall(
+      'create session',
+      () => CREATE.run(this.redis, [recordKey(base, record.id), `${base}:list`], args),
+      options?.signal,
     );
     if (created !== 1) throw new BerthError('session_exists', `session ${record.id} already exists`);
   }
 
-  async get(ref: SessionRef): Promise<SessionRecord | undefined> {
+  async get(ref: SessionRef, options?: StoreCallOptions): Promise<SessionRecord | undefined> {
     const key = recordKey(registryBase(this.prefix, ref.tenant), ref.id);
-    const hash = await redisCall('get session', () => this.redis.hgetall(key));
+    const hash = await redisCall('get session', () => this.redis.hgetall(key), options?.signal);
     return Object.keys(hash).length === 0 ? undefined : fromHash(hash);
   }
 
@@ -146,19 +149,22 @@ export class RedisRegistry implements SessionRegistry {
    */
   async list(
     tenant: string,
-    options: { limit: number; cursor?: string | undefined },
+    options: { limit: number; cursor?: string | undefined } & StoreCallOptions,
   ): Promise<ListPage<SessionRecord>> {
-    const { limit, cursor } = options;
+    const { limit, cursor, signal } = options;
     checkPageLimit(limit);
     const after = cursor === undefined ? undefined : decodeCursor(cursor);
     const base = registryBase(this.prefix, tenant);
     const max = after ? `(${listMember(after.createdAt, after.id)}` : '+';
     // One extra record tells whether another page exists without a count.
-    const reply = await redisCall('list sessions', async () =>
-      replyArray(
-        await LIST.run(this.redis, [`${base}:list`], [max, String(limit + 1), `${base}:s:`]),
-        'list',
-      ),
+    const reply = await redisCall(
+      'list sessions',
+      async () =>
+        replyArray(
+          await LIST.run(this.redis, [`${base}:list`], [max, String(limit + 1), `${base}:s:`]),
+          'list',
+        ),
+      signal,
     );
     const records: SessionRecord[] = [];
     for (let i = 0; i + 1 < reply.length; i += 2) {
@@ -180,6 +186,7 @@ export class RedisRegistry implements SessionRegistry {
   async update(
     ref: SessionRef,
     patch: Partial<Omit<SessionRecord, 'id' | 'tenant' | 'createdAt'>>,
+    options?: StoreCallOptions,
   ): Promise<void> {
     const args: string[] = [];
     for (const [field, value] of Object.entries(patch)) {
@@ -189,13 +196,15 @@ export class RedisRegistry implements SessionRegistry {
     }
     args.push('updatedAt', JSON.stringify(Date.now()));
     const key = recordKey(registryBase(this.prefix, ref.tenant), ref.id);
-    await redisCall('update session', () => UPDATE.run(this.redis, [key], args));
+    await redisCall('update session', () => UPDATE.run(this.redis, [key], args), options?.signal);
   }
 
-  async delete(ref: SessionRef): Promise<void> {
+  async delete(ref: SessionRef, options?: StoreCallOptions): Promise<void> {
     const base = registryBase(this.prefix, ref.tenant);
-    await redisCall('delete session', () =>
-      DELETE.run(this.redis, [recordKey(base, ref.id), `${base}:list`], []),
+    await redisCall(
+      'delete session',
+      () => DELETE.run(this.redis, [recordKey(base, ref.id), `${base}:list`], []),
+      options?.signal,
     );
   }
 }

@@ -1,7 +1,6 @@
 /**
- * What the S3 stores share: key encoding, a bucket-scoped wrapper around the S3 client that maps failures
- * to Berth's codes, writer ids, and small concurrency helpers. The key layout itself is described in
- * `s3.ts`.
+ * What the S3 stores share besides the client (`s3/client.ts`): key encoding, writer ids, and small
+ * concurrency helpers. The key layout itself is described in `s3/index.ts`.
  *
  * Two properties of the keys matter everywhere:
  * - Every encoded name is prefix-free among its siblings (no sibling name is a proper prefix of another).
@@ -13,14 +12,6 @@
  *   server that maps keys onto files (s3rver does) never collapses, escapes or rejects a key.
  */
 import { randomBytes } from 'node:crypto';
-import {
-  DeleteObjectsCommand,
-  GetObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-} from '@aws-sdk/client-s3';
-import type { S3Client } from '@aws-sdk/client-s3';
-import { BerthError, describeError } from '../../errors.js';
 
 /**
  * The longest path component written. Filesystems limit a file name to 255 bytes, and s3rver appends up to
@@ -126,185 +117,6 @@ export function newWriterId(): string {
 /** Characters in a writer id (`[0-9a-z]`): 36^10 ids, so two instances drawing the same one is no concern. */
 export const WRITER_ID_LENGTH = 10;
 
-/** Turns a user-given key prefix into the root every key starts with: `''` or `a/b/`. */
-export function normalizePrefix(prefix: string | undefined): string {
-  const trimmed = (prefix ?? '').replace(/^\/+|\/+$/g, '');
-  if (trimmed === '') return '';
-  if (trimmed.split('/').some((part) => part === '' || part === '.' || part === '..')) {
-    throw new BerthError(
-      'invalid_config',
-      `S3 key prefix ${JSON.stringify(prefix)} has an empty, . or .. part`,
-    );
-  }
-  return `${trimmed}/`;
-}
-
-/** One object of a listing. */
-export interface ListedObject {
-  key: string;
-  size: number;
-  /** The server's LastModified, epoch ms (one clock for every writer). */
-  lastModified: number;
-}
-
-/** What {@link S3Bucket.getJson} found. */
-export type JsonRead<T> = { state: 'ok'; value: T } | { state: 'missing' } | { state: 'partial' };
-
-/**
- * How often, and after how long, a read retries an object whose body is not complete JSON. Real S3
- * never serves a partial object; s3rver can, while the object is being written (it truncates the file and
- * streams into it, and may answer the PUT before the last bytes reach the disk).
- */
-const PARTIAL_RETRIES = [10, 25, 50, 100, 200];
-
-/**
- * One bucket on one client, with every failure of the backend (HTTP errors, refused connections, timeouts)
- * mapped to `BerthError('store_unavailable')` naming the operation and the key.
- */
-export class S3Bucket {
-  constructor(
-    readonly client: S3Client,
-    readonly name: string,
-  ) {}
-
-  /**
-   * Every object under `prefix` in key order, following continuation tokens; `startAfter` skips keys up to
-   * and including it; `limit` stops once that many are collected.
-   */
-  async list(prefix: string, options: { startAfter?: string; limit?: number } = {}): Promise<ListedObject[]> {
-    const found: ListedObject[] = [];
-    let token: string | undefined;
-    do {
-      const want = options.limit === undefined ? 1000 : Math.min(1000, options.limit - found.length);
-      const page = await this.call('list', prefix, () =>
-        this.client.send(
-          new ListObjectsV2Command({
-            Bucket: this.name,
-            Prefix: prefix,
-            MaxKeys: want,
-            ...(token
-              ? { ContinuationToken: token }
-              : options.startAfter
-                ? { StartAfter: options.startAfter }
-                : {}),
-          }),
-        ),
-      );
-      for (const object of page.Contents ?? []) {
-        if (object.Key === undefined) continue;
-        found.push({
-          key: object.Key,
-          size: object.Size ?? 0,
-          lastModified: object.LastModified?.getTime() ?? 0,
-        });
-      }
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (token && (options.limit === undefined || found.length < options.limit));
-    return found;
-  }
-
-  /** The object's body as text, or undefined when there is no such object. */
-  async getText(key: string): Promise<string | undefined> {
-    try {
-      const response = await this.client.send(new GetObjectCommand({ Bucket: this.name, Key: key }));
-      return (await response.Body?.transformToString('utf8')) ?? '';
-    } catch (err) {
-      if (isMissing(err)) return undefined;
-      throw storeError('get', this.name, key, err);
-    }
-  }
-
-  /**
-   * The object parsed as JSON. A body that does not parse is re-read a few times before it is reported as
-   * `partial`: every object these stores write is a JSON object or array, and no proper prefix of one
-   * parses, so a parse failure means a write still in flight.
-   */
-  async getJson<T>(key: string): Promise<JsonRead<T>> {
-    for (let attempt = 0; ; attempt++) {
-      const text = await this.getText(key);
-      if (text === undefined) return { state: 'missing' };
-      try {
-        return { state: 'ok', value: JSON.parse(text) as T };
-      } catch {
-        const wait = PARTIAL_RETRIES[attempt];
-        if (wait === undefined) return { state: 'partial' };
-        await new Promise((resolve) => setTimeout(resolve, wait));
-      }
-    }
-  }
-
-  /** Writes the object; the body is a string, so the SDK sends it with a plain Content-Length. */
-  async put(key: string, body: string): Promise<void> {
-    await this.call('put', key, () =>
-      this.client.send(
-        new PutObjectCommand({
-          Bucket: this.name,
-          Key: key,
-          Body: body,
-          ContentType: 'application/json',
-        }),
-      ),
-    );
-  }
-
-  /** Deletes the keys (absent ones are fine), up to 1000 per request. */
-  async deleteMany(keys: readonly string[]): Promise<void> {
-    for (let at = 0; at < keys.length; at += 1000) {
-      const batch = keys.slice(at, at + 1000);
-      const result = await this.call('delete', batch[0]!, () =>
-        this.client.send(
-          new DeleteObjectsCommand({
-            Bucket: this.name,
-            Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true },
-          }),
-        ),
-      );
-      const failed = result.Errors?.[0];
-      if (failed) {
-        const why = `${failed.Code ?? 'Error'}: ${failed.Message ?? ''}`;
-        throw new BerthError(
-          'store_unavailable',
-          `s3 delete s3://${this.name}/${failed.Key ?? ''} failed: ${why}`,
-        );
-      }
-    }
-  }
-
-  /** Deletes every object under `prefix`. */
-  async deletePrefix(prefix: string): Promise<void> {
-    const objects = await this.list(prefix);
-    await this.deleteMany(objects.map((object) => object.key));
-  }
-
-  private async call<T>(action: string, key: string, send: () => Promise<T>): Promise<T> {
-    try {
-      return await send();
-    } catch (err) {
-      throw storeError(action, this.name, key, err);
-    }
-  }
-}
-
-/** True for the errors S3 answers a read of an absent key with. */
-export function isMissing(err: unknown): boolean {
-  const e = err as { name?: unknown; $metadata?: { httpStatusCode?: unknown } } | null;
-  return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.$metadata?.httpStatusCode === 404;
-}
-
-/** A backend failure as `store_unavailable`, naming the operation, the bucket and the key. */
-export function storeError(action: string, bucket: string, key: string, err: unknown): BerthError {
-  if (err instanceof BerthError) return err;
-  const e = err as { name?: unknown; code?: unknown } | null;
-  const kind = typeof e?.code === 'string' ? e.code : typeof e?.name === 'string' ? e.name : 'Error';
-  return new BerthError(
-    'store_unavailable',
-    `s3 ${action} s3://${bucket}/${key} failed: ${kind}: ${describeError(err)}`,
-    {
-      cause: err,
-    },
-  );
-}
-
 /** Runs `work` over `items` with at most `limit` calls in flight; results keep the order of `items`. */
 export async function mapLimit<T, R>(
   items: readonly T[],
@@ -344,5 +156,18 @@ export class KeyedQueue {
   /** True when a task for `key` is queued or running. */
   busy(key: string): boolean {
     return this.tails.has(key);
+  }
+}
+
+/**
+ * The unique part of the names one store instance writes: its writer id, then a 10-digit counter, so
+ * that two writers never write the same name (s3rver does not make overwrites atomic).
+ */
+export class WriterNames {
+  readonly writer = newWriterId();
+  private counter = 0;
+
+  next(): string {
+    return `${this.writer}${pad(this.counter++, 10)}`;
   }
 }

@@ -27,17 +27,10 @@
 import { checkPageLimit, decodeCursor, encodeCursor, type CursorPosition } from '../list-cursor.js';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { BerthError } from '../../errors.js';
-import {
-  chunk,
-  encodeSegment,
-  KeyedQueue,
-  mapLimit,
-  newWriterId,
-  normalizePrefix,
-  pad,
-  S3Bucket,
-} from './common.js';
-import type { ListPage, SessionRecord, SessionRef, SessionRegistry } from '../types.js';
+import { untilAborted } from '../abort.js';
+import { normalizePrefix, S3Bucket } from './client.js';
+import { chunk, encodeSegment, KeyedQueue, mapLimit, newWriterId, pad } from './common.js';
+import type { ListPage, SessionRecord, SessionRef, SessionRegistry, StoreCallOptions } from '../types.js';
 
 /** Options of {@link S3Registry}. */
 export interface S3RegistryOptions {
@@ -74,17 +67,18 @@ export class S3Registry implements SessionRegistry {
   }
 
   /** Stores a new record; throws `session_exists` when the tenant has the id or is creating it. */
-  async create(record: SessionRecord): Promise<void> {
+  async create(record: SessionRecord, options?: StoreCallOptions): Promise<void> {
+    const signal = options?.signal;
     const indexKey = this.indexKey(record.tenant, checkCreatedAt(record.createdAt), record.id);
     const exists = () => new BerthError('session_exists', `session ${record.id} already exists`);
-    if ((await this.bucket.getText(this.recordKey(record))) !== undefined) throw exists();
+    if ((await this.bucket.getText(this.recordKey(record), signal)) !== undefined) throw exists();
 
     const claims = `${this.root}claims/${encodeSegment(record.tenant)}/${encodeSegment(record.id)}/`;
     const claim = `${claims}k${this.writer}${pad(this.counter++, 10)}`;
-    await this.bucket.put(claim, '{}');
+    await this.bucket.put(claim, '{}', signal);
     let won = false;
     try {
-      const listed = await this.bucket.list(claims);
+      const listed = await this.bucket.list(claims, { signal });
       const mine = listed.find((object) => object.key === claim);
       if (!mine) throw new BerthError('store_unavailable', `s3 claim ${claim} vanished after it was written`);
       const rivals = listed.filter(
@@ -92,19 +86,23 @@ export class S3Registry implements SessionRegistry {
       );
       if (rivals.length > 0) throw exists();
       // Another creator may have finished between the first check and the claim.
-      if ((await this.bucket.getText(this.recordKey(record))) !== undefined) throw exists();
-      await this.bucket.put(indexKey, '{}');
-      await this.bucket.put(this.recordKey(record), JSON.stringify(record));
+      if ((await this.bucket.getText(this.recordKey(record), signal)) !== undefined) throw exists();
+      await this.bucket.put(indexKey, '{}', signal);
+      await this.bucket.put(this.recordKey(record), JSON.stringify(record), signal);
       won = true;
       // Stale claims of creators that died go too; they no longer block anyone anyway.
-      await this.bucket.deleteMany(listed.map((object) => object.key));
+      await this.bucket.deleteMany(
+        listed.map((object) => object.key),
+        signal,
+      );
     } finally {
+      // Without the signal: an aborted create still removes its claim, which would block the id.
       if (!won) await this.bucket.deleteMany([claim]).catch(() => undefined);
     }
   }
 
-  async get(ref: SessionRef): Promise<SessionRecord | undefined> {
-    const read = await this.bucket.getJson<SessionRecord>(this.recordKey(ref));
+  async get(ref: SessionRef, options?: StoreCallOptions): Promise<SessionRecord | undefined> {
+    const read = await this.bucket.getJson<SessionRecord>(this.recordKey(ref), options?.signal);
     if (read.state === 'partial') {
       throw new BerthError('store_unavailable', `s3 record of session ${ref.id} is not valid JSON`);
     }
@@ -117,9 +115,9 @@ export class S3Registry implements SessionRegistry {
    */
   async list(
     tenant: string,
-    options: { limit: number; cursor?: string | undefined },
+    options: { limit: number; cursor?: string | undefined } & StoreCallOptions,
   ): Promise<ListPage<SessionRecord>> {
-    const { limit, cursor } = options;
+    const { limit, cursor, signal } = options;
     checkPageLimit(limit);
     const after = cursor === undefined ? undefined : decodeCursor(cursor);
     const dir = `${this.root}by-created/${encodeSegment(tenant)}/`;
@@ -127,6 +125,7 @@ export class S3Registry implements SessionRegistry {
     const listed = await this.bucket.list(dir, {
       ...(after ? { startAfter: this.indexKey(tenant, after.createdAt, after.id) } : {}),
       limit: limit + 1,
+      signal,
     });
     const page = listed.slice(0, limit).map((object) => ({
       key: object.key,
@@ -134,7 +133,7 @@ export class S3Registry implements SessionRegistry {
     }));
     const records = await mapLimit(page, 16, async ({ position }) => {
       if (!position) return undefined;
-      const record = await this.get({ tenant, id: position.id });
+      const record = await this.get({ tenant, id: position.id }, { signal });
       return record?.createdAt === position.createdAt ? record : undefined;
     });
     const last = page.at(-1)?.position;
@@ -145,29 +144,39 @@ export class S3Registry implements SessionRegistry {
   }
 
   /** Merges the patch (fields set to `undefined` are ignored) and sets `updatedAt` to now. */
-  update(ref: SessionRef, patch: Partial<Omit<SessionRecord, 'id' | 'tenant' | 'createdAt'>>): Promise<void> {
-    return this.queue.run(JSON.stringify([ref.tenant, ref.id]), async () => {
-      const current = await this.get(ref);
-      if (!current) return;
-      const merged: SessionRecord = { ...current };
-      for (const [field, value] of Object.entries(patch)) {
-        if (value !== undefined) (merged as unknown as Record<string, unknown>)[field] = value;
-      }
-      // The identity of a record never changes, whatever a caller slips into the patch at runtime.
-      merged.id = current.id;
-      merged.tenant = current.tenant;
-      merged.createdAt = current.createdAt;
-      merged.updatedAt = Date.now();
-      await this.bucket.put(this.recordKey(ref), JSON.stringify(merged));
-    });
+  update(
+    ref: SessionRef,
+    patch: Partial<Omit<SessionRecord, 'id' | 'tenant' | 'createdAt'>>,
+    options?: StoreCallOptions,
+  ): Promise<void> {
+    const signal = options?.signal;
+    const update = () =>
+      this.queue.run(JSON.stringify([ref.tenant, ref.id]), async () => {
+        signal?.throwIfAborted();
+        const current = await this.get(ref, { signal });
+        if (!current) return;
+        const merged: SessionRecord = { ...current };
+        for (const [field, value] of Object.entries(patch)) {
+          if (value !== undefined) (merged as unknown as Record<string, unknown>)[field] = value;
+        }
+        // The identity of a record never changes, whatever a caller slips into the patch at runtime.
+        merged.id = current.id;
+        merged.tenant = current.tenant;
+        merged.createdAt = current.createdAt;
+        merged.updatedAt = Date.now();
+        await this.bucket.put(this.recordKey(ref), JSON.stringify(merged), signal);
+      });
+    // Queued behind this session's other updates: the signal also stops the wait for them.
+    return untilAborted(signal, `s3 update session ${ref.id}`, update);
   }
 
-  async delete(ref: SessionRef): Promise<void> {
-    const current = await this.get(ref);
+  async delete(ref: SessionRef, options?: StoreCallOptions): Promise<void> {
+    const signal = options?.signal;
+    const current = await this.get(ref, { signal });
     if (!current) return;
     // The record before its index, so that a record never lacks one.
-    await this.bucket.deleteMany([this.recordKey(ref)]);
-    await this.bucket.deleteMany([this.indexKey(ref.tenant, current.createdAt, ref.id)]);
+    await this.bucket.deleteMany([this.recordKey(ref)], signal);
+    await this.bucket.deleteMany([this.indexKey(ref.tenant, current.createdAt, ref.id)], signal);
   }
 
   private recordKey(ref: SessionRef): string {

@@ -15,6 +15,11 @@
  * Key parts are encoded by `encodeSegment` (`s3/common.ts`): readable for plain ids, collision-free for
  * anything else. `<writer>` is a random id per store instance and `<n>` its counter, so names never repeat.
  *
+ * Modules by job: this one appends, loads, lists and deletes, and keeps each key's view up to date;
+ * `s3/transcript-objects.ts` holds the object names and bodies, the views and the full read of a key;
+ * `s3/transcript-compaction.ts` merges parts into segments; `s3/transcript-summaries.ts` writes, prunes
+ * and lists summary versions.
+ *
  * Order. A transcript is its parts in name order, and a part's name is fixed when it is written, so the
  * order never changes once a part is visible, whatever compaction does. Before each PUT the writer lists
  * the key and numbers its part one above the highest seq listed (a Lamport clock kept in the names):
@@ -56,7 +61,6 @@
  * Keys are limited by S3's 1024 bytes per object key: a projectKey, sessionId and subpath of a few hundred
  * characters together are fine.
  */
-import { foldSessionSummary } from '@anthropic-ai/claude-agent-sdk';
 import type {
   SessionKey,
   SessionStore,
@@ -64,19 +68,14 @@ import type {
   SessionSummaryEntry,
 } from '@anthropic-ai/claude-agent-sdk';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { BerthError } from '../../errors.js';
-import {
-  decodeSegment,
-  encodeSegment,
-  KeyedQueue,
-  mapLimit,
-  newWriterId,
-  normalizePrefix,
-  pad,
-  S3Bucket,
-  WRITER_ID_LENGTH,
-} from './common.js';
-import type { ListedObject } from './common.js';
+import { normalizePrefix, S3Bucket } from './client.js';
+import type { ListedObject } from './client.js';
+import { decodeSegment, encodeSegment, KeyedQueue, mapLimit, pad, WriterNames } from './common.js';
+import { compactKey } from './transcript-compaction.js';
+import { absorb, fresh, keyId, MAIN, parseListing, readKey, viewFrom } from './transcript-objects.js';
+import type { KeyView, Part, PartBody } from './transcript-objects.js';
+import { pruneSummaries, summaryDir, summaryVersions, writeSummary } from './transcript-summaries.js';
+import type { SummaryBody } from './transcript-summaries.js';
 
 /** Options of {@link S3SessionStore}. */
 export interface S3SessionStoreOptions {
@@ -106,85 +105,6 @@ export interface S3SessionStoreOptions {
   concurrency?: number;
 }
 
-/** One append's entries, as stored in a part or a segment. */
-interface Part {
-  /** The part's object name, which is its place in the transcript. */
-  name: string;
-  /** Epoch ms stamped by its writer. */
-  mtime: number;
-  entries: SessionStoreEntry[];
-}
-
-interface PartBody {
-  v: 1;
-  m: number;
-  e: SessionStoreEntry[];
-}
-
-interface SegmentBody {
-  v: 1;
-  parts: Array<{ n: string; m: number; e: SessionStoreEntry[] }>;
-}
-
-interface SummaryBody {
-  v: 1;
-  mtime: number;
-  data: Record<string, unknown>;
-}
-
-/** An object of a key's directory, recognised by its name. */
-interface KeyObject {
-  name: string;
-  kind: 'part' | 'segment';
-  seq: number;
-  size: number;
-}
-
-/**
- * What one instance knows about one key: the parts it has read (by name), the uuids they hold, and the
- * summary folded over them in name order. Valid while every object it was built from is still listed and
- * no segment it has not read appears; otherwise it is rebuilt from a full read.
- */
-interface KeyView {
-  /** Objects (parts and segments) whose content is reflected here, with their sizes. */
-  objects: Map<string, number>;
-  /** Names of the parts absorbed. */
-  parts: Set<string>;
-  /** The greatest part name absorbed (`''` when none). */
-  lastPart: string;
-  /** The greatest seq in any name listed, read or not: the next part's seq is one above. */
-  maxSeq: number;
-  maxMtime: number;
-  uuids: Set<string>;
-  summary: SessionSummaryEntry | undefined;
-  /** Contents of the loose parts absorbed, for compaction. */
-  loose: Map<string, Part>;
-  /** True when a summary version covering exactly `parts` has been written by this instance. */
-  summaryWritten: boolean;
-  /** Summary versions written since the last pruning. */
-  summariesWritten: number;
-}
-
-/** What a full read of a key found. */
-interface KeyRead {
-  /** Every part, by name, in name order. */
-  parts: Part[];
-  /** The objects read (partial ones left out), with sizes. */
-  objects: Map<string, number>;
-  loose: Map<string, Part>;
-  maxSeq: number;
-}
-
-const PART_NAME = new RegExp(`^p(\\d{12})-[0-9a-z]{${WRITER_ID_LENGTH}}\\d{10}$`);
-const SEGMENT_NAME = new RegExp(`^c(\\d{12})-[0-9a-z]{${WRITER_ID_LENGTH}}\\d{10}$`);
-const SUMMARY_NAME = new RegExp(`^v(\\d{12})-(\\d{15})-[0-9a-z]{${WRITER_ID_LENGTH}}\\d{10}$`);
-/** The main transcript's directory name; `@` never appears in an encoded subpath. */
-const MAIN = '@';
-/** How many summary versions a writer writes before it deletes the older versions of the session. */
-const PRUNE_SUMMARIES_AFTER = 4;
-/** Full reads retry this often when objects vanish under them (a compaction deleting what it merged). */
-const READ_ATTEMPTS = 8;
-
 /**
  * Transcripts in S3, for the SDK's `options.sessionStore`; see the header of `s3/session-store.ts` for the
  * object layout and why concurrent writers, compaction and readers are safe without conditional writes.
@@ -199,8 +119,7 @@ export class S3SessionStore implements SessionStore {
   private readonly compactAfterParts: number;
   private readonly cachedKeys: number;
   private readonly concurrency: number;
-  private readonly writer = newWriterId();
-  private counter = 0;
+  private readonly names = new WriterNames();
   private readonly queue = new KeyedQueue();
   /** Views by key id, least recently used first. */
   private readonly views = new Map<string, KeyView>();
@@ -226,12 +145,12 @@ export class S3SessionStore implements SessionStore {
 
   /** All entries of the key in append order, each uuid once; null when nothing was ever stored. */
   async load(key: SessionKey): Promise<SessionStoreEntry[] | null> {
-    const read = await this.readKey(this.keyDir(key));
+    const read = await readKey(this.bucket, this.keyDir(key), this.concurrency);
     // The SDK loads a session before it resumes and appends to it: keep what was read for those appends.
     // A view that is stale by then is still valid to start from (the next append's listing updates it).
     const id = keyId(key);
     if (read.parts.length > 0 && !this.views.has(id) && !this.queue.busy(id)) {
-      this.remember(id, this.viewFrom(key, read));
+      this.remember(id, viewFrom(key, read));
     }
     if (read.parts.length === 0) return null;
     const seen = new Set<string>();
@@ -242,13 +161,13 @@ export class S3SessionStore implements SessionStore {
 
   /** The project's main transcripts with the epoch-ms mtime of their latest summary, from one listing. */
   async listSessions(projectKey: string): Promise<Array<{ sessionId: string; mtime: number }>> {
-    const versions = await this.summaryVersions(projectKey);
+    const versions = await summaryVersions(this.bucket, this.root, projectKey);
     return [...versions].map(([sessionId, list]) => ({ sessionId, mtime: list[0]!.mtime }));
   }
 
   /** The folded summaries of the project's main transcripts; each `mtime` equals `listSessions`'s. */
   async listSessionSummaries(projectKey: string): Promise<SessionSummaryEntry[]> {
-    const versions = await this.summaryVersions(projectKey);
+    const versions = await summaryVersions(this.bucket, this.root, projectKey);
     const found = await mapLimit([...versions], this.concurrency, async ([sessionId, list]) => {
       // The newest version may be gone (superseded and deleted) or in flight; an older one is still a
       // valid summary, just staler, and the SDK reloads a summary older than listSessions' mtime.
@@ -270,7 +189,7 @@ export class S3SessionStore implements SessionStore {
     return this.queue.run(keyId(key), async () => {
       const prefix = key.subpath ? this.keyDir(key) : this.sessionDir(key);
       const objects = await this.bucket.list(prefix);
-      if (!key.subpath) objects.push(...(await this.bucket.list(this.summaryDir(key))));
+      if (!key.subpath) objects.push(...(await this.bucket.list(summaryDir(this.root, key))));
       await this.bucket.deleteMany(objects.map((object) => object.key));
       if (key.subpath) this.views.delete(keyId(key));
       else {
@@ -301,7 +220,7 @@ export class S3SessionStore implements SessionStore {
     const id = keyId(key);
     return this.queue.run(id, async () => {
       const dir = this.keyDir(key);
-      const view = this.viewFrom(key, await this.readKey(dir));
+      const view = viewFrom(key, await readKey(this.bucket, dir, this.concurrency));
       this.remember(id, view);
       await this.compactLocked(dir, view, true);
     });
@@ -317,14 +236,14 @@ export class S3SessionStore implements SessionStore {
     if (batch.length === 0) {
       // A replay of what is stored; only a summary that an earlier, failed call did not write is missing.
       if (main && !view.summaryWritten && view.parts.size > 0) {
-        await this.writeSummary(key, view);
-        await this.pruneSummaries(key, view);
+        await writeSummary(this.bucket, this.root, key, view, this.names);
+        await pruneSummaries(this.bucket, this.root, key, view);
       }
       return;
     }
     // Strictly above every mtime this writer has read, even if its clock is behind another writer's.
     const mtime = Math.max(Date.now(), view.maxMtime + 1);
-    const name = `p${pad(view.maxSeq + 1, 12)}-${this.writer}${pad(this.counter++, 10)}`;
+    const name = `p${pad(view.maxSeq + 1, 12)}-${this.names.next()}`;
     const body = JSON.stringify({ v: 1, m: mtime, e: batch } satisfies PartBody);
     await this.bucket.put(dir + name, body);
     view.objects.set(name, Buffer.byteLength(body));
@@ -337,11 +256,14 @@ export class S3SessionStore implements SessionStore {
       // everything: listed after the part's PUT, so of all writers racing on this key, the last to list
       // sees every part. Only when that listing shows parts this writer had not folded is a second
       // version needed; one round trip instead of two in the usual case.
-      const [, listing] = await Promise.all([this.writeSummary(key, view), this.bucket.list(dir)]);
+      const [, listing] = await Promise.all([
+        writeSummary(this.bucket, this.root, key, view, this.names),
+        this.bucket.list(dir),
+      ]);
       view = await this.sync(key, view, dir, listing);
       this.remember(id, view);
-      if (!view.summaryWritten) await this.writeSummary(key, view);
-      await this.pruneSummaries(key, view);
+      if (!view.summaryWritten) await writeSummary(this.bucket, this.root, key, view, this.names);
+      await pruneSummaries(this.bucket, this.root, key, view);
     }
     if (view.loose.size > this.compactAfterParts) {
       try {
@@ -364,20 +286,20 @@ export class S3SessionStore implements SessionStore {
     listing: ListedObject[],
   ): Promise<KeyView> {
     const objects = parseListing(dir, listing);
-    if (!view) return this.viewFrom(key, await this.readKey(dir, listing));
+    const rebuild = async (from?: ListedObject[]) =>
+      viewFrom(key, await readKey(this.bucket, dir, this.concurrency, from));
+    if (!view) return rebuild(listing);
     const listed = new Set(objects.map((object) => object.name));
     const vanished = [...view.objects.keys()].some((name) => !listed.has(name));
     const unread = objects.filter((object) => !view.objects.has(object.name));
-    if (vanished || unread.some((object) => object.kind === 'segment')) {
-      return this.viewFrom(key, await this.readKey(dir, listing));
-    }
+    if (vanished || unread.some((object) => object.kind === 'segment')) return rebuild(listing);
     const reads = await mapLimit(unread, this.concurrency, (object) =>
       this.bucket.getJson<PartBody>(dir + object.name),
     );
     const parts: Array<{ part: Part; size: number }> = [];
     for (const [i, read] of reads.entries()) {
       const object = unread[i]!;
-      if (read.state === 'missing') return this.viewFrom(key, await this.readKey(dir));
+      if (read.state === 'missing') return rebuild();
       if (read.state === 'ok') {
         parts.push({
           part: { name: object.name, mtime: read.value.m, entries: read.value.e },
@@ -386,10 +308,8 @@ export class S3SessionStore implements SessionStore {
       }
     }
     parts.sort((a, b) => (a.part.name < b.part.name ? -1 : 1));
-    if (parts.some(({ part }) => part.name < view.lastPart)) {
-      // A part landed before one already folded (two writers drew the same seq): fold again in order.
-      return this.viewFrom(key, await this.readKey(dir, listing));
-    }
+    // A part landed before one already folded (two writers drew the same seq): fold again in order.
+    if (parts.some(({ part }) => part.name < view.lastPart)) return rebuild(listing);
     for (const { part, size } of parts) {
       absorb(view, part, key.subpath ? undefined : key);
       view.objects.set(part.name, size);
@@ -400,173 +320,13 @@ export class S3SessionStore implements SessionStore {
     return view;
   }
 
-  /** A view of everything `read` holds. */
-  private viewFrom(key: SessionKey, read: KeyRead): KeyView {
-    const view: KeyView = {
-      objects: read.objects,
-      parts: new Set(),
-      lastPart: '',
-      maxSeq: read.maxSeq,
-      maxMtime: 0,
-      uuids: new Set(),
-      summary: undefined,
-      loose: read.loose,
-      summaryWritten: false,
-      summariesWritten: 0,
-    };
-    for (const part of read.parts) absorb(view, part, key.subpath ? undefined : key);
-    return view;
-  }
-
-  /**
-   * Reads every object of the key (starting from `listing` when given), retrying with a fresh listing when
-   * an object vanishes between the listing and its GET.
-   */
-  private async readKey(dir: string, listing?: ListedObject[]): Promise<KeyRead> {
-    const cache = new Map<string, Part[] | 'partial'>();
-    for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
-      const current = attempt === 0 && listing ? listing : await this.bucket.list(dir);
-      const objects = parseListing(dir, current);
-      let vanished = false;
-      await mapLimit(
-        objects.filter((object) => !cache.has(object.name)),
-        this.concurrency,
-        async (object) => {
-          const parts = await this.readObject(dir, object);
-          if (parts === 'missing') vanished = true;
-          else cache.set(object.name, parts);
-        },
-      );
-      if (vanished) continue;
-      const byName = new Map<string, Part>();
-      const read: KeyRead = {
-        parts: [],
-        objects: new Map(),
-        loose: new Map(),
-        maxSeq: 0,
-      };
-      for (const object of objects) {
-        read.maxSeq = Math.max(read.maxSeq, object.seq);
-        const parts = cache.get(object.name);
-        if (parts === undefined || parts === 'partial') continue;
-        read.objects.set(object.name, object.size);
-        for (const part of parts) byName.set(part.name, part);
-        if (object.kind === 'part' && parts[0]) read.loose.set(object.name, parts[0]);
-      }
-      read.parts = [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-      return read;
-    }
-    throw new BerthError(
-      'store_unavailable',
-      `s3 load s3://${this.bucket.name}/${dir} failed: its objects kept vanishing while being read`,
-    );
-  }
-
-  private async readObject(dir: string, object: KeyObject): Promise<Part[] | 'partial' | 'missing'> {
-    if (object.kind === 'part') {
-      const read = await this.bucket.getJson<PartBody>(dir + object.name);
-      if (read.state !== 'ok') return read.state;
-      return [{ name: object.name, mtime: read.value.m, entries: read.value.e }];
-    }
-    const read = await this.bucket.getJson<SegmentBody>(dir + object.name);
-    if (read.state !== 'ok') return read.state;
-    return read.value.parts.map((part) => ({ name: part.n, mtime: part.m, entries: part.e }));
-  }
-
-  /** Writes a summary version covering the view's parts (named by their count, see the header). */
-  private async writeSummary(key: SessionKey, view: KeyView): Promise<void> {
-    const summary = view.summary ?? foldSessionSummary(undefined, key, [], { mtime: view.maxMtime });
-    const mtime = view.maxMtime;
-    const name = `v${pad(view.parts.size, 12)}-${pad(mtime, 15)}-${this.writer}${pad(this.counter++, 10)}`;
-    const body = JSON.stringify({ v: 1, mtime, data: summary.data } satisfies SummaryBody);
-    await this.bucket.put(this.summaryDir(key) + name, body);
-    view.summaryWritten = true;
-    view.summariesWritten++;
-  }
-
-  /**
-   * Once this writer has written a few summary versions of the session, lists them all and deletes all but
-   * the newest: readers only ever read the newest, and a listing plus a delete per append would double
-   * the requests of an append. Versions that other writers add after the listing are left alone.
-   */
-  private async pruneSummaries(key: SessionKey, view: KeyView): Promise<void> {
-    if (view.summariesWritten < PRUNE_SUMMARIES_AFTER) return;
-    view.summariesWritten = 0;
-    const versions = await this.bucket.list(this.summaryDir(key));
-    if (versions.length < 2) return;
-    const newest = versions.reduce((a, b) => (a.key > b.key ? a : b));
-    await this.bucket.deleteMany(versions.filter((v) => v !== newest).map((v) => v.key));
-  }
-
-  /**
-   * Merges the view's loose parts, and each next-newest segment no bigger than about what has been merged
-   * so far (`all`: every segment), into one new segment, then deletes what it merged. Like a binary
-   * counter, that keeps O(log n) segments and rewrites each entry O(log n) times; the 1.5 lets segments
-   * whose sizes differ by JSON overhead still merge. Only objects whose content is in the new segment are
-   * deleted, and only after it is written.
-   */
-  private async compactLocked(dir: string, view: KeyView, all: boolean): Promise<void> {
-    const loose = [...view.loose.values()];
-    const segments = [...view.objects]
-      .filter(([name]) => SEGMENT_NAME.test(name))
-      .sort(([a], [b]) => (a < b ? 1 : a > b ? -1 : 0));
-    if (!all && loose.length <= this.compactAfterParts) return;
-    if (all && loose.length + segments.length <= 1) return;
-    let size = loose.reduce((sum, part) => sum + (view.objects.get(part.name) ?? 0), 0);
-    const merged: string[] = [];
-    for (const [name, bytes] of segments) {
-      if (!all && bytes > 1.5 * size) break;
-      merged.push(name);
-      size += bytes;
-    }
-    const parts = new Map<string, Part>();
-    for (const part of loose) parts.set(part.name, part);
-    const reads = await mapLimit(merged, this.concurrency, (name) =>
-      this.readObject(dir, { name, kind: 'segment', seq: 0, size: 0 }),
-    );
-    for (const read of reads) {
-      // Gone or in flight: another instance is compacting this key; leave it to them this time.
-      if (!Array.isArray(read)) return;
-      for (const part of read) parts.set(part.name, part);
-    }
-    const ordered = [...parts.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    const last = ordered.at(-1);
-    if (!last) return;
-    const seq = Number(PART_NAME.exec(last.name)?.[1] ?? view.maxSeq);
-    const name = `c${pad(seq, 12)}-${this.writer}${pad(this.counter++, 10)}`;
-    const body = JSON.stringify({
-      v: 1,
-      parts: ordered.map((part) => ({ n: part.name, m: part.mtime, e: part.entries })),
-    } satisfies SegmentBody);
-    await this.bucket.put(dir + name, body);
-    view.objects.set(name, Buffer.byteLength(body));
-    const replaced = [...loose.map((part) => part.name), ...merged];
-    await this.bucket.deleteMany(replaced.map((object) => dir + object));
-    for (const object of replaced) {
-      view.objects.delete(object);
-      view.loose.delete(object);
-    }
-  }
-
-  /** Summary versions of the project's sessions, newest first per session. */
-  private async summaryVersions(
-    projectKey: string,
-  ): Promise<Map<string, Array<{ key: string; mtime: number; name: string }>>> {
-    const dir = `${this.root}summaries/${encodeSegment(projectKey)}/`;
-    const bySession = new Map<string, Array<{ key: string; mtime: number; name: string }>>();
-    for (const object of await this.bucket.list(dir)) {
-      const components = object.key.slice(dir.length).split('/');
-      const session = decodeSegment(components, 0);
-      const name = session && components.length === session.next + 1 ? components[session.next]! : '';
-      const match = SUMMARY_NAME.exec(name);
-      if (!session || !match) continue;
-      const list = bySession.get(session.value) ?? [];
-      list.push({ key: object.key, mtime: Number(match[2]), name });
-      bySession.set(session.value, list);
-    }
-    for (const list of bySession.values())
-      list.sort((a, b) => (a.name < b.name ? 1 : a.name > b.name ? -1 : 0));
-    return bySession;
+  private compactLocked(dir: string, view: KeyView, all: boolean): Promise<void> {
+    return compactKey(this.bucket, dir, view, {
+      all,
+      compactAfterParts: this.compactAfterParts,
+      concurrency: this.concurrency,
+      names: this.names,
+    });
   }
 
   /** Keeps the view as the most recently used, evicting the least recently used idle ones beyond the cap. */
@@ -587,61 +347,4 @@ export class S3SessionStore implements SessionStore {
   private keyDir(key: SessionKey): string {
     return `${this.sessionDir(key)}${key.subpath ? encodeSegment(key.subpath) : MAIN}/`;
   }
-
-  private summaryDir(key: { projectKey: string; sessionId: string }): string {
-    return `${this.root}summaries/${encodeSegment(key.projectKey)}/${encodeSegment(key.sessionId)}/`;
-  }
-}
-
-/** The key's identity inside this process (its three parts, unambiguously joined). */
-function keyId(key: SessionKey): string {
-  return JSON.stringify([key.projectKey, key.sessionId, key.subpath ?? '']);
-}
-
-/**
- * The entries of `entries` whose uuid is neither in `seen` nor in `stored` (adding them to `seen`), and
- * every entry without a uuid.
- */
-function fresh(
-  entries: readonly SessionStoreEntry[],
-  seen: Set<string>,
-  stored?: ReadonlySet<string>,
-): SessionStoreEntry[] {
-  const out: SessionStoreEntry[] = [];
-  for (const entry of entries) {
-    const uuid = typeof entry.uuid === 'string' ? entry.uuid : undefined;
-    if (uuid !== undefined) {
-      if (seen.has(uuid) || stored?.has(uuid)) continue;
-      seen.add(uuid);
-    }
-    out.push(entry);
-  }
-  return out;
-}
-
-/** Folds `part` into `view`, which must not hold a part sorting after it; `main` for a main transcript. */
-function absorb(view: KeyView, part: Part, main: SessionKey | undefined): void {
-  if (view.parts.has(part.name)) return;
-  const entries = fresh(part.entries, view.uuids);
-  view.parts.add(part.name);
-  if (part.name > view.lastPart) view.lastPart = part.name;
-  view.maxMtime = Math.max(view.maxMtime, part.mtime);
-  if (main) view.summary = foldSessionSummary(view.summary, main, entries, { mtime: view.maxMtime });
-  view.summaryWritten = false;
-}
-
-/** The parts and segments of a key's listing (anything else under the directory is ignored). */
-function parseListing(dir: string, listing: readonly ListedObject[]): KeyObject[] {
-  const objects: KeyObject[] = [];
-  for (const object of listing) {
-    const name = object.key.slice(dir.length);
-    const part = PART_NAME.exec(name);
-    if (part) {
-      objects.push({ name, kind: 'part', seq: Number(part[1]), size: object.size });
-      continue;
-    }
-    const segment = SEGMENT_NAME.exec(name);
-    if (segment) objects.push({ name, kind: 'segment', seq: Number(segment[1]), size: object.size });
-  }
-  return objects;
 }

@@ -30,6 +30,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { BerthError } from '../../errors.js';
+import { checkAborted } from '../abort.js';
 
 /** A better-sqlite3 connection. */
 export type SqliteDatabase = Database.Database;
@@ -150,10 +151,17 @@ export function migrateSqliteDatabase(db: SqliteDatabase): void {
  * Runs the synchronous `work` and settles a promise with its outcome, so that nothing throws synchronously
  * out of an async API. A SQLite failure (or use of a closed connection) becomes `store_unavailable`, so
  * that callers branch on the same codes whatever the backend; other errors (Berth's own, bugs) pass as
- * they are.
+ * they are. The work is synchronous, so `signal` is honoured once, before it starts: there is no waiting
+ * to stop.
  */
-export function sqliteTask<T>(db: SqliteDatabase, action: string, work: () => T): Promise<T> {
+export function sqliteTask<T>(
+  db: SqliteDatabase,
+  action: string,
+  work: () => T,
+  signal?: AbortSignal,
+): Promise<T> {
   try {
+    checkAborted(signal, `sqlite ${action}`);
     return Promise.resolve(work());
   } catch (err) {
     return Promise.reject(

@@ -5,7 +5,7 @@ import { BerthError } from '../../errors.js';
 import type { StoredEvent } from '../../session/events.js';
 import { migrateSqliteDatabase, sqliteTask } from './database.js';
 import type { SqliteDatabase } from './database.js';
-import type { EventLog } from '../types.js';
+import type { EventLog, StoreCallOptions } from '../types.js';
 
 /** Options of {@link SqliteEventLog}. */
 export interface SqliteEventLogOptions {
@@ -15,8 +15,8 @@ export interface SqliteEventLogOptions {
 
 /**
  * Every event of every session in SQLite, keyed by (session id, seq). A batch is stored whole or not at
- * all; a `seq` that is already stored fails the batch with code `internal`, because two writers numbering
- * the same session's events is a bug that must surface, not be papered over.
+ * all; a `seq` that is already stored (or repeated in the batch) fails the batch with
+ * `event_seq_conflict`: a batch stored before (a retry) or two writers numbering one session's events.
  */
 export class SqliteEventLog implements EventLog {
   private readonly db: SqliteDatabase;
@@ -31,7 +31,7 @@ export class SqliteEventLog implements EventLog {
       for (const event of events) {
         if (this.sql.insert.run(sessionId, event.seq, JSON.stringify(event)).changes === 0) {
           throw new BerthError(
-            'internal',
+            'event_seq_conflict',
             `event seq ${event.seq} of session ${sessionId} is already stored`,
           );
         }
@@ -40,29 +40,52 @@ export class SqliteEventLog implements EventLog {
     this.appendTx = (sessionId, events) => append.immediate(sessionId, events);
   }
 
-  append(sessionId: string, events: StoredEvent[]): Promise<void> {
-    return sqliteTask(this.db, 'append events', () => {
-      if (events.length > 0) this.appendTx(sessionId, events);
-    });
+  append(sessionId: string, events: StoredEvent[], options?: StoreCallOptions): Promise<void> {
+    return sqliteTask(
+      this.db,
+      'append events',
+      () => {
+        if (events.length > 0) this.appendTx(sessionId, events);
+      },
+      options?.signal,
+    );
   }
 
-  list(sessionId: string, options: { after: number; limit: number }): Promise<StoredEvent[]> {
-    return sqliteTask(this.db, 'list events', () => {
-      // SQLite reads a negative LIMIT as "no limit"; a caller asking for nothing gets nothing.
-      if (!(options.limit > 0)) return [];
-      const rows = this.sql.list.all(sessionId, options.after, Math.floor(options.limit));
-      return rows.map((row) => JSON.parse(row) as StoredEvent);
-    });
+  list(
+    sessionId: string,
+    options: { after: number; limit: number } & StoreCallOptions,
+  ): Promise<StoredEvent[]> {
+    return sqliteTask(
+      this.db,
+      'list events',
+      () => {
+        // SQLite reads a negative LIMIT as "no limit"; a caller asking for nothing gets nothing.
+        if (!(options.limit > 0)) return [];
+        const rows = this.sql.list.all(sessionId, options.after, Math.floor(options.limit));
+        return rows.map((row) => JSON.parse(row) as StoredEvent);
+      },
+      options.signal,
+    );
   }
 
-  lastSeq(sessionId: string): Promise<number> {
-    return sqliteTask(this.db, 'read last event seq', () => this.sql.lastSeq.get(sessionId) ?? 0);
+  lastSeq(sessionId: string, options?: StoreCallOptions): Promise<number> {
+    return sqliteTask(
+      this.db,
+      'read last event seq',
+      () => this.sql.lastSeq.get(sessionId) ?? 0,
+      options?.signal,
+    );
   }
 
-  deleteSession(sessionId: string): Promise<void> {
-    return sqliteTask(this.db, 'delete events', () => {
-      this.sql.deleteSession.run(sessionId);
-    });
+  deleteSession(sessionId: string, options?: StoreCallOptions): Promise<void> {
+    return sqliteTask(
+      this.db,
+      'delete events',
+      () => {
+        this.sql.deleteSession.run(sessionId);
+      },
+      options?.signal,
+    );
   }
 }
 

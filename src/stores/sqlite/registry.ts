@@ -13,6 +13,7 @@ import type {
   SessionRef,
   SessionRegistry,
   SessionStatus,
+  StoreCallOptions,
 } from '../types.js';
 import type { Usage } from '../../session/events.js';
 
@@ -58,19 +59,29 @@ export class SqliteRegistry implements SessionRegistry {
   }
 
   /** Stores a new record; throws `session_exists` when the tenant already has the id. */
-  create(record: SessionRecord): Promise<void> {
-    return sqliteTask(this.db, 'create session', () => {
-      if (this.sql.insert.run(toRow(record)).changes === 0) {
-        throw new BerthError('session_exists', `session ${record.id} already exists`);
-      }
-    });
+  create(record: SessionRecord, options?: StoreCallOptions): Promise<void> {
+    return sqliteTask(
+      this.db,
+      'create session',
+      () => {
+        if (this.sql.insert.run(toRow(record)).changes === 0) {
+          throw new BerthError('session_exists', `session ${record.id} already exists`);
+        }
+      },
+      options?.signal,
+    );
   }
 
-  get(ref: SessionRef): Promise<SessionRecord | undefined> {
-    return sqliteTask(this.db, 'get session', () => {
-      const row = this.sql.select.get(ref.tenant, ref.id);
-      return row && fromRow(row);
-    });
+  get(ref: SessionRef, options?: StoreCallOptions): Promise<SessionRecord | undefined> {
+    return sqliteTask(
+      this.db,
+      'get session',
+      () => {
+        const row = this.sql.select.get(ref.tenant, ref.id);
+        return row && fromRow(row);
+      },
+      options?.signal,
+    );
   }
 
   /**
@@ -79,33 +90,47 @@ export class SqliteRegistry implements SessionRegistry {
    */
   list(
     tenant: string,
-    options: { limit: number; cursor?: string | undefined },
+    options: { limit: number; cursor?: string | undefined } & StoreCallOptions,
   ): Promise<ListPage<SessionRecord>> {
-    return sqliteTask(this.db, 'list sessions', () => {
-      const { limit, cursor } = options;
-      checkPageLimit(limit);
-      const after = cursor === undefined ? undefined : decodeCursor(cursor);
-      // One extra row tells whether another page exists without a count query.
-      const rows = after
-        ? this.sql.listAfter.all({ tenant, limit: limit + 1, createdAt: after.createdAt, id: after.id })
-        : this.sql.listFirst.all({ tenant, limit: limit + 1 });
-      const data = rows.slice(0, limit).map(fromRow);
-      const last = data.at(-1);
-      const next =
-        rows.length > limit && last ? encodeCursor({ createdAt: last.createdAt, id: last.id }) : null;
-      return { data, next };
-    });
+    return sqliteTask(
+      this.db,
+      'list sessions',
+      () => {
+        const { limit, cursor } = options;
+        checkPageLimit(limit);
+        const after = cursor === undefined ? undefined : decodeCursor(cursor);
+        // One extra row tells whether another page exists without a count query.
+        const rows = after
+          ? this.sql.listAfter.all({ tenant, limit: limit + 1, createdAt: after.createdAt, id: after.id })
+          : this.sql.listFirst.all({ tenant, limit: limit + 1 });
+        const data = rows.slice(0, limit).map(fromRow);
+        const last = data.at(-1);
+        const next =
+          rows.length > limit && last ? encodeCursor({ createdAt: last.createdAt, id: last.id }) : null;
+        return { data, next };
+      },
+      options.signal,
+    );
   }
 
   /** Merges the patch (fields set to `undefined` are ignored) and sets `updatedAt` to now. */
-  update(ref: SessionRef, patch: Partial<Omit<SessionRecord, 'id' | 'tenant' | 'createdAt'>>): Promise<void> {
-    return sqliteTask(this.db, 'update session', () => this.updateTx(ref, patch));
+  update(
+    ref: SessionRef,
+    patch: Partial<Omit<SessionRecord, 'id' | 'tenant' | 'createdAt'>>,
+    options?: StoreCallOptions,
+  ): Promise<void> {
+    return sqliteTask(this.db, 'update session', () => this.updateTx(ref, patch), options?.signal);
   }
 
-  delete(ref: SessionRef): Promise<void> {
-    return sqliteTask(this.db, 'delete session', () => {
-      this.sql.delete.run(ref.tenant, ref.id);
-    });
+  delete(ref: SessionRef, options?: StoreCallOptions): Promise<void> {
+    return sqliteTask(
+      this.db,
+      'delete session',
+      () => {
+        this.sql.delete.run(ref.tenant, ref.id);
+      },
+      options?.signal,
+    );
   }
 
   private updateLocked(ref: SessionRef, patch: Partial<SessionRecord>): void {

@@ -63,6 +63,13 @@ export async function assertRejectsWithCode(
   }
 }
 
+/** A signal that has already fired, as a caller that gave up passes it (for the cancellation cases). */
+export function firedSignal(): AbortSignal {
+  const controller = new AbortController();
+  controller.abort(new Error('the caller gave up'));
+  return controller.signal;
+}
+
 /** Asserts that `actual` is at least `min`. */
 export function assertAtLeast(actual: number, min: number, what: string): void {
   if (!(actual >= min)) {

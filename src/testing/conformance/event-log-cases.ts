@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import type { StoredEvent } from '../../session/events.js';
 import type { EventLog } from '../../stores/types.js';
-import { assertRejectsWithCode, assertSame } from './assertions.js';
+import { assertRejectsWithCode, assertSame, firedSignal } from './assertions.js';
 import type { ConformanceCase, ConformanceContext } from './runner.js';
 
 /** A stored event with the given seq. */
@@ -63,12 +63,12 @@ export const eventLogConformanceCases: readonly ConformanceCase<EventLog>[] = [
   }),
 
   logCase(
-    'throws for a seq that is already stored and stores none of that batch',
+    'throws event_seq_conflict for a seq that is already stored and stores none of that batch',
     async ({ instance: log }) => {
       await log.append('s1', [event(1), event(2)]);
       await assertRejectsWithCode(
         log.append('s1', [event(3), event(4), event(2, 'again')]),
-        'internal',
+        'event_seq_conflict',
         'append of a batch holding a stored seq',
       );
       assertSame(
@@ -80,10 +80,10 @@ export const eventLogConformanceCases: readonly ConformanceCase<EventLog>[] = [
     },
   ),
 
-  logCase('throws for a seq repeated within one batch', async ({ instance: log }) => {
+  logCase('throws event_seq_conflict for a seq repeated within one batch', async ({ instance: log }) => {
     await assertRejectsWithCode(
       log.append('s1', [event(1), event(1)]),
-      'internal',
+      'event_seq_conflict',
       'append of a batch repeating a seq',
     );
     assert.equal(await log.lastSeq('s1'), 0, 'lastSeq after the refused batch');
@@ -109,6 +109,23 @@ export const eventLogConformanceCases: readonly ConformanceCase<EventLog>[] = [
         await log.list('s1', { after: 0, limit: 10 }),
         [event(1, 'fresh')],
         'the deleted session written again from seq 1',
+      );
+    },
+  ),
+
+  logCase(
+    'a call whose signal has fired rejects with aborted and changes nothing',
+    async ({ instance: log }) => {
+      await log.append('s1', [event(1)]);
+      const signal = firedSignal();
+      await assertRejectsWithCode(log.append('s1', [event(2)], { signal }), 'aborted', 'append');
+      await assertRejectsWithCode(log.deleteSession('s1', { signal }), 'aborted', 'deleteSession');
+      await assertRejectsWithCode(log.list('s1', { after: 0, limit: 10, signal }), 'aborted', 'list');
+      await assertRejectsWithCode(log.lastSeq('s1', { signal }), 'aborted', 'lastSeq');
+      assertSame(
+        await log.list('s1', { after: 0, limit: 10 }),
+        [event(1)],
+        'the events after the aborted calls',
       );
     },
   ),

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { ZERO_USAGE } from '../../session/events.js';
 import type { SessionRecord, SessionRegistry } from '../../stores/types.js';
-import { assertMatches, assertRejectsWithCode, assertSame } from './assertions.js';
+import { assertMatches, assertRejectsWithCode, assertSame, firedSignal } from './assertions.js';
 import type { ConformanceCase, ConformanceContext } from './runner.js';
 
 /** A session record of tenant `acme` with the given id. */
@@ -272,4 +272,27 @@ export const registryConformanceCases: readonly ConformanceCase<SessionRegistry>
     await registry.create(record('s1', { title: 'again' }));
     assert.equal((await registry.get(acme('s1')))?.title, 'again', 'the title of the id created again');
   }),
+
+  registryCase(
+    'a call whose signal has fired rejects with aborted and changes nothing',
+    async ({ instance: registry }) => {
+      await registry.create(record('s1', { title: 'before' }));
+      const signal = firedSignal();
+      await assertRejectsWithCode(registry.create(record('s2'), { signal }), 'aborted', 'create');
+      await assertRejectsWithCode(
+        registry.update(acme('s1'), { title: 'after' }, { signal }),
+        'aborted',
+        'update',
+      );
+      await assertRejectsWithCode(registry.delete(acme('s1'), { signal }), 'aborted', 'delete');
+      await assertRejectsWithCode(registry.get(acme('s1'), { signal }), 'aborted', 'get');
+      await assertRejectsWithCode(registry.list('acme', { limit: 10, signal }), 'aborted', 'list');
+      assertMatches(
+        await registry.get(acme('s1')),
+        { title: 'before' },
+        'the record after the aborted calls',
+      );
+      assert.equal(await registry.get(acme('s2')), undefined, 'the record an aborted create named');
+    },
+  ),
 ];

@@ -26,7 +26,7 @@ export interface ConformanceContext<T> {
 
 /** One contract, checked with `node:assert`: it passes when `run` resolves. */
 export interface ConformanceCase<T> {
-  /** The suite it belongs to: `SessionStore`, `SessionRegistry` or `EventLog`. */
+  /** The suite it belongs to: `SessionStore`, `SessionRegistry`, `EventLog` or `BlobStore`. */
   suite: string;
   /** A heading within the suite (a vitest `describe`); not part of the case's identity. */
   group?: string;
@@ -96,6 +96,11 @@ export interface RunConformanceOptions<T> {
   slowTimeoutMs?: number;
   /** Called with each result as soon as it is known, in case order. */
   onResult?: (result: ConformanceResult) => void;
+  /**
+   * Cases to skip, by name, each with the reason the result gives: a backend that cannot keep a contract
+   * (s3rver replaces objects in place, so a read during a put can mix versions) says so instead of failing.
+   */
+  skip?: Readonly<Record<string, string>>;
   /** Stops the run: the case in flight fails, its cleanup runs, and `runConformance` rejects. */
   signal?: AbortSignal;
 }
@@ -148,6 +153,9 @@ async function runOne<T>(
   const base = { suite: kase.suite, name: kase.name };
   const limit = kase.slow ? (options.slowTimeoutMs ?? 120_000) : (options.timeoutMs ?? 60_000);
   const { signal } = options;
+  const skipped =
+    options.skip && Object.hasOwn(options.skip, kase.name) ? options.skip[kase.name] : undefined;
+  if (skipped !== undefined) return { ...base, status: 'skip', ms: 0, reason: skipped };
   if (kase.shared && !options.sharedFactory) {
     return { ...base, status: 'skip', ms: 0, reason: options.noSharedReason ?? 'no sharedFactory was given' };
   }

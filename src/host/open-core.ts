@@ -1,0 +1,170 @@
+/**
+ * Opening Berth without HTTP: the data dir's lock, the model endpoint (or the built-in scripted model),
+ * the stores (behind the durable mirror when they are networked), the blob store, the session host and
+ * the task runner, wired from a compiled config. The server (src/server.ts) adds the HTTP API on top;
+ * `berth run` and `berth plan` use this alone.
+ *
+ * Order matters at start: the data dir's lock comes first, because what follows (the orphan sweep, the
+ * task sandbox sweep, the stores' files) must never touch a data dir that a live host is using. Close runs
+ * the steps backwards, so the lock is given back last.
+ */
+import path from 'node:path';
+import type { ServeConfig } from '../config.js';
+import { BerthError, formatErrorForLog } from '../errors.js';
+import type { AgentRuntime } from '../session/agent-runtime.js';
+import { DurableMirror } from '../stores/durable-mirror.js';
+import { openStores, type Stores } from '../stores/open-stores.js';
+import { TaskRunner } from '../tasks/task-runner.js';
+import type { MockModel } from '../testing/mock-model.js';
+import { openBlobStore, type BlobStore } from '../workspace/open-blob-store.js';
+import { WorkspaceSync } from '../workspace/workspace-sync.js';
+import { Cleanups } from './cleanups.js';
+import { lockDataDir } from './data-dir-lock.js';
+import { RecyclePolicy } from './recycle-policy.js';
+import { SessionHost } from './session-host.js';
+import { agentsPerHost } from './sizing.js';
+
+export interface StartOptions {
+  /** Where background failures go; stderr by default. */
+  log?: (line: string) => void;
+  /** Where the agents' subprocesses come from. @default sdkRuntime (the real Agent SDK) */
+  runtime?: AgentRuntime;
+}
+
+/** How long a stopping host waits for its spool to reach the store; what is left ships at the next start. */
+const MIRROR_DRAIN_MS = 5000;
+
+export interface BerthCore {
+  readonly host: SessionHost;
+  /** The Messages API URL the agents use. */
+  readonly modelEndpoint: string;
+  /** The built-in scripted model, when the config asked for it. */
+  readonly mockModel: MockModel | undefined;
+  /** Where workspace snapshots and task results live. */
+  readonly blob: BlobStore;
+  /** Ephemeral tasks, run on the host's slots. */
+  readonly tasks: TaskRunner;
+  /** Ends every subprocess (sessions stay resumable) and closes the stores and the scripted model. */
+  close(): Promise<void>;
+}
+
+/** The store, the model endpoint (or the built-in scripted model) and the session host, without HTTP. */
+export async function openBerthCore(config: ServeConfig, options: StartOptions = {}): Promise<BerthCore> {
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const onError = errorLogger(options);
+  const cleanups = new Cleanups(onError);
+  try {
+    const lock = await lockDataDir(config.dataDir);
+    cleanups.add(() => lock.release());
+    let mockModel: MockModel | undefined;
+    let modelEndpoint = config.modelEndpoint;
+    if (modelEndpoint === null) {
+      // Loaded here only: a server with a real model never loads src/testing/ (scripts/check-production-imports.ts).
+      const [{ startMockModel }, { loadScenarioFile }] = await Promise.all([
+        import('../testing/mock-model.js'),
+        import('../testing/scenario-file.js'),
+      ]);
+      const scenarios = config.mockScript ? await loadScenarioFile(config.mockScript, '--mock-script') : [];
+      const model = await startMockModel({ scenarios });
+      cleanups.add(() => model.close());
+      mockModel = model;
+      modelEndpoint = model.url;
+    }
+    const stores: Stores = await openStores(config.store, { timeoutMs: config.storeTimeoutMs });
+    cleanups.add(() => stores.close());
+    const blob = await openBlobStore(config.blobStore, config.dataDir, { timeoutMs: config.storeTimeoutMs });
+    cleanups.add(() => blob.close());
+    const hybridUnavailable = !stores.shared
+      ? `its store (${config.store.replace(/:.*/, ':')}...) is not reachable from other hosts, so a suspended session could not hydrate anywhere else; use a postgres://, redis:// or s3:// --store`
+      : !blob.shared
+        ? `its blob store (${blob.description}) is this host's disk, so a suspended workspace could not be restored anywhere else; use an s3:// --blob-store`
+        : undefined;
+    if (config.pattern === 'hybrid' && hybridUnavailable) {
+      throw new BerthError('invalid_config', `--pattern hybrid is refused: ${hybridUnavailable}`);
+    }
+    // The mirror is made before the host it reports to.
+    const reportTo: { host?: SessionHost } = {};
+    let { transcriptStore, registry, eventLog } = stores;
+    let flushTranscripts: ((signal: AbortSignal) => Promise<void>) | undefined;
+    if (stores.shared) {
+      // A networked store can be down; the mirror keeps every write on this host's disk until it is back.
+      const mirror = new DurableMirror({
+        backend: stores.transcriptStore,
+        eventLog: stores.eventLog,
+        registry: stores.registry,
+        spoolPath: path.join(config.dataDir, 'spool.db'),
+        storeTimeoutMs: config.storeTimeoutMs,
+        onDelayed: (key, err) => reportTo.host?.reportMirrorDelay(key.projectKey, key.sessionId, err),
+        onRecovered: (backlog) =>
+          log(`berth: the transcript store is back; shipping ${backlog} spooled batch(es)`),
+      });
+      cleanups.add(async () => {
+        await mirror.drain(AbortSignal.timeout(MIRROR_DRAIN_MS)).catch(() => {
+          log(`berth: ${mirror.backlog} transcript batch(es) stay spooled for the next start`);
+        });
+        await mirror.close();
+      });
+      transcriptStore = mirror;
+      flushTranscripts = (signal) => mirror.drain(signal);
+      registry = mirror.registry;
+      eventLog = mirror.eventLog;
+    }
+    const host = new SessionHost({
+      registry,
+      eventLog,
+      transcriptStore,
+      dataDir: config.dataDir,
+      modelEndpoint,
+      modelApiKey: config.modelApiKey,
+      agentPath: config.agentPath,
+      defaultPattern: config.pattern,
+      timeouts: {
+        confirmationMs: config.confirmationTimeoutMs,
+        interruptMs: config.interruptTimeoutMs,
+        killGraceMs: config.killGraceMs,
+      },
+      recyclePolicy: new RecyclePolicy(config.recycle),
+      rssSampleIntervalMs: config.rssSampleIntervalMs,
+      onError,
+      sizing: config.sizing,
+      capacity: agentsPerHost(config.sizing),
+      canSuspend: !config.store.startsWith('memory:'),
+      idleTimeoutMs: config.idleTimeoutMs,
+      workspaces: new WorkspaceSync({
+        blob,
+        dataDir: config.dataDir,
+        maxSnapshotBytes: config.snapshotLimitBytes,
+      }),
+      ...(flushTranscripts && { flushTranscripts }),
+      warmPoolSize: config.warmPool,
+      warmPoolTenants: config.apiKeys.size > 0 ? [...new Set(config.apiKeys.values())] : ['default'],
+      ...(hybridUnavailable && { hybridUnavailable }),
+      ...(options.runtime && { runtime: options.runtime }),
+    });
+    reportTo.host = host;
+    cleanups.add(() => host.close());
+    const orphans = await host.start(lock);
+    if (orphans > 0) log(`berth: killed ${orphans} process(es) that an earlier host left running`);
+    const tasks = new TaskRunner({
+      host,
+      blob,
+      dataDir: config.dataDir,
+      killGraceMs: config.killGraceMs,
+      onError,
+      runtime: options.runtime,
+    });
+    cleanups.add(() => tasks.close());
+    const swept = await tasks.sweep();
+    if (swept > 0) log(`berth: removed ${swept} task sandbox(es) an earlier host left; those tasks failed`);
+    return { host, modelEndpoint, mockModel, blob, tasks, close: () => cleanups.run() };
+  } catch (err) {
+    await cleanups.run();
+    throw err;
+  }
+}
+
+/** Background failures as log lines (stack and causes kept: see `formatErrorForLog`). */
+export function errorLogger(options: StartOptions): (err: unknown) => void {
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  return (err) => log(`berth: ${formatErrorForLog(err)}`);
+}

@@ -1,0 +1,48 @@
+/** A new session's registry record, and the rules for session ids (the API's and the generated ones). */
+import { randomBytes } from 'node:crypto';
+import { BerthError } from '../errors.js';
+import { ID_PATTERN } from '../ids.js';
+import { ZERO_USAGE } from '../session/events.js';
+import { newSdkSessionId } from '../session/session.js';
+import type { AgentConfig, Pattern, SessionRecord } from '../stores/types.js';
+
+export interface CreateSessionInput {
+  id?: string | undefined;
+  title?: string | undefined;
+  metadata?: Record<string, string> | undefined;
+  pattern?: Pattern | undefined;
+  agent?: AgentConfig | undefined;
+}
+
+/** @throws BerthError `invalid_id` unless `id` matches {@link ID_PATTERN}. */
+export function checkSessionId(id: string): void {
+  if (!ID_PATTERN.test(id)) {
+    throw new BerthError(
+      'invalid_id',
+      `${JSON.stringify(id.slice(0, 80))} is not a session id: ids match ${ID_PATTERN.source}`,
+    );
+  }
+}
+
+/** The record of a session not started yet: `idle`, no turns, a fresh SDK session id. */
+export function newSessionRecord(tenant: string, input: CreateSessionInput, pattern: Pattern): SessionRecord {
+  // 15 random bytes: 120 bits, as unguessable as a UUID, and inside ID_PATTERN's 64 characters.
+  const id = input.id ?? `sess_${randomBytes(15).toString('base64url')}`;
+  checkSessionId(id);
+  const now = Date.now();
+  return {
+    id,
+    tenant,
+    title: input.title ?? null,
+    metadata: input.metadata ?? {},
+    pattern,
+    agent: input.agent ?? {},
+    status: 'idle',
+    sdkSessionId: newSdkSessionId(),
+    started: false,
+    createdAt: now,
+    updatedAt: now,
+    usage: { ...ZERO_USAGE },
+    turns: 0,
+  };
+}

@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest';
+import { BerthError, formatErrorForLog } from '../errors.js';
+import type { SessionHost } from '../host/session-host.js';
+import { createApp } from './app.js';
+
+/** The app with one extra route that throws `thrown`; the host is never reached by these requests. */
+function appThrowing(thrown: unknown, logged: unknown[]) {
+  return createApp({
+    host: {} as SessionHost,
+    apiKeys: new Map(),
+    maxBodyBytes: 1024,
+    heartbeatMs: 1000,
+    isReady: () => true,
+    onError: (err) => logged.push(err),
+    routes: [
+      {
+        prefix: '/v1/boom',
+        register(app) {
+          app.get('/v1/boom', () => {
+            throw thrown;
+          });
+        },
+      },
+    ],
+  });
+}
+
+describe('errors of the HTTP API', () => {
+  it('answers a bug with a bare internal error and logs it with its cause and stack', async () => {
+    const logged: unknown[] = [];
+    const bug = new TypeError('cannot read properties of undefined (reading "secret-token-123")', {
+      cause: new Error('the row was half written'),
+    });
+    const res = await appThrowing(bug, logged).request('/v1/boom');
+    expect(res.status).toBe(500);
+    const body = await res.text();
+    expect(JSON.parse(body)).toEqual({
+      error: { type: 'api_error', code: 'internal', message: 'Internal error' },
+    });
+    expect(body).not.toContain('secret-token-123');
+    expect(logged).toHaveLength(1);
+    const [err] = logged;
+    expect(err).toBeInstanceOf(BerthError);
+    expect((err as BerthError).cause).toBe(bug);
+    const line = formatErrorForLog(err);
+    expect(line).toContain('caused by: TypeError: cannot read properties of undefined');
+    expect(line).toContain('caused by: Error: the row was half written');
+    expect(line).toMatch(/TypeError[^\n]*\n\s+at .*app\.test\.ts/);
+  });
+
+  it('logs the failures of Berth or a backend, not the mistakes of a client', async () => {
+    const logged: unknown[] = [];
+    const unavailable = new BerthError('store_unavailable', 'the store is closed', {
+      cause: new Error('EPIPE'),
+    });
+    const res = await appThrowing(unavailable, logged).request('/v1/boom');
+    expect(res.status).toBe(503);
+    expect(await res.json()).toEqual({
+      error: { type: 'api_error', code: 'store_unavailable', message: 'the store is closed' },
+    });
+    expect(logged).toEqual([unavailable]);
+
+    const quiet: unknown[] = [];
+    const bad = await appThrowing(new BerthError('invalid_request', 'limit: bad'), quiet).request('/v1/boom');
+    expect(bad.status).toBe(400);
+    expect(quiet).toEqual([]);
+  });
+});
