@@ -286,6 +286,67 @@ describe('berth serve', () => {
     expect(await third.exit).toBe(0);
   });
 
+  it('runs a resumed session in its tenant config dir, so a host killed mid-turn leaves nothing behind', async () => {
+    const cwd = path.join(dir, 'resumed-crash');
+    await mkdir(cwd);
+    const dataDir = path.join(cwd, '.berth');
+    const configDir = path.join(dataDir, 'tenants', 'default', 'claude-config');
+    const script = path.join(cwd, 'scenarios.json');
+    await writeFile(
+      script,
+      JSON.stringify([
+        { match: { userText: 'stall forever' }, steps: [{ text: 'never', fault: { stallMs: 1e12 } }] },
+      ]),
+    );
+    const resumeDirs = async (): Promise<string[]> =>
+      (await readdir(os.tmpdir())).filter((name) => name.startsWith('claude-resume-'));
+    const before = new Set(await resumeDirs());
+    const serve = (): Running =>
+      run(['serve', '--port', '0', '--warm-pool', '0', '--mock-script', script], cwd);
+
+    const first = serve();
+    const [, base] = await waitForOutput(first, /listening on (http:\/\/[\d.:]+)/);
+    const id = (await api(base!, 'POST', '/v1/sessions', {})).body.id as string;
+    await turn(base!, id, 'remember the word quince');
+    first.child.kill('SIGTERM');
+    expect(await first.exit).toBe(0);
+
+    // The next host resumes the session from the store; its subprocess must run in the tenant's config
+    // dir (where the orphan sweep looks), not in a directory the SDK made elsewhere.
+    const second = serve();
+    const [, base2] = await waitForOutput(second, /listening on (http:\/\/[\d.:]+)/);
+    await api(base2!, 'POST', `/v1/sessions/${id}/events`, {
+      events: [{ type: 'user.message', content: 'stall forever' }],
+    });
+    try {
+      let resumed: number[] = [];
+      for (let i = 0; i < 300 && resumed.length === 0; i++) {
+        await new Promise((res) => setTimeout(res, 50));
+        resumed = await hostProcesses(dataDir);
+      }
+      expect(resumed.length, 'no subprocess runs with a config dir under the data dir').toBeGreaterThan(0);
+      const environ = await readFile(`/proc/${Math.min(...resumed)}/environ`, 'utf8');
+      expect(environ.split('\0')).toContain(`CLAUDE_CONFIG_DIR=${configDir}`);
+    } finally {
+      second.child.kill('SIGKILL');
+      await second.exit;
+    }
+
+    const third = serve();
+    const [, base3] = await waitForOutput(third, /listening on (http:\/\/[\d.:]+)/);
+    try {
+      expect(third.stderr).toMatch(/killed \d+ process\(es\) that an earlier host left running/);
+      expect(await hostProcesses(dataDir)).toEqual([]);
+      const events = await turn(base3!, id, 'which word?');
+      expect(JSON.stringify(events)).not.toContain('session.error');
+      const left = (await resumeDirs()).filter((name) => !before.has(name));
+      expect(left).toEqual([]);
+    } finally {
+      third.child.kill('SIGTERM');
+      expect(await third.exit).toBe(0);
+    }
+  });
+
   it('rejects bad flags with a clear message and exit code 2', async () => {
     for (const [args, message] of [
       [['serve', '--port', 'abc'], /--port/],
