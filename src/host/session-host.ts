@@ -39,7 +39,7 @@ import type { DataDirLock } from './data-dir-lock.js';
 import { drainSessions, type DrainResult } from './drain.js';
 import { hostInfo, type HostInfo } from './host-info.js';
 import { HostLifecycle, type HostState } from './host-state.js';
-import { DataDirLayout, TASK_SPARES, ensureDirs, type SpareDirs } from './layout.js';
+import { DataDirLayout, TASK_SPARES, ensureDirs } from './layout.js';
 import { killAllNow, sweepOrphans } from './orphans.js';
 import { RecyclePolicy } from './recycle-policy.js';
 import { Recycler } from './recycler.js';
@@ -47,7 +47,7 @@ import { recoverInterruptedTurn, wasMidTurn } from './restart-recovery.js';
 import { checkSessionId, newSessionRecord, type CreateSessionInput } from './session-record.js';
 import type { HostSizing } from './sizing.js';
 import { Suspension } from './suspension.js';
-import { WarmPool, spareCanRun, type WarmPoolStats } from './warm-pool.js';
+import { WarmPool, spareCanRun, type SpareEnvironment, type WarmPoolStats } from './warm-pool.js';
 
 export type { CreateSessionInput } from './session-record.js';
 export type { DrainResult } from './drain.js';
@@ -125,7 +125,7 @@ export class SessionHost {
         size: poolSize,
         // Tenants' spares first; task spares when the pool has room for more than one kind.
         initialTenants: [...(options.warmPoolTenants ?? ['default']), TASK_SPARES],
-        spareOptions: (tenant) => this.spareOptions(tenant),
+        spareSetup: (tenant) => this.spareSetup(tenant),
         createSpawner:
           options.createSpawner ?? (() => createPlainSpawner({ killGraceMs: options.timeouts.killGraceMs })),
         hasRoom: () => this.admission.usedSlots() < this.admission.capacity,
@@ -374,14 +374,11 @@ export class SessionHost {
   }
 
   /** What a spare for `tenant` runs with: the same as a session's own spawn, minus the claimable part. */
-  private async spareOptions(tenant: string): Promise<{ options: Options; dirs?: SpareDirs }> {
+  private async spareSetup(tenant: string): Promise<SpareEnvironment> {
     const { env, dirs } = await this.layout.spareEnvironment(tenant);
     // Task spares keep no transcript; a tenant's spare mirrors into the tenant's scope.
-    const store = dirs ? undefined : scopeTranscriptStore(this.options.transcriptStore, tenant);
-    return {
-      options: { env, settingSources: [], ...(store && { sessionStore: store }) },
-      ...(dirs && { dirs }),
-    };
+    if (dirs) return { env, dirs };
+    return { env, transcriptStore: scopeTranscriptStore(this.options.transcriptStore, tenant) };
   }
 
   private load(ref: SessionRef): Promise<Session | undefined> {

@@ -69,7 +69,7 @@ async function parkedPool(
   const pool = new WarmPool({
     size,
     initialTenants: tenants,
-    spareOptions: (tenant) => Promise.resolve({ options: { env: { TENANT: tenant } } }),
+    spareSetup: (tenant) => Promise.resolve({ env: { TENANT: tenant } }),
     createSpawner: noSpawner,
     hasRoom: () => room.free,
     killGraceMs: 10,

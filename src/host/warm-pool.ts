@@ -15,14 +15,21 @@
  * when its spare died meanwhile, until the session takes it or gives it back, so that the session's slot
  * is counted exactly once throughout.
  */
-import type { CanUseTool, Options, SpareProcess } from '@anthropic-ai/claude-agent-sdk';
+import type { CanUseTool, SpareProcess } from '@anthropic-ai/claude-agent-sdk';
 import { rm } from 'node:fs/promises';
 import { describeError } from '../errors.js';
 import type { SpawnedTree } from '../sandbox/plain-spawn.js';
 import { sdkRuntime, type AgentRuntime } from '../session/agent-runtime.js';
+import { buildSpareOptions, type SpareSetup } from '../session/sdk-options.js';
 import type { ClaimableSpare } from '../session/spare-claim.js';
 import type { SessionRecord } from '../stores/types.js';
 import type { SpareDirs } from './layout.js';
+
+/** What a spare of one tenant is started with, besides what the pool adds (see `buildSpareOptions`). */
+export type SpareEnvironment = Pick<SpareSetup, 'env' | 'transcriptStore'> & {
+  /** Directories made for this spare alone, handed to its claimer (a task's spare). */
+  dirs?: SpareDirs | undefined;
+};
 
 export interface WarmPoolOptions {
   /** Spares to keep parked. */
@@ -30,10 +37,10 @@ export interface WarmPoolOptions {
   /** Tenants to prewarm for before any session asked; later spares follow the tenants that claim. */
   initialTenants: readonly string[];
   /**
-   * Everything but `canUseTool` and the spawner that a spare of `tenant` runs with, and the directories
-   * made for it alone (handed to the claimer).
+   * The environment and transcript scope a spare of `tenant` runs with, and the directories made for it
+   * alone (handed to the claimer).
    */
-  spareOptions: (tenant: string) => Promise<{ options: Options; dirs?: SpareDirs }>;
+  spareSetup: (tenant: string) => Promise<SpareEnvironment>;
   createSpawner: () => SpawnedTree;
   /** Whether the host has room for one more subprocess tree. */
   hasRoom: () => boolean;
@@ -260,12 +267,10 @@ export class WarmPool {
       let spare: SpareProcess | undefined;
       let dirs: SpareDirs | undefined;
       try {
-        const made = await this.options.spareOptions(tenant);
-        const options = made.options;
+        const made = await this.options.spareSetup(tenant);
         dirs = made.dirs;
-        spare = await (this.options.runtime ?? sdkRuntime).prewarm({
-          options: { ...options, canUseTool, spawnClaudeCodeProcess: (o) => spawner.spawn(o) },
-        });
+        const options = buildSpareOptions({ ...made, canUseTool, spawn: (o) => spawner.spawn(o) });
+        spare = await (this.options.runtime ?? sdkRuntime).prewarm({ options });
       } catch (err) {
         this.starting -= 1;
         await spawner.kill(this.options.killGraceMs).catch(() => undefined);

@@ -1,7 +1,7 @@
 /**
- * The SDK `Options` of every subprocess Berth starts - a session's, a group agent's, a task's - and the
- * options of a warm-spare claim, built in one place from an agent config, so that the isolation levers
- * are applied the same way everywhere:
+ * The SDK `Options` of every subprocess Berth starts - a session's, a group agent's, a task's, a warm
+ * spare's - and the options of a warm-spare claim, built in one place, so that the isolation levers are
+ * applied the same way everywhere:
  * - `settingSources: []`: no settings files, project `CLAUDE.md` or hooks from the agent's directories;
  * - the environment built from nothing (`buildAgentEnv`), with the tenant's `CLAUDE_CONFIG_DIR`, a
  *   `HOME` of its own and auto memory off;
@@ -78,5 +78,27 @@ export function buildClaimOptions(
     ...(agent.model !== undefined && { model: agent.model }),
     ...(agent.permission_mode !== undefined && { permissionMode: agent.permission_mode }),
     ...(title !== undefined && { title }),
+  };
+}
+
+/** What a warm spare is started with; the rest (cwd, model, permission mode) comes with its claim. */
+export interface SpareSetup {
+  /** The complete subprocess environment (see `buildAgentEnv`). */
+  env: Record<string, string>;
+  /** Fixed at prewarm: it forwards to whichever session or task claims the spare. */
+  canUseTool: CanUseTool;
+  spawn: NonNullable<Options['spawnClaudeCodeProcess']>;
+  /** The tenant's transcript scope; none for a task's spare (a task keeps no transcript). */
+  transcriptStore?: SessionStore | undefined;
+}
+
+/** The options of a spare started with `prewarm()`. */
+export function buildSpareOptions(setup: SpareSetup): Options {
+  return {
+    env: setup.env,
+    settingSources: [],
+    canUseTool: setup.canUseTool,
+    spawnClaudeCodeProcess: setup.spawn,
+    ...(setup.transcriptStore && { sessionStore: setup.transcriptStore }),
   };
 }
