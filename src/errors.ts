@@ -22,6 +22,7 @@ export const ERROR_CODES = {
   group_not_found: { status: 404, type: 'not_found_error' },
   // 409: the request conflicts with the session's state
   session_exists: { status: 409, type: 'conflict_error' },
+  data_dir_locked: { status: 409, type: 'conflict_error' },
   session_terminated: { status: 409, type: 'conflict_error' },
   tool_use_not_pending: { status: 409, type: 'conflict_error' },
   // 413

@@ -57,7 +57,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     // stack and causes, which is all there is to go on afterwards.
     const expected = isBerthError(err) && err.type !== 'api_error';
     process.stderr.write(`berth: ${expected ? describeError(err) : formatErrorForLog(err)}\n`);
-    return isBerthError(err, 'invalid_config') ? 2 : 1;
+    // Exit 2: the command as given cannot run (a bad flag, a data dir another berth holds).
+    return isBerthError(err, 'invalid_config') || isBerthError(err, 'data_dir_locked') ? 2 : 1;
   }
 }
 

@@ -35,7 +35,7 @@ async function refusal(): Promise<string> {
   try {
     await lockDataDir(dir);
   } catch (err) {
-    if (isBerthError(err, 'invalid_config')) return err.message;
+    if (isBerthError(err, 'data_dir_locked')) return err.message;
     throw err;
   }
   throw new Error('the lock was taken');

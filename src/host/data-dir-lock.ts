@@ -47,7 +47,7 @@ interface Holder {
 
 /**
  * Takes the data dir's lock (making the data dir if needed).
- * @throws BerthError `invalid_config` naming the holder's pid when another live process holds it.
+ * @throws BerthError `data_dir_locked` naming the holder's pid when another live process holds it.
  */
 export async function lockDataDir(dataDir: string): Promise<DataDirLock> {
   const root = path.resolve(dataDir);
@@ -68,14 +68,14 @@ export async function lockDataDir(dataDir: string): Promise<DataDirLock> {
       if (!holder) continue; // released between our link and our read
       if (isAlive(holder)) {
         throw new BerthError(
-          'invalid_config',
+          'data_dir_locked',
           `The data dir ${root} is in use by another berth process (pid ${holder.pid}, lock ${file}): stop it, or give this one another --data-dir`,
         );
       }
       await takeOverStale(file, holder);
     }
     throw new BerthError(
-      'invalid_config',
+      'data_dir_locked',
       `Could not lock the data dir ${root}: other processes keep taking ${file}`,
     );
   } finally {
