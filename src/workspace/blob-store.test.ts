@@ -18,6 +18,7 @@ import { startS3Server } from '../../test/helpers/s3-server.js';
 import type { S3TestServer } from '../../test/helpers/s3-server.js';
 import { closedPort, stubS3rverCredentials } from '../../test/helpers/s3-stubs.js';
 import { ATOMIC_REPLACE_CASE, runBlobStoreConformance } from '../testing/blob-store-conformance.js';
+import type { BlobStore } from './blob-store.js';
 import { DirBlobStore } from './dir-blob-store.js';
 import { openBlobStore } from './open-blob-store.js';
 import { S3BlobStore } from './s3-blob-store.js';
@@ -166,15 +167,7 @@ describe('S3BlobStore', () => {
       const store = new S3BlobStore({ client, bucket, prefix: 'p', timeoutMs: 200 });
       const source = path.join(await freshDir(), 'f');
       await writeFile(source, 'y');
-      for (const call of [
-        () => store.putBuffer('k', Buffer.from('v')),
-        () => store.putFile('k', source),
-        () => store.getBuffer('k'),
-        () => store.getToFile('k', `${source}.copy`),
-        () => store.openRead('k'),
-        () => store.delete('k'),
-        () => store.deletePrefix('k'),
-      ]) {
+      for (const [, call] of blobCalls(store, source)) {
         const err = await errorOf(call());
         expect(isBerthError(err, 'store_unavailable'), String(err)).toBe(true);
         expect(String(err)).toMatch(/no answer within 200 ms/);
@@ -191,14 +184,7 @@ describe('S3BlobStore', () => {
       const store = new S3BlobStore({ client, bucket, prefix: 'p' });
       const source = path.join(await freshDir(), 'f');
       await writeFile(source, 'y');
-      for (const call of [
-        () => store.putBuffer('k', Buffer.from('v')),
-        () => store.putFile('k', source),
-        () => store.getBuffer('k'),
-        () => store.getToFile('k', `${source}.copy`),
-        () => store.delete('k'),
-        () => store.deletePrefix('k'),
-      ]) {
+      for (const [, call] of blobCalls(store, source)) {
         const err = await errorOf(call());
         expect(isBerthError(err, 'store_unavailable'), String(err)).toBe(true);
         expect(String(err)).toContain(`s3://${bucket}/p/k`);
@@ -315,3 +301,16 @@ describe('openBlobStore', () => {
     expect(String(missing)).toMatch(/no-such-bucket.*does not exist/);
   });
 });
+
+/** One call of each BlobStore method on key `k`, with the method's name. */
+function blobCalls(store: BlobStore, source: string): [string, () => Promise<unknown>][] {
+  return Object.entries({
+    putBuffer: () => store.putBuffer('k', Buffer.from('v')),
+    putFile: () => store.putFile('k', source),
+    getBuffer: () => store.getBuffer('k'),
+    getToFile: () => store.getToFile('k', `${source}.copy`),
+    openRead: () => store.openRead('k'),
+    delete: () => store.delete('k'),
+    deletePrefix: () => store.deletePrefix('k'),
+  });
+}
