@@ -17,6 +17,8 @@ import { Session, type SessionOptions, type SessionState } from './session.js';
 import { SESSION_TRANSITIONS, assertTransition } from './session-state.js';
 
 const cleanups: (() => Promise<void>)[] = [];
+/** Every transition the tests below made, `from->to`: the last test checks that all legal ones were. */
+const exercised = new Set<string>();
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
@@ -73,7 +75,10 @@ async function harness(
   await mkdir(paths.configDir);
   const states: SessionState[] = [];
   const session = new Session({
-    onTransition: (_from, to) => states.push(to),
+    onTransition: (from, to) => {
+      exercised.add(`${from}->${to}`);
+      states.push(to);
+    },
     record: full,
     events: stream,
     registry: stores.registry,
@@ -450,5 +455,78 @@ describe('Session against a fake runtime', () => {
     proc.result();
     await waiting;
     expect(h.session.isBusy).toBe(false);
+  });
+  it('closes from every state a client can catch it in', async () => {
+    const cold = await harness();
+    await cold.session.close();
+
+    let restored: (() => void) | undefined;
+    const starting = await harness({
+      prepareStart: () => new Promise<void>((resolve) => (restored = resolve)),
+    });
+    starting.session.send([message('never starts')]);
+    expect(starting.session.currentState).toBe('starting');
+    await until(() => restored !== undefined);
+    await starting.session.close();
+    restored?.();
+    await until(() => !starting.session.isBusy);
+    expect(starting.runtime.processes).toHaveLength(0); // a start that outlived close() spawned nothing
+
+    const idle = await harness();
+    idle.session.send([message('one')]);
+    const proc = await idle.runtime.process(0);
+    await proc.nextInput();
+    proc.result();
+    await until(() => idle.session.currentState === 'idle');
+    await idle.session.close();
+
+    const waiting = await harness();
+    waiting.session.send([message('write it')]);
+    const asking = await waiting.runtime.process(0);
+    await asking.nextInput();
+    const decision = asking.ask('toolu_1');
+    await until(() => waiting.session.currentState === 'requires_action');
+    await waiting.session.close();
+    expect(await decision).toMatchObject({ behavior: 'deny' });
+
+    let snapshotted: (() => void) | undefined;
+    const suspending = await harness();
+    const suspension = suspending.session.suspend(
+      'capacity',
+      () => new Promise<void>((resolve) => (snapshotted = resolve)),
+    );
+    expect(suspending.session.currentState).toBe('suspending');
+    await until(() => snapshotted !== undefined);
+    // close() waits for the snapshot in flight, which must not be cut off half-written.
+    const closing = suspending.session.close();
+    snapshotted?.();
+    await closing;
+    expect(await suspension).toBe(true);
+
+    const suspended = await harness({}, { status: 'suspended', started: true });
+    await suspended.session.close();
+    for (const h of [cold, starting, idle, waiting, suspending, suspended]) {
+      expect(h.session.currentState).toBe('closed');
+    }
+  });
+
+  it('ends a turn paused for a confirmation when the subprocess dies (requires_action -> cold)', async () => {
+    const h = await harness();
+    h.session.send([message('write it')]);
+    const proc = await h.runtime.process(0);
+    await proc.nextInput();
+    const decision = proc.ask('toolu_1');
+    await until(() => h.session.currentState === 'requires_action');
+    proc.exit(new Error('killed'));
+    await until(() => h.session.currentState === 'cold');
+    expect(await decision).toMatchObject({ behavior: 'deny' });
+    expect(h.session.pendingToolUses).toEqual([]);
+  });
+
+  it('has exercised every legal transition', () => {
+    const legal = Object.entries(SESSION_TRANSITIONS).flatMap(([from, tos]) =>
+      tos.map((to) => `${from}->${to}`),
+    );
+    expect(legal.filter((t) => !exercised.has(t))).toEqual([]);
   });
 });
