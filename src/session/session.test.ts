@@ -3,125 +3,12 @@
  * illegal ones, confirmations, interrupts, recycling, suspension, hydration and crashes. The same paths
  * run against the real CLI in test/sessions.test.ts, test/recycle.test.ts and test/lifetimes.test.ts.
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { FakeRuntime, fakeSpawner } from '../../test/helpers/fake-runtime.js';
+import { describe, expect, it } from 'vitest';
+import { exercised, harness, message, types, until } from '../../test/helpers/session-harness.js';
 import { isBerthError } from '../errors.js';
-import { openSqliteStores, type SqliteStores } from '../stores/sqlite/index.js';
-import { sessionKey, type SessionRecord } from '../stores/types.js';
-import { ZERO_USAGE, type StoredEvent } from './events.js';
-import { SessionEventStream } from './event-stream.js';
-import { Session, type SessionOptions, type SessionState } from './session.js';
 import { SESSION_TRANSITIONS, assertTransition } from './session-state.js';
-
-const cleanups: (() => Promise<void>)[] = [];
-/** Every transition the tests below made, `from->to`: the last test checks that all legal ones were. */
-const exercised = new Set<string>();
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
-interface Harness {
-  session: Session;
-  runtime: FakeRuntime;
-  stores: SqliteStores;
-  events: StoredEvent[];
-  states: SessionState[];
-  kills: () => number;
-  configDir: string;
-  cwd: string;
-  record: () => Promise<SessionRecord | undefined>;
-}
-
-async function harness(
-  overrides: Partial<SessionOptions> = {},
-  record: Partial<SessionRecord> = {},
-): Promise<Harness> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'berth-session-unit-'));
-  const stores = openSqliteStores(':memory:');
-  cleanups.push(async () => {
-    await stores.close();
-    await rm(dir, { recursive: true, force: true });
-  });
-  const full: SessionRecord = {
-    id: 'unit',
-    tenant: 'default',
-    title: null,
-    metadata: {},
-    pattern: 'long-running',
-    agent: {},
-    status: 'idle',
-    sdkSessionId: '6f1c6a52-0a34-4c55-9d2f-1b7d1c0e4a10',
-    started: false,
-    createdAt: Date.now(),
-    updatedAt: Date.now(),
-    usage: { ...ZERO_USAGE },
-    turns: 0,
-    ...record,
-  };
-  await stores.registry.create(full);
-  const runtime = new FakeRuntime();
-  const spawners: ReturnType<typeof fakeSpawner>[] = [];
-  const stream = new SessionEventStream(sessionKey(full), stores.eventLog, 0);
-  const events: StoredEvent[] = [];
-  stream.subscribe((e) => events.push(e));
-  const paths = {
-    cwd: path.join(dir, 'work'),
-    configDir: path.join(dir, 'config'),
-    home: path.join(dir, 'home'),
-  };
-  await mkdir(paths.configDir);
-  const states: SessionState[] = [];
-  const session = new Session({
-    onTransition: (from, to) => {
-      exercised.add(`${from}->${to}`);
-      states.push(to);
-    },
-    record: full,
-    events: stream,
-    registry: stores.registry,
-    transcriptStore: stores.sessionStore,
-    paths,
-    env: { CLAUDE_CONFIG_DIR: paths.configDir },
-    timeouts: { confirmationMs: 5_000, interruptMs: 5_000, killGraceMs: 10 },
-    runtime,
-    createSpawner: () => {
-      const spawner = fakeSpawner();
-      spawners.push(spawner);
-      return spawner;
-    },
-    ...overrides,
-  });
-  states.unshift(session.currentState);
-  cleanups.push(() => session.close());
-  return {
-    session,
-    runtime,
-    stores,
-    events,
-    states,
-    kills: () => spawners.reduce((n, s) => n + s.kills, 0),
-    configDir: paths.configDir,
-    cwd: paths.cwd,
-    record: async () => {
-      await session.events.flush();
-      return stores.registry.get({ tenant: 'default', id: 'unit' });
-    },
-  };
-}
-
-/** Resolves once `check` holds (tests bound hangs with the test timeout, never speed). */
-async function until(check: () => boolean): Promise<void> {
-  while (!check()) await new Promise((resolve) => setTimeout(resolve, 2));
-}
-
-function types(events: StoredEvent[]): string[] {
-  return events.map((e) => e.type);
-}
-
-const message = (content: string) => ({ type: 'user.message' as const, content });
 
 describe('the transition table', () => {
   it('lets every state reach closed, and closed nothing', () => {
