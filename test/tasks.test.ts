@@ -6,11 +6,14 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseServeConfig } from '../src/config.js';
+import { openBerthCore } from '../src/host/open-core.js';
 import { findProcesses } from '../src/sandbox/process-tree.js';
-import type { Scenario } from '../src/testing/index.js';
+import { startMockModel, type Scenario } from '../src/testing/index.js';
 import { TestBerth } from './helpers/berth.js';
 import { hostProcesses } from './helpers/processes.js';
 import { SseClient } from './helpers/sse.js';
@@ -432,6 +435,42 @@ describe('tasks and tenants', () => {
 });
 
 describe('a warm task start', () => {
+  it('ends the spare of a task cut short before it could claim it', async () => {
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'berth-test-'));
+    const model = await startMockModel();
+    const config = parseServeConfig(
+      [
+        '--port',
+        '0',
+        '--data-dir',
+        dataDir,
+        '--model-endpoint',
+        model.url,
+        '--kill-grace',
+        '1s',
+        '--warm-pool',
+        '2',
+      ],
+      { PATH: process.env.PATH },
+    );
+    const core = await openBerthCore(config, { log: () => undefined });
+    try {
+      // One spare for the default tenant, one for tasks.
+      await eventually(() => core.host.warmPoolStats.parked === 2, 'two parked spares');
+      const task = await core.tasks.create('default', { prompt: 'never runs' });
+      expect(task.record.warm_start).toBe(true);
+      // Before the task's process starts (it starts on the next turn of the event loop).
+      await core.tasks.close();
+      expect(task.record.status).toBe('failed');
+    } finally {
+      await core.close();
+      await model.close();
+    }
+    // The pool ended the spare it still had; the one the task took is the task's to end.
+    expect(await hostProcesses(dataDir)).toEqual([]);
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
   it('claims a task spare, runs in it, and leaves nothing of it behind', async () => {
     // One slot: the first task makes room by giving up the parked session spare, and the pool, which
     // follows demand, prewarms a task spare once that task has ended.

@@ -244,11 +244,12 @@ export class SessionHost {
     const record = session.snapshot;
     await session.close('deleted');
     const ref = { tenant, id };
-    this.sessions.delete(sessionKey(ref));
     const store = scopeTranscriptStore(this.options.transcriptStore, tenant);
     await store.delete?.({ projectKey: tenant, sessionId: record.sdkSessionId });
     await this.options.eventLog.deleteSession(sessionKey(ref));
     await this.options.registry.delete(ref);
+    // Only now: a request meanwhile finds the closed session, not its record loaded back from the registry.
+    this.sessions.delete(sessionKey(ref));
     await this.options.workspaces?.remove(ref);
     const paths = this.pathsFor(record);
     await rm(paths.cwd, { recursive: true, force: true });
@@ -364,13 +365,20 @@ export class SessionHost {
 
   /** Before a subprocess starts: nothing starts unless the host is ready; the workspace restored if it must be. */
   private async prepareStart(session: Session): Promise<void> {
+    this.refuseStartsWhileStopping();
+    const record = session.snapshot;
+    await this.options.workspaces?.prepare(record, this.pathsFor(record).cwd);
+    // A restore takes seconds: the host may have begun draining or closing meanwhile.
+    this.refuseStartsWhileStopping();
+  }
+
+  /** No subprocess starts while the host drains (the message runs on the next host) or closes. */
+  private refuseStartsWhileStopping(): void {
     if (this.life.state === 'draining') {
       throw new BerthError('host_draining', 'This host is draining; the message runs on the next host');
     }
     // A turn queued before the host began closing must not start a subprocess that close() cannot see.
     this.life.assertAdmitting();
-    const record = session.snapshot;
-    await this.options.workspaces?.prepare(record, this.pathsFor(record).cwd);
   }
 
   /** What a spare for `tenant` runs with: the same as a session's own spawn, minus the claimable part. */
@@ -407,7 +415,13 @@ export class SessionHost {
           });
         }
         return session;
-      })().finally(() => this.loading.delete(key));
+      })()
+        .catch((err: unknown) => {
+          // Half loaded (its restart recovery failed): the next request loads it again.
+          this.sessions.delete(key);
+          throw err;
+        })
+        .finally(() => this.loading.delete(key));
       this.loading.set(key, loading);
     }
     return loading;

@@ -6,6 +6,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { fakeSpawner } from '../../test/helpers/fake-runtime.js';
 import { exercised, harness, message, types, until } from '../../test/helpers/session-harness.js';
 import { isBerthError } from '../errors.js';
 import { SESSION_TRANSITIONS, assertTransition } from './session-state.js';
@@ -408,6 +409,58 @@ describe('Session against a fake runtime', () => {
     await until(() => h.session.currentState === 'cold');
     expect(await decision).toMatchObject({ behavior: 'deny' });
     expect(h.session.pendingToolUses).toEqual([]);
+  });
+
+  it('starts no new subprocess for a queued message until the old tree is gone', async () => {
+    let releaseKill: (() => void) | undefined;
+    const killed = new Promise<void>((resolve) => (releaseKill = resolve));
+    const h = await harness({
+      timeouts: { confirmationMs: 5_000, interruptMs: 30, killGraceMs: 10 },
+      createSpawner: () => ({ ...fakeSpawner(), kill: () => killed }),
+    });
+    h.runtime.honoursInterrupt = false;
+    h.session.send([message('long')]);
+    const first = await h.runtime.process(0);
+    await first.nextInput();
+    await until(() => h.session.currentState === 'running');
+    h.session.send([{ type: 'user.interrupt' }, message('next')]);
+    // The interrupt did not take: the first tree is being killed, and the next turn has begun waiting.
+    try {
+      await until(() => types(h.events).filter((t) => t === 'session.status_running').length === 2);
+      expect(h.runtime.processes).toHaveLength(1);
+      expect(h.session.holdsSlot).toBe(true);
+    } finally {
+      releaseKill?.();
+    }
+    const second = await h.runtime.process(1);
+    expect((await second.nextInput())?.message.content).toBe('next');
+    second.result();
+    await until(() => h.session.currentState === 'idle');
+  });
+
+  it('keeps its slot counted while a queued message waits for a subprocess that died', async () => {
+    let releaseKill: (() => void) | undefined;
+    const killed = new Promise<void>((resolve) => (releaseKill = resolve));
+    const h = await harness({ createSpawner: () => ({ ...fakeSpawner(), kill: () => killed }) });
+    h.session.send([message('one')]);
+    const first = await h.runtime.process(0);
+    await first.nextInput();
+    await until(() => h.session.currentState === 'running');
+    h.session.send([message('two')]);
+    first.exit(new Error('oom'));
+    try {
+      await until(() => types(h.events).filter((t) => t === 'session.status_running').length === 2);
+      // Between the crash and the next spawn (the dead tree is still being killed), the host must not
+      // hand this slot to another session.
+      expect(h.session.currentState).toBe('cold');
+      expect(h.session.holdsSlot).toBe(true);
+    } finally {
+      releaseKill?.();
+    }
+    const second = await h.runtime.process(1);
+    await second.nextInput();
+    second.result();
+    await until(() => h.session.currentState === 'idle');
   });
 
   it('has exercised every legal transition', () => {

@@ -90,8 +90,9 @@ export class Session {
 
   /** Whether the session counts against the host's capacity: it has a subprocess or is about to start one. */
   get holdsSlot(): boolean {
-    const startsSoon = this.state === 'starting' || (this.state === 'suspending' && this.turns.length > 0);
-    return startsSoon || this.proc !== undefined;
+    // A message waiting while its subprocess ends (crash, recycle, suspension) starts the next one.
+    const waiting = this.isBusy && (this.state === 'cold' || this.state === 'suspending');
+    return this.state === 'starting' || waiting || this.proc !== undefined;
   }
 
   /** When a client last sent it something or its last turn ended (epoch ms), for LRU and idle timeouts. */
@@ -139,8 +140,7 @@ export class Session {
   /** The live subprocess, for the host's recycling policies. */
   get processInfo(): ProcessInfo | undefined {
     const proc = this.proc;
-    if (!proc) return undefined;
-    return { tree: proc.tree, spawnedAt: proc.spawnedAt, turnsSinceSpawn: proc.turns };
+    return proc && { tree: proc.tree, spawnedAt: proc.spawnedAt, turnsSinceSpawn: proc.turns };
   }
 
   /** Tool uses waiting for a confirmation. */
@@ -357,14 +357,20 @@ export class Session {
     if (this.state !== 'starting') this.enterStarting();
     const admission = this.admission;
     this.admission = undefined;
-    await admission;
+    const failed = (err: unknown, otherwise: string, what: string): false => {
+      this.endTurnWithError(turn, isBerthError(err) ? err.code : otherwise, `${what}: ${describeError(err)}`);
+      return false;
+    };
+    try {
+      await admission;
+    } catch (err) {
+      return failed(err, 'subprocess_failed', 'Could not make room for the turn');
+    }
     if (this.isClosed()) return false;
     try {
       await this.options.prepareStart?.(this);
     } catch (err) {
-      const code = isBerthError(err) ? err.code : 'hydrate_failed';
-      this.endTurnWithError(turn, code, `Could not start the turn: ${describeError(err)}`);
-      return false;
+      return failed(err, 'hydrate_failed', 'Could not start the turn');
     }
     return this.currentState === 'starting';
   }
@@ -462,8 +468,8 @@ export class Session {
   ): void {
     if (this.proc !== proc) return;
     this.slot.detach();
-    // Whatever the CLI left behind (a background job of a tool) goes with it.
-    proc.kill().catch((err: unknown) => this.report(err));
+    // Whatever the CLI left behind (a background job of a tool) goes with it, before the next one starts.
+    void this.slot.chain(proc.kill());
     this.confirmations.denyAll('The subprocess ended.', true);
     const turn = this.turns.current;
     if (turn && error) {

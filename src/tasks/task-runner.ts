@@ -320,18 +320,22 @@ export class TaskRunner {
   };
 
   private discardSpare(spare: ClaimableSpare): void {
-    try {
-      spare.spare.close();
-    } catch {
-      // Already exited: the tree kill below is what matters.
-    }
-    void spare.spawner
-      .kill(this.options.killGraceMs)
+    void this.endSpare(spare)
       .then(() => {
         spare.firstTurnEnded();
         return spare.dirs ? rm(spare.dirs.root, { recursive: true, force: true }) : undefined;
       })
       .catch(this.report);
+  }
+
+  /** Ends a spare's process tree; resolves when it is gone. */
+  private endSpare(spare: ClaimableSpare): Promise<void> {
+    try {
+      spare.spare.close();
+    } catch {
+      // Already exited: the tree kill below is what matters.
+    }
+    return spare.spawner.kill(this.options.killGraceMs);
   }
 
   /** Cuts a run short: kills its process tree; the run then finishes as `timed_out` or `failed`. */
@@ -358,8 +362,10 @@ export class TaskRunner {
     } finally {
       limit.removeEventListener('abort', onLimit);
     }
-    // The tree must be gone before its files are read: nothing may still be writing them.
-    await run.proc?.kill().catch(this.report);
+    // The tree must be gone before its files are read: nothing may still be writing them. A spare the run
+    // never got to claim (it was cut short first) is still running on its own.
+    if (run.proc) await run.proc.kill().catch(this.report);
+    else if (run.spare) await this.endSpare(run.spare).catch(this.report);
     // Only now may the pool start the spare's replacement: a CLI starting next to the task shares its CPUs.
     run.spare?.firstTurnEnded();
     try {
