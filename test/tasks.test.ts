@@ -10,11 +10,10 @@ import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseServeConfig } from '../src/config.js';
 import { openBerthCore } from '../src/host/open-core.js';
 import { findProcesses } from '../src/sandbox/process-tree.js';
 import { startMockModel, type Scenario } from '../src/testing/index.js';
-import { TestBerth } from './helpers/berth.js';
+import { TestBerth, testServeConfig } from './helpers/berth.js';
 import { hostProcesses } from './helpers/processes.js';
 import { SseClient } from './helpers/sse.js';
 import { eventually } from './helpers/wait.js';
@@ -438,21 +437,7 @@ describe('a warm task start', () => {
   it('ends the spare of a task cut short before it could claim it', async () => {
     const dataDir = await mkdtemp(path.join(os.tmpdir(), 'berth-test-'));
     const model = await startMockModel();
-    const config = parseServeConfig(
-      [
-        '--port',
-        '0',
-        '--data-dir',
-        dataDir,
-        '--model-endpoint',
-        model.url,
-        '--kill-grace',
-        '1s',
-        '--warm-pool',
-        '2',
-      ],
-      { PATH: process.env.PATH },
-    );
+    const config = testServeConfig(dataDir, model, ['--warm-pool', '2']);
     const core = await openBerthCore(config, { log: () => undefined });
     try {
       // One spare for the default tenant, one for tasks.

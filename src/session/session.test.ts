@@ -7,7 +7,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { fakeSpawner } from '../../test/helpers/fake-runtime.js';
-import { exercised, harness, message, types, until } from '../../test/helpers/session-harness.js';
+import { exercised, firstTurn, harness, message, types, until } from '../../test/helpers/session-harness.js';
 import { isBerthError } from '../errors.js';
 import { SESSION_TRANSITIONS, assertTransition } from './session-state.js';
 
@@ -64,9 +64,7 @@ describe('Session against a fake runtime', () => {
 
   it('pauses for a confirmation (running -> requires_action -> running) and runs the tool when allowed', async () => {
     const h = await harness();
-    h.session.send([message('write it')]);
-    const proc = await h.runtime.process(0);
-    await proc.nextInput();
+    const proc = await firstTurn(h, 'write it');
     const decision = proc.ask('toolu_1');
     await until(() => h.session.currentState === 'requires_action');
     const waiting = h.events.findLast((e) => e.type === 'session.status_idle') as unknown as {
@@ -95,9 +93,7 @@ describe('Session against a fake runtime', () => {
 
   it('denies a tool use nobody confirms in time', async () => {
     const h = await harness({ timeouts: { confirmationMs: 30, interruptMs: 5_000, killGraceMs: 10 } });
-    h.session.send([message('write it')]);
-    const proc = await h.runtime.process(0);
-    await proc.nextInput();
+    const proc = await firstTurn(h, 'write it');
     expect(await proc.ask('toolu_1')).toMatchObject({
       behavior: 'deny',
       message: expect.stringMatching(/in time/),
@@ -107,9 +103,7 @@ describe('Session against a fake runtime', () => {
 
   it('ends an interrupted turn with stop reason interrupted and keeps the subprocess', async () => {
     const h = await harness();
-    h.session.send([message('long')]);
-    const proc = await h.runtime.process(0);
-    await proc.nextInput();
+    const proc = await firstTurn(h, 'long');
     await until(() => h.session.currentState === 'running');
     h.session.send([{ type: 'user.interrupt' }]);
     await until(() => h.session.currentState === 'idle');
@@ -145,9 +139,7 @@ describe('Session against a fake runtime', () => {
 
   it('ends the turn with subprocess_exited when the subprocess crashes mid-turn (running -> cold)', async () => {
     const h = await harness();
-    h.session.send([message('crash')]);
-    const proc = await h.runtime.process(0);
-    await proc.nextInput();
+    const proc = await firstTurn(h, 'crash');
     await until(() => h.session.currentState === 'running');
     proc.exit(new Error('boom'));
     await until(() => h.session.currentState === 'cold');
@@ -312,9 +304,7 @@ describe('Session against a fake runtime', () => {
 
   it('closes for good: the subprocess is ended, status terminated, and nothing more is accepted', async () => {
     const h = await harness();
-    h.session.send([message('one')]);
-    const proc = await h.runtime.process(0);
-    await proc.nextInput();
+    const proc = await firstTurn(h, 'one');
     await h.session.close('deleted');
     expect(h.session.currentState).toBe('closed');
     expect(proc.closed).toBe(true);
@@ -361,17 +351,13 @@ describe('Session against a fake runtime', () => {
     expect(starting.runtime.processes).toHaveLength(0); // a start that outlived close() spawned nothing
 
     const idle = await harness();
-    idle.session.send([message('one')]);
-    const proc = await idle.runtime.process(0);
-    await proc.nextInput();
+    const proc = await firstTurn(idle, 'one');
     proc.result();
     await until(() => idle.session.currentState === 'idle');
     await idle.session.close();
 
     const waiting = await harness();
-    waiting.session.send([message('write it')]);
-    const asking = await waiting.runtime.process(0);
-    await asking.nextInput();
+    const asking = await firstTurn(waiting, 'write it');
     const decision = asking.ask('toolu_1');
     await until(() => waiting.session.currentState === 'requires_action');
     await waiting.session.close();
@@ -400,9 +386,7 @@ describe('Session against a fake runtime', () => {
 
   it('ends a turn paused for a confirmation when the subprocess dies (requires_action -> cold)', async () => {
     const h = await harness();
-    h.session.send([message('write it')]);
-    const proc = await h.runtime.process(0);
-    await proc.nextInput();
+    const proc = await firstTurn(h, 'write it');
     const decision = proc.ask('toolu_1');
     await until(() => h.session.currentState === 'requires_action');
     proc.exit(new Error('killed'));
@@ -419,9 +403,7 @@ describe('Session against a fake runtime', () => {
       createSpawner: () => ({ ...fakeSpawner(), kill: () => killed }),
     });
     h.runtime.honoursInterrupt = false;
-    h.session.send([message('long')]);
-    const first = await h.runtime.process(0);
-    await first.nextInput();
+    await firstTurn(h, 'long');
     await until(() => h.session.currentState === 'running');
     h.session.send([{ type: 'user.interrupt' }, message('next')]);
     // The interrupt did not take: the first tree is being killed, and the next turn has begun waiting.
@@ -442,9 +424,7 @@ describe('Session against a fake runtime', () => {
     let releaseKill: (() => void) | undefined;
     const killed = new Promise<void>((resolve) => (releaseKill = resolve));
     const h = await harness({ createSpawner: () => ({ ...fakeSpawner(), kill: () => killed }) });
-    h.session.send([message('one')]);
-    const first = await h.runtime.process(0);
-    await first.nextInput();
+    const first = await firstTurn(h, 'one');
     await until(() => h.session.currentState === 'running');
     h.session.send([message('two')]);
     first.exit(new Error('oom'));

@@ -5,7 +5,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { parseServeConfig } from '../../src/config.js';
+import { parseServeConfig, type ServeConfig } from '../../src/config.js';
 import type { StoredEvent } from '../../src/session/events.js';
 import { startBerth, type BerthServer } from '../../src/server.js';
 import { startMockModel, type MockModel, type Scenario } from '../../src/testing/index.js';
@@ -40,23 +40,7 @@ export class TestBerth {
   static async start(options: TestBerthOptions = {}): Promise<TestBerth> {
     const model = options.model ?? (await startMockModel({ scenarios: options.scenarios ?? [] }));
     const dataDir = options.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'berth-test-')));
-    const config = parseServeConfig(
-      [
-        '--port',
-        '0',
-        '--data-dir',
-        dataDir,
-        '--model-endpoint',
-        model.url,
-        '--kill-grace',
-        '1s',
-        // Tests that want spares ask for them; the rest should not pay for prewarming.
-        '--warm-pool',
-        '0',
-        ...(options.args ?? []),
-      ],
-      { PATH: process.env.PATH },
-    );
+    const config = testServeConfig(dataDir, model, options.args);
     try {
       const server = await startBerth(config, { log: () => undefined });
       return new TestBerth(server, model, dataDir, !options.model, !options.dataDir);
@@ -162,5 +146,30 @@ export function replyTexts(events: readonly StoredEvent[]): string[] {
     e.type === 'agent.message'
       ? [e.content.map((b) => (b.type === 'text' ? String(b.text) : '')).join('')]
       : [],
+  );
+}
+
+/** What a test server runs with: its own data dir, the test's scripted model, a short kill grace, no spares. */
+export function testServeConfig(
+  dataDir: string,
+  model: MockModel,
+  args: readonly string[] = [],
+): ServeConfig {
+  return parseServeConfig(
+    [
+      '--port',
+      '0',
+      '--data-dir',
+      dataDir,
+      '--model-endpoint',
+      model.url,
+      '--kill-grace',
+      '1s',
+      // Tests that want spares ask for them; the rest should not pay for prewarming.
+      '--warm-pool',
+      '0',
+      ...args,
+    ],
+    { PATH: process.env.PATH },
   );
 }

@@ -12,7 +12,7 @@ import { ZERO_USAGE, type StoredEvent } from '../../src/session/events.js';
 import { Session, type SessionOptions, type SessionState } from '../../src/session/session.js';
 import { openSqliteStores, type SqliteStores } from '../../src/stores/sqlite/index.js';
 import { sessionKey, type SessionRecord } from '../../src/stores/types.js';
-import { FakeRuntime, fakeSpawner } from './fake-runtime.js';
+import { FakeRuntime, fakeSpawner, type FakeProcess } from './fake-runtime.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 /** Every transition the harnesses made, `from->to`. */
@@ -120,3 +120,11 @@ export function types(events: StoredEvent[]): string[] {
 }
 
 export const message = (content: string) => ({ type: 'user.message' as const, content });
+
+/** Sends `content` to a session without a subprocess and resolves to the process its turn started. */
+export async function firstTurn(h: Harness, content: string): Promise<FakeProcess> {
+  h.session.send([message(content)]);
+  const proc = await h.runtime.process(0);
+  await proc.nextInput();
+  return proc;
+}
