@@ -11,6 +11,8 @@
 import path from 'node:path';
 import type { ServeConfig } from '../config.js';
 import { BerthError, formatErrorForLog } from '../errors.js';
+import { ModelProxy } from '../sandbox/model-proxy.js';
+import { createPlainSpawner, type SpawnedTree } from '../sandbox/plain-spawn.js';
 import type { AgentRuntime } from '../session/agent-runtime.js';
 import { DurableMirror } from '../stores/durable-mirror.js';
 import { openStores, type Stores } from '../stores/open-stores.js';
@@ -30,6 +32,9 @@ export interface StartOptions {
   /** Where the agents' subprocesses come from. @default sdkRuntime (the real Agent SDK) */
   runtime?: AgentRuntime;
 }
+
+/** What an agent environment holds until its spawner grants the process a token: no key at all. */
+const UNGRANTED_KEY = 'sk-berth-not-granted';
 
 /** How long a stopping host waits for its spool to reach the store; what is left ships at the next start. */
 const MIRROR_DRAIN_MS = 5000;
@@ -70,6 +75,11 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
       mockModel = model;
       modelEndpoint = model.url;
     }
+    // Agents reach the model only through the proxy, with a token of their own: the real key stays here.
+    const proxy = await ModelProxy.start({ upstream: modelEndpoint, apiKey: config.modelApiKey, onError });
+    cleanups.add(() => proxy.close());
+    const createSpawner = (): SpawnedTree =>
+      createPlainSpawner({ killGraceMs: config.killGraceMs, grant: () => proxy.grant() });
     const stores: Stores = await openStores(config.store, { timeoutMs: config.storeTimeoutMs });
     cleanups.add(() => stores.close());
     const blob = await openBlobStore(config.blobStore, config.dataDir, { timeoutMs: config.storeTimeoutMs });
@@ -114,8 +124,10 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
       eventLog,
       transcriptStore,
       dataDir: config.dataDir,
-      modelEndpoint,
-      modelApiKey: config.modelApiKey,
+      modelEndpoint: proxy.url,
+      // Each process's spawner puts its own token here (see createSpawner).
+      modelApiKey: UNGRANTED_KEY,
+      createSpawner,
       agentPath: config.agentPath,
       defaultPattern: config.pattern,
       timeouts: {
@@ -150,6 +162,7 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
       blob,
       dataDir: config.dataDir,
       killGraceMs: config.killGraceMs,
+      createSpawner,
       onError,
       runtime: options.runtime,
     });

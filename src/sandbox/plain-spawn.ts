@@ -5,6 +5,7 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import type { SpawnedProcess, SpawnOptions } from '@anthropic-ai/claude-agent-sdk';
+import type { ModelGrant } from './model-proxy.js';
 import { TREE_MARKER_VAR, killTree, type ProcessTreeId } from './process-tree.js';
 
 /** The last bytes of a subprocess's stderr kept for error messages. */
@@ -24,6 +25,12 @@ export interface SpawnedTree {
 export interface PlainSpawnerOptions {
   /** SIGTERM-to-SIGKILL grace of the kill that follows the SDK's abort (`--kill-grace`). */
   killGraceMs: number;
+  /**
+   * The model credential of each process (see `ModelProxy.grant`): its `ANTHROPIC_BASE_URL` and a token
+   * of its own in `ANTHROPIC_API_KEY`, revoked when the process exits. Without it the environment the
+   * SDK passes is used as it is.
+   */
+  grant?: (() => ModelGrant) | undefined;
 }
 
 /** One spawner per subprocess: it remembers the tree it started so the owner can kill all of it. */
@@ -44,13 +51,17 @@ export function createPlainSpawner(options: PlainSpawnerOptions): SpawnedTree {
     },
     spawn(request) {
       const marker = randomUUID();
+      const grant = options.grant?.();
+      const credential = grant && { ANTHROPIC_BASE_URL: grant.baseUrl, ANTHROPIC_API_KEY: grant.token };
       const child = spawn(request.command, request.args, {
         cwd: request.cwd,
-        env: { ...request.env, [TREE_MARKER_VAR]: marker },
+        env: { ...request.env, ...credential, [TREE_MARKER_VAR]: marker },
         detached: true,
         stdio: ['pipe', 'pipe', 'pipe'],
       });
       if (child.pid !== undefined) tree = { leaderPid: child.pid, marker };
+      // The token is worth nothing once its process is gone (or never started).
+      if (grant) child.once('exit', () => grant.revoke()).once('error', () => grant.revoke());
       child.stderr.setEncoding('utf8');
       child.stderr.on('data', (chunk: string) => {
         stderr = (stderr + chunk).slice(-STDERR_TAIL_BYTES);

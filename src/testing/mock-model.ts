@@ -32,10 +32,16 @@ import {
   sendJson,
   streamReply,
 } from './mock-model-http.js';
-import { RequestLog, type RecordedRequest, type WaitForRequestOptions } from './request-log.js';
+import {
+  RequestLog,
+  credentialFingerprint,
+  type RecordedRequest,
+  type WaitForRequestOptions,
+} from './request-log.js';
 import { ScenarioMatcher, fillerText, type ReplyPlan } from './scenario-matcher.js';
 import { parseFault, type Fault, type Scenario } from './scenario.js';
 
+export { credentialFingerprint } from './request-log.js';
 export type { RecordedRequest, WaitForRequestOptions } from './request-log.js';
 
 /** Options of {@link startMockModel}. */
@@ -199,11 +205,15 @@ class MockModelServer implements MockModel {
       if (value === undefined || SECRET_HEADERS.has(name)) continue;
       headers[name] = Array.isArray(value) ? value.join(', ') : value;
     }
+    const key = req.headers['x-api-key'];
+    const bearer = req.headers.authorization?.replace(/^Bearer /, '');
+    const credential = typeof key === 'string' && key !== '' ? key : bearer;
     return this.#log.add({
       method: req.method ?? 'GET',
       path,
       sessionId: this.#sessionId(req),
       headers,
+      credential: credential ? credentialFingerprint(credential) : null,
       body,
       isMain: false,
       userText: null,

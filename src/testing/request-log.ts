@@ -3,6 +3,7 @@
  * newest `max`. Tests read it and wait on it ({@link RequestLog.waitFor}): a waiter is checked against each
  * request as it is logged, so a request that arrives while a test waits is never missed.
  */
+import { createHash } from 'node:crypto';
 import { describeError } from '../errors.js';
 
 /** One request the mock model received, as the request log keeps it. */
@@ -18,6 +19,11 @@ export interface RecordedRequest {
   sessionId: string | null;
   /** Request headers without credentials (`x-api-key`, `authorization`, cookies). */
   headers: Record<string, string>;
+  /**
+   * The credential the request carried (`x-api-key`, else a bearer token) as {@link credentialFingerprint}
+   * gives it, so that a test can tell which key arrived without the log holding one; null when none.
+   */
+  credential: string | null;
   /** The parsed JSON body; the raw text when it is not JSON; null when empty. */
   body: unknown;
   /** A messages request that offers tools (the agent loop), as opposed to a side request. */
@@ -139,4 +145,9 @@ export class RequestLog {
 
 function toError(value: unknown): Error {
   return value instanceof Error ? value : new Error(describeError(value));
+}
+
+/** A short, one-way fingerprint of a credential (the first 16 hex digits of its SHA-256). */
+export function credentialFingerprint(credential: string): string {
+  return createHash('sha256').update(credential).digest('hex').slice(0, 16);
 }

@@ -19,6 +19,8 @@ export interface TestBerthOptions {
   /** Reuse a scripted model. */
   model?: MockModel;
   scenarios?: Scenario[];
+  /** Environment variables the server reads (its own, not the agents'), e.g. `ANTHROPIC_API_KEY`. */
+  env?: Record<string, string>;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- tests read response bodies loosely
@@ -40,7 +42,7 @@ export class TestBerth {
   static async start(options: TestBerthOptions = {}): Promise<TestBerth> {
     const model = options.model ?? (await startMockModel({ scenarios: options.scenarios ?? [] }));
     const dataDir = options.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'berth-test-')));
-    const config = testServeConfig(dataDir, model, options.args);
+    const config = testServeConfig(dataDir, model, options.args, options.env);
     try {
       const server = await startBerth(config, { log: () => undefined });
       return new TestBerth(server, model, dataDir, !options.model, !options.dataDir);
@@ -154,6 +156,7 @@ export function testServeConfig(
   dataDir: string,
   model: MockModel,
   args: readonly string[] = [],
+  env: Record<string, string> = {},
 ): ServeConfig {
   return parseServeConfig(
     [
@@ -170,6 +173,6 @@ export function testServeConfig(
       '0',
       ...args,
     ],
-    { PATH: process.env.PATH },
+    { PATH: process.env.PATH, ...env },
   );
 }
