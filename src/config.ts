@@ -8,7 +8,19 @@ import { parseArgs } from 'node:util';
 import { BerthError } from './errors.js';
 import type { RecycleLimits } from './host/recycle-policy.js';
 import { DEFAULT_SESSION_CEILING, agentsPerHost, detectHostRam, type HostSizing } from './host/sizing.js';
-import { ID_PATTERN } from './ids.js';
+import {
+  isLoopback,
+  modelKeyFrom,
+  parseApiKeys,
+  parseCount,
+  parseDuration,
+  parsePort,
+  parseSize,
+  parseUrl,
+  positive,
+  readSecretFile,
+  secretLines,
+} from './config-values.js';
 import { DEFAULT_STORE_TIMEOUT_MS } from './stores/deadline.js';
 import { PATTERNS, type Pattern } from './stores/types.js';
 
@@ -32,6 +44,8 @@ export interface ServeConfig {
   pattern: Pattern;
   /** API key -> tenant; empty means no auth (loopback only). */
   apiKeys: Map<string, string>;
+  /** What the operator should know about the config (a key given on the command line). */
+  warnings: string[];
   maxBodyBytes: number;
   heartbeatMs: number;
   confirmationTimeoutMs: number;
@@ -55,6 +69,8 @@ export interface ServeConfig {
   /** `PATH` given to the agents' tools. */
   agentPath: string;
 }
+
+export { parseApiKeys, parseDuration, parseSize } from './config-values.js';
 
 /** One option: its flag, its environment variable and its help line. */
 interface OptionSpec {
@@ -119,6 +135,18 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
     env: 'BERTH_API_KEYS',
     type: 'string',
     help: 'tenant:key,... (without keys only loopback binds are allowed)',
+  },
+  {
+    flag: 'api-keys-file',
+    env: 'BERTH_API_KEYS_FILE',
+    type: 'string',
+    help: 'a file of tenant:key lines (# comments), instead of --api-keys on the command line',
+  },
+  {
+    flag: 'model-api-key-file',
+    env: 'BERTH_MODEL_API_KEY_FILE',
+    type: 'string',
+    help: 'a file holding the model API key (instead of ANTHROPIC_API_KEY); it never reaches an agent',
   },
   { flag: 'max-body', env: 'BERTH_MAX_BODY', type: 'string', help: 'largest request body (default 1MiB)' },
   { flag: 'heartbeat', env: 'BERTH_HEARTBEAT', type: 'string', help: 'SSE heartbeat interval (default 15s)' },
@@ -220,97 +248,6 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
   },
 ];
 
-const SIZE_UNITS: Record<string, number> = {
-  '': 1,
-  b: 1,
-  kb: 1e3,
-  mb: 1e6,
-  gb: 1e9,
-  kib: 1024,
-  mib: 1024 ** 2,
-  gib: 1024 ** 3,
-  k: 1024,
-  m: 1024 ** 2,
-  g: 1024 ** 3,
-};
-
-/** `1MiB`, `512KiB`, `2GB`, `1048576` -> bytes. */
-export function parseSize(value: string, what: string): number {
-  const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(value.trim());
-  const unit = SIZE_UNITS[match?.[2]?.toLowerCase() ?? 'x'];
-  if (!match || unit === undefined) {
-    throw new BerthError(
-      'invalid_config',
-      `${what}: ${JSON.stringify(value)} is not a size (e.g. 512KiB, 1MiB, 2GiB)`,
-    );
-  }
-  return Math.floor(Number(match[1]) * unit);
-}
-
-const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-
-/** `90s`, `5m`, `250ms`, `1h`, `0` -> milliseconds. */
-export function parseDuration(value: string, what: string): number {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
-  if (!match || (match[2] === undefined && Number(match[1]) !== 0)) {
-    throw new BerthError(
-      'invalid_config',
-      `${what}: ${JSON.stringify(value)} is not a duration (e.g. 250ms, 90s, 5m, 1h)`,
-    );
-  }
-  return Math.round(Number(match[1]) * (DURATION_UNITS[match[2] ?? 'ms'] ?? 1));
-}
-
-function parsePort(value: string): number {
-  const port = Number(value);
-  if (!/^\d+$/.test(value) || port > 65535) {
-    throw new BerthError('invalid_config', `--port: ${JSON.stringify(value)} is not a port (0-65535)`);
-  }
-  return port;
-}
-
-/** `tenant:key,tenant2:key2` -> key -> tenant. */
-export function parseApiKeys(value: string): Map<string, string> {
-  const keys = new Map<string, string>();
-  for (const pair of value
-    .split(',')
-    .map((p) => p.trim())
-    .filter(Boolean)) {
-    const colon = pair.indexOf(':');
-    const tenant = pair.slice(0, colon);
-    const key = pair.slice(colon + 1);
-    if (colon <= 0 || !ID_PATTERN.test(tenant)) {
-      throw new BerthError(
-        'invalid_config',
-        `--api-keys: ${JSON.stringify(pair.slice(0, 40))} is not tenant:key (tenant like ${ID_PATTERN.source})`,
-      );
-    }
-    if (key.length < 8 || /\s/.test(key)) {
-      throw new BerthError(
-        'invalid_config',
-        `--api-keys: the key of tenant ${tenant} must be at least 8 characters, no spaces`,
-      );
-    }
-    if (keys.has(key)) throw new BerthError('invalid_config', `--api-keys: a key is given twice`);
-    keys.set(key, tenant);
-  }
-  return keys;
-}
-
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.');
-}
-
-function parseUrl(value: string, what: string): string {
-  try {
-    const url = new URL(value);
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('not http(s)');
-    return url.toString().replace(/\/$/, '');
-  } catch {
-    throw new BerthError('invalid_config', `${what}: ${JSON.stringify(value)} is not an http(s) URL`);
-  }
-}
-
 /** Raw values by flag name, from argv then env. */
 function collect(
   argv: readonly string[],
@@ -362,7 +299,21 @@ export function parseServeConfig(
   };
   const host = str('host') ?? '127.0.0.1';
   const dataDir = path.resolve(str('data-dir') ?? '.berth');
-  const apiKeys = parseApiKeys(str('api-keys') ?? '');
+  const warnings: string[] = [];
+  const keysFile = str('api-keys-file');
+  if (keysFile !== undefined && str('api-keys') !== undefined) {
+    throw new BerthError('invalid_config', '--api-keys and --api-keys-file exclude each other');
+  }
+  const apiKeys = parseApiKeys(
+    keysFile !== undefined
+      ? secretLines(readSecretFile(keysFile, '--api-keys-file')).join(',')
+      : (str('api-keys') ?? ''),
+  );
+  if (argv.some((arg) => arg === '--api-keys' || arg.startsWith('--api-keys='))) {
+    warnings.push(
+      '--api-keys on the command line: every user of this machine can read it (ps, /proc); use --api-keys-file or BERTH_API_KEYS',
+    );
+  }
   if (apiKeys.size === 0 && !isLoopback(host)) {
     throw new BerthError(
       'invalid_config',
@@ -377,7 +328,11 @@ export function parseServeConfig(
     );
   }
   const explicitEndpoint = str('model-endpoint');
-  const anthropicKey = env.ANTHROPIC_API_KEY || undefined;
+  const keyFile = str('model-api-key-file');
+  const anthropicKey =
+    keyFile !== undefined
+      ? modelKeyFrom(readSecretFile(keyFile, '--model-api-key-file'))
+      : env.ANTHROPIC_API_KEY || undefined;
   const mock = v.get('mock-model') === true || (explicitEndpoint === undefined && anthropicKey === undefined);
   if (mock && explicitEndpoint !== undefined) {
     throw new BerthError('invalid_config', '--mock-model and --model-endpoint exclude each other');
@@ -399,6 +354,7 @@ export function parseServeConfig(
     mockScript: str('mock-script') ?? null,
     pattern: pattern as Pattern,
     apiKeys,
+    warnings,
     maxBodyBytes: parseSize(str('max-body') ?? '1MiB', '--max-body'),
     heartbeatMs: positive(parseDuration(str('heartbeat') ?? '15s', '--heartbeat'), '--heartbeat'),
     confirmationTimeoutMs: positive(
@@ -447,16 +403,6 @@ function parseSizing(str: (flag: string) => string | undefined): HostSizing {
   return sizing;
 }
 
-function parseCount(value: string, what: string, max = Number.MAX_SAFE_INTEGER): number {
-  if (!/^\d+$/.test(value.trim()) || Number(value) > max) {
-    throw new BerthError(
-      'invalid_config',
-      `${what}: ${JSON.stringify(value)} is not a whole number from 0 to ${max}`,
-    );
-  }
-  return Number(value);
-}
-
 function parseRecycleLimits(str: (flag: string) => string | undefined): RecycleLimits {
   const limits: RecycleLimits = {
     afterTurns: parseCount(str('recycle-after-turns') ?? '0', '--recycle-after-turns'),
@@ -471,9 +417,4 @@ function parseRecycleLimits(str: (flag: string) => string | undefined): RecycleL
     );
   }
   return limits;
-}
-
-function positive(ms: number, what: string): number {
-  if (ms <= 0) throw new BerthError('invalid_config', `${what} must be more than 0`);
-  return ms;
 }

@@ -43,6 +43,7 @@ export function startupLines(server: BerthServer, config: ServeConfig): string {
   const blob = config.blobStore === null ? 'the data dir' : redactUrl(config.blobStore);
   const capacity = server.host.info().capacity.agents_per_host;
   return (
+    config.warnings.map((warning) => `berth: warning: ${warning}\n`).join('') +
     `berth: listening on ${server.url}\n` +
     `berth: model: ${model}\n` +
     `berth: store: ${redactUrl(config.store)}; blob store: ${blob}; data dir: ${config.dataDir}; auth: ${auth}\n` +
