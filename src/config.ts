@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { BerthError } from './errors.js';
 import type { RecycleLimits } from './host/recycle-policy.js';
 import { DEFAULT_SESSION_CEILING, agentsPerHost, detectHostRam, type HostSizing } from './host/sizing.js';
+import { TenantLimitsTable } from './host/tenant-limits.js';
 import {
   isLoopback,
   modelKeyFrom,
@@ -46,6 +47,8 @@ export interface ServeConfig {
   apiKeys: Map<string, string>;
   /** What the operator should know about the config (a key given on the command line). */
   warnings: string[];
+  /** Per-tenant limits on this host (`--tenant-limits`). */
+  tenantLimits: TenantLimitsTable;
   maxBodyBytes: number;
   heartbeatMs: number;
   confirmationTimeoutMs: number;
@@ -135,6 +138,12 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
     env: 'BERTH_API_KEYS',
     type: 'string',
     help: 'tenant:key,... (without keys only loopback binds are allowed)',
+  },
+  {
+    flag: 'tenant-limits',
+    env: 'BERTH_TENANT_LIMITS',
+    type: 'string',
+    help: 'per-tenant limits on this host, e.g. alpha:live=4,streams=20;*:live=8 (live subprocess trees, open streams)',
   },
   {
     flag: 'api-keys-file',
@@ -355,6 +364,7 @@ export function parseServeConfig(
     pattern: pattern as Pattern,
     apiKeys,
     warnings,
+    tenantLimits: TenantLimitsTable.parse(str('tenant-limits') ?? ''),
     maxBodyBytes: parseSize(str('max-body') ?? '1MiB', '--max-body'),
     heartbeatMs: positive(parseDuration(str('heartbeat') ?? '15s', '--heartbeat'), '--heartbeat'),
     confirmationTimeoutMs: positive(

@@ -29,6 +29,7 @@ export const ERROR_CODES = {
   body_too_large: { status: 413, type: 'invalid_request_error' },
   // 429
   queue_full: { status: 429, type: 'rate_limit_error' },
+  quota_exceeded: { status: 429, type: 'rate_limit_error' },
   // 503
   not_ready: { status: 503, type: 'overloaded_error' },
   host_full: { status: 503, type: 'overloaded_error' },

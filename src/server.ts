@@ -47,6 +47,7 @@ export async function startBerth(config: ServeConfig, options: StartOptions = {}
       heartbeatMs: config.heartbeatMs,
       isReady: () => ready,
       routes: extraRoutes(core, config),
+      tenantLimits: config.tenantLimits,
       onError,
     });
     const server = await listen(app.fetch, config.port, config.host);

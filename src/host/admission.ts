@@ -18,6 +18,7 @@ import { BerthError } from '../errors.js';
 import type { Session } from '../session/session.js';
 import type { ClaimableSpare } from '../session/spare-claim.js';
 import { TASK_SPARES } from './layout.js';
+import { quotaExceeded, type TenantLimitsTable } from './tenant-limits.js';
 import type { SpareReservation, WarmPool } from './warm-pool.js';
 
 /** What a refused client is told to wait before trying again. */
@@ -37,6 +38,8 @@ export interface AdmissionOptions {
   suspend?: ((victim: Session) => Promise<boolean>) | undefined;
   /** The store keeps transcripts (only said in the `host_full` message). */
   storeKeepsTranscripts: boolean;
+  /** Per-tenant limits (`--tenant-limits`): `live` caps the trees one tenant holds. @default none */
+  tenantLimits?: TenantLimitsTable | undefined;
 }
 
 export interface SlotCounts {
@@ -50,6 +53,8 @@ export interface SlotCounts {
 
 export class Admission {
   private taskSlots = 0;
+  /** Task slots by tenant, for the tenants' `live` limits. */
+  private readonly tenantTasks = new Map<string, number>();
   private readonly reserved = new Map<Session, SpareReservation>();
   private tasksDone: Array<() => void> = [];
 
@@ -80,7 +85,10 @@ export class Admission {
    */
   admit(session: Session, needsSlot: boolean): Promise<void> | undefined {
     this.options.assertOpen();
-    if (!needsSlot || this.usedSlots(session) < this.options.capacity) return undefined;
+    if (!needsSlot) return undefined;
+    const ownRoom = this.tenantRoom(session.snapshot.tenant, session);
+    if (ownRoom) return ownRoom.then(() => this.admit(session, needsSlot));
+    if (this.usedSlots(session) < this.options.capacity) return undefined;
     const pool = this.options.pool;
     if (pool && !this.reserved.has(session) && this.options.claimable(session)) {
       const reservation = pool.reserve(session.snapshot.tenant);
@@ -110,15 +118,20 @@ export class Admission {
    * A slot for an ephemeral task, admitted like a session's first turn. Resolves to the release function
    * (idempotent) once the room is made.
    */
-  async acquireSlot(): Promise<() => void> {
+  async acquireSlot(tenant: string): Promise<() => void> {
     this.options.assertOpen();
-    const wait = this.usedSlots() >= this.options.capacity ? this.makeRoom() : undefined;
+    const ownRoom = this.tenantRoom(tenant);
+    const wait = ownRoom ?? (this.usedSlots() >= this.options.capacity ? this.makeRoom() : undefined);
     this.taskSlots += 1;
+    this.tenantTasks.set(tenant, (this.tenantTasks.get(tenant) ?? 0) + 1);
     let released = false;
     const release = (): void => {
       if (released) return;
       released = true;
       this.taskSlots -= 1;
+      const left = (this.tenantTasks.get(tenant) ?? 1) - 1;
+      if (left > 0) this.tenantTasks.set(tenant, left);
+      else this.tenantTasks.delete(tenant);
       if (this.taskSlots === 0) for (const resolve of this.tasksDone.splice(0)) resolve();
       this.options.pool?.fill();
     };
@@ -142,6 +155,23 @@ export class Admission {
     return new Promise((resolve) => this.tasksDone.push(resolve));
   }
 
+  /**
+   * Under the tenant's `live` limit: undefined. At it: the tenant's own least recently used quiet session
+   * is suspended to make room (the promise), else `quota_exceeded`. Other tenants are never touched.
+   */
+  private tenantRoom(tenant: string, except?: Session): Promise<void> | undefined {
+    const limit = this.options.tenantLimits?.limitsFor(tenant).live ?? Infinity;
+    if (!Number.isFinite(limit)) return undefined;
+    let live = this.tenantTasks.get(tenant) ?? 0;
+    for (const s of this.options.sessions()) {
+      if (s !== except && s.holdsSlot && s.snapshot.tenant === tenant) live += 1;
+    }
+    if (live < limit) return undefined;
+    const victim = this.options.suspend ? this.lruQuiet(except, tenant) : undefined;
+    if (victim && this.options.suspend) return this.options.suspend(victim).then(() => undefined);
+    throw quotaExceeded(tenant, 'live', limit, 'live agent subprocess(es)');
+  }
+
   /** Frees a slot for `except`'s turn, or throws `host_full`. */
   private makeRoom(except?: Session): Promise<void> {
     const evicted = this.options.pool?.evictOne();
@@ -157,10 +187,11 @@ export class Admission {
     );
   }
 
-  private lruQuiet(except?: Session): Session | undefined {
+  private lruQuiet(except?: Session, tenant?: string): Session | undefined {
     let best: Session | undefined;
     for (const s of this.options.sessions()) {
       if (s === except || !s.holdsSlot || !s.isQuiet) continue;
+      if (tenant !== undefined && s.snapshot.tenant !== tenant) continue;
       if (!best || s.lastActiveAt < best.lastActiveAt) best = s;
     }
     return best;

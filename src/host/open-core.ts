@@ -151,6 +151,7 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
       warmPoolSize: config.warmPool,
       warmPoolTenants: config.apiKeys.size > 0 ? [...new Set(config.apiKeys.values())] : ['default'],
       ...(hybridUnavailable && { hybridUnavailable }),
+      tenantLimits: config.tenantLimits,
       ...(options.runtime && { runtime: options.runtime }),
     });
     reportTo.host = host;

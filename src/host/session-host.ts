@@ -42,6 +42,7 @@ import { HostLifecycle, type HostState } from './host-state.js';
 import { DataDirLayout, TASK_SPARES, ensureDirs } from './layout.js';
 import { killAllNow, sweepOrphans } from './orphans.js';
 import { RecyclePolicy } from './recycle-policy.js';
+import type { TenantLimitsTable } from './tenant-limits.js';
 import { Recycler } from './recycler.js';
 import { recoverInterruptedTurn, wasMidTurn } from './restart-recovery.js';
 import { checkSessionId, newSessionRecord, type CreateSessionInput } from './session-record.js';
@@ -99,6 +100,8 @@ export interface SessionHostOptions {
   warmPoolTenants?: readonly string[];
   /** Why this host cannot run hybrid sessions (its stores do not reach other hosts); unset when it can. */
   hybridUnavailable?: string;
+  /** Per-tenant limits (`--tenant-limits`); the host enforces `live`. @default none */
+  tenantLimits?: TenantLimitsTable;
 }
 
 export class SessionHost {
@@ -152,6 +155,7 @@ export class SessionHost {
       claimable: (s) => !this.customized.has(s) && spareCanRun(s.snapshot),
       suspend: this.suspension.available ? (s) => this.suspension.suspend(s, 'capacity') : undefined,
       storeKeepsTranscripts: options.canSuspend ?? false,
+      tenantLimits: options.tenantLimits,
     });
     this.recycler = new Recycler({
       policy: options.recyclePolicy ?? new RecyclePolicy(),
@@ -349,10 +353,10 @@ export class SessionHost {
 
   /**
    * A slot for an ephemeral task's subprocess (see admission.ts): room is made if it can be, else
-   * `host_full`. Resolves to the release function (idempotent).
+   * `host_full` (or `quota_exceeded` at the tenant's `live` limit). Resolves to the release function (idempotent).
    */
-  acquireSlot(): Promise<() => void> {
-    return this.admission.acquireSlot();
+  acquireSlot(tenant: string): Promise<() => void> {
+    return this.admission.acquireSlot(tenant);
   }
 
   /**

@@ -8,6 +8,7 @@ import { bodyLimit } from 'hono/body-limit';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { BerthError, isBerthError } from '../errors.js';
 import type { SessionHost } from '../host/session-host.js';
+import { TenantLimitsTable } from '../host/tenant-limits.js';
 import type { Session, UserEvent } from '../session/session.js';
 import type { SessionRecord } from '../stores/types.js';
 import { authenticate, type ApiKeys } from './auth.js';
@@ -22,6 +23,7 @@ import {
   userEventSchema,
 } from './schemas.js';
 import { streamSessionEvents } from './sse.js';
+import { StreamQuota } from './stream-quota.js';
 
 export interface AppOptions {
   host: SessionHost;
@@ -31,12 +33,20 @@ export interface AppOptions {
   heartbeatMs: number;
   /** False while the host drains; `/readyz` answers 503. */
   isReady: () => boolean;
+  /** Per-tenant limits; the API enforces `streams`. @default none */
+  tenantLimits?: TenantLimitsTable | undefined;
   /** More route groups (tasks, groups), registered after auth and the body limit. */
   routes?: ReadonlyArray<RouteGroup>;
   onError?: (err: unknown) => void;
 }
 
-export type Env = { Variables: { tenant: string } };
+export type Env = {
+  Variables: {
+    tenant: string;
+    /** Set for an event stream: ends its count against the tenant's `streams` limit (see stream-quota.ts). */
+    releaseStream?: () => void;
+  };
+};
 
 /**
  * A set of routes under `/v1/...`, with its own body limit when it needs a larger one than `--max-body`
@@ -117,6 +127,15 @@ export function createApp(options: AppOptions): Hono<Env> {
     c.set('tenant', authenticate(c.req.raw.headers, options.apiKeys));
     await next();
   });
+  const streams = new StreamQuota(options.tenantLimits ?? TenantLimitsTable.none());
+  app.use('/v1/*', async (c, next) => {
+    if (!c.req.path.endsWith('/events/stream')) return next();
+    const release = streams.acquire(c.get('tenant'));
+    c.set('releaseStream', release);
+    await next();
+    // A stream that did not start (an unknown id, a bad query) counts no more; one that did, until it ends.
+    if (!c.res.headers.get('content-type')?.startsWith('text/event-stream')) release();
+  });
   const limit = (maxSize: number): MiddlewareHandler<Env> =>
     bodyLimit({
       maxSize,
@@ -182,7 +201,11 @@ export function createApp(options: AppOptions): Hono<Env> {
     const q = parse(streamQuery, c.req.query(), 'query');
     const after = resumeAfter(c, q.after);
     const s = await session(c);
-    return streamSessionEvents(c, s, { after, heartbeatMs: options.heartbeatMs });
+    return streamSessionEvents(c, s, {
+      after,
+      heartbeatMs: options.heartbeatMs,
+      onClose: c.get('releaseStream'),
+    });
   });
 
   for (const r of routes) r.register(app);

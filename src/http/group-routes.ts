@@ -164,7 +164,11 @@ export function groupRoutes(options: GroupRoutesOptions): RouteGroup & { registr
         const q = parse(streamQuery, c.req.query(), 'query');
         const after = resumeAfter(c, q.after);
         const g = group(c);
-        return streamGroupEvents(c, g, { after, heartbeatMs: options.heartbeatMs });
+        return streamGroupEvents(c, g, {
+          after,
+          heartbeatMs: options.heartbeatMs,
+          onClose: c.get('releaseStream'),
+        });
       });
     },
   };

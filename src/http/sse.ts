@@ -45,6 +45,8 @@ export interface StreamOptions {
   /** Replay events after this seq; undefined means live events only. */
   after: number | undefined;
   heartbeatMs: number;
+  /** Called once the stream has ended (it no longer counts against its tenant's `streams` limit). */
+  onClose?: (() => void) | undefined;
 }
 
 /** Streams `source`'s events: the replay after `options.after`, then live ones, with heartbeat comments. */
@@ -100,6 +102,7 @@ export function streamEvents<E extends StreamEvent>(
     } finally {
       clearInterval(heartbeat);
       unsubscribe();
+      options.onClose?.();
     }
   });
 }

@@ -92,7 +92,11 @@ export function taskRoutes(options: TaskRoutesOptions): RouteGroup {
         const live = tasks.liveTask(tenant, id);
         // Not running here: a finished task's stored events (or 404 before the stream starts).
         const source = live ? liveEvents(live) : storedEvents(await tasks.storedEvents(tenant, id));
-        return streamEvents(c, source, { after, heartbeatMs: options.heartbeatMs });
+        return streamEvents(c, source, {
+          after,
+          heartbeatMs: options.heartbeatMs,
+          onClose: c.get('releaseStream'),
+        });
       });
     },
   };

@@ -52,7 +52,7 @@ import { cutShort, runTaskProcess, type Outcome } from './task-process.js';
 export interface TaskHost {
   taskPaths(tenant: string, taskId: string): SessionPaths & { root: string };
   agentEnvFor(paths: Pick<SessionPaths, 'configDir' | 'home'>): Record<string, string>;
-  acquireSlot(): Promise<() => void>;
+  acquireSlot(tenant: string): Promise<() => void>;
   takeTaskSpare(): ClaimableSpare | undefined;
 }
 
@@ -162,7 +162,7 @@ export class TaskRunner {
     }
     let release: () => void;
     try {
-      release = await this.options.host.acquireSlot();
+      release = await this.options.host.acquireSlot(tenant);
     } catch (err) {
       if (spare) this.discardSpare(spare);
       throw err;
