@@ -12,9 +12,10 @@ import { core } from './core.js';
 import type { Suite } from './lib.js';
 import { lifetimes } from './lifetimes.js';
 import { patterns } from './patterns.js';
+import { proxy } from './proxy.js';
 import { stores } from './stores.js';
 
-const SUITES: readonly Suite[] = [core, stores, lifetimes, patterns];
+const SUITES: readonly Suite[] = [core, stores, lifetimes, patterns, proxy];
 /** Every suite together must finish well within this (2 cores); a hang ends the run instead. */
 const WATCHDOG_MS = 12 * 60_000;
 
