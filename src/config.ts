@@ -49,6 +49,8 @@ export interface ServeConfig {
   warnings: string[];
   /** Per-tenant limits on this host (`--tenant-limits`). */
   tenantLimits: TenantLimitsTable;
+  /** How agents are confined: `bwrap` (see src/sandbox/bwrap.ts) or `none`. */
+  sandbox: 'bwrap' | 'none';
   maxBodyBytes: number;
   heartbeatMs: number;
   confirmationTimeoutMs: number;
@@ -138,6 +140,12 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
     env: 'BERTH_API_KEYS',
     type: 'string',
     help: 'tenant:key,... (without keys only loopback binds are allowed)',
+  },
+  {
+    flag: 'sandbox',
+    env: 'BERTH_SANDBOX',
+    type: 'string',
+    help: 'none (the default for now: agents unconfined) or bwrap (each agent in a bubblewrap sandbox)',
   },
   {
     flag: 'tenant-limits',
@@ -296,6 +304,19 @@ function collect(
   return values;
 }
 
+function parseSandbox(value: string | undefined, warnings: string[]): 'bwrap' | 'none' {
+  // `none` until sandboxed agents can also start warm, run as their tenant's uid and under cgroup limits
+  // (issue 10); then `bwrap` becomes the default.
+  const sandbox = value ?? 'none';
+  if (sandbox !== 'bwrap' && sandbox !== 'none') {
+    throw new BerthError('invalid_config', `--sandbox: ${JSON.stringify(sandbox)} is not bwrap or none`);
+  }
+  if (sandbox === 'none') {
+    warnings.push('--sandbox none: agents are not confined; they can read what the server can read');
+  }
+  return sandbox;
+}
+
 /** The complete, validated config of `berth serve`; throws `BerthError('invalid_config')`. */
 export function parseServeConfig(
   argv: readonly string[],
@@ -365,6 +386,7 @@ export function parseServeConfig(
     apiKeys,
     warnings,
     tenantLimits: TenantLimitsTable.parse(str('tenant-limits') ?? ''),
+    sandbox: parseSandbox(str('sandbox'), warnings),
     maxBodyBytes: parseSize(str('max-body') ?? '1MiB', '--max-body'),
     heartbeatMs: positive(parseDuration(str('heartbeat') ?? '15s', '--heartbeat'), '--heartbeat'),
     confirmationTimeoutMs: positive(

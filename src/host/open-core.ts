@@ -11,6 +11,7 @@
 import path from 'node:path';
 import type { ServeConfig } from '../config.js';
 import { BerthError, formatErrorForLog } from '../errors.js';
+import { bwrapCommand, checkBwrap } from '../sandbox/bwrap.js';
 import { ModelProxy } from '../sandbox/model-proxy.js';
 import { createPlainSpawner, type SpawnedTree } from '../sandbox/plain-spawn.js';
 import type { AgentRuntime } from '../session/agent-runtime.js';
@@ -78,8 +79,18 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
     // Agents reach the model only through the proxy, with a token of their own: the real key stays here.
     const proxy = await ModelProxy.start({ upstream: modelEndpoint, apiKey: config.modelApiKey, onError });
     cleanups.add(() => proxy.close());
+    if (config.sandbox === 'bwrap') checkBwrap();
+    // A spare is sandboxed before its session (and so its cwd) is known, and a sandbox's mounts cannot
+    // change afterwards: sandboxed hosts start every agent cold for now.
+    const warmPool = config.sandbox === 'bwrap' ? 0 : config.warmPool;
+    if (config.sandbox === 'bwrap' && config.warmPool > 0) {
+      log(
+        `berth: --warm-pool ${config.warmPool} is ignored with --sandbox bwrap: sandboxed agents start cold`,
+      );
+    }
+    const wrap = config.sandbox === 'bwrap' ? bwrapCommand : undefined;
     const createSpawner = (): SpawnedTree =>
-      createPlainSpawner({ killGraceMs: config.killGraceMs, grant: () => proxy.grant() });
+      createPlainSpawner({ killGraceMs: config.killGraceMs, grant: () => proxy.grant(), wrap });
     const stores: Stores = await openStores(config.store, { timeoutMs: config.storeTimeoutMs });
     cleanups.add(() => stores.close());
     const blob = await openBlobStore(config.blobStore, config.dataDir, { timeoutMs: config.storeTimeoutMs });
@@ -148,7 +159,7 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
         maxSnapshotBytes: config.snapshotLimitBytes,
       }),
       ...(flushTranscripts && { flushTranscripts }),
-      warmPoolSize: config.warmPool,
+      warmPoolSize: warmPool,
       warmPoolTenants: config.apiKeys.size > 0 ? [...new Set(config.apiKeys.values())] : ['default'],
       ...(hybridUnavailable && { hybridUnavailable }),
       tenantLimits: config.tenantLimits,

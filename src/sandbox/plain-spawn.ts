@@ -31,6 +31,8 @@ export interface PlainSpawnerOptions {
    * SDK passes is used as it is.
    */
   grant?: (() => ModelGrant) | undefined;
+  /** Runs the CLI inside something (a sandbox, see `bwrap.ts`): the command and argv that do. */
+  wrap?: ((request: SpawnOptions) => { command: string; args: string[] }) | undefined;
 }
 
 /** One spawner per subprocess: it remembers the tree it started so the owner can kill all of it. */
@@ -53,7 +55,8 @@ export function createPlainSpawner(options: PlainSpawnerOptions): SpawnedTree {
       const marker = randomUUID();
       const grant = options.grant?.();
       const credential = grant && { ANTHROPIC_BASE_URL: grant.baseUrl, ANTHROPIC_API_KEY: grant.token };
-      const child = spawn(request.command, request.args, {
+      const { command, args } = options.wrap?.(request) ?? request;
+      const child = spawn(command, args, {
         cwd: request.cwd,
         env: { ...request.env, ...credential, [TREE_MARKER_VAR]: marker },
         detached: true,
