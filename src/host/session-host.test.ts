@@ -9,10 +9,10 @@ import { afterEach, expect, it } from 'vitest';
 import { FakeRuntime, fakeSpawner } from '../../test/helpers/fake-runtime.js';
 import { BerthError } from '../errors.js';
 import { ZERO_USAGE } from '../session/events.js';
-import { openSqliteStores } from '../stores/sqlite/index.js';
+import { openSqliteStores, type SqliteStores } from '../stores/sqlite/index.js';
 import type { SessionRegistry } from '../stores/types.js';
 import type { WorkspaceSync } from '../workspace/workspace-sync.js';
-import { SessionHost } from './session-host.js';
+import { SessionHost, type SessionHostOptions } from './session-host.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -32,20 +32,7 @@ it('starts no subprocess when the host closed while the workspace was being rest
     prepare: () => new Promise<void>((resolve) => (restored = resolve)),
   } as unknown as WorkspaceSync;
   const runtime = new FakeRuntime();
-  const host = new SessionHost({
-    registry: stores.registry,
-    eventLog: stores.eventLog,
-    transcriptStore: stores.sessionStore,
-    dataDir,
-    modelEndpoint: 'http://127.0.0.1:9',
-    modelApiKey: 'unused',
-    agentPath: '/usr/bin:/bin',
-    defaultPattern: 'long-running',
-    timeouts: { confirmationMs: 1_000, interruptMs: 1_000, killGraceMs: 10 },
-    runtime,
-    createSpawner: fakeSpawner,
-    workspaces,
-  });
+  const host = fakeHost(stores, dataDir, { runtime, workspaces });
   const session = await host.create('default', {});
   session.send([{ type: 'user.message', content: 'hello' }]);
   while (!restored) await new Promise((resolve) => setTimeout(resolve, 2));
@@ -79,19 +66,7 @@ it('loads a session again after its restart recovery failed, instead of keeping 
       return Promise.reject(new BerthError('store_unavailable', 'the registry is down'));
     },
   };
-  const host = new SessionHost({
-    registry,
-    eventLog: stores.eventLog,
-    transcriptStore: stores.sessionStore,
-    dataDir,
-    modelEndpoint: 'http://127.0.0.1:9',
-    modelApiKey: 'unused',
-    agentPath: '/usr/bin:/bin',
-    defaultPattern: 'long-running',
-    timeouts: { confirmationMs: 1_000, interruptMs: 1_000, killGraceMs: 10 },
-    runtime: new FakeRuntime(),
-    createSpawner: fakeSpawner,
-  });
+  const host = fakeHost(stores, dataDir, { registry });
   cleanups.push(() => host.close());
   // A session whose host died mid-turn: its record still says running.
   await stores.registry.create({
@@ -114,3 +89,25 @@ it('loads a session again after its restart recovery failed, instead of keeping 
   expect(session.status).toBe('idle');
   expect((await stores.registry.get({ tenant: 'default', id: 'crashed' }))?.status).toBe('idle');
 });
+
+/** A host on `stores` whose agents come from a fake runtime (no subprocess). */
+function fakeHost(
+  stores: SqliteStores,
+  dataDir: string,
+  overrides: Partial<SessionHostOptions>,
+): SessionHost {
+  return new SessionHost({
+    registry: stores.registry,
+    eventLog: stores.eventLog,
+    transcriptStore: stores.sessionStore,
+    dataDir,
+    modelEndpoint: 'http://127.0.0.1:9',
+    modelApiKey: 'unused',
+    agentPath: '/usr/bin:/bin',
+    defaultPattern: 'long-running',
+    timeouts: { confirmationMs: 1_000, interruptMs: 1_000, killGraceMs: 10 },
+    runtime: new FakeRuntime(),
+    createSpawner: fakeSpawner,
+    ...overrides,
+  });
+}
