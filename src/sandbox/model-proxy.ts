@@ -33,7 +33,7 @@ export interface ModelGrant {
   revoke: () => void;
 }
 
-/** Headers that describe one hop, not the request (RFC 9110 §7.6.1), and the credentials swapped here. */
+/** Headers of one hop, not of the message (RFC 9110 §7.6.1), dropped both ways; and the credentials swapped here. */
 const NOT_FORWARDED = new Set([
   'host',
   'connection',
@@ -115,7 +115,11 @@ export class ModelProxy {
     target.pathname = `${this.upstream.pathname.replace(/\/$/, '')}${new URL(req.url ?? '/', 'http://x').pathname}`;
     const client = target.protocol === 'https:' ? https : http;
     const upstream = client.request(target, { method: req.method, headers }, (reply) => {
-      res.writeHead(reply.statusCode ?? 502, reply.headers);
+      const replyHeaders: http.OutgoingHttpHeaders = {};
+      for (const [name, value] of Object.entries(reply.headers)) {
+        if (value !== undefined && !NOT_FORWARDED.has(name)) replyHeaders[name] = value;
+      }
+      res.writeHead(reply.statusCode ?? 502, replyHeaders);
       // SSE: each chunk goes on as it arrives; nothing is held back.
       res.flushHeaders();
       pipeline(reply, res, (err) => {
