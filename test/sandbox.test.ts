@@ -9,8 +9,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseServeConfig } from '../src/config.js';
+import { findProcesses } from '../src/sandbox/process-tree.js';
 import { startMockModel, type MockModel } from '../src/testing/index.js';
 import { TestBerth } from './helpers/berth.js';
+import { eventually } from './helpers/wait.js';
 
 const ALPHA = { authorization: 'Bearer alpha-key-0001' };
 const BETA = { authorization: 'Bearer beta-key-0002' };
@@ -29,6 +31,8 @@ beforeAll(async () => {
     `cat ${otherFile()}`,
     'ps -eo pid,comm',
     'echo written-inside > mine.txt',
+    // A job that leaves the process group and scrubs its environment (the tree marker with it).
+    '(setsid env -i /bin/sleep 3017 > /dev/null 2>&1 &); echo started',
   ];
   model = await startMockModel({
     scenarios: probes.map((probe, i) => ({
@@ -86,6 +90,18 @@ describe('--sandbox bwrap', () => {
     const cwd = berth.server.host.pathsFor({ tenant: 'alpha', id }).cwd;
     expect(await readFile(path.join(cwd, 'mine.txt'), 'utf8')).toBe('written-inside\n');
     expect(existsSync(otherFile())).toBe(true);
+  });
+});
+
+describe('--sandbox bwrap, a job that hides', () => {
+  it('dies with its session, setsid and a scrubbed environment notwithstanding', async () => {
+    const id = await berth.createSession({ agent: { allowed_tools: ['Bash'] } }, ALPHA);
+    expect(await probe(id, 4)).toContain('started');
+    const escapees = async (): Promise<number> =>
+      (await findProcesses((p) => p.cmdline.includes('sleep 3017'))).length;
+    expect(await escapees()).toBe(1);
+    expect((await berth.api('DELETE', `/v1/sessions/${id}`, undefined, ALPHA)).status).toBe(200);
+    await eventually(async () => (await escapees()) === 0, 'the escaped job gone');
   });
 });
 
