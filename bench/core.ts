@@ -31,6 +31,7 @@ import { InputQueue } from '../src/session/input-queue.js';
 import type { Session } from '../src/session/session.js';
 import { startMockModel } from '../src/testing/index.js';
 import {
+  alternate,
   api,
   SseReader,
   assertNoSubprocessesUnder,
@@ -215,17 +216,11 @@ async function measureTurns(ctx: Context): Promise<TurnResults> {
       await berth.openStream();
       for (let i = 0; i <= TURNS; i++) {
         const timeout = i === 0 ? START_TIMEOUT_MS : TURN_TIMEOUT_MS;
-        const berthTurn = (): Promise<BerthTurn> => berth.turn(`turn ${i}`, timeout);
-        const bareTurn = (): Promise<Timing> => bare.turn(`turn ${i}`, timeout);
-        let berthResult: BerthTurn;
-        let bareResult: Timing;
-        if (i % 2 === 0) {
-          berthResult = await berthTurn();
-          bareResult = await bareTurn();
-        } else {
-          bareResult = await bareTurn();
-          berthResult = await berthTurn();
-        }
+        const [berthResult, bareResult] = await alternate(
+          i,
+          (): Promise<BerthTurn> => berth.turn(`turn ${i}`, timeout),
+          (): Promise<Timing> => bare.turn(`turn ${i}`, timeout),
+        );
         if (i === 0) continue; // includes the start-up
         results.berth.push(berthResult);
         results.bare.push(bareResult);

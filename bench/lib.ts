@@ -317,6 +317,23 @@ export function statsRow(label: string, values: readonly number[]): Row {
   return [label, String(s.n), ms(s.median), ms(s.p90), ms(s.max)];
 }
 
+/**
+ * Runs `a` and `b` one after the other: `a` first in even rounds, `b` first in odd ones, so that neither
+ * always runs on the warmer (or the more loaded) machine. Resolves to both results.
+ */
+export async function alternate<A, B>(
+  round: number,
+  a: () => Promise<A>,
+  b: () => Promise<B>,
+): Promise<[A, B]> {
+  if (round % 2 === 0) {
+    const first = await a();
+    return [first, await b()];
+  }
+  const first = await b();
+  return [await a(), first];
+}
+
 /** A difference in milliseconds with its sign. */
 export const signedMs = (value: number): string => `${value >= 0 ? '+' : ''}${ms(value)}`;
 

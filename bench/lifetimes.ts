@@ -60,6 +60,7 @@ import { restoreWorkspace, snapshotWorkspace } from '../src/workspace/snapshot.j
 import { postgresBackend, type TestStore } from '../test/helpers/backends.js';
 import { startS3Server, type S3TestServer } from '../test/helpers/s3-server.js';
 import {
+  alternate,
   api,
   SseReader,
   assertNoSubprocessesUnder,
@@ -795,13 +796,7 @@ async function measureSuspendHydrate(
         }
       };
       try {
-        if (round % 2 === 0) {
-          await resume();
-          await startFresh();
-        } else {
-          await startFresh();
-          await resume();
-        }
+        await alternate(round, resume, startFresh);
         if (round === HYDRATE_ROUNDS - 1) {
           await api(host.url, 'DELETE', `/v1/sessions/${a.id}`);
           await stopServer(ctx, host);

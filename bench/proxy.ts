@@ -7,6 +7,7 @@ import { Agent, request } from 'node:http';
 import { ModelProxy } from '../src/sandbox/model-proxy.js';
 import { startMockModel } from '../src/testing/index.js';
 import {
+  alternate,
   describeMachine,
   machineLine,
   markdownTable,
@@ -73,18 +74,11 @@ async function run(options: SuiteOptions): Promise<SuiteReport> {
     const grant = proxy.grant();
     for (let i = 0; i < WARMUP + iterations; i++) {
       options.log(`  request ${i + 1}/${WARMUP + iterations}`);
-      // Alternating which goes first, so that neither always runs on a warmer machine.
-      const direct = (): Promise<number> => timed(model.url, 'sk-bench-real-key', straightAgent);
-      const viaProxy = (): Promise<number> => timed(grant.baseUrl, grant.token, proxiedAgent);
-      let a: number;
-      let b: number;
-      if (i % 2 === 0) {
-        a = await direct();
-        b = await viaProxy();
-      } else {
-        b = await viaProxy();
-        a = await direct();
-      }
+      const [a, b] = await alternate(
+        i,
+        () => timed(model.url, 'sk-bench-real-key', straightAgent),
+        () => timed(grant.baseUrl, grant.token, proxiedAgent),
+      );
       if (i < WARMUP) continue;
       straight.push(a);
       proxied.push(b);

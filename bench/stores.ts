@@ -40,6 +40,7 @@ import { startMockModel, type MockModel, type Scenario } from '../src/testing/in
 import { POSTGRES_URL, REDIS_URL, postgresBackend, redisBackend } from '../test/helpers/backends.js';
 import { startS3Server, type S3TestServer } from '../test/helpers/s3-server.js';
 import {
+  alternate,
   api,
   SseReader,
   assertNoSubprocessesUnder,
@@ -880,13 +881,7 @@ async function measureHydrate(
           await api(berth.url, 'DELETE', `/v1/sessions/${created.id}`);
         }
       };
-      if (round % 2 === 0) {
-        await resume();
-        await startFresh();
-      } else {
-        await startFresh();
-        await resume();
-      }
+      await alternate(round, resume, startFresh);
       if (round === HYDRATE_ROUNDS - 1) await api(berth.url, 'DELETE', `/v1/sessions/${id}`);
     } finally {
       await stop(berth);
