@@ -78,10 +78,6 @@ export class TenantLimitsTable {
     const all = this.entries.get('*') ?? {};
     return { live: own.live ?? all.live ?? Infinity, streams: own.streams ?? all.streams ?? Infinity };
   }
-
-  get empty(): boolean {
-    return this.entries.size === 0;
-  }
 }
 
 /** The refusal when a tenant is at a limit. */

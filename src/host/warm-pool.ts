@@ -20,9 +20,9 @@ import { rm } from 'node:fs/promises';
 import { describeError } from '../errors.js';
 import type { SpawnedTree } from '../sandbox/plain-spawn.js';
 import { sdkRuntime, type AgentRuntime } from '../session/agent-runtime.js';
-import { buildSpareOptions, type SpareSetup } from '../session/sdk-options.js';
+import { CLAIMABLE_AGENT_KEYS, buildSpareOptions, type SpareSetup } from '../session/sdk-options.js';
 import type { ClaimableSpare } from '../session/spare-claim.js';
-import type { SessionRecord } from '../stores/types.js';
+import type { AgentConfig, SessionRecord } from '../stores/types.js';
 import type { SpareDirs } from './layout.js';
 
 /** What a spare of one tenant is started with, besides what the pool adds (see `buildSpareOptions`). */
@@ -63,12 +63,12 @@ export interface WarmPoolStats {
   lost: number;
 }
 
-/** Agent configs a claim can carry in full (the rest is fixed when a spare is prewarmed). */
-const CLAIMABLE_AGENT_KEYS: ReadonlySet<string> = new Set(['model', 'permission_mode']);
-
 /** Whether a claimed spare can run this session's first turn exactly as `query()` would. */
 export function spareCanRun(record: Pick<SessionRecord, 'started' | 'agent'>): boolean {
-  return !record.started && Object.keys(record.agent).every((k) => CLAIMABLE_AGENT_KEYS.has(k));
+  return (
+    !record.started &&
+    Object.keys(record.agent).every((k) => CLAIMABLE_AGENT_KEYS.has(k as keyof AgentConfig))
+  );
 }
 
 /** A parked spare held for one admitted session until its turn starts (see {@link WarmPool.reserve}). */
