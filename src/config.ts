@@ -9,6 +9,7 @@ import { BerthError } from './errors.js';
 import type { RecycleLimits } from './host/recycle-policy.js';
 import { DEFAULT_SESSION_CEILING, agentsPerHost, detectHostRam, type HostSizing } from './host/sizing.js';
 import { TenantLimitsTable } from './host/tenant-limits.js';
+import { DEFAULT_AGENT_UIDS, parseUidRange, type UidRange } from './sandbox/agent-uids.js';
 import {
   isLoopback,
   modelKeyFrom,
@@ -49,8 +50,14 @@ export interface ServeConfig {
   warnings: string[];
   /** Per-tenant limits on this host (`--tenant-limits`). */
   tenantLimits: TenantLimitsTable;
-  /** How agents are confined: `bwrap` (see src/sandbox/bwrap.ts) or `none`. */
+  /** How agents are confined: `bwrap` (see src/sandbox/sandbox.ts) or `none`. */
   sandbox: 'bwrap' | 'none';
+  /** `--agent-uids`: the uids tenants' agents run as; undefined = the default range (as root). */
+  agentUids: UidRange | undefined;
+  /** Processes (and threads) one agent's tree may have under `--sandbox bwrap`. */
+  agentPids: number;
+  /** Lets `agent.network.allowed_domains` resolve to loopback and private addresses. */
+  egressAllowPrivate: boolean;
   maxBodyBytes: number;
   heartbeatMs: number;
   confirmationTimeoutMs: number;
@@ -145,13 +152,31 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
     flag: 'sandbox',
     env: 'BERTH_SANDBOX',
     type: 'string',
-    help: 'none (the default for now: agents unconfined) or bwrap (each agent in a bubblewrap sandbox)',
+    help: 'bwrap (the default: each agent in a bubblewrap sandbox, see docs/security.md) or none (agents unconfined)',
+  },
+  {
+    flag: 'agent-uids',
+    env: 'BERTH_AGENT_UIDS',
+    type: 'string',
+    help: `START-END: the uids tenants' sandboxed agents run as, one per tenant (default ${DEFAULT_AGENT_UIDS.start}-${DEFAULT_AGENT_UIDS.end}; needs root)`,
+  },
+  {
+    flag: 'agent-pids',
+    env: 'BERTH_AGENT_PIDS',
+    type: 'string',
+    help: "processes and threads one sandboxed agent's tree may have (default 512)",
+  },
+  {
+    flag: 'egress-allow-private',
+    env: 'BERTH_EGRESS_ALLOW_PRIVATE',
+    type: 'boolean',
+    help: "let agents' allowed domains resolve to loopback and private addresses (refused by default)",
   },
   {
     flag: 'tenant-limits',
     env: 'BERTH_TENANT_LIMITS',
     type: 'string',
-    help: 'per-tenant limits on this host, e.g. alpha:live=4,streams=20;*:live=8 (live subprocess trees, open streams)',
+    help: 'per-tenant limits, e.g. alpha:sessions=100,live=4,streams=20,usd=50;*:live=8 (stored sessions, live subprocess trees and open streams on this host, a model budget in USD)',
   },
   {
     flag: 'api-keys-file',
@@ -305,9 +330,7 @@ function collect(
 }
 
 function parseSandbox(value: string | undefined, warnings: string[]): 'bwrap' | 'none' {
-  // `none` until sandboxed agents can also start warm, run as their tenant's uid and under cgroup limits
-  // (issue 10); then `bwrap` becomes the default.
-  const sandbox = value ?? 'none';
+  const sandbox = value ?? 'bwrap';
   if (sandbox !== 'bwrap' && sandbox !== 'none') {
     throw new BerthError('invalid_config', `--sandbox: ${JSON.stringify(sandbox)} is not bwrap or none`);
   }
@@ -387,6 +410,9 @@ export function parseServeConfig(
     warnings,
     tenantLimits: TenantLimitsTable.parse(str('tenant-limits') ?? ''),
     sandbox: parseSandbox(str('sandbox'), warnings),
+    agentUids: str('agent-uids') === undefined ? undefined : parseUidRange(str('agent-uids') ?? ''),
+    egressAllowPrivate: v.get('egress-allow-private') === true,
+    agentPids: positive(parseCount(str('agent-pids') ?? '512', '--agent-pids', 1_000_000), '--agent-pids'),
     maxBodyBytes: parseSize(str('max-body') ?? '1MiB', '--max-body'),
     heartbeatMs: positive(parseDuration(str('heartbeat') ?? '15s', '--heartbeat'), '--heartbeat'),
     confirmationTimeoutMs: positive(

@@ -30,6 +30,7 @@ export const ERROR_CODES = {
   // 429
   queue_full: { status: 429, type: 'rate_limit_error' },
   quota_exceeded: { status: 429, type: 'rate_limit_error' },
+  budget_exceeded: { status: 429, type: 'rate_limit_error' },
   // 503
   not_ready: { status: 503, type: 'overloaded_error' },
   host_full: { status: 503, type: 'overloaded_error' },
@@ -145,6 +146,11 @@ export const EVENT_ERROR_TYPES = {
     meaning:
       'the `claude` process ended mid-turn (crashed, killed, OOM); the message has the end of its stderr',
   },
+  memory_limit: {
+    in: ['session', 'task'],
+    meaning:
+      "the agent's processes went over the session's memory limit (`--session-ram-ceiling`, a cgroup of `--sandbox bwrap`) and were all killed; the next message resumes",
+  },
   subprocess_stopped: {
     in: ['session'],
     meaning: 'the host stopped the process mid-turn (shutdown or drain)',
@@ -179,6 +185,11 @@ export const EVENT_ERROR_TYPES = {
     meaning: 'the transcript store is not taking writes; entries wait on this host and ship when it is back',
   },
   ...MODEL_ERROR_TYPES,
+  budget_exceeded: {
+    in: ['session', 'task'],
+    meaning:
+      "the tenant's spend reached its budget (`--tenant-limits usd`); the model proxy refused the request",
+  },
   timed_out: { in: ['task'], meaning: 'the task ran past `timeout_ms`; its process tree was killed' },
   max_turns: { in: ['task'], meaning: 'the agent reached `max_turns`' },
   agent_error: { in: ['task'], meaning: 'the agent ended with an error result' },

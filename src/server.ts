@@ -23,6 +23,8 @@ export interface BerthServer {
   readonly host: SessionHost;
   /** The built-in scripted model, when the config asked for it. */
   readonly mockModel: MockModel | undefined;
+  /** The model proxy's address on the host's loopback (sandboxed agents reach it through a socket). */
+  readonly modelProxyUrl: string;
   /** Stops accepting requests, ends every subprocess (sessions stay resumable), closes the stores. */
   close(): Promise<void>;
   /**
@@ -58,6 +60,7 @@ export async function startBerth(config: ServeConfig, options: StartOptions = {}
       url: `http://${hostPart}:${address.port}`,
       host: core.host,
       mockModel: core.mockModel,
+      modelProxyUrl: core.modelProxyUrl,
       close() {
         ready = false;
         return cleanups.run();

@@ -13,6 +13,7 @@ import { openStores } from '../src/stores/open-stores.js';
 import { startMockModel, type MockModel } from '../src/testing/index.js';
 import { postgresBackend } from './helpers/backends.js';
 import { hostProcesses } from './helpers/processes.js';
+import { eventually } from './helpers/wait.js';
 import { expectSameTranscript, localTranscript } from './helpers/transcripts.js';
 
 const BIN = path.resolve('bin/berth.js');
@@ -153,14 +154,16 @@ describe('berth serve', () => {
     }
   });
 
+  // Unconfined agents outlive a SIGKILLed host, and the next host's sweep must find them; sandboxed ones
+  // die with it (bwrap's --die-with-parent ends their PID namespace), escaped job and all.
   it.each([
-    { store: 'sqlite (default)', backend: undefined },
-    { store: 'postgres', backend: postgresBackend() },
+    { store: 'sqlite (default)', backend: undefined, sandbox: 'none' },
+    { store: 'postgres', backend: postgresBackend(), sandbox: 'bwrap' },
   ])(
-    'after a SIGKILL, the next host kills the orphans and the session resumes: $store',
-    async ({ backend }) => {
+    'after a SIGKILL, no agent process outlives the next host and the session resumes: $store, --sandbox $sandbox',
+    async ({ backend, sandbox }) => {
       const testStore = await backend?.create();
-      const storeArgs = testStore ? ['--store', testStore.url] : [];
+      const storeArgs = [...(testStore ? ['--store', testStore.url] : []), '--sandbox', sandbox];
       const cwd = path.join(dir, `crash-${backend?.name ?? 'sqlite'}`);
       await mkdir(cwd);
       const script = path.join(cwd, 'scenarios.json');
@@ -200,6 +203,12 @@ describe('berth serve', () => {
       await new Promise((res) => setTimeout(res, 500));
       first.child.kill('SIGKILL');
       await first.exit;
+      if (sandbox === 'bwrap') {
+        await eventually(
+          async () => (await hostProcesses(dataDir)).length === 0,
+          'sandboxed agents to die with their host',
+        );
+      }
 
       // No spare on the second host: every marked process under the data dir must be the dead host's.
       const second = run(
@@ -209,7 +218,9 @@ describe('berth serve', () => {
       const [, base2] = await waitForOutput(second, /listening on (http:\/\/[\d.:]+)/);
       try {
         // The new host swept what the killed one left: the CLI, and the job that escaped into its own session.
-        expect(second.stderr).toMatch(/killed \d+ process\(es\) that an earlier host left running/);
+        if (sandbox === 'none') {
+          expect(second.stderr).toMatch(/killed \d+ process\(es\) that an earlier host left running/);
+        }
         expect(await hostProcesses(dataDir)).toEqual([]);
         const history = (await api(base2!, 'GET', `/v1/sessions/${id}/events`)).body.data as StoredEvent[];
         const tail = history.slice(-2);
@@ -239,7 +250,11 @@ describe('berth serve', () => {
     await mkdir(cwd);
     const dataDir = path.join(cwd, '.berth');
     // Two spares: one for the tenant, one for tasks (under tenants/_tasks, which a second host used to delete).
-    const first = run(['serve', '--port', '0', '--warm-pool', '2', '--model-endpoint', model.url], cwd);
+    // Unsandboxed: the test needs task spares, which sandboxed hosts do not keep.
+    const first = run(
+      ['serve', '--port', '0', '--warm-pool', '2', '--sandbox', 'none', '--model-endpoint', model.url],
+      cwd,
+    );
     try {
       const [, base] = await waitForOutput(first, /listening on (http:\/\/[\d.:]+)/);
       const id = (await api(base!, 'POST', '/v1/sessions', {})).body.id as string;
@@ -302,7 +317,8 @@ describe('berth serve', () => {
       (await readdir(os.tmpdir())).filter((name) => name.startsWith('claude-resume-'));
     const before = new Set(await resumeDirs());
     const serve = (): Running =>
-      run(['serve', '--port', '0', '--warm-pool', '0', '--mock-script', script], cwd);
+      // Unsandboxed: a sandboxed agent dies with its host, so there would be nothing to sweep.
+      run(['serve', '--port', '0', '--warm-pool', '0', '--sandbox', 'none', '--mock-script', script], cwd);
 
     const first = serve();
     const [, base] = await waitForOutput(first, /listening on (http:\/\/[\d.:]+)/);

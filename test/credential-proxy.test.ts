@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { MODEL_PORT } from '../src/sandbox/bwrap.js';
 import { ModelProxy } from '../src/sandbox/model-proxy.js';
 import { credentialFingerprint, startMockModel, type MockModel } from '../src/testing/index.js';
 import { TestBerth } from './helpers/berth.js';
@@ -63,7 +64,8 @@ describe('the model credential', () => {
       // Inside: a token of this process, and the proxy, never the key or the model's own address.
       expect(seen.ANTHROPIC_API_KEY).toMatch(/^sk-berth-proc-/);
       expect(JSON.stringify(seen)).not.toContain(REAL_KEY);
-      expect(seen.ANTHROPIC_BASE_URL).not.toBe(scripted.url);
+      // The sandbox's own loopback, where a relay reaches the proxy's socket (no network inside).
+      expect(seen.ANTHROPIC_BASE_URL).toBe(`http://127.0.0.1:${MODEL_PORT}`);
       // Outside: every request of the turn reached the model with the real key.
       const requests = scripted.requests.slice(before);
       expect(requests.length).toBeGreaterThan(0);
@@ -72,7 +74,7 @@ describe('the model credential', () => {
       // A token copied out of the agent is refused by the proxy once its process is gone.
       const token = seen.ANTHROPIC_API_KEY!;
       await berth.api('DELETE', `/v1/sessions/${id}`);
-      const stale = await post(seen.ANTHROPIC_BASE_URL!, { 'x-api-key': token });
+      const stale = await post(berth.server.modelProxyUrl, { 'x-api-key': token });
       expect(stale.status).toBe(401);
       expect(stale.headers.get('x-should-retry')).toBe('false');
       expect(await stale.json()).toMatchObject({ type: 'error', error: { type: 'authentication_error' } });

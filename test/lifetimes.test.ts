@@ -11,7 +11,7 @@ import type { StoredEvent } from '../src/session/events.js';
 import type { Scenario } from '../src/testing/index.js';
 import { startMockModel } from '../src/testing/index.js';
 import { postgresBackend, s3Backend } from './helpers/backends.js';
-import { TestBerth, replyTexts } from './helpers/berth.js';
+import { TestBerth, UNSANDBOXED, replyTexts } from './helpers/berth.js';
 import { hostProcesses } from './helpers/processes.js';
 import { eventually } from './helpers/wait.js';
 
@@ -181,7 +181,7 @@ describe('admission on a full host', () => {
   });
 
   it('admits one session, not two, against the one parked spare of a full host', async () => {
-    const berth = await start([...oneSlot, '--store', 'memory:', '--warm-pool', '1']);
+    const berth = await start([...oneSlot, '--store', 'memory:', '--warm-pool', '1', ...UNSANDBOXED]);
     const host = berth.server.host;
     await eventually(() => host.warmPoolStats.parked === 1, 'a parked spare');
     const a = await host.create('default', {});
@@ -200,7 +200,7 @@ describe('admission on a full host', () => {
   });
 
   it('gives a reserved spare back when its session never starts, for the next session to claim', async () => {
-    const berth = await start([...oneSlot, '--store', 'memory:', '--warm-pool', '1']);
+    const berth = await start([...oneSlot, '--store', 'memory:', '--warm-pool', '1', ...UNSANDBOXED]);
     const host = berth.server.host;
     await eventually(() => host.warmPoolStats.parked === 1, 'a parked spare');
     const a = await host.create('default', {});
@@ -217,7 +217,7 @@ describe('admission on a full host', () => {
 
 describe('warm pool', () => {
   it('binds a new session to a prewarmed spare, and the session resumes from the store later', async () => {
-    const berth = await start(['--warm-pool', '1', '--recycle-after-turns', '1']);
+    const berth = await start(['--warm-pool', '1', '--recycle-after-turns', '1', ...UNSANDBOXED]);
     await eventually(() => berth.server.host.warmPoolStats.parked === 1, 'a parked spare');
     const id = await berth.createSession();
     const first = await berth.turn(id, 'the code word is heron');
@@ -234,7 +234,7 @@ describe('warm pool', () => {
   });
 
   it('falls back to a normal query() when the spare cannot honour the claim', async () => {
-    const berth = await start(['--warm-pool', '1']);
+    const berth = await start(['--warm-pool', '1', ...UNSANDBOXED]);
     await eventually(() => berth.server.host.warmPoolStats.parked === 1, 'a parked spare');
     const [spare] = await hostProcesses(berth.dataDir);
     expect(spare).toBeDefined();

@@ -3,18 +3,23 @@
  * would, through the API with the real CLI and its Bash tool, with two tenants: what it can see of the
  * host, of the server and of the other tenant.
  */
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseServeConfig } from '../src/config.js';
 import { findProcesses } from '../src/sandbox/process-tree.js';
-import { startMockModel, type MockModel } from '../src/testing/index.js';
+import { MODEL_PORT } from '../src/sandbox/bwrap.js';
+import type { StoredEvent } from '../src/session/events.js';
+import { credentialFingerprint, startMockModel, type MockModel } from '../src/testing/index.js';
 import { TestBerth } from './helpers/berth.js';
 import { eventually } from './helpers/wait.js';
 
 const ALPHA = { authorization: 'Bearer alpha-key-0001' };
+const REAL_KEY = 'sk-ant-real-key-of-the-sandbox-test';
+const AGENT_PIDS = 96;
 const BETA = { authorization: 'Bearer beta-key-0002' };
 
 let dataDir: string;
@@ -33,6 +38,16 @@ beforeAll(async () => {
     'echo written-inside > mine.txt',
     // A job that leaves the process group and scrubs its environment (the tree marker with it).
     '(setsid env -i /bin/sleep 3017 > /dev/null 2>&1 &); echo started',
+    // 5: who it is, and who owns what it writes.
+    'echo "uid=$(id -u) gid=$(id -g)"; touch owned.txt; stat -c "owner=%u" owned.txt',
+    // 6: addresses by TCP (targets.txt: `HOST PORT` lines the test writes into the cwd).
+    'while read host port; do if timeout 3 bash -c "echo > /dev/tcp/$host/$port" 2>/dev/null; then echo "$host:$port reachable"; else echo "$host:$port unreachable"; fi; done < targets.txt',
+    // 7: every environment it can read, for the real key.
+    'echo "env=$(env | grep -c sk-ant-real)"; echo "proc=$(cat /proc/[0-9]*/environ 2>/dev/null | tr "\\0" "\\n" | grep -c sk-ant-real)"',
+    // 8: a bounded fork bomb (dash: no retry on EAGAIN), each process named so the host can count them.
+    'sh -c \'i=0; while [ $i -lt 400 ]; do /bin/sleep 6061 & i=$((i+1)); done\' ; echo "bomb done"',
+    // 9: a memory hog: tail holds its whole input, which has no newline.
+    'head -c 3000M /dev/zero | tail; echo "hog survived"',
   ];
   model = await startMockModel({
     scenarios: probes.map((probe, i) => ({
@@ -46,7 +61,12 @@ beforeAll(async () => {
   berth = await TestBerth.start({
     model,
     dataDir,
-    args: ['--sandbox', 'bwrap', '--api-keys', 'alpha:alpha-key-0001,beta:beta-key-0002'],
+    args: [
+      ...['--sandbox', 'bwrap', '--api-keys', 'alpha:alpha-key-0001,beta:beta-key-0002'],
+      // Small enough for the fork bomb and the memory hog to hit quickly.
+      ...['--agent-pids', String(AGENT_PIDS), '--session-ram-ceiling', '768MiB'],
+    ],
+    env: { ANTHROPIC_API_KEY: REAL_KEY },
   });
 });
 afterAll(async () => {
@@ -55,23 +75,34 @@ afterAll(async () => {
   await rm(dataDir, { recursive: true, force: true });
 });
 
-/** Runs probe `i` (with its placeholders filled) in a session of alpha; resolves to what it printed. */
-async function probe(id: string, i: number): Promise<string> {
-  const [sent] = await berth.send(id, [{ type: 'user.message', content: `probe ${i}` }], ALPHA);
-  for (let n = 0; n < 600; n++) {
-    const events = await berth.history(id, ALPHA);
-    if (events.some((e) => e.seq > sent!.seq && e.type === 'session.status_idle')) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  const cwd = berth.server.host.pathsFor({ tenant: 'alpha', id }).cwd;
-  return readFile(path.join(cwd, 'out.txt'), 'utf8');
+/** Runs probe `i` in a session; resolves to the events of its turn. */
+async function runProbe(id: string, i: number, auth = ALPHA): Promise<StoredEvent[]> {
+  const [sent] = await berth.send(id, [{ type: 'user.message', content: `probe ${i}` }], auth);
+  let turn: StoredEvent[] = [];
+  await eventually(async () => {
+    turn = (await berth.history(id, auth)).filter((e) => e.seq > sent!.seq);
+    return turn.some((e) => e.type === 'session.status_idle');
+  }, `the turn of probe ${i}`);
+  return turn;
 }
+
+/** Runs probe `i` in a session; resolves to what it printed. */
+async function probe(id: string, i: number, auth = ALPHA): Promise<string> {
+  await runProbe(id, i, auth);
+  return readFile(path.join(cwdOf(id, auth), 'out.txt'), 'utf8');
+}
+
+function cwdOf(id: string, auth: typeof ALPHA): string {
+  return berth.server.host.pathsFor({ tenant: auth === ALPHA ? 'alpha' : 'beta', id }).cwd;
+}
+
+const withBash = { agent: { allowed_tools: ['Bash'] } };
 
 describe('--sandbox bwrap', () => {
   it("keeps an agent out of the data dir, the other tenant's files and the server's processes", async () => {
     await berth.createSession({ id: 'victim' }, BETA);
     await writeFile(otherFile(), 'beta-only\n');
-    const id = await berth.createSession({ agent: { allowed_tools: ['Bash'] } }, ALPHA);
+    const id = await berth.createSession(withBash, ALPHA);
 
     const listing = await probe(id, 0);
     expect(listing).toMatch(/No such file or directory/);
@@ -95,13 +126,97 @@ describe('--sandbox bwrap', () => {
 
 describe('--sandbox bwrap, a job that hides', () => {
   it('dies with its session, setsid and a scrubbed environment notwithstanding', async () => {
-    const id = await berth.createSession({ agent: { allowed_tools: ['Bash'] } }, ALPHA);
+    const id = await berth.createSession(withBash, ALPHA);
     expect(await probe(id, 4)).toContain('started');
     const escapees = async (): Promise<number> =>
       (await findProcesses((p) => p.cmdline.includes('sleep 3017'))).length;
     expect(await escapees()).toBe(1);
     expect((await berth.api('DELETE', `/v1/sessions/${id}`, undefined, ALPHA)).status).toBe(200);
     await eventually(async () => (await escapees()) === 0, 'the escaped job gone');
+  });
+});
+
+describe('--sandbox bwrap, as its tenant', () => {
+  it("runs an agent as its tenant's uid, never root, and its files are that uid's", async () => {
+    expect(process.getuid?.(), 'these tests run the server as root, which the uid switch needs').toBe(0);
+    const a = await berth.createSession(withBash, ALPHA);
+    const b = await berth.createSession(withBash, BETA);
+    const [outA, outB] = [await probe(a, 5), await probe(b, 5, BETA)];
+    const uidA = Number(/uid=(\d+)/.exec(outA)?.[1]);
+    const uidB = Number(/uid=(\d+)/.exec(outB)?.[1]);
+    expect(uidA, outA).toBeGreaterThan(0);
+    expect(uidB, outB).toBeGreaterThan(0);
+    expect(uidA).not.toBe(uidB);
+    expect(outA).toContain(`owner=${uidA}`);
+    expect((await stat(path.join(cwdOf(a, ALPHA), 'owned.txt'))).uid).toBe(uidA);
+    expect((await stat(dataDir)).mode & 0o777).toBe(0o700);
+  });
+});
+
+describe('--sandbox bwrap, the network', () => {
+  it("reaches neither Berth's API, nor the model's real endpoint, nor the world; only the relay", async () => {
+    const id = await berth.createSession(withBash, ALPHA);
+    const port = (url: string): string => new URL(url).port;
+    const targets = [
+      `127.0.0.1 ${port(berth.url)}`,
+      `127.0.0.1 ${port(model.url)}`,
+      `127.0.0.1 ${port(berth.server.modelProxyUrl)}`,
+      '1.1.1.1 443',
+      // The one address that answers inside: the relay to the model proxy (so the probe can tell).
+      `127.0.0.1 ${MODEL_PORT}`,
+    ];
+    await writeFile(path.join(cwdOf(id, ALPHA), 'targets.txt'), `${targets.join('\n')}\n`);
+    const out = await probe(id, 6);
+    for (const target of targets.slice(0, 4)) {
+      expect(out).toContain(`${target.replace(' ', ':')} unreachable`);
+    }
+    expect(out).toContain(`127.0.0.1:${MODEL_PORT} reachable`);
+  });
+
+  it('finds the real model key in no environment it can read', async () => {
+    // A process of the host with the key in its environment, as a server started with it would be.
+    const holder = spawn('/bin/sleep', ['60'], { env: { ANTHROPIC_API_KEY: REAL_KEY }, stdio: 'ignore' });
+    try {
+      const id = await berth.createSession(withBash, ALPHA);
+      const out = await probe(id, 7);
+      expect(out).toContain('env=0');
+      expect(out).toContain('proc=0');
+      expect(model.requests.at(-1)?.credential).toBe(credentialFingerprint(REAL_KEY));
+    } finally {
+      holder.kill('SIGKILL');
+    }
+  });
+});
+
+describe('--sandbox bwrap, limits', () => {
+  const bombs = async (): Promise<number> =>
+    (await findProcesses((p) => p.cmdline.includes('sleep 6061'))).length;
+
+  it('stops a fork bomb at the process limit, and the host keeps serving the other tenant', async () => {
+    const a = await berth.createSession(withBash, ALPHA);
+    const b = await berth.createSession(withBash, BETA);
+    await runProbe(a, 8);
+    const started = await bombs();
+    expect(started).toBeGreaterThan(0);
+    expect(started).toBeLessThan(AGENT_PIDS);
+    await probe(b, 3, BETA);
+    expect(await readFile(path.join(cwdOf(b, BETA), 'mine.txt'), 'utf8')).toBe('written-inside\n');
+    expect((await berth.api('DELETE', `/v1/sessions/${a}`, undefined, ALPHA)).status).toBe(200);
+    await eventually(async () => (await bombs()) === 0, 'the bomb gone with its session');
+  });
+
+  it('kills an agent over its memory with memory_limit, and the next message resumes', async () => {
+    const id = await berth.createSession(withBash, ALPHA);
+    const turn = await runProbe(id, 9);
+    expect(turn).toContainEqual(
+      expect.objectContaining({
+        type: 'session.error',
+        error: expect.objectContaining({ type: 'memory_limit' }),
+      }),
+    );
+    const next = await runProbe(id, 3);
+    expect(next.at(-1)).toMatchObject({ type: 'session.status_idle', stop_reason: { type: 'end_turn' } });
+    expect(await readFile(path.join(cwdOf(id, ALPHA), 'mine.txt'), 'utf8')).toBe('written-inside\n');
   });
 });
 

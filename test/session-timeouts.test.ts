@@ -4,7 +4,7 @@
  * next message resumes the conversation in a new subprocess from the store.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listTree } from '../src/sandbox/process-tree.js';
+import { findProcesses, listTree, treeMarkerOf } from '../src/sandbox/process-tree.js';
 import type { Scenario } from '../src/testing/index.js';
 import { TestBerth, replyTexts } from './helpers/berth.js';
 
@@ -53,14 +53,16 @@ describe('session bounds', () => {
     const id = await berth.createSession();
     await berth.turn(id, 'the password is swordfish');
     const session = await berth.server.host.get('default', id);
-    const tree = { leaderPid: session.pid!, marker: '' };
-    expect(tree.leaderPid).toBeGreaterThan(0);
+    const [leader] = await findProcesses((p) => p.pid === session.pid);
+    const tree = { leaderPid: session.pid!, marker: treeMarkerOf(leader?.env ?? []) ?? '' };
+    expect(tree.marker).not.toBe('');
 
     const stream = berth.stream(id);
     try {
       await berth.send(id, [{ type: 'user.message', content: 'stall forever' }]);
       await berth.model.waitForRequest((r) => r.isMain && r.userText === 'stall forever');
-      process.kill(tree.leaderPid, 'SIGSTOP');
+      // The whole tree: in a sandbox the leader is bwrap, and the CLI one of the processes below it.
+      for (const member of await listTree(tree)) process.kill(member.pid, 'SIGSTOP');
       await berth.send(id, [{ type: 'user.interrupt' }]);
       const idle = await stream.waitFor((e) => e.type === 'session.status_idle', 30_000);
       expect(idle).toMatchObject({ stop_reason: { type: 'interrupted' } });

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openBerthCore } from '../src/host/open-core.js';
 import { findProcesses } from '../src/sandbox/process-tree.js';
 import { startMockModel, type Scenario } from '../src/testing/index.js';
-import { TestBerth, testServeConfig } from './helpers/berth.js';
+import { TestBerth, UNSANDBOXED, testServeConfig } from './helpers/berth.js';
 import { hostProcesses } from './helpers/processes.js';
 import { SseClient } from './helpers/sse.js';
 import { eventually } from './helpers/wait.js';
@@ -437,7 +437,7 @@ describe('a warm task start', () => {
   it('ends the spare of a task cut short before it could claim it', async () => {
     const dataDir = await mkdtemp(path.join(os.tmpdir(), 'berth-test-'));
     const model = await startMockModel();
-    const config = testServeConfig(dataDir, model, ['--warm-pool', '2']);
+    const config = testServeConfig(dataDir, model, ['--warm-pool', '2', ...UNSANDBOXED]);
     const core = await openBerthCore(config, { log: () => undefined });
     try {
       // One spare for the default tenant, one for tasks.
@@ -460,6 +460,7 @@ describe('a warm task start', () => {
     // One slot: the first task makes room by giving up the parked session spare, and the pool, which
     // follows demand, prewarms a task spare once that task has ended.
     const berth = await start([
+      ...UNSANDBOXED,
       '--warm-pool',
       '1',
       '--host-ram',

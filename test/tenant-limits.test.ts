@@ -22,10 +22,28 @@ afterAll(async () => {
 
 describe('TenantLimitsTable', () => {
   it('gives a tenant its own limits, then those of *, else none', () => {
-    const table = TenantLimitsTable.parse('alpha:live=4,streams=20; *:live=8');
-    expect(table.limitsFor('alpha')).toEqual({ live: 4, streams: 20 });
-    expect(table.limitsFor('beta')).toEqual({ live: 8, streams: Infinity });
-    expect(TenantLimitsTable.parse('').limitsFor('alpha')).toEqual({ live: Infinity, streams: Infinity });
+    const table = TenantLimitsTable.parse('alpha:live=4,streams=20,sessions=100,usd=0.5; *:live=8,usd=50');
+    expect(table.limitsFor('alpha')).toEqual({ live: 4, streams: 20, sessions: 100, usd: 0.5 });
+    expect(table.limitsFor('beta')).toEqual({ live: 8, streams: Infinity, sessions: Infinity, usd: 50 });
+    expect(TenantLimitsTable.parse('').limitsFor('alpha')).toEqual({
+      live: Infinity,
+      streams: Infinity,
+      sessions: Infinity,
+      usd: Infinity,
+    });
+  });
+
+  it('holds a tenant to its usd budget only once it has its spend', () => {
+    const table = TenantLimitsTable.parse('alpha:usd=0.5');
+    const spent = new Map([['alpha', 0.5]]);
+    expect(() => table.assertBudget('alpha')).not.toThrow();
+    const metered = table.withSpend((tenant) => spent.get(tenant) ?? 0);
+    expect(() => metered.assertBudget('alpha')).toThrow(
+      expect.objectContaining({ code: 'budget_exceeded', message: expect.stringContaining('usd=0.5') }),
+    );
+    expect(() => metered.assertBudget('beta')).not.toThrow();
+    spent.set('alpha', 0.49);
+    expect(() => metered.assertBudget('alpha')).not.toThrow();
   });
 
   it.each([
@@ -33,8 +51,9 @@ describe('TenantLimitsTable', () => {
     ['../x:live=1', /is not TENANT:key=N/],
     ['alpha:live=four', /not a whole number/],
     ['alpha:cpu=2', /"cpu" is not one of live, streams/],
-    ['alpha:sessions=100', /not supported yet/],
-    ['alpha:usd=50', /not supported yet/],
+    ['alpha:sessions=1.5', /not a whole number/],
+    ['alpha:usd=fifty', /not an amount in USD/],
+    ['alpha:usd=0.1234567', /not an amount in USD/],
     ['alpha:live=1;alpha:live=2', /given twice/],
   ])('refuses %s', (spec, message) => {
     let err: unknown;

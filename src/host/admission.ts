@@ -8,6 +8,8 @@
  * - when full, room is made: a parked spare is given up, else the least recently used quiet session is
  *   suspended (when this host can suspend) and the new turn waits for its subprocess to end;
  * - otherwise `503 host_full`, and nothing is stored.
+ * A tenant whose model spend has reached its `usd` budget gets `429 budget_exceeded` for a new turn or
+ * task, and a tenant at its `sessions` limit `429 quota_exceeded` for a new session (see `storeSession`).
  *
  * Invariant: `usedSlots()` counts each live or promised tree once. A session holding a reservation is not
  * counted itself: its reserved spare is (in the pool's `trees`), and becomes its subprocess when its turn
@@ -17,7 +19,9 @@
 import { BerthError } from '../errors.js';
 import type { Session } from '../session/session.js';
 import type { ClaimableSpare } from '../session/spare-claim.js';
+import type { SessionRecord, SessionRegistry } from '../stores/types.js';
 import { TASK_SPARES } from './layout.js';
+import { countStoredSessions } from './stored-usage.js';
 import { quotaExceeded, type TenantLimitsTable } from './tenant-limits.js';
 import type { SpareReservation, WarmPool } from './warm-pool.js';
 
@@ -38,7 +42,10 @@ export interface AdmissionOptions {
   suspend?: ((victim: Session) => Promise<boolean>) | undefined;
   /** The store keeps transcripts (only said in the `host_full` message). */
   storeKeepsTranscripts: boolean;
-  /** Per-tenant limits (`--tenant-limits`): `live` caps the trees one tenant holds. @default none */
+  /**
+   * Per-tenant limits (`--tenant-limits`): `live` caps the trees one tenant holds, `sessions` its stored
+   * sessions, `usd` its model spend (when the table has it: `TenantLimitsTable.withSpend`). @default none
+   */
   tenantLimits?: TenantLimitsTable | undefined;
 }
 
@@ -57,6 +64,8 @@ export class Admission {
   private readonly tenantTasks = new Map<string, number>();
   private readonly reserved = new Map<Session, SpareReservation>();
   private tasksDone: Array<() => void> = [];
+  /** The last session create of each tenant with a `sessions` limit: creates of one tenant run in turn. */
+  private readonly creating = new Map<string, Promise<void>>();
 
   constructor(private readonly options: AdmissionOptions) {}
 
@@ -85,6 +94,7 @@ export class Admission {
    */
   admit(session: Session, needsSlot: boolean): Promise<void> | undefined {
     this.options.assertOpen();
+    this.options.tenantLimits?.assertBudget(session.snapshot.tenant);
     if (!needsSlot) return undefined;
     const ownRoom = this.tenantRoom(session.snapshot.tenant, session);
     if (ownRoom) return ownRoom.then(() => this.admit(session, needsSlot));
@@ -120,6 +130,7 @@ export class Admission {
    */
   async acquireSlot(tenant: string): Promise<() => void> {
     this.options.assertOpen();
+    this.options.tenantLimits?.assertBudget(tenant);
     const ownRoom = this.tenantRoom(tenant);
     const wait = ownRoom ?? (this.usedSlots() >= this.options.capacity ? this.makeRoom() : undefined);
     this.taskSlots += 1;
@@ -142,6 +153,32 @@ export class Admission {
       throw err;
     }
     return release;
+  }
+
+  /**
+   * Stores a new session's record, within its tenant's `sessions` limit: the tenant's sessions are counted
+   * in the registry (every host's), and one tenant's creates run one at a time on this host, so that two
+   * cannot both take its last place (two hosts at once still can). At the limit: `quota_exceeded`, and
+   * nothing is stored.
+   */
+  async storeSession(record: SessionRecord, registry: SessionRegistry): Promise<void> {
+    const { tenant } = record;
+    const limit = this.options.tenantLimits?.limitsFor(tenant).sessions ?? Infinity;
+    if (!Number.isFinite(limit)) return registry.create(record);
+    const previous = this.creating.get(tenant) ?? Promise.resolve();
+    const mine = previous.then(async () => {
+      if ((await countStoredSessions(registry, tenant, limit)) >= limit) {
+        throw quotaExceeded(tenant, 'sessions', limit, 'session(s)');
+      }
+      await registry.create(record);
+    });
+    const settled = mine.catch(() => undefined);
+    this.creating.set(tenant, settled);
+    try {
+      await mine;
+    } finally {
+      if (this.creating.get(tenant) === settled) this.creating.delete(tenant);
+    }
   }
 
   /** A warm spare for an ephemeral task (see `SessionHost.takeTaskSpare`). */

@@ -11,9 +11,9 @@
 import path from 'node:path';
 import type { ServeConfig } from '../config.js';
 import { BerthError, formatErrorForLog } from '../errors.js';
-import { bwrapCommand, checkBwrap } from '../sandbox/bwrap.js';
 import { ModelProxy } from '../sandbox/model-proxy.js';
-import { createPlainSpawner, type SpawnedTree } from '../sandbox/plain-spawn.js';
+import { createPlainSpawner, type CreateSpawner } from '../sandbox/plain-spawn.js';
+import { Sandbox } from '../sandbox/sandbox.js';
 import type { AgentRuntime } from '../session/agent-runtime.js';
 import { DurableMirror } from '../stores/durable-mirror.js';
 import { openStores, type Stores } from '../stores/open-stores.js';
@@ -26,6 +26,7 @@ import { lockDataDir } from './data-dir-lock.js';
 import { RecyclePolicy } from './recycle-policy.js';
 import { SessionHost } from './session-host.js';
 import { agentsPerHost } from './sizing.js';
+import { seedStoredSpend } from './stored-usage.js';
 
 export interface StartOptions {
   /** Where background failures go; stderr by default. */
@@ -46,6 +47,8 @@ export interface BerthCore {
   readonly modelEndpoint: string;
   /** The built-in scripted model, when the config asked for it. */
   readonly mockModel: MockModel | undefined;
+  /** The model proxy on the loopback (sandboxed agents reach it through its Unix socket). */
+  readonly modelProxyUrl: string;
   /** Where workspace snapshots and task results live. */
   readonly blob: BlobStore;
   /** Ephemeral tasks, run on the host's slots. */
@@ -77,9 +80,29 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
       modelEndpoint = model.url;
     }
     // Agents reach the model only through the proxy, with a token of their own: the real key stays here.
-    const proxy = await ModelProxy.start({ upstream: modelEndpoint, apiKey: config.modelApiKey, onError });
+    // It also meters their model use and refuses a tenant over its `usd` budget.
+    const proxy = await ModelProxy.start({
+      upstream: modelEndpoint,
+      apiKey: config.modelApiKey,
+      onError,
+      budgetUsd: (tenant) => config.tenantLimits.limitsFor(tenant).usd,
+    });
     cleanups.add(() => proxy.close());
-    if (config.sandbox === 'bwrap') checkBwrap();
+    // Checked before anything else starts: a host that cannot confine its agents does not start.
+    const sandbox =
+      config.sandbox === 'bwrap'
+        ? await Sandbox.open({
+            dataDir: config.dataDir,
+            egressAllowPrivate: config.egressAllowPrivate,
+            uids: config.agentUids,
+            limits: { memoryBytes: config.sizing.sessionCeilingBytes, pids: config.agentPids },
+            log,
+          })
+        : undefined;
+    if (sandbox) {
+      cleanups.add(() => sandbox.close());
+      await proxy.listenUnix(sandbox.modelSocket);
+    }
     // A spare is sandboxed before its session (and so its cwd) is known, and a sandbox's mounts cannot
     // change afterwards: sandboxed hosts start every agent cold for now.
     const warmPool = config.sandbox === 'bwrap' ? 0 : config.warmPool;
@@ -88,9 +111,16 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
         `berth: --warm-pool ${config.warmPool} is ignored with --sandbox bwrap: sandboxed agents start cold`,
       );
     }
-    const wrap = config.sandbox === 'bwrap' ? bwrapCommand : undefined;
-    const createSpawner = (): SpawnedTree =>
-      createPlainSpawner({ killGraceMs: config.killGraceMs, grant: () => proxy.grant(), wrap });
+    const createSpawner: CreateSpawner = (owner) =>
+      createPlainSpawner({
+        killGraceMs: config.killGraceMs,
+        grant: () => proxy.grant(owner),
+        wrap: sandbox && ((request) => sandbox.wrap(request, owner)),
+      });
+    const leftInCgroups = (await sandbox?.sweep()) ?? 0;
+    if (leftInCgroups > 0) {
+      log(`berth: killed ${leftInCgroups} process(es) left in the cgroups of an earlier host's agents`);
+    }
     const stores: Stores = await openStores(config.store, { timeoutMs: config.storeTimeoutMs });
     cleanups.add(() => stores.close());
     const blob = await openBlobStore(config.blobStore, config.dataDir, { timeoutMs: config.storeTimeoutMs });
@@ -130,6 +160,13 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
       registry = mirror.registry;
       eventLog = mirror.eventLog;
     }
+    // A budget holds across restarts: a budgeted tenant's spend starts from what its stored sessions cost.
+    await seedStoredSpend({
+      registry,
+      tenants: config.apiKeys.size > 0 ? config.apiKeys.values() : ['default'],
+      budgetUsd: (tenant) => config.tenantLimits.limitsFor(tenant).usd,
+      seed: (tenant, usd) => proxy.meter.seed(tenant, usd),
+    });
     const host = new SessionHost({
       registry,
       eventLog,
@@ -139,6 +176,7 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
       // Each process's spawner puts its own token here (see createSpawner).
       modelApiKey: UNGRANTED_KEY,
       createSpawner,
+      enforcesNetwork: sandbox !== undefined,
       agentPath: config.agentPath,
       defaultPattern: config.pattern,
       timeouts: {
@@ -162,7 +200,7 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
       warmPoolSize: warmPool,
       warmPoolTenants: config.apiKeys.size > 0 ? [...new Set(config.apiKeys.values())] : ['default'],
       ...(hybridUnavailable && { hybridUnavailable }),
-      tenantLimits: config.tenantLimits,
+      tenantLimits: config.tenantLimits.withSpend((tenant) => proxy.spentUsd(tenant)),
       ...(options.runtime && { runtime: options.runtime }),
     });
     reportTo.host = host;
@@ -175,13 +213,22 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
       dataDir: config.dataDir,
       killGraceMs: config.killGraceMs,
       createSpawner,
+      enforcesNetwork: sandbox !== undefined,
       onError,
       runtime: options.runtime,
     });
     cleanups.add(() => tasks.close());
     const swept = await tasks.sweep();
     if (swept > 0) log(`berth: removed ${swept} task sandbox(es) an earlier host left; those tasks failed`);
-    return { host, modelEndpoint, mockModel, blob, tasks, close: () => cleanups.run() };
+    return {
+      host,
+      modelEndpoint,
+      mockModel,
+      modelProxyUrl: proxy.url,
+      blob,
+      tasks,
+      close: () => cleanups.run(),
+    };
   } catch (err) {
     await cleanups.run();
     throw err;

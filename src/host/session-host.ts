@@ -18,7 +18,7 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Options, SessionStore } from '@anthropic-ai/claude-agent-sdk';
 import { BerthError, describeError } from '../errors.js';
-import { createPlainSpawner, type SpawnedTree } from '../sandbox/plain-spawn.js';
+import { createPlainSpawner, type CreateSpawner } from '../sandbox/plain-spawn.js';
 import type { AgentRuntime } from '../session/agent-runtime.js';
 import { SessionEventStream } from '../session/event-stream.js';
 import { Session, type SessionPaths, type SessionTimeouts } from '../session/session.js';
@@ -47,6 +47,7 @@ import { Recycler } from './recycler.js';
 import { recoverInterruptedTurn, wasMidTurn } from './restart-recovery.js';
 import { checkSessionId, newSessionRecord, type CreateSessionInput } from './session-record.js';
 import type { HostSizing } from './sizing.js';
+import { assertNetworkEnforced } from '../sandbox/spawn-owner.js';
 import { Suspension } from './suspension.js';
 import { WarmPool, spareCanRun, type SpareEnvironment, type WarmPoolStats } from './warm-pool.js';
 
@@ -72,7 +73,9 @@ export interface SessionHostOptions {
   timeouts: SessionTimeouts;
   /** The Agent SDK, for sessions and warm spares. @default sdkRuntime */
   runtime?: AgentRuntime;
-  createSpawner?: () => SpawnedTree;
+  createSpawner?: CreateSpawner;
+  /** Whether agents' `network.allowed_domains` are enforced (a sandbox); refused when they are not. */
+  enforcesNetwork?: boolean;
   /** When subprocesses are recycled or killed for memory; none by default. */
   recyclePolicy?: RecyclePolicy;
   /** How often the RSS of every subprocess tree is sampled (only when a policy needs RSS). @default 5000 */
@@ -214,8 +217,10 @@ export class SessionHost {
         `pattern hybrid is not available on this host: ${this.options.hybridUnavailable}`,
       );
     }
+    assertNetworkEnforced(input.agent, this.options.enforcesNetwork);
     const record = newSessionRecord(tenant, input, pattern);
-    await this.options.registry.create(record);
+    // Within the tenant's `sessions` limit (admission.ts); nothing is stored over it.
+    await this.admission.storeSession(record, this.options.registry);
     const { session, paths } = this.instantiate(record, 0, extras.processOptions);
     await ensureDirs(paths);
     return session;

@@ -18,7 +18,7 @@
 import type { CanUseTool, SpareProcess } from '@anthropic-ai/claude-agent-sdk';
 import { rm } from 'node:fs/promises';
 import { describeError } from '../errors.js';
-import type { SpawnedTree } from '../sandbox/plain-spawn.js';
+import type { CreateSpawner, SpawnedTree } from '../sandbox/plain-spawn.js';
 import { sdkRuntime, type AgentRuntime } from '../session/agent-runtime.js';
 import { CLAIMABLE_AGENT_KEYS, buildSpareOptions, type SpareSetup } from '../session/sdk-options.js';
 import type { ClaimableSpare } from '../session/spare-claim.js';
@@ -41,7 +41,7 @@ export interface WarmPoolOptions {
    * alone (handed to the claimer).
    */
   spareSetup: (tenant: string) => Promise<SpareEnvironment>;
-  createSpawner: () => SpawnedTree;
+  createSpawner: CreateSpawner;
   /** Whether the host has room for one more subprocess tree. */
   hasRoom: () => boolean;
   killGraceMs: number;
@@ -256,7 +256,7 @@ export class WarmPool {
 
   private startSpare(tenant: string): Promise<void> {
     this.starting += 1;
-    const spawner = this.options.createSpawner();
+    const spawner = this.options.createSpawner({ tenant });
     const route: Spare['route'] = {};
     // canUseTool is fixed at prewarm: it forwards to whichever session claims the spare.
     const canUseTool: CanUseTool = (toolName, input, context) =>

@@ -24,6 +24,21 @@ export const agentSchema = z.strictObject({
   disallowed_tools: z.array(z.string().min(1).max(200)).max(200).optional(),
   permission_mode: z.enum(['default', 'acceptEdits', 'bypassPermissions', 'plan', 'dontAsk']).optional(),
   max_turns: z.number().int().min(1).max(10_000).optional(),
+  network: z
+    .strictObject({
+      allowed_domains: z
+        .array(
+          z
+            .string()
+            .max(253)
+            .regex(
+              /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$|^localhost$/,
+              'must be a lowercase host name (example.com) or *.example.com for its subdomains',
+            ),
+        )
+        .max(100),
+    })
+    .optional(),
 });
 
 export const createSessionSchema = z.strictObject({

@@ -7,20 +7,33 @@
  * A token is valid from its grant until its revocation, which the spawner does when its process exits:
  * a token copied out of an agent is worthless once that agent is gone, and an unknown token gets the
  * Messages API's own `authentication_error`, with nothing forwarded.
+ *
+ * Each grant is made for an owner (a tenant, and the session or task it serves): the replies to its
+ * `POST /v1/messages` are metered for that owner as they stream by (model-meter.ts), and once the tenant's
+ * spend reaches its budget its further requests are refused without forwarding (budget-refusal.ts).
+ * Requests already on their way are not cut: spend can pass the budget by what they use.
  */
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { rm } from 'node:fs/promises';
 import { pipeline } from 'node:stream';
+import { budgetRefusalBody } from './budget-refusal.js';
+import { ModelMeter, meterReply, type MeteredUsage } from './model-meter.js';
+import type { SpawnOwner } from './spawn-owner.js';
 
 export interface ModelProxyOptions {
   /** Where requests go: the real Messages API, or the scripted model. */
   upstream: string;
   /** The key the upstream is sent (`x-api-key`). */
   apiKey: string;
-  /** Failures no client sees (an upstream that broke off mid-stream). */
+  /** Failures no client sees (an upstream that broke off mid-stream, a reply that could not be metered). */
   onError?: ((err: unknown) => void) | undefined;
+  /** The tenant's cost budget in USD (`--tenant-limits usd`), Infinity for none. @default none */
+  budgetUsd?: ((tenant: string) => number) | undefined;
+  /** Where model use is counted. @default a new meter */
+  meter?: ModelMeter | undefined;
 }
 
 /** A token for one subprocess: what it is started with, and how its validity ends. */
@@ -49,12 +62,16 @@ const NOT_FORWARDED = new Set([
 export class ModelProxy {
   private readonly server: http.Server;
   private readonly upstream: URL;
-  private readonly grants = new Set<string>();
+  /** Valid tokens and whose they are. */
+  private readonly grants = new Map<string, SpawnOwner>();
+  readonly meter: ModelMeter;
   private port = 0;
+  private readonly unixServers: http.Server[] = [];
   private closing: Promise<void> | undefined;
 
   private constructor(private readonly options: ModelProxyOptions) {
     this.upstream = new URL(options.upstream);
+    this.meter = options.meter ?? new ModelMeter();
     this.server = http.createServer((req, res) => this.forward(req, res));
   }
 
@@ -69,6 +86,20 @@ export class ModelProxy {
     return proxy;
   }
 
+  /**
+   * Also serves on a Unix socket (what sandboxed agents, which have no network, reach: see `bwrap.ts`).
+   * A stale socket file of an earlier host on the same data dir is replaced.
+   */
+  async listenUnix(socketPath: string): Promise<void> {
+    await rm(socketPath, { force: true });
+    const server = http.createServer((req, res) => this.forward(req, res));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(socketPath, () => resolve());
+    });
+    this.unixServers.push(server);
+  }
+
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
   }
@@ -78,25 +109,47 @@ export class ModelProxy {
     return this.grants.size;
   }
 
-  /** A fresh token for one subprocess. */
-  grant(): ModelGrant {
+  /** A fresh token for one subprocess of `owner`'s, whose model use is metered for `owner`. */
+  grant(owner: SpawnOwner = { tenant: 'default' }): ModelGrant {
     const token = `sk-berth-proc-${randomBytes(24).toString('base64url')}`;
-    this.grants.add(token);
+    this.grants.set(token, { ...owner });
     return { baseUrl: this.url, token, revoke: () => void this.grants.delete(token) };
+  }
+
+  /** The tenant's model use metered by this proxy (see `ModelMeter.usageOf`). */
+  usageOf(tenant: string): MeteredUsage {
+    return this.meter.usageOf(tenant);
+  }
+
+  /** One session's or task's model use metered by this proxy; undefined when none. */
+  usageOfOwner(tenant: string, id: string): MeteredUsage | undefined {
+    return this.meter.usageOfOwner(tenant, id);
+  }
+
+  /** What the tenant has spent, in USD: the seeded spend from before this host started, and what was metered. */
+  spentUsd(tenant: string): number {
+    return this.meter.spentUsd(tenant);
   }
 
   close(): Promise<void> {
     this.closing ??= new Promise<void>((resolve) => {
       this.grants.clear();
-      this.server.close(() => resolve());
-      this.server.closeAllConnections();
+      const servers = [this.server, ...this.unixServers];
+      let open = servers.length;
+      for (const server of servers) {
+        server.close(() => {
+          if (--open === 0) resolve();
+        });
+        server.closeAllConnections();
+      }
     });
     return this.closing;
   }
 
   private forward(req: http.IncomingMessage, res: http.ServerResponse): void {
     const token = credentialOf(req);
-    if (!token || !this.grants.has(token)) {
+    const owner = token === undefined ? undefined : this.grants.get(token);
+    if (!owner) {
       req.resume();
       const body = JSON.stringify({
         type: 'error',
@@ -105,11 +158,21 @@ export class ModelProxy {
       res.writeHead(401, { 'content-type': 'application/json', 'x-should-retry': 'false' }).end(body);
       return;
     }
+    const metered = req.method === 'POST' && /^\/v1\/messages\/?(\?|$)/.test(req.url ?? '');
+    const budget = this.options.budgetUsd?.(owner.tenant) ?? Infinity;
+    if (metered && this.meter.spentUsd(owner.tenant) >= budget) {
+      req.resume();
+      const body = budgetRefusalBody(owner.tenant, this.meter.spentUsd(owner.tenant), budget);
+      res.writeHead(429, { 'content-type': 'application/json', 'x-should-retry': 'false' }).end(body);
+      return;
+    }
     const headers: http.OutgoingHttpHeaders = {};
     for (const [name, value] of Object.entries(req.headers)) {
       if (value !== undefined && !NOT_FORWARDED.has(name)) headers[name] = value;
     }
     headers['x-api-key'] = this.options.apiKey;
+    // A metered reply must come uncompressed: the meter reads its bytes as they pass.
+    if (metered) delete headers['accept-encoding'];
     const target = new URL(req.url ?? '/', this.upstream);
     // The upstream's own path prefix (a gateway at https://host/anthropic) stays in front.
     target.pathname = `${this.upstream.pathname.replace(/\/$/, '')}${new URL(req.url ?? '/', 'http://x').pathname}`;
@@ -120,11 +183,21 @@ export class ModelProxy {
         if (value !== undefined && !NOT_FORWARDED.has(name)) replyHeaders[name] = value;
       }
       res.writeHead(reply.statusCode ?? 502, replyHeaders);
-      // SSE: each chunk goes on as it arrives; nothing is held back.
+      // SSE: each chunk goes on as it arrives; nothing is held back (the meter reads a copy).
       res.flushHeaders();
-      pipeline(reply, res, (err) => {
+      const done = (err: Error | null): void => {
         if (err && !res.writableEnded) this.options.onError?.(err);
-      });
+      };
+      if (!metered) {
+        pipeline(reply, res, done);
+        return;
+      }
+      const meter = meterReply(
+        reply.headers,
+        (model, tokens, first) => this.meter.add(owner, model, tokens, first),
+        this.options.onError,
+      );
+      pipeline(reply, meter, res, done);
     });
     upstream.on('error', (err) => {
       if (!res.headersSent) {

@@ -6,10 +6,14 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import type { SpawnedProcess, SpawnOptions } from '@anthropic-ai/claude-agent-sdk';
 import type { ModelGrant } from './model-proxy.js';
+import type { AgentCgroup } from './cgroups.js';
+import type { SpawnOwner } from './spawn-owner.js';
 import { TREE_MARKER_VAR, killTree, type ProcessTreeId } from './process-tree.js';
 
 /** The last bytes of a subprocess's stderr kept for error messages. */
 const STDERR_TAIL_BYTES = 8 * 1024;
+/** How often a tree with a cgroup is checked for a kill by the kernel's OOM killer. */
+const OOM_POLL_MS = 250;
 
 export interface SpawnedTree {
   /** Set once the SDK has asked for the process. */
@@ -18,9 +22,25 @@ export interface SpawnedTree {
   stderrTail(): string;
   /** Kills the whole tree (idempotent); resolves when it is gone. */
   kill(graceMs: number): Promise<void>;
+  /** Why the tree ended, when a limit ended it (its memory: `memory_limit`). */
+  endCause?(): { type: 'memory_limit'; message: string } | undefined;
   /** Pass as `options.spawnClaudeCodeProcess`. */
   spawn(options: SpawnOptions): SpawnedProcess;
 }
+
+/** What a spawner runs instead of the CLI (see `sandbox.ts`), and the tree's cgroup when it has one. */
+export interface WrappedCommand {
+  command: string;
+  args: string[];
+  cgroup?: AgentCgroup | undefined;
+  /** Ends what was granted for this process alone (an egress token), once it has exited. */
+  release?: (() => void) | undefined;
+}
+
+export type { SpawnOwner } from './spawn-owner.js';
+
+/** Makes the spawner of one subprocess. */
+export type CreateSpawner = (owner: SpawnOwner) => SpawnedTree;
 
 export interface PlainSpawnerOptions {
   /** SIGTERM-to-SIGKILL grace of the kill that follows the SDK's abort (`--kill-grace`). */
@@ -31,8 +51,8 @@ export interface PlainSpawnerOptions {
    * SDK passes is used as it is.
    */
   grant?: (() => ModelGrant) | undefined;
-  /** Runs the CLI inside something (a sandbox, see `bwrap.ts`): the command and argv that do. */
-  wrap?: ((request: SpawnOptions) => { command: string; args: string[] }) | undefined;
+  /** Runs the CLI inside something (a sandbox, see `sandbox.ts`): the command and argv that do. */
+  wrap?: ((request: SpawnOptions) => WrappedCommand) | undefined;
 }
 
 /** One spawner per subprocess: it remembers the tree it started so the owner can kill all of it. */
@@ -41,21 +61,39 @@ export function createPlainSpawner(options: PlainSpawnerOptions): SpawnedTree {
   let tree: ProcessTreeId | undefined;
   let stderr = '';
   let killing: Promise<void> | undefined;
+  let cgroup: AgentCgroup | undefined;
+  let destroying: Promise<void> | undefined;
+  let cause: { type: 'memory_limit'; message: string } | undefined;
+  // The cgroup goes when the tree does: whatever is still in it (nothing, in a PID namespace) is killed.
+  const destroyCgroup = (): Promise<void> => (destroying ??= cgroup?.destroy() ?? Promise.resolve());
+  const noteOom = (): boolean => {
+    if (cause || !cgroup || cgroup.oomKills() === 0) return Boolean(cause);
+    cause = {
+      type: 'memory_limit',
+      message:
+        "The agent's processes went over the session's memory limit; the kernel killed one, and Berth the rest",
+    };
+    return true;
+  };
+  const kill = (graceMs: number): Promise<void> => {
+    if (!tree) return Promise.resolve();
+    killing ??= killTree(tree, { graceMs }).finally(destroyCgroup);
+    return killing;
+  };
   return {
     get tree() {
       return tree;
     },
     stderrTail: () => stderr,
-    kill(graceMs) {
-      if (!tree) return Promise.resolve();
-      killing ??= killTree(tree, { graceMs });
-      return killing;
-    },
+    kill,
+    endCause: () => (noteOom(), cause),
     spawn(request) {
       const marker = randomUUID();
       const grant = options.grant?.();
       const credential = grant && { ANTHROPIC_BASE_URL: grant.baseUrl, ANTHROPIC_API_KEY: grant.token };
-      const { command, args } = options.wrap?.(request) ?? request;
+      const wrapped = options.wrap?.(request);
+      const { command, args } = wrapped ?? request;
+      cgroup = wrapped?.cgroup;
       const child = spawn(command, args, {
         cwd: request.cwd,
         env: { ...request.env, ...credential, [TREE_MARKER_VAR]: marker },
@@ -63,8 +101,26 @@ export function createPlainSpawner(options: PlainSpawnerOptions): SpawnedTree {
         stdio: ['pipe', 'pipe', 'pipe'],
       });
       if (child.pid !== undefined) tree = { leaderPid: child.pid, marker };
+      if (cgroup) {
+        // An OOM kill inside takes one process (often a tool's); the turn cannot trust the rest: all go.
+        const watch = setInterval(() => {
+          if (noteOom()) kill(0).catch(() => undefined);
+        }, OOM_POLL_MS);
+        watch.unref();
+        child.once('exit', () => {
+          clearInterval(watch);
+          noteOom();
+          destroyCgroup().catch(() => undefined);
+        });
+        child.once('error', () => {
+          clearInterval(watch);
+          destroyCgroup().catch(() => undefined);
+        });
+      }
       // The token is worth nothing once its process is gone (or never started).
       if (grant) child.once('exit', () => grant.revoke()).once('error', () => grant.revoke());
+      const release = wrapped?.release;
+      if (release) child.once('exit', release).once('error', release);
       child.stderr.setEncoding('utf8');
       child.stderr.on('data', (chunk: string) => {
         stderr = (stderr + chunk).slice(-STDERR_TAIL_BYTES);

@@ -17,7 +17,12 @@ import type {
 } from '@anthropic-ai/claude-agent-sdk';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describeError } from '../errors.js';
-import { createPlainSpawner, type SpawnedTree } from '../sandbox/plain-spawn.js';
+import {
+  createPlainSpawner,
+  type CreateSpawner,
+  type SpawnedTree,
+  type SpawnOwner,
+} from '../sandbox/plain-spawn.js';
 import type { ProcessTreeId } from '../sandbox/process-tree.js';
 import { sdkRuntime, type AgentRuntime } from './agent-runtime.js';
 import { InputQueue } from './input-queue.js';
@@ -33,7 +38,9 @@ export interface AgentProcessOptions {
   /** @default sdkRuntime */
   runtime?: AgentRuntime | undefined;
   /** Makes the spawner of a fresh subprocess. @default the plain spawner with `killGraceMs` */
-  createSpawner?: (() => SpawnedTree) | undefined;
+  createSpawner?: CreateSpawner | undefined;
+  /** Whose process this is: the sandbox's uid and the model proxy's accounting follow it. */
+  owner: SpawnOwner;
   /** SIGTERM-to-SIGKILL grace when the process tree is killed. */
   killGraceMs: number;
   /** A held-open process reads pushed messages (`'streaming'`); a one-shot process gets its prompt. */
@@ -110,6 +117,11 @@ export class AgentProcess {
   }
 
   /** Why the process ended, for an error message: the failure, else an exit, and its last stderr lines. */
+  /** The limit that ended the process (see `SpawnedTree.endCause`), if one did. */
+  limitHit(): { type: 'memory_limit'; message: string } | undefined {
+    return this.serving.spawner.endCause?.();
+  }
+
   whyEnded(failure: unknown): string {
     const tail = this.stderrTail().trim().split('\n').slice(-3).join(' | ');
     const why = failure ? describeError(failure) : 'the subprocess exited';
@@ -196,7 +208,7 @@ export class AgentProcess {
   private spawn(): Serving {
     const spawner = (
       this.options.createSpawner ?? (() => createPlainSpawner({ killGraceMs: this.options.killGraceMs }))
-    )();
+    )(this.options.owner);
     const abortController = new AbortController();
     const input = this.options.prompt === 'streaming' ? new InputQueue<SDKUserMessage>() : undefined;
     const options = this.options.queryOptions({ spawn: (o) => spawner.spawn(o), abortController });

@@ -3,6 +3,7 @@
  * (`result`) are the session's business, not this module's: they carry usage and change state.
  */
 import type { SDKMessage, SDKResultMessage } from '@anthropic-ai/claude-agent-sdk';
+import { budgetRefusal } from '../sandbox/budget-refusal.js';
 import type { ContentBlock, NewEvent, StopReason, Usage } from './events.js';
 
 function isBlock(value: unknown): value is ContentBlock {
@@ -50,7 +51,11 @@ export function mapSdkMessage(message: SDKMessage): NewEvent[] {
       if (message.error) {
         events.push({
           type: 'session.error',
-          error: { type: `model_${message.error}`, message: `The model request failed: ${message.error}` },
+          // The model proxy's refusal of a tenant over its budget is a 429 too, but not the model's own.
+          error: budgetRefusal(message.message.content) ?? {
+            type: `model_${message.error}`,
+            message: `The model request failed: ${message.error}`,
+          },
         });
       }
       return events;

@@ -39,6 +39,7 @@ export function startSessionProcess(request: SessionProcessRequest): AgentProces
   return AgentProcess.start({
     runtime: setup.runtime,
     createSpawner: setup.createSpawner,
+    owner: { tenant: record.tenant, id: record.id, allowedDomains: record.agent.network?.allowed_domains },
     killGraceMs: setup.timeouts.killGraceMs,
     prompt: 'streaming',
     costBaseline: () => costBaseline,

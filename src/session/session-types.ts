@@ -3,7 +3,7 @@
  * subprocess, and the user events it accepts.
  */
 import type { Options, SessionStore } from '@anthropic-ai/claude-agent-sdk';
-import type { SpawnedTree } from '../sandbox/plain-spawn.js';
+import type { CreateSpawner } from '../sandbox/plain-spawn.js';
 import type { ProcessTreeId } from '../sandbox/process-tree.js';
 import type { SessionRecord, SessionRegistry } from '../stores/types.js';
 import type { AgentRuntime } from './agent-runtime.js';
@@ -63,7 +63,7 @@ export interface SessionSetup {
   /** The Agent SDK. @default sdkRuntime */
   runtime?: AgentRuntime | undefined;
   /** Makes the spawner of each subprocess; the plain one by default. */
-  createSpawner?: (() => SpawnedTree) | undefined;
+  createSpawner?: CreateSpawner | undefined;
   /** Where failures that no client can see are reported. */
   onError?: ((err: unknown) => void) | undefined;
   /**

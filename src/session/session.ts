@@ -467,6 +467,7 @@ export class Session {
     error?: { type: string; message: string },
   ): void {
     if (this.proc !== proc) return;
+    error ??= proc.limitHit();
     this.slot.detach();
     // Whatever the CLI left behind (a background job of a tool) goes with it, before the next one starts.
     void this.slot.chain(proc.kill());
@@ -493,8 +494,7 @@ export class Session {
     this.confirmations.denyAll('The user interrupted the turn.', true);
     const settled = await proc.interruptWithin(this.options.timeouts.interruptMs, turn.done);
     if (settled || this.proc !== proc) return;
-    // The SDK's interrupt did not end the turn in time (a known failure in the field): kill the tree.
-    // The session goes cold and the next message resumes the transcript in a new subprocess.
+    // The interrupt did not end the turn in time (seen in the field): kill the tree; the next message resumes.
     await this.slot.end(proc, { graceful: false });
   }
 }

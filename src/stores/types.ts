@@ -28,6 +28,13 @@ export interface AgentConfig {
   disallowed_tools?: string[];
   permission_mode?: 'default' | 'acceptEdits' | 'bypassPermissions' | 'plan' | 'dontAsk';
   max_turns?: number;
+  /** What the agent may reach besides the model (`--sandbox bwrap` enforces it; nothing else can). */
+  network?: AgentNetwork;
+}
+
+export interface AgentNetwork {
+  /** Hosts reachable over HTTPS through Berth's egress proxy: `example.com`, or `*.example.com`. */
+  allowed_domains: string[];
 }
 
 export interface SessionRecord {

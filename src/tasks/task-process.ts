@@ -6,7 +6,7 @@
 import { mkdir } from 'node:fs/promises';
 import type { SDKMessage, SDKResultMessage } from '@anthropic-ai/claude-agent-sdk';
 import { describeError } from '../errors.js';
-import type { SpawnedTree } from '../sandbox/plain-spawn.js';
+import type { CreateSpawner } from '../sandbox/plain-spawn.js';
 import { AgentProcess } from '../session/agent-process.js';
 import type { AgentRuntime } from '../session/agent-runtime.js';
 import { mapSdkMessage } from '../session/map-sdk-message.js';
@@ -31,7 +31,7 @@ export interface TaskProcessRequest {
   env: Record<string, string>;
   spare: ClaimableSpare | undefined;
   runtime: AgentRuntime | undefined;
-  createSpawner: (() => SpawnedTree) | undefined;
+  createSpawner: CreateSpawner | undefined;
   killGraceMs: number;
   /** Aborted when the task is cut short (its time limit, the host shutting down): the tree is killed. */
   signal: AbortSignal;
@@ -53,6 +53,7 @@ export async function runTaskProcess(request: TaskProcessRequest): Promise<Outco
   const proc = AgentProcess.start({
     runtime: request.runtime,
     createSpawner: request.createSpawner,
+    owner: { tenant: task.tenant, id: task.id, allowedDomains: agent.network?.allowed_domains },
     killGraceMs: request.killGraceMs,
     prompt: { text: task.record.prompt },
     onError: request.onError,
@@ -117,6 +118,8 @@ async function consume(task: Task, proc: AgentProcess): Promise<Outcome> {
   if (result) return { ...fromResult(result), result, lastText };
   const tail = proc.stderrTail().trim().split('\n').slice(-3).join(' | ');
   const why = failure ? describeError(failure) : 'the subprocess exited';
+  const limit = proc.limitHit();
+  if (limit) return { status: 'failed', error: limit, result: undefined, lastText };
   return {
     status: 'failed',
     error: {

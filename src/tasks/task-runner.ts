@@ -15,7 +15,7 @@
  */
 import { mkdir, rm } from 'node:fs/promises';
 import { BerthError, describeError, isBerthError } from '../errors.js';
-import type { SpawnedTree } from '../sandbox/plain-spawn.js';
+import type { CreateSpawner } from '../sandbox/plain-spawn.js';
 import type { AgentProcess } from '../session/agent-process.js';
 import type { AgentRuntime } from '../session/agent-runtime.js';
 import { resultUsage } from '../session/map-sdk-message.js';
@@ -43,6 +43,7 @@ import {
   type TaskRecord,
 } from './task.js';
 import { TaskStore } from './task-store.js';
+import { assertNetworkEnforced } from '../sandbox/spawn-owner.js';
 import { sweepTaskDirs } from './task-sweep.js';
 
 import { fitsSpare } from './task-agent.js';
@@ -66,7 +67,9 @@ export interface TaskRunnerOptions {
   /** The Agent SDK. @default sdkRuntime */
   runtime?: AgentRuntime | undefined;
   /** Makes the spawner of each subprocess; the plain one by default. */
-  createSpawner?: (() => SpawnedTree) | undefined;
+  createSpawner?: CreateSpawner | undefined;
+  /** Whether agents' `network.allowed_domains` are enforced (a sandbox); refused when they are not. */
+  enforcesNetwork?: boolean | undefined;
   /** Failures no client sees (a record that could not be written, a directory not removed). */
   onError?: (err: unknown) => void;
   /** @default DEFAULT_INPUT_LIMITS (100 files, 10 MiB each, 32 MiB in all) */
@@ -152,6 +155,7 @@ export class TaskRunner {
     if (input.prompt.trim() === '') throw new BerthError('invalid_request', 'prompt: must not be empty');
     const files = checkInputFiles(input.files ?? [], this.inputLimits);
     const agent = input.agent ?? {};
+    assertNetworkEnforced(agent, this.options.enforcesNetwork);
     const maxTurns = input.maxTurns;
 
     // The spare is taken before the slot: a full host would otherwise give up this very spare to make room.

@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { BerthError } from '../errors.js';
 import type { NewEvent, Usage } from '../session/events.js';
+import type { AgentNetwork } from '../stores/types.js';
 
 /**
  * - `queued`: admitted; its directory is being made and its process started.
@@ -34,6 +35,7 @@ export interface TaskAgent {
   allowed_tools?: string[] | undefined;
   disallowed_tools?: string[] | undefined;
   permission_mode?: 'default' | 'acceptEdits' | 'bypassPermissions' | 'plan' | 'dontAsk' | undefined;
+  network?: AgentNetwork | undefined;
 }
 
 export interface TaskArtifact {
