@@ -152,7 +152,7 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
     flag: 'sandbox',
     env: 'BERTH_SANDBOX',
     type: 'string',
-    help: 'bwrap (the default: each agent in a bubblewrap sandbox, see docs/security.md) or none (agents unconfined)',
+    help: 'bwrap (the default: each agent in a bubblewrap sandbox; docs/operations.md, Security model) or none (agents unconfined)',
   },
   {
     flag: 'agent-uids',

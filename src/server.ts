@@ -25,6 +25,8 @@ export interface BerthServer {
   readonly mockModel: MockModel | undefined;
   /** The model proxy's address on the host's loopback (sandboxed agents reach it through a socket). */
   readonly modelProxyUrl: string;
+  /** How agents are confined, in a line (`--sandbox`). */
+  readonly confinement: string;
   /** Stops accepting requests, ends every subprocess (sessions stay resumable), closes the stores. */
   close(): Promise<void>;
   /**
@@ -61,6 +63,7 @@ export async function startBerth(config: ServeConfig, options: StartOptions = {}
       host: core.host,
       mockModel: core.mockModel,
       modelProxyUrl: core.modelProxyUrl,
+      confinement: core.confinement,
       close() {
         ready = false;
         return cleanups.run();

@@ -42,11 +42,13 @@ export function startupLines(server: BerthServer, config: ServeConfig): string {
       : 'no API keys (tenant "default", loopback only)';
   const blob = config.blobStore === null ? 'the data dir' : redactUrl(config.blobStore);
   const capacity = server.host.info().capacity.agents_per_host;
+  const pool = server.host.info().warm_pool.size;
   return (
     config.warnings.map((warning) => `berth: warning: ${warning}\n`).join('') +
     `berth: listening on ${server.url}\n` +
     `berth: model: ${model}\n` +
     `berth: store: ${redactUrl(config.store)}; blob store: ${blob}; data dir: ${config.dataDir}; auth: ${auth}\n` +
-    `berth: capacity: ${capacity} agent subprocess(es); warm pool: ${config.warmPool}; pattern: ${config.pattern}\n`
+    `berth: capacity: ${capacity} agent subprocess(es); warm pool: ${pool}; pattern: ${config.pattern}\n` +
+    `berth: agents: ${server.confinement}\n`
   );
 }

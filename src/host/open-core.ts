@@ -49,6 +49,8 @@ export interface BerthCore {
   readonly mockModel: MockModel | undefined;
   /** The model proxy on the loopback (sandboxed agents reach it through its Unix socket). */
   readonly modelProxyUrl: string;
+  /** How agents are confined, in a line. */
+  readonly confinement: string;
   /** Where workspace snapshots and task results live. */
   readonly blob: BlobStore;
   /** Ephemeral tasks, run on the host's slots. */
@@ -225,6 +227,7 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
       modelEndpoint,
       mockModel,
       modelProxyUrl: proxy.url,
+      confinement: sandbox?.describe() ?? 'unconfined (--sandbox none): they can read what the server can',
       blob,
       tasks,
       close: () => cleanups.run(),

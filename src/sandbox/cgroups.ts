@@ -230,6 +230,11 @@ function subdirs(dir: string): string[] {
   }
 }
 
+/** Best effort: swap limits exist only where swap accounting is on, and may refuse a value. */
 function writeIfPresent(file: string, value: string): void {
-  if (existsSync(file)) writeFileSync(file, value);
+  try {
+    if (existsSync(file)) writeFileSync(file, value);
+  } catch {
+    // the memory limit alone still holds
+  }
 }

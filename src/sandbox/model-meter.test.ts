@@ -285,6 +285,23 @@ describe('ModelProxy metering and budgets', () => {
     expect(proxy.usageOfOwner('beta', 'sess_1')).toBe(undefined);
   });
 
+  it("meters a claimed spare's requests for its claimant, not the spare's pseudo-tenant", async () => {
+    const model = await slowUpstream();
+    proxy = await ModelProxy.start({ upstream: model.url, apiKey: 'sk-real' });
+    const grant = proxy.grant({ tenant: '_tasks' });
+    grant.assign({ tenant: 'alpha', id: 'task_1' });
+    const reply = post(grant.baseUrl, grant.token);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    model.release();
+    await (await reply).text();
+    expect(proxy.usageOfOwner('alpha', 'task_1')).toMatchObject({ requests: 1, output_tokens: 250 });
+    expect(proxy.usageOf('_tasks').requests).toBe(0);
+    // A revoked grant stays revoked.
+    grant.revoke();
+    grant.assign({ tenant: 'alpha' });
+    expect((await post(grant.baseUrl, grant.token)).status).toBe(401);
+  });
+
   it('counts a seeded spend against the budget', async () => {
     const model = await slowUpstream();
     proxy = await ModelProxy.start({ upstream: model.url, apiKey: 'sk-real', budgetUsd: () => 5 });

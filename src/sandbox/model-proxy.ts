@@ -44,6 +44,8 @@ export interface ModelGrant {
   token: string;
   /** Ends the token's validity (idempotent). */
   revoke: () => void;
+  /** Meters the process's further model use for `owner` (a warm spare, once a session or task claims it). */
+  assign: (owner: SpawnOwner) => void;
 }
 
 /** Headers of one hop, not of the message (RFC 9110 §7.6.1), dropped both ways; and the credentials swapped here. */
@@ -113,7 +115,14 @@ export class ModelProxy {
   grant(owner: SpawnOwner = { tenant: 'default' }): ModelGrant {
     const token = `sk-berth-proc-${randomBytes(24).toString('base64url')}`;
     this.grants.set(token, { ...owner });
-    return { baseUrl: this.url, token, revoke: () => void this.grants.delete(token) };
+    return {
+      baseUrl: this.url,
+      token,
+      revoke: () => void this.grants.delete(token),
+      assign: (next) => {
+        if (this.grants.has(token)) this.grants.set(token, { ...next });
+      },
+    };
   }
 
   /** The tenant's model use metered by this proxy (see `ModelMeter.usageOf`). */

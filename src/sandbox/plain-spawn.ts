@@ -22,6 +22,8 @@ export interface SpawnedTree {
   stderrTail(): string;
   /** Kills the whole tree (idempotent); resolves when it is gone. */
   kill(graceMs: number): Promise<void>;
+  /** Whose the process is from now on (a claimed spare's): its model use is metered for `owner`. */
+  assignOwner?(owner: SpawnOwner): void;
   /** Why the tree ended, when a limit ended it (its memory: `memory_limit`). */
   endCause?(): { type: 'memory_limit'; message: string } | undefined;
   /** Pass as `options.spawnClaudeCodeProcess`. */
@@ -64,6 +66,7 @@ export function createPlainSpawner(options: PlainSpawnerOptions): SpawnedTree {
   let cgroup: AgentCgroup | undefined;
   let destroying: Promise<void> | undefined;
   let cause: { type: 'memory_limit'; message: string } | undefined;
+  let grant: ModelGrant | undefined;
   // The cgroup goes when the tree does: whatever is still in it (nothing, in a PID namespace) is killed.
   const destroyCgroup = (): Promise<void> => (destroying ??= cgroup?.destroy() ?? Promise.resolve());
   const noteOom = (): boolean => {
@@ -86,10 +89,11 @@ export function createPlainSpawner(options: PlainSpawnerOptions): SpawnedTree {
     },
     stderrTail: () => stderr,
     kill,
+    assignOwner: (owner) => grant?.assign(owner),
     endCause: () => (noteOom(), cause),
     spawn(request) {
       const marker = randomUUID();
-      const grant = options.grant?.();
+      grant = options.grant?.();
       const credential = grant && { ANTHROPIC_BASE_URL: grant.baseUrl, ANTHROPIC_API_KEY: grant.token };
       const wrapped = options.wrap?.(request);
       const { command, args } = wrapped ?? request;
@@ -118,7 +122,8 @@ export function createPlainSpawner(options: PlainSpawnerOptions): SpawnedTree {
         });
       }
       // The token is worth nothing once its process is gone (or never started).
-      if (grant) child.once('exit', () => grant.revoke()).once('error', () => grant.revoke());
+      const revoke = grant?.revoke;
+      if (revoke) child.once('exit', revoke).once('error', revoke);
       const release = wrapped?.release;
       if (release) child.once('exit', release).once('error', release);
       child.stderr.setEncoding('utf8');

@@ -224,6 +224,8 @@ export class AgentProcess {
     const claim = claimSpare(source.spare, { ...source.request, prompt });
     if (!claim) return undefined;
     this.claim = { spare: source.spare, claimed: claim.claimed };
+    // From the claim on, the spare's model use is its claimant's (a task spare's would escape the budget).
+    source.spare.spawner.assignOwner?.(this.options.owner);
     claim.claimed.then(
       (ok) => (this.claimHonoured = ok),
       () => undefined,
