@@ -98,6 +98,9 @@ async function run(options: SuiteOptions): Promise<SuiteReport> {
         // Cold against cold: a parked spare would skip the start-up the baseline pays for.
         '--warm-pool',
         '0',
+        // Unconfined like the bare SDK; the sandbox's own cost is the `sandbox` suite.
+        '--sandbox',
+        'none',
       ],
       { PATH: process.env.PATH },
     );
@@ -242,7 +245,7 @@ async function measureTurns(ctx: Context): Promise<TurnResults> {
 // ---- the two clients ----------------------------------------------------------------------------------
 
 /** One Berth turn, in ms, timed at the client and, inside the server, at the session's own events. */
-interface BerthTurn {
+export interface BerthTurn {
   /** POST user.message sent -> `session.status_idle` parsed from the SSE stream. */
   total: number;
   /** See {@link Timing.cpuMs}. */
@@ -258,7 +261,7 @@ interface BerthTurn {
 }
 
 /** A Berth session driven through the HTTP API, the way a client would. */
-class BerthSession {
+export class BerthSession {
   private sse: SseReader | undefined;
   /** When the server emitted each event type, this turn; the server runs in this process. */
   private readonly emitted = new Map<string, number>();

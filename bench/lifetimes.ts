@@ -248,8 +248,9 @@ function restoreEnv(name: string, value: string | undefined): void {
 }
 
 async function startServer(ctx: Context, dataDir: string, args: readonly string[]): Promise<BerthServer> {
+  // Unconfined like the bare SDK, and sandboxed hosts have no warm pool; the sandbox's cost: `sandbox` suite.
   const config = parseServeConfig(
-    ['--port', '0', '--data-dir', dataDir, '--model-endpoint', ctx.model.url, ...args],
+    ['--port', '0', '--data-dir', dataDir, '--model-endpoint', ctx.model.url, '--sandbox', 'none', ...args],
     { PATH: process.env.PATH },
   );
   const berth = await startBerth(config, { log: ctx.log });
@@ -997,6 +998,9 @@ async function measureMemory(ctx: Context, storeUrl: string, blobUrl: string): P
     '1s',
     '--warm-pool',
     '0',
+    // Unconfined like the other measurements; the sandbox's own cost is the `sandbox` suite.
+    '--sandbox',
+    'none',
   ];
   const child = spawn(
     process.execPath,

@@ -313,8 +313,9 @@ async function startServer(
   modelEndpoint: string,
   args: readonly string[],
 ): Promise<BerthServer> {
+  // Unconfined like the bare SDK, and sandboxed hosts have no warm pool; the sandbox's cost: `sandbox` suite.
   const config = parseServeConfig(
-    ['--port', '0', '--data-dir', dataDir, '--model-endpoint', modelEndpoint, ...args],
+    ['--port', '0', '--data-dir', dataDir, '--model-endpoint', modelEndpoint, '--sandbox', 'none', ...args],
     { PATH: process.env.PATH },
   );
   const berth = await startBerth(config, { log: ctx.log });

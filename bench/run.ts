@@ -13,9 +13,10 @@ import type { Suite } from './lib.js';
 import { lifetimes } from './lifetimes.js';
 import { patterns } from './patterns.js';
 import { proxy } from './proxy.js';
+import { sandbox } from './sandbox.js';
 import { stores } from './stores.js';
 
-const SUITES: readonly Suite[] = [core, stores, lifetimes, patterns, proxy];
+const SUITES: readonly Suite[] = [core, stores, lifetimes, patterns, proxy, sandbox];
 /** Every suite together must finish well within this (2 cores); a hang ends the run instead. */
 const WATCHDOG_MS = 12 * 60_000;
 

@@ -810,6 +810,9 @@ async function measureHydrate(
         model.url,
         '--store',
         url,
+        // Unconfined like the bare SDK; the sandbox's own cost is the `sandbox` suite.
+        '--sandbox',
+        'none',
       ],
       { PATH: process.env.PATH },
     );

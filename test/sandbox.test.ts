@@ -5,7 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -50,13 +50,21 @@ beforeAll(async () => {
     'head -c 3000M /dev/zero | tail; echo "hog survived"',
   ];
   model = await startMockModel({
-    scenarios: probes.map((probe, i) => ({
-      match: { userText: `probe ${i}` },
-      steps: [
-        { toolUse: { name: 'Bash', input: { command: `{ ${probe}; } > out.txt 2>&1; echo probed` } } },
-        { text: 'probed' },
-      ],
-    })),
+    scenarios: [
+      ...probes.map((probe, i) => ({
+        match: { userText: `probe ${i}` },
+        steps: [
+          { toolUse: { name: 'Bash', input: { command: `{ ${probe}; } > out.txt 2>&1; echo probed` } } },
+          { text: 'probed' },
+        ],
+      })),
+      // The CLI's own Read tool (in the CLI process, not a shell): the other tenant's file and the data
+      // dir's uid table (a text file: the tool refuses a .db by its name before it looks for it).
+      ...[otherFile(), path.join(dataDir, 'agent-uids.json')].map((file, i) => ({
+        match: { userText: `read ${i}` },
+        steps: [{ toolUse: { name: 'Read', input: { file_path: file } } }, { text: 'read' }],
+      })),
+    ],
   });
   berth = await TestBerth.start({
     model,
@@ -121,6 +129,26 @@ describe('--sandbox bwrap', () => {
     const cwd = berth.server.host.pathsFor({ tenant: 'alpha', id }).cwd;
     expect(await readFile(path.join(cwd, 'mine.txt'), 'utf8')).toBe('written-inside\n');
     expect(existsSync(otherFile())).toBe(true);
+  });
+});
+
+describe('--sandbox bwrap, the Read tool', () => {
+  it("cannot read the other tenant's file or the data dir's either", async () => {
+    await mkdir(path.dirname(otherFile()), { recursive: true });
+    await writeFile(otherFile(), 'beta-only\n');
+    const id = await berth.createSession({ agent: { allowed_tools: ['Read'] } }, ALPHA);
+    for (const i of [0, 1]) {
+      const [sent] = await berth.send(id, [{ type: 'user.message', content: `read ${i}` }], ALPHA);
+      let turn: StoredEvent[] = [];
+      await eventually(async () => {
+        turn = (await berth.history(id, ALPHA)).filter((e) => e.seq > sent!.seq);
+        return turn.some((e) => e.type === 'session.status_idle');
+      }, `read ${i}`);
+      const result = turn.find((e) => e.type === 'agent.tool_result');
+      expect(result, JSON.stringify(turn)).toMatchObject({ is_error: true });
+      expect(JSON.stringify(result), JSON.stringify(result)).toMatch(/does not exist|no such file/i);
+      expect(JSON.stringify(turn)).not.toContain('beta-only');
+    }
   });
 });
 

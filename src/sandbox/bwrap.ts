@@ -34,8 +34,8 @@ export const EGRESS_PORT = 4181;
 /** Where the model proxy's socket is bound inside. */
 const MODEL_SOCKET_INSIDE = '/run/berth/model.sock';
 const EGRESS_SOCKET_INSIDE = '/run/berth/egress.sock';
-/** How long the wrapper waits for the relay to listen before it starts the CLI anyway (0.01 s steps). */
-const RELAY_WAIT_STEPS = 200;
+/** How long the wrapper waits for the relays to listen before it starts the CLI anyway (5 ms steps). */
+const RELAY_WAIT_STEPS = 400;
 
 export interface Confinement {
   /** The uid (and gid) the agent runs as; unchanged when absent. */
@@ -100,20 +100,30 @@ export function bwrapArgs(
  * agent's uid. Empty when there is nothing to do (the CLI is then exec'd directly).
  */
 function innerScript(writable: readonly string[], confine: Confinement): string {
-  const lines: string[] = [];
+  const relays: [number, string][] = [];
+  if (confine.modelSocket) relays.push([MODEL_PORT, MODEL_SOCKET_INSIDE]);
+  if (confine.modelSocket && confine.egress) relays.push([EGRESS_PORT, EGRESS_SOCKET_INSIDE]);
+  // The relays start first, so that they come up while the ownership is set. nodelay: without it a
+  // kept-alive client's small writes wait on delayed ACKs (~40 ms per request, measured).
+  const lines = relays.map(
+    ([port, socket]) =>
+      `socat TCP-LISTEN:${port},bind=127.0.0.1,fork,reuseaddr,nodelay UNIX-CONNECT:${socket} </dev/null >/dev/null 2>&1 &`,
+  );
   if (confine.uid !== undefined) {
     // Berth writes into these too (a restored workspace, a transcript brought back from the store).
     const id = `${confine.uid}:${confine.uid}`;
     lines.push(`chown -R -- ${id} ${writable.map(shellQuote).join(' ')} || exit 126`);
   }
-  const relays: [number, string][] = [];
-  if (confine.modelSocket) relays.push([MODEL_PORT, MODEL_SOCKET_INSIDE]);
-  if (confine.modelSocket && confine.egress) relays.push([EGRESS_PORT, EGRESS_SOCKET_INSIDE]);
-  for (const [port, socket] of relays) {
+  if (relays.length > 0) {
+    // Every relay listening (state 0A in /proc/net/tcp) before the CLI starts, or the bound passes.
+    const listening = relays
+      .map(
+        ([port]) =>
+          `grep -q ':${port.toString(16).toUpperCase().padStart(4, '0')} 00000000:0000 0A' /proc/net/tcp`,
+      )
+      .join(' && ');
     lines.push(
-      `socat TCP-LISTEN:${port},bind=127.0.0.1,fork,reuseaddr UNIX-CONNECT:${socket} </dev/null >/dev/null 2>&1 &`,
-      // Listening (state 0A) on 127.0.0.1:port in /proc/net/tcp; the CLI's first request waits for it.
-      `i=0; while ! grep -q ':${port.toString(16).toUpperCase().padStart(4, '0')} 00000000:0000 0A' /proc/net/tcp && [ $i -lt ${RELAY_WAIT_STEPS} ]; do sleep 0.01; i=$((i+1)); done`,
+      `i=0; until { ${listening}; } || [ $i -ge ${RELAY_WAIT_STEPS} ]; do sleep 0.005; i=$((i+1)); done`,
     );
   }
   if (lines.length === 0) return '';
