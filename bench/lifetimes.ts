@@ -248,7 +248,7 @@ function restoreEnv(name: string, value: string | undefined): void {
 }
 
 async function startServer(ctx: Context, dataDir: string, args: readonly string[]): Promise<BerthServer> {
-  // Unconfined like the bare SDK, and sandboxed hosts have no warm pool; the sandbox's cost: `sandbox` suite.
+  // Unconfined like the bare SDK it is compared with; the sandbox's own cost is the `sandbox` suite.
   const config = parseServeConfig(
     ['--port', '0', '--data-dir', dataDir, '--model-endpoint', ctx.model.url, '--sandbox', 'none', ...args],
     { PATH: process.env.PATH },

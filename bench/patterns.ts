@@ -313,7 +313,7 @@ async function startServer(
   modelEndpoint: string,
   args: readonly string[],
 ): Promise<BerthServer> {
-  // Unconfined like the bare SDK, and sandboxed hosts have no warm pool; the sandbox's cost: `sandbox` suite.
+  // Unconfined like the bare SDK it is compared with; the sandbox's own cost is the `sandbox` suite.
   const config = parseServeConfig(
     ['--port', '0', '--data-dir', dataDir, '--model-endpoint', modelEndpoint, '--sandbox', 'none', ...args],
     { PATH: process.env.PATH },

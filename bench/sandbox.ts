@@ -2,7 +2,7 @@
  * The sandbox's cost: the same work on two Berth servers in this process, one with `--sandbox bwrap` (the
  * default: bubblewrap namespaces, a uid per tenant when root, a cgroup per tree, a socat relay to the model
  * proxy's Unix socket) and one with `--sandbox none`, both against one scripted model and both without a
- * warm pool (a sandboxed host starts every agent cold, so the unconfined one does too). Each measurement
+ * warm pool (cold against cold: what the sandbox adds to a start, not what a spare saves). Each measurement
  * alternates bwrap and none, the first of the pair switching every round, so that drift hits both.
  *
  * (a) Session start: `POST /v1/sessions`, open its SSE stream, post the first `user.message`, until
@@ -425,8 +425,8 @@ function buildReport(
     'Two Berth servers in the benchmark process, against one scripted model: one with `--sandbox bwrap`',
     "(the default: each CLI in bubblewrap's mount, PID, IPC, UTS and network namespaces, as its tenant's",
     'uid when the server is root, in a cgroup of its own, reaching the model proxy through a socat relay',
-    'to its Unix socket) and one with `--sandbox none`. Both run with `--warm-pool 0`: a sandboxed host',
-    'starts every agent cold, so the unconfined one does too. Each measurement alternates the two',
+    'to its Unix socket) and one with `--sandbox none`. Both run with `--warm-pool 0`: cold against',
+    'cold, what the sandbox adds to a start (not what a spare saves). Each measurement alternates the two',
     'servers, the first of each pair switching every round. The rows marked ↳ split the time at the',
     "moments the server emitted the session's events. Memory is read once, from /proc, for every process",
     "whose environment names the server's data dir: RSS counts shared pages (libraries) in full in each",

@@ -48,6 +48,8 @@ beforeAll(async () => {
     'sh -c \'i=0; while [ $i -lt 400 ]; do /bin/sleep 6061 & i=$((i+1)); done\' ; echo "bomb done"',
     // 9: a memory hog: tail holds its whole input, which has no newline.
     'head -c 3000M /dev/zero | tail; echo "hog survived"',
+    // 10: the other tenant's workspace, relative to its own (whatever the data dir).
+    'ls ../..; cat ../../beta/victim/secret.txt',
   ];
   model = await startMockModel({
     scenarios: [
@@ -83,25 +85,42 @@ afterAll(async () => {
   await rm(dataDir, { recursive: true, force: true });
 });
 
-/** Runs probe `i` in a session; resolves to the events of its turn. */
-async function runProbe(id: string, i: number, auth = ALPHA): Promise<StoredEvent[]> {
-  const [sent] = await berth.send(id, [{ type: 'user.message', content: `probe ${i}` }], auth);
+/**
+ * Runs probe `i` in a session (of the suite's server, or `on`), allowing its tool use when the session
+ * asks (a session without `allowed_tools`); resolves to the events of its turn.
+ */
+async function runProbe(id: string, i: number, auth = ALPHA, on = berth): Promise<StoredEvent[]> {
+  const [sent] = await on.send(id, [{ type: 'user.message', content: `probe ${i}` }], auth);
   let turn: StoredEvent[] = [];
+  const confirmed = new Set<string>();
   await eventually(async () => {
-    turn = (await berth.history(id, auth)).filter((e) => e.seq > sent!.seq);
-    return turn.some((e) => e.type === 'session.status_idle');
+    turn = (await on.history(id, auth)).filter((e) => e.seq > sent!.seq);
+    for (const e of turn) {
+      if (e.type !== 'agent.tool_use' || confirmed.has(e.tool_use_id)) continue;
+      const paused = turn.some(
+        (p) => p.type === 'session.status_idle' && p.stop_reason.type === 'requires_action' && p.seq > e.seq,
+      );
+      if (!paused) continue;
+      confirmed.add(e.tool_use_id);
+      await on.send(
+        id,
+        [{ type: 'user.tool_confirmation', tool_use_id: e.tool_use_id, result: 'allow' }],
+        auth,
+      );
+    }
+    return turn.some((e) => e.type === 'session.status_idle' && e.stop_reason.type !== 'requires_action');
   }, `the turn of probe ${i}`);
   return turn;
 }
 
 /** Runs probe `i` in a session; resolves to what it printed. */
-async function probe(id: string, i: number, auth = ALPHA): Promise<string> {
-  await runProbe(id, i, auth);
-  return readFile(path.join(cwdOf(id, auth), 'out.txt'), 'utf8');
+async function probe(id: string, i: number, auth = ALPHA, on = berth): Promise<string> {
+  await runProbe(id, i, auth, on);
+  return readFile(path.join(cwdOf(id, auth, on), 'out.txt'), 'utf8');
 }
 
-function cwdOf(id: string, auth: typeof ALPHA): string {
-  return berth.server.host.pathsFor({ tenant: auth === ALPHA ? 'alpha' : 'beta', id }).cwd;
+function cwdOf(id: string, auth: typeof ALPHA, on = berth): string {
+  return on.server.host.pathsFor({ tenant: auth === ALPHA ? 'alpha' : 'beta', id }).cwd;
 }
 
 const withBash = { agent: { allowed_tools: ['Bash'] } };
@@ -129,6 +148,33 @@ describe('--sandbox bwrap', () => {
     const cwd = berth.server.host.pathsFor({ tenant: 'alpha', id }).cwd;
     expect(await readFile(path.join(cwd, 'mine.txt'), 'utf8')).toBe('written-inside\n');
     expect(existsSync(otherFile())).toBe(true);
+  });
+});
+
+describe('--sandbox bwrap, a warm start', () => {
+  it("claims a sandboxed spare of the tenant's, and is as confined as a cold start", async () => {
+    const warm = await TestBerth.start({
+      model,
+      args: ['--api-keys', 'alpha:alpha-key-0001,beta:beta-key-0002', '--warm-pool', '1'],
+    });
+    try {
+      await eventually(() => warm.server.host.warmPoolStats.parked === 1, 'a parked spare');
+      // Beta's file in this server's data dir, where the probe looks for it (`otherFile` names the suite's).
+      const victim = path.join(warm.dataDir, 'workspaces', 'beta', 'victim', 'secret.txt');
+      await mkdir(path.dirname(victim), { recursive: true });
+      await writeFile(victim, 'beta-only\n');
+      const id = await warm.createSession({}, ALPHA);
+      const out = await probe(id, 5, ALPHA, warm);
+      expect(warm.server.host.warmPoolStats.claimed).toBe(1);
+      expect(Number(/uid=(\d+)/.exec(out)?.[1]), out).toBeGreaterThan(0);
+      expect(out).toMatch(/owner=[1-9]\d*/);
+      // What the spare binds is its tenant's workspaces: the other tenant's do not exist there.
+      const stolen = await probe(id, 10, ALPHA, warm);
+      expect(stolen).not.toContain('beta-only');
+      expect(stolen).toMatch(/No such file or directory/);
+    } finally {
+      await warm.dispose();
+    }
   });
 });
 

@@ -32,6 +32,8 @@ export interface AdmissionOptions {
   /** How many subprocess trees may live at once. */
   capacity: number;
   pool: WarmPool | undefined;
+  /** Whether tasks may take spares (see `SessionHostOptions.taskSpares`). @default true */
+  taskSpares?: boolean | undefined;
   /** The host's live sessions. */
   sessions: () => Iterable<Session>;
   /** Throws the error to refuse with when the host admits nothing new (draining, closing). */
@@ -183,7 +185,7 @@ export class Admission {
 
   /** A warm spare for an ephemeral task (see `SessionHost.takeTaskSpare`). */
   takeTaskSpare(): ClaimableSpare | undefined {
-    return this.options.pool?.take(TASK_SPARES);
+    return this.options.taskSpares === false ? undefined : this.options.pool?.take(TASK_SPARES);
   }
 
   /** Resolves once no task holds a slot (at once when none does). */

@@ -83,21 +83,26 @@ export class DataDirLayout {
   }
 
   /**
-   * The environment of a spare prewarmed for `tenant` (a tenant, or {@link TASK_SPARES}), its directories
-   * made on disk. A tenant's spare runs in the tenant's config dir and home; a task spare gets directories
-   * of its own (`dirs`), which the task that claims it takes over.
+   * The environment and start directory of a spare prewarmed for `tenant` (a tenant, or
+   * {@link TASK_SPARES}), its directories made on disk. A tenant's spare runs in the tenant's config dir
+   * and home, and starts in the tenant's workspaces directory, under which the cwd of the session that
+   * claims it will be (a sandboxed spare sees that directory, so every workspace of its tenant: the tenant
+   * is the unit of isolation). A task spare gets directories of its own (`dirs`), which the task that
+   * claims it takes over.
    */
-  async spareEnvironment(tenant: string): Promise<{ env: Record<string, string>; dirs?: SpareDirs }> {
+  async spareEnvironment(
+    tenant: string,
+  ): Promise<{ env: Record<string, string>; cwd: string; dirs?: SpareDirs }> {
     if (tenant === TASK_SPARES) {
       const root = path.join(this.taskSparesRoot, randomUUID());
       const dirs = { root, configDir: path.join(root, 'claude-config'), home: path.join(root, 'home') };
       await ensureDirs({ ...dirs, cwd: root });
-      return { env: this.agentEnv(dirs), dirs };
+      return { env: this.agentEnv(dirs), cwd: root, dirs };
     }
     const paths = this.sessionPaths({ tenant, id: 'spare' });
-    // No cwd yet: the claim sets it.
-    await ensureDirs({ ...paths, cwd: paths.configDir });
-    return { env: this.agentEnv(paths) };
+    const cwd = path.dirname(paths.cwd);
+    await ensureDirs({ ...paths, cwd });
+    return { env: this.agentEnv(paths), cwd };
   }
 
   /** Where task spares' directories are; a new host removes what an earlier one left. */

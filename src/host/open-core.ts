@@ -105,14 +105,6 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
       cleanups.add(() => sandbox.close());
       await proxy.listenUnix(sandbox.modelSocket);
     }
-    // A spare is sandboxed before its session (and so its cwd) is known, and a sandbox's mounts cannot
-    // change afterwards: sandboxed hosts start every agent cold for now.
-    const warmPool = config.sandbox === 'bwrap' ? 0 : config.warmPool;
-    if (config.sandbox === 'bwrap' && config.warmPool > 0) {
-      log(
-        `berth: --warm-pool ${config.warmPool} is ignored with --sandbox bwrap: sandboxed agents start cold`,
-      );
-    }
     const createSpawner: CreateSpawner = (owner) =>
       createPlainSpawner({
         killGraceMs: config.killGraceMs,
@@ -199,7 +191,10 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
         maxSnapshotBytes: config.snapshotLimitBytes,
       }),
       ...(flushTranscripts && { flushTranscripts }),
-      warmPoolSize: warmPool,
+      warmPoolSize: config.warmPool,
+      // A task spare serves any tenant: sandboxed, it could run neither as the task's uid nor in its directory.
+      taskSpares: sandbox === undefined,
+      prepareDirs: sandbox && ((tenant, paths) => sandbox.prepareDirs(tenant, paths)),
       warmPoolTenants: config.apiKeys.size > 0 ? [...new Set(config.apiKeys.values())] : ['default'],
       ...(hybridUnavailable && { hybridUnavailable }),
       tenantLimits: config.tenantLimits.withSpend((tenant) => proxy.spentUsd(tenant)),

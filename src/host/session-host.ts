@@ -76,6 +76,13 @@ export interface SessionHostOptions {
   createSpawner?: CreateSpawner;
   /** Whether agents' `network.allowed_domains` are enforced (a sandbox); refused when they are not. */
   enforcesNetwork?: boolean;
+  /**
+   * Whether the pool keeps spares for tasks. A sandboxed host does not: a task spare serves any tenant's
+   * task, so it could run neither as the task's tenant's uid nor with its directory inside. @default true
+   */
+  taskSpares?: boolean;
+  /** Runs on a session's directories once they exist (the sandbox gives them to the tenant's uid). */
+  prepareDirs?: ((tenant: string, paths: SessionPaths) => Promise<void>) | undefined;
   /** When subprocesses are recycled or killed for memory; none by default. */
   recyclePolicy?: RecyclePolicy;
   /** How often the RSS of every subprocess tree is sampled (only when a policy needs RSS). @default 5000 */
@@ -130,7 +137,10 @@ export class SessionHost {
       this.pool = new WarmPool({
         size: poolSize,
         // Tenants' spares first; task spares when the pool has room for more than one kind.
-        initialTenants: [...(options.warmPoolTenants ?? ['default']), TASK_SPARES],
+        initialTenants: [
+          ...(options.warmPoolTenants ?? ['default']),
+          ...(options.taskSpares === false ? [] : [TASK_SPARES]),
+        ],
         spareSetup: (tenant) => this.spareSetup(tenant),
         createSpawner:
           options.createSpawner ?? (() => createPlainSpawner({ killGraceMs: options.timeouts.killGraceMs })),
@@ -153,6 +163,7 @@ export class SessionHost {
     this.admission = new Admission({
       capacity: options.capacity ?? Infinity,
       pool: this.pool,
+      taskSpares: options.taskSpares,
       sessions: live,
       assertOpen: () => this.life.assertAdmitting(),
       claimable: (s) => !this.customized.has(s) && spareCanRun(s.snapshot),
@@ -222,7 +233,7 @@ export class SessionHost {
     // Within the tenant's `sessions` limit (admission.ts); nothing is stored over it.
     await this.admission.storeSession(record, this.options.registry);
     const { session, paths } = this.instantiate(record, 0, extras.processOptions);
-    await ensureDirs(paths);
+    await this.makeDirs(record.tenant, paths);
     return session;
   }
 
@@ -391,11 +402,17 @@ export class SessionHost {
   }
 
   /** What a spare for `tenant` runs with: the same as a session's own spawn, minus the claimable part. */
+  /** A session's directories, made (and, sandboxed, given to its tenant's uid: a claimed spare writes there). */
+  private async makeDirs(tenant: string, paths: SessionPaths): Promise<void> {
+    await ensureDirs(paths);
+    await this.options.prepareDirs?.(tenant, paths);
+  }
+
   private async spareSetup(tenant: string): Promise<SpareEnvironment> {
-    const { env, dirs } = await this.layout.spareEnvironment(tenant);
+    const { env, cwd, dirs } = await this.layout.spareEnvironment(tenant);
     // Task spares keep no transcript; a tenant's spare mirrors into the tenant's scope.
-    if (dirs) return { env, dirs };
-    return { env, transcriptStore: scopeTranscriptStore(this.options.transcriptStore, tenant) };
+    if (dirs) return { env, cwd, dirs };
+    return { env, cwd, transcriptStore: scopeTranscriptStore(this.options.transcriptStore, tenant) };
   }
 
   private load(ref: SessionRef): Promise<Session | undefined> {
@@ -408,7 +425,7 @@ export class SessionHost {
         const lastSeq = await this.options.eventLog.lastSeq(key);
         const { session, paths } = this.instantiate(record, lastSeq);
         // This host may never have run the session: its directories are made here, the same on every host.
-        await ensureDirs(paths);
+        await this.makeDirs(record.tenant, paths);
         if (record.status === 'suspended') {
           // A client that loads a suspended session is about to use it: start the download now.
           this.options.workspaces

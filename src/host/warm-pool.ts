@@ -26,7 +26,7 @@ import type { AgentConfig, SessionRecord } from '../stores/types.js';
 import type { SpareDirs } from './layout.js';
 
 /** What a spare of one tenant is started with, besides what the pool adds (see `buildSpareOptions`). */
-export type SpareEnvironment = Pick<SpareSetup, 'env' | 'transcriptStore'> & {
+export type SpareEnvironment = Pick<SpareSetup, 'env' | 'transcriptStore' | 'cwd'> & {
   /** Directories made for this spare alone, handed to its claimer (a task's spare). */
   dirs?: SpareDirs | undefined;
 };

@@ -20,7 +20,7 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { chown, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { SpawnOptions } from '@anthropic-ai/claude-agent-sdk';
@@ -120,6 +120,16 @@ export class Sandbox {
     const cgroup = this.cgroups.create(randomUUID(), this.options.limits);
     const join = `${joinScript(cgroup)}; exec "$@"`;
     return { command: '/bin/sh', args: ['-c', join, 'berth-cgroup', 'bwrap', ...args], cgroup, release };
+  }
+
+  /**
+   * Gives a session's new directories to its tenant's uid. A spawn does that itself (inside, for the
+   * whole tree); a claimed spare, started before the session existed, needs it done here.
+   */
+  async prepareDirs(tenant: string, paths: { cwd: string; configDir: string; home: string }): Promise<void> {
+    const uid = this.uids?.uidFor(tenant);
+    if (uid === undefined) return;
+    await Promise.all([paths.cwd, paths.configDir, paths.home].map((dir) => chown(dir, uid, uid)));
   }
 
   /** Kills what a crashed host's agents left in their cgroups; resolves to the processes killed. */

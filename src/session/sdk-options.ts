@@ -90,12 +90,18 @@ export interface SpareSetup {
   spawn: NonNullable<Options['spawnClaudeCodeProcess']>;
   /** The tenant's transcript scope; none for a task's spare (a task keeps no transcript). */
   transcriptStore?: SessionStore | undefined;
+  /**
+   * Where the spare starts: a directory its claimer's cwd is under, so that a sandbox, whose mounts are
+   * fixed at start, has the claimer's cwd inside (see `DataDirLayout.spareEnvironment`).
+   */
+  cwd?: string | undefined;
 }
 
 /** The options of a spare started with `prewarm()`. */
 export function buildSpareOptions(setup: SpareSetup): Options {
   return {
     env: setup.env,
+    ...(setup.cwd && { cwd: setup.cwd }),
     settingSources: [],
     canUseTool: setup.canUseTool,
     spawnClaudeCodeProcess: setup.spawn,

@@ -151,7 +151,7 @@ export function replyTexts(events: readonly StoredEvent[]): string[] {
   );
 }
 
-/** Flags of a host that keeps warm spares: sandboxed hosts start every agent cold (see open-core.ts). */
+/** Flags of an unsandboxed host: the tests of task spares (which sandboxed hosts do not keep) need one. */
 export const UNSANDBOXED: readonly string[] = ['--sandbox', 'none'];
 
 /** What a test server runs with: its own data dir, the test's scripted model, a short kill grace, no spares. */
