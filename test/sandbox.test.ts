@@ -46,8 +46,10 @@ beforeAll(async () => {
     'echo "env=$(env | grep -c sk-ant-real)"; echo "proc=$(cat /proc/[0-9]*/environ 2>/dev/null | tr "\\0" "\\n" | grep -c sk-ant-real)"',
     // 8: a bounded fork bomb (dash: no retry on EAGAIN), each process named so the host can count them.
     'sh -c \'i=0; while [ $i -lt 400 ]; do /bin/sleep 6061 & i=$((i+1)); done\' ; echo "bomb done"',
-    // 9: a memory hog: tail holds its whole input, which has no newline.
-    'head -c 3000M /dev/zero | tail; echo "hog survived"',
+    // 9: a memory hog that touches its pages itself (a string doubled until the kernel kills it). Not
+    // `... | tail`: that one may instead get ENOMEM from a pipe or a read, and exit without being killed.
+    // `ulimit -v` bounds it (4 GB, far above the 768 MiB limit) should the cgroup ever fail to.
+    '(ulimit -v 4000000; awk \'BEGIN { s = "x"; while (1) s = s s }\'); echo "hog survived"',
     // 10: the other tenant's workspace, relative to its own (whatever the data dir).
     'ls ../..; cat ../../beta/victim/secret.txt',
   ];

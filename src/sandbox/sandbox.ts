@@ -147,10 +147,11 @@ export class Sandbox {
   /** One line for the startup log. */
   describe(): string {
     const who = this.uids ? 'a uid per tenant' : `uid ${process.getuid?.()}`;
+    const mib = Math.round(this.options.limits.memoryBytes / 1024 ** 2);
     const limits = this.cgroups
-      ? `${this.cgroups.describe()}: memory ${this.options.limits.memoryBytes} B, ${this.options.limits.pids} processes per agent`
-      : `prlimit: ${this.options.limits.pids} processes, no memory limit`;
-    return `bwrap (${who}; ${limits}; no network but the model)`;
+      ? `${this.cgroups.describe()}: ${mib} MiB and ${this.options.limits.pids} processes per agent`
+      : `prlimit: ${this.options.limits.pids} processes per uid, no memory limit`;
+    return `bwrap (${who}; ${limits}; no network but the model and each agent's allowed domains)`;
   }
 
   /** Runs `true` the way an agent would run; throws what went wrong. */

@@ -1,11 +1,10 @@
 /**
  * One Berth session: the conversation's state machine (see `session-state.ts`) around one agent
- * subprocess at a time (see `agent-process.ts`) in streaming-input mode.
- *
- * The subprocess is started on the first turn and held open across turns; if it goes away (killed after
- * a stuck interrupt, crashed, host restarted) the session goes `cold` and the next turn starts a new one
- * that resumes the transcript from the SessionStore. Turns run one at a time: user messages queue here,
- * and each is handed to the SDK only after the previous turn's `result`, so the CLI never merges them.
+ * subprocess at a time (see `agent-process.ts`) in streaming-input mode. The subprocess is started on
+ * the first turn and held open across turns; if it goes away (killed after a stuck interrupt, crashed,
+ * over its memory, host restarted) the session goes `cold` and the next turn starts a new one that
+ * resumes the transcript from the SessionStore. Turns run one at a time: user messages queue here, and
+ * each is handed to the SDK only after the previous turn's `result`, so the CLI never merges them.
  *
  * The host may also retire a subprocess on purpose (see `recycle`, `killProcess` and `suspend`): the
  * process is detached from the session at once, and a turn that starts while it is still ending waits
@@ -25,7 +24,6 @@ import type { ClaimableSpare } from './spare-claim.js';
 import { ProcessSlot } from './process-slot.js';
 import { ToolConfirmations } from './tool-confirmations.js';
 import { TurnQueue, type Turn } from './turn-queue.js';
-
 import type { ProcessInfo, SessionHooks, SessionSetup, UserEvent } from './session-types.js';
 
 export type { SessionState } from './session-state.js';
@@ -419,9 +417,11 @@ export class Session {
     const turn = this.turns.current;
     const usage = resultUsage(result, proc.turnCostUsd(result));
     const totals = { usage: addUsage(this.record.usage, usage), turns: this.record.turns + 1 };
-    if (turn) this.finishTurn(turn, resultStopReason(result, turn.interrupted), usage, 'idle', totals);
-    // A result with no turn of ours (an interrupt already ended it) still counts.
-    else this.writer.write(totals);
+    // Over its memory mid-turn (the kernel killed a tool): the tree goes, and its end ends the turn.
+    const limit = turn && proc.limitHit();
+    if (limit) void this.slot.end(proc, { graceful: false });
+    else if (turn) this.finishTurn(turn, resultStopReason(result, turn.interrupted), usage, 'idle', totals);
+    if (!turn || limit) this.writer.write(totals); // no turn of ours (an interrupt ended it) still counts
   }
 
   private finishTurn(

@@ -115,11 +115,12 @@ async function consume(task: Task, proc: AgentProcess): Promise<Outcome> {
   } catch (err) {
     failure = err;
   }
+  // Over its memory (the kernel killed a process of the tree), even if the agent went on to a result.
+  const limit = proc.limitHit();
+  if (limit) return { status: 'failed', error: limit, result, lastText };
   if (result) return { ...fromResult(result), result, lastText };
   const tail = proc.stderrTail().trim().split('\n').slice(-3).join(' | ');
   const why = failure ? describeError(failure) : 'the subprocess exited';
-  const limit = proc.limitHit();
-  if (limit) return { status: 'failed', error: limit, result: undefined, lastText };
   return {
     status: 'failed',
     error: {
