@@ -244,7 +244,14 @@ describe('warm pool', () => {
     const id = await berth.createSession();
     const [sent] = await berth.send(id, [{ type: 'user.message', content: 'hello after a refusal' }]);
     await new Promise((r) => setTimeout(r, 300));
-    for (const pid of spare) process.kill(pid, 'SIGKILL');
+    // All of them; one may be gone already (the PID namespace's init takes its members with it).
+    for (const pid of spare) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // ESRCH
+      }
+    }
     let events: StoredEvent[] = [];
     await eventually(async () => {
       events = (await berth.history(id)).filter((e) => e.seq > sent!.seq);
