@@ -155,6 +155,25 @@ describe('Session against a fake runtime', () => {
     expect(h.kills()).toBeGreaterThan(0);
   });
 
+  it('ends a turn with memory_limit when the tree went over its memory, even if a result arrived (running -> cold)', async () => {
+    let oom = false;
+    const limit = { type: 'memory_limit' as const, message: 'over its memory' };
+    const h = await harness({
+      createSpawner: () => ({ ...fakeSpawner(), endCause: () => (oom ? limit : undefined) }),
+    });
+    const proc = await firstTurn(h, 'hog');
+    await until(() => h.session.currentState === 'running');
+    // The kernel killed a tool; the agent answered before the spawner's poll saw it.
+    oom = true;
+    proc.result();
+    await until(() => h.session.currentState === 'cold');
+    expect(proc.closed).toBe(true);
+    expect(h.events.find((e) => e.type === 'session.error')).toMatchObject({ error: limit });
+    expect(h.events.findLast((e) => e.type === 'session.status_idle')).toMatchObject({
+      stop_reason: { type: 'error', subtype: 'memory_limit' },
+    });
+  });
+
   it('recycles an idle subprocess at a turn boundary (idle -> cold) and resumes in a new one', async () => {
     let recycled: Promise<void> | undefined;
     const h = await harness({
