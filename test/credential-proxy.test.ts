@@ -4,6 +4,7 @@
  * CLI and its Bash tool; and the proxy alone, against the scripted model.
  */
 import { readFile } from 'node:fs/promises';
+import net from 'node:net';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MODEL_PORT } from '../src/sandbox/bwrap.js';
@@ -116,6 +117,58 @@ describe('ModelProxy', () => {
       expect(proxy.liveGrants).toBe(0);
     } finally {
       await proxy.close();
+    }
+  });
+
+  it('sends the key only to its upstream: a request line naming another host, or a billing path it cannot meter, is refused', async () => {
+    model ??= await startMockModel();
+    // Another server the agent would like the real key sent to.
+    const elsewhere = await startMockModel();
+    const proxy = await ModelProxy.start({ upstream: model.url, apiKey: REAL_KEY });
+    try {
+      const grant = proxy.grant({ tenant: 'alpha', id: 'sess_1' });
+      const port = new URL(proxy.url).port;
+      const raw = (target: string): Promise<string> =>
+        new Promise((resolve, reject) => {
+          const socket = net.connect(Number(port), '127.0.0.1');
+          let text = '';
+          socket.setEncoding('utf8');
+          socket.on('data', (chunk: string) => (text += chunk));
+          socket.on('end', () => resolve(text));
+          socket.on('error', reject);
+          socket.end(
+            `POST ${target} HTTP/1.1\r\nhost: x\r\nx-api-key: ${grant.token}\r\ncontent-type: application/json\r\n` +
+              `connection: close\r\ncontent-length: 2\r\n\r\n{}`,
+          );
+        });
+      for (const target of [
+        `${elsewhere.url}/v1/messages`,
+        `//127.0.0.1:${new URL(elsewhere.url).port}/v1/messages`,
+      ]) {
+        expect(await raw(target)).toMatch(/^HTTP\/1.1 400/);
+      }
+      expect(elsewhere.requests).toEqual([]);
+      for (const path of ['/v1/messages/batches', '/v1/complete']) {
+        expect(await raw(path)).toMatch(/^HTTP\/1.1 403/);
+      }
+      // A path that normalises to /v1/messages is metered like it.
+      const before = model.requests.length;
+      const dotted = await fetch(`${proxy.url}/v1/%2e/messages`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-api-key': grant.token },
+        body: JSON.stringify({
+          model: 'claude-test',
+          max_tokens: 8,
+          stream: true,
+          messages: [{ role: 'user', content: 'hi' }],
+        }),
+      });
+      await dotted.text();
+      expect(model.requests.slice(before).map((r) => r.path)).toEqual(['/v1/messages']);
+      expect(proxy.usageOfOwner('alpha', 'sess_1')?.requests).toBe(1);
+    } finally {
+      await proxy.close();
+      await elsewhere.close();
     }
   });
 });

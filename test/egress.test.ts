@@ -8,6 +8,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findProcesses } from '../src/sandbox/process-tree.js';
 import { startMockModel, type MockModel } from '../src/testing/index.js';
 import { TestBerth, UNSANDBOXED } from './helpers/berth.js';
 
@@ -62,6 +63,12 @@ describe('agent.network.allowed_domains', () => {
       expect(out).toContain(`http://localhost:${port}/ ok hello from outside`);
       expect(out).toContain(`http://127.0.0.1:${port}/ refused`);
       expect(out.match(/refused/g)?.length).toBe(2);
+      // The proxy token is in the agent's environment, never in an argv anyone on the host can read.
+      const live = await findProcesses((p) => p.env.some((v) => v.startsWith('HTTPS_PROXY=')));
+      expect(live.length).toBeGreaterThan(0);
+      expect((await findProcesses((p) => p.cmdline.includes('HTTPS_PROXY'))).map((p) => p.cmdline)).toEqual(
+        [],
+      );
     } finally {
       await berth.dispose();
     }

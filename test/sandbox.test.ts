@@ -5,7 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -52,11 +52,14 @@ beforeAll(async () => {
     '(ulimit -v 4000000; awk \'BEGIN { s = "x"; while (1) s = s s }\'); echo "hog survived"',
     // 10: the other tenant's workspace, relative to its own (whatever the data dir).
     'ls ../..; cat ../../beta/victim/secret.txt',
+    // 11: its tenant's workspaces directory (a warm spare's cwd): plant a file, or swap its own directory
+    // for a symlink to a place the next spawn would bind and chown as root.
+    'touch ../planted; mv "$PWD" ../moved && ln -s /etc "$PWD"; echo "tried"',
   ];
   model = await startMockModel({
     scenarios: [
       ...probes.map((probe, i) => ({
-        match: { userText: `probe ${i}` },
+        match: { userText: `probe #${i}#` },
         steps: [
           { toolUse: { name: 'Bash', input: { command: `{ ${probe}; } > out.txt 2>&1; echo probed` } } },
           { text: 'probed' },
@@ -92,7 +95,7 @@ afterAll(async () => {
  * asks (a session without `allowed_tools`); resolves to the events of its turn.
  */
 async function runProbe(id: string, i: number, auth = ALPHA, on = berth): Promise<StoredEvent[]> {
-  const [sent] = await on.send(id, [{ type: 'user.message', content: `probe ${i}` }], auth);
+  const [sent] = await on.send(id, [{ type: 'user.message', content: `probe #${i}#` }], auth);
   let turn: StoredEvent[] = [];
   const confirmed = new Set<string>();
   await eventually(async () => {
@@ -174,6 +177,12 @@ describe('--sandbox bwrap, a warm start', () => {
       const stolen = await probe(id, 10, ALPHA, warm);
       expect(stolen).not.toContain('beta-only');
       expect(stolen).toMatch(/No such file or directory/);
+      // The tenant's workspaces directory stays the server's: nothing planted, nothing swapped.
+      const tenantDir = path.dirname(cwdOf(id, ALPHA, warm));
+      expect(await probe(id, 11, ALPHA, warm)).toMatch(/Permission denied/);
+      expect((await stat(tenantDir)).uid).toBe(process.getuid?.());
+      expect(existsSync(path.join(tenantDir, 'planted'))).toBe(false);
+      expect((await lstat(cwdOf(id, ALPHA, warm))).isDirectory()).toBe(true);
     } finally {
       await warm.dispose();
     }

@@ -401,13 +401,13 @@ export class SessionHost {
     this.life.assertAdmitting();
   }
 
-  /** What a spare for `tenant` runs with: the same as a session's own spawn, minus the claimable part. */
   /** A session's directories, made (and, sandboxed, given to its tenant's uid: a claimed spare writes there). */
   private async makeDirs(tenant: string, paths: SessionPaths): Promise<void> {
     await ensureDirs(paths);
     await this.options.prepareDirs?.(tenant, paths);
   }
 
+  /** What a spare for `tenant` runs with: the same as a session's own spawn, minus the claimable part. */
   private async spareSetup(tenant: string): Promise<SpareEnvironment> {
     const { env, cwd, dirs } = await this.layout.spareEnvironment(tenant);
     // Task spares keep no transcript; a tenant's spare mirrors into the tenant's scope.

@@ -40,6 +40,11 @@ const RELAY_WAIT_STEPS = 400;
 export interface Confinement {
   /** The uid (and gid) the agent runs as; unchanged when absent. */
   uid?: number | undefined;
+  /**
+   * The writable directories given to `uid` (all of them when absent). A spare's cwd, its tenant's
+   * workspaces directory, is not: an agent that owned it could swap a session's directory for a symlink.
+   */
+  owned?: readonly string[] | undefined;
   /** `/etc/passwd` and `/etc/group` files naming `uid`, bound over the system's. */
   identity?: { passwd: string; group: string } | undefined;
   /** The model proxy's Unix socket: given, the agent gets no network but a relay to it. */
@@ -83,14 +88,12 @@ export function bwrapArgs(
     args.push('--setenv', 'ANTHROPIC_BASE_URL', `http://127.0.0.1:${MODEL_PORT}`);
   }
   if (confine.modelSocket && confine.egress) {
+    // The proxy variables (with the token) come through the environment (see `egressEnv`), not argv,
+    // which every process of the host's PID namespace can read.
     args.push('--ro-bind', confine.egress.socket, EGRESS_SOCKET_INSIDE);
-    // HTTPS only (the proxy refuses plain HTTP); the model's relay is plain HTTP on loopback, never proxied.
-    const proxyUrl = `http://agent:${confine.egress.token}@127.0.0.1:${EGRESS_PORT}`;
-    for (const name of ['HTTPS_PROXY', 'https_proxy']) args.push('--setenv', name, proxyUrl);
-    for (const name of ['NO_PROXY', 'no_proxy']) args.push('--setenv', name, '127.0.0.1,localhost');
   }
   if (request.cwd) args.push('--chdir', request.cwd);
-  const script = innerScript(writable, confine);
+  const script = innerScript(confine.owned ?? writable, confine);
   const command = script ? ['/bin/sh', '-c', script, 'berth-agent', request.command] : [request.command];
   return [...args, '--', ...command, ...request.args];
 }
@@ -150,8 +153,22 @@ function parentsToMake(mountPoints: readonly string[], system: readonly SystemDi
   return [...made];
 }
 
+/**
+ * The environment an agent allowed some domains gets for them: HTTPS only (the proxy refuses plain HTTP);
+ * the model's relay is plain HTTP on loopback, never proxied.
+ */
+export function egressEnv(token: string): Record<string, string> {
+  const proxyUrl = `http://agent:${token}@127.0.0.1:${EGRESS_PORT}`;
+  return {
+    HTTPS_PROXY: proxyUrl,
+    https_proxy: proxyUrl,
+    NO_PROXY: '127.0.0.1,localhost',
+    no_proxy: '127.0.0.1,localhost',
+  };
+}
+
 /** The directories the agent writes: its cwd, config dir, home and any `--add-dir`, each once. */
-function writableDirs(request: SpawnOptions): string[] {
+export function writableDirs(request: SpawnOptions): string[] {
   const dirs = [request.cwd, request.env.CLAUDE_CONFIG_DIR, request.env.HOME];
   // The SDK passes each additional directory as `--add-dir=PATH` (and older ones as two arguments).
   request.args.forEach((arg, i) => {

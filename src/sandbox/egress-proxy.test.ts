@@ -106,4 +106,19 @@ describe('the egress proxy', () => {
       expect(plain).toBe(403);
     });
   });
+
+  it('survives clients that go away mid-CONNECT, and serves the next one', async () => {
+    await withProxy(true, async (proxy, socket) => {
+      const grant = proxy.grant(['localhost']);
+      const auth = Buffer.from(`agent:${grant.token}`).toString('base64');
+      for (let i = 0; i < 20; i++) {
+        const gone = net.connect(socket);
+        gone.on('error', () => undefined);
+        gone.write(`CONNECT localhost:${targetPort} HTTP/1.1\r\nproxy-authorization: Basic ${auth}\r\n\r\n`);
+        gone.destroy();
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(await connect(socket, `localhost:${targetPort}`, grant.token)).toContain('hello from outside');
+    });
+  });
 });

@@ -86,7 +86,12 @@ export class EgressProxy {
   }
 
   private async tunnel(req: http.IncomingMessage, client: net.Socket, head: Buffer): Promise<void> {
+    // Node takes its own error listener off the socket before 'connect': a client gone mid-lookup must
+    // not become an uncaught EPIPE that takes the server down.
+    let upstream: net.Socket | undefined = undefined;
+    client.on('error', () => upstream?.destroy());
     const refuse = (status: string, why: string): void => {
+      if (client.destroyed) return;
       client.end(
         `HTTP/1.1 ${status}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\nberth: ${why}\n`,
       );
@@ -112,7 +117,8 @@ export class EgressProxy {
     }
     const address = addresses[0]?.address;
     if (!address) return refuse('502 Bad Gateway', `${host} has no address`);
-    const upstream = net.connect({ host: address, port, timeout: CONNECT_TIMEOUT_MS });
+    if (client.destroyed) return;
+    upstream = net.connect({ host: address, port, timeout: CONNECT_TIMEOUT_MS });
     let connected = false;
     upstream.once('timeout', () => {
       upstream.destroy();
@@ -129,9 +135,8 @@ export class EgressProxy {
       if (head.length > 0) upstream.write(head);
       upstream.pipe(client);
       client.pipe(upstream);
-      client.once('error', () => upstream.destroy());
-      client.once('close', () => upstream.destroy());
-      upstream.once('close', () => client.destroy());
+      client.once('close', () => upstream?.destroy());
+      upstream?.once('close', () => client.destroy());
     });
   }
 }

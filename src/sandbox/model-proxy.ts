@@ -167,7 +167,17 @@ export class ModelProxy {
       res.writeHead(401, { 'content-type': 'application/json', 'x-should-retry': 'false' }).end(body);
       return;
     }
-    const metered = req.method === 'POST' && /^\/v1\/messages\/?(\?|$)/.test(req.url ?? '');
+    const url = req.url ?? '/';
+    // Origin-form only: an absolute or `//host` request line would choose where the real key goes.
+    if (!url.startsWith('/') || url.startsWith('//')) {
+      return refuse(req, res, 400, 'invalid_request_error', 'the request target must be a path');
+    }
+    // Normalised (dot segments, %2e) before anything is decided from it, and forwarded as decided.
+    const { pathname, search } = new URL(url, 'http://proxy.invalid');
+    if (UNMETERED_BILLING.test(pathname)) {
+      return refuse(req, res, 403, 'permission_error', `${pathname} is not available to agents`);
+    }
+    const metered = req.method === 'POST' && /^\/v1\/messages\/?$/.test(pathname);
     const budget = this.options.budgetUsd?.(owner.tenant) ?? Infinity;
     if (metered && this.meter.spentUsd(owner.tenant) >= budget) {
       req.resume();
@@ -182,9 +192,10 @@ export class ModelProxy {
     headers['x-api-key'] = this.options.apiKey;
     // A metered reply must come uncompressed: the meter reads its bytes as they pass.
     if (metered) delete headers['accept-encoding'];
-    const target = new URL(req.url ?? '/', this.upstream);
-    // The upstream's own path prefix (a gateway at https://host/anthropic) stays in front.
-    target.pathname = `${this.upstream.pathname.replace(/\/$/, '')}${new URL(req.url ?? '/', 'http://x').pathname}`;
+    // The upstream's host, always; its own path prefix (a gateway at https://host/anthropic) in front.
+    const target = new URL(this.upstream.href);
+    target.pathname = `${this.upstream.pathname.replace(/\/$/, '')}${pathname}`;
+    target.search = search;
     const client = target.protocol === 'https:' ? https : http;
     const upstream = client.request(target, { method: req.method, headers }, (reply) => {
       const replyHeaders: http.OutgoingHttpHeaders = {};
@@ -223,6 +234,22 @@ export class ModelProxy {
     res.on('close', () => upstream.destroy());
     pipeline(req, upstream, () => undefined);
   }
+}
+
+/** Paths that spend money the meter cannot read (batches, the legacy completions API): refused. */
+const UNMETERED_BILLING = /^\/v1\/(messages\/batches|complete)(\/|$)/;
+
+/** Answers with a Messages API error the CLI does not retry; nothing is forwarded. */
+function refuse(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  status: number,
+  type: string,
+  message: string,
+): void {
+  req.resume();
+  const body = JSON.stringify({ type: 'error', error: { type, message } });
+  res.writeHead(status, { 'content-type': 'application/json', 'x-should-retry': 'false' }).end(body);
 }
 
 /** The credential a client sent: `x-api-key`, or a bearer token. */

@@ -37,6 +37,8 @@ export interface WrappedCommand {
   cgroup?: AgentCgroup | undefined;
   /** Ends what was granted for this process alone (an egress token), once it has exited. */
   release?: (() => void) | undefined;
+  /** Variables added to the process's environment (kept out of argv: other processes can read argv). */
+  env?: Record<string, string> | undefined;
 }
 
 export type { SpawnOwner } from './spawn-owner.js';
@@ -100,7 +102,7 @@ export function createPlainSpawner(options: PlainSpawnerOptions): SpawnedTree {
       cgroup = wrapped?.cgroup;
       const child = spawn(command, args, {
         cwd: request.cwd,
-        env: { ...request.env, ...credential, [TREE_MARKER_VAR]: marker },
+        env: { ...request.env, ...credential, ...wrapped?.env, [TREE_MARKER_VAR]: marker },
         detached: true,
         stdio: ['pipe', 'pipe', 'pipe'],
       });

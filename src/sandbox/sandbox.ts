@@ -12,21 +12,24 @@ import { execFileSync } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import {
   chmodSync,
+  chownSync,
+  realpathSync,
   existsSync,
   lstatSync,
   mkdirSync,
   readFileSync,
   readlinkSync,
+  rmSync,
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { chown, rm } from 'node:fs/promises';
+import { lchown, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { SpawnOptions } from '@anthropic-ai/claude-agent-sdk';
 import { BerthError, describeError } from '../errors.js';
 import { AgentUids, DEFAULT_AGENT_UIDS, type UidRange } from './agent-uids.js';
-import { bwrapArgs, type SystemDir } from './bwrap.js';
+import { bwrapArgs, egressEnv, writableDirs, type SystemDir } from './bwrap.js';
 import { CgroupRoot, joinScript, type CgroupLimits } from './cgroups.js';
 import { EgressProxy } from './egress-proxy.js';
 import type { SpawnOwner, WrappedCommand } from './plain-spawn.js';
@@ -75,7 +78,7 @@ export class Sandbox {
     this.cgroups = cgroups.ok ? cgroups.root : undefined;
     if (!cgroups.ok) {
       log(
-        `berth: no cgroup can be made here (${cgroups.reason}): agents get a process limit (prlimit) but no memory limit`,
+        `berth: no cgroup can be made here (${cgroups.reason}): no memory limit for agents, and ${this.uids ? 'a process limit per tenant uid (prlimit)' : 'no process limit'}`,
       );
     }
     // Only the server reaches the data dir; agents see their own directories, bound in.
@@ -103,23 +106,36 @@ export class Sandbox {
   /** The command that runs `request` confined, as `owner`'s. */
   wrap(request: SpawnOptions, owner: SpawnOwner): WrappedCommand {
     const uid = this.uids?.uidFor(owner.tenant);
+    const writable = writableDirs(request);
+    for (const dir of writable) {
+      // Bound read-write and chowned as root: never through a symlink an agent could have planted.
+      if (realpathSync(dir) !== dir)
+        throw new Error(`refusing to bind ${dir} into a sandbox: it is not a plain directory`);
+    }
+    // A spare (no owner id yet) starts in its tenant's workspaces directory, which stays the server's.
+    const spareCwd = owner.id === undefined ? request.cwd : undefined;
+    if (spareCwd !== undefined) keepServers(spareCwd);
     const domains = owner.allowedDomains ?? [];
     const egress = this.egress && domains.length > 0 ? this.egress.grant(domains) : undefined;
     const args = bwrapArgs(request, this.system, {
       uid,
       identity: uid === undefined ? undefined : this.identity(uid),
+      owned: writable.filter((dir) => dir !== spareCwd),
       modelSocket: this.modelSocket,
       egress: egress && { socket: path.join(this.runDir, 'egress.sock'), token: egress.token },
     });
     const release = egress?.revoke;
+    const env = egress && egressEnv(egress.token);
     if (!this.cgroups) {
-      // RLIMIT_NPROC counts the uid's processes (the tenant's, with a uid per tenant); root ignores it.
+      // RLIMIT_NPROC counts a uid's processes: the tenant's with a uid per tenant (root ignores it).
+      // Without one, it would count every process of the server's user: no limit rather than a wrong one.
+      if (uid === undefined) return { command: 'bwrap', args, release, env };
       const prlimit = [`--nproc=${this.options.limits.pids}`, '--', 'bwrap', ...args];
-      return { command: 'prlimit', args: prlimit, release };
+      return { command: 'prlimit', args: prlimit, release, env };
     }
     const cgroup = this.cgroups.create(randomUUID(), this.options.limits);
     const join = `${joinScript(cgroup)}; exec "$@"`;
-    return { command: '/bin/sh', args: ['-c', join, 'berth-cgroup', 'bwrap', ...args], cgroup, release };
+    return { command: '/bin/sh', args: ['-c', join, 'berth-cgroup', 'bwrap', ...args], cgroup, release, env };
   }
 
   /**
@@ -129,7 +145,8 @@ export class Sandbox {
   async prepareDirs(tenant: string, paths: { cwd: string; configDir: string; home: string }): Promise<void> {
     const uid = this.uids?.uidFor(tenant);
     if (uid === undefined) return;
-    await Promise.all([paths.cwd, paths.configDir, paths.home].map((dir) => chown(dir, uid, uid)));
+    // lchown: a directory swapped for a symlink is not followed (nor given away).
+    await Promise.all([paths.cwd, paths.configDir, paths.home].map((dir) => lchown(dir, uid, uid)));
   }
 
   /** Kills what a crashed host's agents left in their cgroups; resolves to the processes killed. */
@@ -150,7 +167,9 @@ export class Sandbox {
     const mib = Math.round(this.options.limits.memoryBytes / 1024 ** 2);
     const limits = this.cgroups
       ? `${this.cgroups.describe()}: ${mib} MiB and ${this.options.limits.pids} processes per agent`
-      : `prlimit: ${this.options.limits.pids} processes per uid, no memory limit`;
+      : this.uids
+        ? `prlimit: ${this.options.limits.pids} processes per tenant uid, no memory limit`
+        : 'no cgroup and no uid of its own: no process or memory limit';
     return `bwrap (${who}; ${limits}; no network but the model and each agent's allowed domains)`;
   }
 
@@ -183,11 +202,14 @@ export class Sandbox {
         group: path.join(this.runDir, `group-${uid}`),
       };
       const system = (file: string): string => readFileSync(file, 'utf8').replace(/\n?$/, '\n');
-      writeFileSync(
-        files.passwd,
-        `${system('/etc/passwd')}berth-agent:x:${uid}:${uid}:Berth agent:/tmp:/bin/sh\n`,
-      );
-      writeFileSync(files.group, `${system('/etc/group')}berth-agent:x:${uid}:\n`);
+      // Made anew ('wx': never through something already there).
+      for (const [file, text] of [
+        [files.passwd, `${system('/etc/passwd')}berth-agent:x:${uid}:${uid}:Berth agent:/tmp:/bin/sh\n`],
+        [files.group, `${system('/etc/group')}berth-agent:x:${uid}:\n`],
+      ] as const) {
+        rmSync(file, { force: true });
+        writeFileSync(file, text, { flag: 'wx', mode: 0o644 });
+      }
       this.identities.set(uid, files);
     }
     return files;
@@ -202,8 +224,22 @@ function runDirOf(dataDir: string): string {
   const hash = createHash('sha256').update(path.resolve(dataDir)).digest('hex').slice(0, 12);
   const dir = path.join(os.tmpdir(), `berth-sock-${hash}`);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // A fixed name in a shared directory: one that someone else made (or a symlink) is not ours to use.
+  const stat = lstatSync(dir);
+  if (!stat.isDirectory() || stat.uid !== process.getuid?.()) {
+    throw unavailable(`${dir} exists and is not a directory of this user's; remove it`);
+  }
   chmodSync(dir, 0o700);
   return dir;
+}
+
+/** Gives `dir` back to the server (0755), whatever an earlier version of Berth left it as. */
+function keepServers(dir: string): void {
+  const stat = lstatSync(dir);
+  const uid = process.getuid?.() ?? stat.uid;
+  const gid = process.getgid?.() ?? stat.gid;
+  if (stat.uid !== uid || stat.gid !== gid) chownSync(dir, uid, gid);
+  if ((stat.mode & 0o7777) !== 0o755) chmodSync(dir, 0o755);
 }
 
 function systemDirs(): SystemDir[] {

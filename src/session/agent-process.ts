@@ -116,12 +116,12 @@ export class AgentProcess {
     return this.serving.spawner.stderrTail();
   }
 
-  /** Why the process ended, for an error message: the failure, else an exit, and its last stderr lines. */
   /** The limit that ended the process (see `SpawnedTree.endCause`), if one did. */
   limitHit(): { type: 'memory_limit'; message: string } | undefined {
     return this.serving.spawner.endCause?.();
   }
 
+  /** Why the process ended, for an error message: the failure, else an exit, and its last stderr lines. */
   whyEnded(failure: unknown): string {
     const tail = this.stderrTail().trim().split('\n').slice(-3).join(' | ');
     const why = failure ? describeError(failure) : 'the subprocess exited';
