@@ -44,7 +44,7 @@ export class CgroupRoot {
 
   /** Detects v2 or v1, makes the base directories, and says why not when it cannot. */
   static open(dataDir: string): CgroupSupport {
-    const name = `berth-${createHash('sha256').update(path.resolve(dataDir)).digest('hex').slice(0, 12)}`;
+    const name = `berth-${dataDirHash(dataDir)}`;
     const own = ownCgroups();
     try {
       if (existsSync(path.join(MOUNT, 'cgroup.controllers'))) {
@@ -200,6 +200,11 @@ export class AgentCgroup {
  */
 export function joinScript(cgroup: AgentCgroup): string {
   return cgroup.procsFiles.map((file) => `echo $$ > ${shellQuote(file)} || exit 125`).join('; ');
+}
+
+/** A short name for a data dir, the same for every host process that uses it (cgroups, the run dir). */
+export function dataDirHash(dataDir: string): string {
+  return createHash('sha256').update(path.resolve(dataDir)).digest('hex').slice(0, 12);
 }
 
 export function shellQuote(value: string): string {

@@ -9,7 +9,7 @@
  * `open` checks all of it at start and refuses to start with the reason when something cannot work.
  */
 import { execFileSync } from 'node:child_process';
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import {
   chmodSync,
   chownSync,
@@ -30,7 +30,7 @@ import type { SpawnOptions } from '@anthropic-ai/claude-agent-sdk';
 import { BerthError, describeError } from '../errors.js';
 import { AgentUids, DEFAULT_AGENT_UIDS, type UidRange } from './agent-uids.js';
 import { bwrapArgs, egressEnv, writableDirs, type SystemDir } from './bwrap.js';
-import { CgroupRoot, joinScript, type CgroupLimits } from './cgroups.js';
+import { CgroupRoot, dataDirHash, joinScript, type CgroupLimits } from './cgroups.js';
 import { EgressProxy } from './egress-proxy.js';
 import type { SpawnOwner, WrappedCommand } from './plain-spawn.js';
 
@@ -94,13 +94,19 @@ export class Sandbox {
       );
     }
     const sandbox = new Sandbox(options);
-    sandbox.probe();
-    sandbox.egress = await EgressProxy.start({
-      socketPath: path.join(sandbox.runDir, 'egress.sock'),
-      allowPrivate: options.egressAllowPrivate,
-      onError: (err) => options.log(`berth: egress proxy: ${describeError(err)}`),
-    });
-    return sandbox;
+    try {
+      await sandbox.probe();
+      sandbox.egress = await EgressProxy.start({
+        socketPath: path.join(sandbox.runDir, 'egress.sock'),
+        allowPrivate: options.egressAllowPrivate,
+        onError: (err) => options.log(`berth: egress proxy: ${describeError(err)}`),
+      });
+      return sandbox;
+    } catch (err) {
+      // Nothing of a sandbox that could not start stays behind: its run dir, its cgroups' bases.
+      await sandbox.close();
+      throw err;
+    }
   }
 
   /** The command that runs `request` confined, as `owner`'s. */
@@ -174,7 +180,7 @@ export class Sandbox {
   }
 
   /** Runs `true` the way an agent would run; throws what went wrong. */
-  private probe(): void {
+  private async probe(): Promise<void> {
     const probeDir = path.join(this.runDir, 'probe');
     mkdirSync(probeDir, { recursive: true });
     const request: SpawnOptions = {
@@ -184,12 +190,20 @@ export class Sandbox {
       env: {},
       signal: new AbortController().signal,
     };
-    const args = bwrapArgs(request, this.system, { modelSocket: '/dev/null' });
+    // All of an agent's way in: the cgroup join, the namespaces, the chown and the drop to an agent uid.
+    const uid = this.uids ? (this.options.uids ?? DEFAULT_AGENT_UIDS).start : undefined;
+    const args = bwrapArgs(request, this.system, { uid, modelSocket: '/dev/null', owned: [probeDir] });
+    const cgroup = this.cgroups?.create(`probe-${randomUUID()}`, this.options.limits);
+    const [command, argv] = cgroup
+      ? ['/bin/sh', ['-c', `${joinScript(cgroup)}; exec "$@"`, 'berth-probe', 'bwrap', ...args]]
+      : ['bwrap', args];
     try {
-      execFileSync('bwrap', args, { stdio: ['ignore', 'ignore', 'pipe'], timeout: 10_000 });
+      execFileSync(command, argv, { stdio: ['ignore', 'ignore', 'pipe'], timeout: 10_000 });
     } catch (err) {
       const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim();
       throw unavailable(stderr || describeError(err));
+    } finally {
+      await cgroup?.destroy();
     }
   }
 
@@ -221,8 +235,7 @@ export class Sandbox {
  * socket's path must stay under ~100 bytes, which a data dir's may not).
  */
 function runDirOf(dataDir: string): string {
-  const hash = createHash('sha256').update(path.resolve(dataDir)).digest('hex').slice(0, 12);
-  const dir = path.join(os.tmpdir(), `berth-sock-${hash}`);
+  const dir = path.join(os.tmpdir(), `berth-sock-${dataDirHash(dataDir)}`);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   // A fixed name in a shared directory: one that someone else made (or a symlink) is not ours to use.
   const stat = lstatSync(dir);
