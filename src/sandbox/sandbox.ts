@@ -123,25 +123,37 @@ export class Sandbox {
     if (spareCwd !== undefined) keepServers(spareCwd);
     const domains = owner.allowedDomains ?? [];
     const egress = this.egress && domains.length > 0 ? this.egress.grant(domains) : undefined;
-    const args = bwrapArgs(request, this.system, {
-      uid,
-      identity: uid === undefined ? undefined : this.identity(uid),
-      owned: writable.filter((dir) => dir !== spareCwd),
-      modelSocket: this.modelSocket,
-      egress: egress && { socket: path.join(this.runDir, 'egress.sock'), token: egress.token },
-    });
-    const release = egress?.revoke;
-    const env = egress && egressEnv(egress.token);
-    if (!this.cgroups) {
-      // RLIMIT_NPROC counts a uid's processes: the tenant's with a uid per tenant (root ignores it).
-      // Without one, it would count every process of the server's user: no limit rather than a wrong one.
-      if (uid === undefined) return { command: 'bwrap', args, release, env };
-      const prlimit = [`--nproc=${this.options.limits.pids}`, '--', 'bwrap', ...args];
-      return { command: 'prlimit', args: prlimit, release, env };
+    try {
+      const args = bwrapArgs(request, this.system, {
+        uid,
+        identity: uid === undefined ? undefined : this.identity(uid),
+        owned: writable.filter((dir) => dir !== spareCwd),
+        modelSocket: this.modelSocket,
+        egress: egress && { socket: path.join(this.runDir, 'egress.sock'), token: egress.token },
+      });
+      const release = egress?.revoke;
+      const env = egress && egressEnv(egress.token);
+      if (!this.cgroups) {
+        // RLIMIT_NPROC counts a uid's processes: the tenant's with a uid per tenant (root ignores it).
+        // Without one, it would count every process of the server's user: no limit rather than a wrong one.
+        if (uid === undefined) return { command: 'bwrap', args, release, env };
+        const prlimit = [`--nproc=${this.options.limits.pids}`, '--', 'bwrap', ...args];
+        return { command: 'prlimit', args: prlimit, release, env };
+      }
+      const cgroup = this.cgroups.create(randomUUID(), this.options.limits);
+      const join = `${joinScript(cgroup)}; exec "$@"`;
+      return {
+        command: '/bin/sh',
+        args: ['-c', join, 'berth-cgroup', 'bwrap', ...args],
+        cgroup,
+        release,
+        env,
+      };
+    } catch (err) {
+      // A token for a process that never starts is worth nothing: it goes now.
+      egress?.revoke();
+      throw err;
     }
-    const cgroup = this.cgroups.create(randomUUID(), this.options.limits);
-    const join = `${joinScript(cgroup)}; exec "$@"`;
-    return { command: '/bin/sh', args: ['-c', join, 'berth-cgroup', 'bwrap', ...args], cgroup, release, env };
   }
 
   /**
