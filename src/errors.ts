@@ -25,6 +25,10 @@ export const ERROR_CODES = {
   data_dir_locked: { status: 409, type: 'conflict_error' },
   session_terminated: { status: 409, type: 'conflict_error' },
   tool_use_not_pending: { status: 409, type: 'conflict_error' },
+  // many hosts: the store refused a write under a lease another host has taken over; a request that
+  // reached a host other than the session's (after a forward, which is not forwarded again)
+  lease_lost: { status: 409, type: 'conflict_error' },
+  session_elsewhere: { status: 409, type: 'conflict_error' },
   // 413
   body_too_large: { status: 413, type: 'invalid_request_error' },
   // 429

@@ -36,9 +36,11 @@ import { canonicalJson } from './canonical-json.js';
 import { DEFAULT_STORE_TIMEOUT_MS } from './deadline.js';
 import { appendEventsOnce } from './event-append.js';
 import type { StoredEvent } from '../session/events.js';
-import { MAIN, openSpool, sameTarget, transcriptKey } from './spool.js';
+import { MAIN, openSpool, rowFence, sameTarget, transcriptKey } from './spool.js';
+import type { Coordination, FencedSessionStore } from './coordination.js';
+import { isBerthError } from '../errors.js';
 import type { Kind, OpRow, SpoolStatements } from './spool.js';
-import type { EventLog, ListPage, SessionRecord, SessionRef, SessionRegistry } from './types.js';
+import type { EventLog, Fence, ListPage, SessionRecord, SessionRef, SessionRegistry } from './types.js';
 import { eventLogWithDeadlines, registryWithDeadlines, sessionStoreWithDeadlines } from './with-deadlines.js';
 
 export interface DurableMirrorOptions {
@@ -69,6 +71,13 @@ export interface DurableMirrorOptions {
    * @default 10000
    */
   storeTimeoutMs?: number;
+  /** Multi-host mode: the fence each write is spooled with (see host/session-leases.ts). */
+  fenceFor?: (kind: Kind, scope: string, name: string) => Fence | undefined;
+  /**
+   * Multi-host mode: where a write the store refused for a lost lease goes (`keepSuperseded`: beside the
+   * session, never into it, where the new holder's view wins), and who is told that the lease is lost.
+   */
+  superseded?: { coordination: Coordination; hostId: string; onLost: (lease: string) => void };
 }
 
 /** How many spooled rows one shipping round reads. */
@@ -77,7 +86,7 @@ const SHIP_ROWS = 200;
 export class DurableMirror implements SessionStore {
   private readonly db: Database.Database;
   private readonly sql: SpoolStatements;
-  private readonly backend: SessionStore;
+  private readonly backend: FencedSessionStore;
   private readonly log: EventLog | undefined;
   private readonly records: SessionRegistry | undefined;
   private readonly minBackoffMs: number;
@@ -298,7 +307,16 @@ export class DurableMirror implements SessionStore {
   }
 
   private spool(kind: Kind, scope: string, name: string, subpath: string, payload: unknown): void {
-    this.sql.insert.run(kind, scope, name, subpath, JSON.stringify(payload));
+    const fence = this.options.fenceFor?.(kind, scope, name);
+    this.sql.insert.run(
+      kind,
+      scope,
+      name,
+      subpath,
+      JSON.stringify(payload),
+      fence?.lease ?? null,
+      fence?.token ?? null,
+    );
     this.wake?.();
   }
 
@@ -343,12 +361,50 @@ export class DurableMirror implements SessionStore {
     }
   }
 
-  /** Sends one group of consecutive rows with the same target to the store. */
+  /**
+   * Sends one group of consecutive rows with the same target and fence to the store. Rows refused for a
+   * lost lease are kept as superseded writes instead (see {@link supersede}).
+   */
   private async shipGroup(group: readonly OpRow[]): Promise<void> {
+    // A delete may have run since the rows were read: its rows are gone and must not be shipped.
+    if (!this.sql.exists.get(group[0]!.seq)) return;
+    const fence = rowFence(group[0]!);
+    try {
+      await this.shipFenced(group, fence);
+    } catch (err) {
+      if (!fence || !this.options.superseded || !isBerthError(err, 'lease_lost')) throw err;
+      await this.supersede(group, fence);
+    }
+  }
+
+  /**
+   * A host that lost a session's lease cannot write into it: the rows it still holds go beside the
+   * session (idempotent on this host's id and the row's seq, so a crash between the two steps stores a
+   * row once) and leave the spool; the host is told, so that it stops running the session.
+   */
+  private async supersede(group: readonly OpRow[], fence: Fence): Promise<void> {
+    const { coordination, hostId, onLost } = this.options.superseded!;
+    for (const row of group) {
+      if (!this.sql.exists.get(row.seq)) continue;
+      await coordination.keepSuperseded({
+        key: fence.lease,
+        hostId,
+        token: fence.token,
+        id: row.seq,
+        kind: row.kind,
+        subpath: row.subpath,
+        payload: JSON.parse(row.payload) as unknown,
+        keptAt: Date.now(),
+      });
+      this.sql.deleteRow.run(row.seq);
+    }
+    onLost(fence.lease);
+  }
+
+  private async shipFenced(group: readonly OpRow[], fence: Fence | undefined): Promise<void> {
     const first = group[0]!;
     const last = group.at(-1)!;
-    // A delete may have run since the rows were read: its rows are gone and must not be shipped.
-    if (!this.sql.exists.get(first.seq)) return;
+    const options = fence ? { fence } : {};
     switch (first.kind) {
       case 'transcript': {
         const key = transcriptKey(first);
@@ -358,14 +414,14 @@ export class DurableMirror implements SessionStore {
         // batches the store does not end with.
         const skip = this.suspect ? shippedPrefix(batches, (await this.backend.load(key)) ?? []) : 0;
         const entries = batches.slice(skip).flat();
-        if (entries.length > 0) await this.backend.append(key, entries);
+        if (entries.length > 0) await this.backend.append(key, entries, options);
         break;
       }
       case 'events':
         // One call per row: a row shipped before a crash conflicts (its seqs are taken), and is deleted
         // only once the log is seen to hold every one of its events; any other failure keeps the row.
         for (const row of group) {
-          await appendEventsOnce(this.log!, row.scope, JSON.parse(row.payload) as StoredEvent[]);
+          await appendEventsOnce(this.log!, row.scope, JSON.parse(row.payload) as StoredEvent[], options);
           this.sql.deleteRow.run(row.seq);
         }
         return;
@@ -374,7 +430,7 @@ export class DurableMirror implements SessionStore {
           {},
           ...group.map((r) => JSON.parse(r.payload) as object),
         ) as Partial<SessionRecord>;
-        await this.records!.update({ tenant: first.scope, id: first.name }, patch);
+        await this.records!.update({ tenant: first.scope, id: first.name }, patch, options);
         break;
       }
     }

@@ -1,7 +1,8 @@
 /**
  * `--store URL` to the stores Berth runs on. One URL names where transcripts, the session registry and
- * the event log live. Every call of the three stores returned has a deadline (`--store-timeout`, see
- * `with-deadlines.ts`), so that a backend that hangs fails like one that refuses.
+ * the event log live, and, on PostgreSQL and Redis, the coordination of many hosts (`Stores.coordination`).
+ * Every call of the stores returned has a deadline (`--store-timeout`, see `with-deadlines.ts`), so that a
+ * backend that hangs fails like one that refuses.
  */
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -84,6 +85,7 @@ async function openBackend(url: string): Promise<Stores> {
     }
     case 'postgres':
     case 'postgresql': {
+      // With `coordination`: PostgreSQL can run many hosts.
       const { openPostgresStores } = await import('./postgres/index.js');
       return openPostgresStores(url);
     }

@@ -2,14 +2,16 @@
  * The durable mirror's spool: one SQLite file (WAL) on the host's disk holding every write on its way to
  * the store. Layout and invariants are in the header of `durable-mirror.ts`:
  *
- *   ops(seq INTEGER PRIMARY KEY AUTOINCREMENT, kind, scope, name, subpath, payload)
+ *   ops(seq INTEGER PRIMARY KEY AUTOINCREMENT, kind, scope, name, subpath, payload, fence_lease, fence_token)
  *
+ * A row written under a session lease (multi-host mode) carries its fence, and is shipped with it.
  * `seq` is the shipping order; a row is deleted only after the store holds what it carries.
  */
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { SessionKey } from '@anthropic-ai/claude-agent-sdk';
 import Database from 'better-sqlite3';
+import type { Fence } from './types.js';
 
 export type Kind = 'transcript' | 'events' | 'registry';
 
@@ -20,13 +22,31 @@ export interface OpRow {
   name: string;
   subpath: string;
   payload: string;
+  /** The lease and token the write was made under (see `StoreCallOptions.fence`), or null. */
+  fence_lease: string | null;
+  fence_token: number | null;
 }
 
 /** The `subpath` (and, for events and registry rows, the `name`) of a row that has none. */
 export const MAIN = '';
 
+/** Whether two rows can ship in one store call: the same target, under the same fence. */
 export function sameTarget(a: OpRow, b: OpRow): boolean {
-  return a.kind === b.kind && a.scope === b.scope && a.name === b.name && a.subpath === b.subpath;
+  return (
+    a.kind === b.kind &&
+    a.scope === b.scope &&
+    a.name === b.name &&
+    a.subpath === b.subpath &&
+    a.fence_lease === b.fence_lease &&
+    a.fence_token === b.fence_token
+  );
+}
+
+/** The fence a row was written under, if any. */
+export function rowFence(row: OpRow): Fence | undefined {
+  return row.fence_lease === null || row.fence_token === null
+    ? undefined
+    : { lease: row.fence_lease, token: row.fence_token };
 }
 
 export function transcriptKey(row: OpRow): SessionKey {
@@ -51,13 +71,18 @@ export function openSpool(file: string): { db: Database.Database; sql: SpoolStat
     payload TEXT NOT NULL
   );
   CREATE INDEX IF NOT EXISTS ops_by_target ON ops (kind, scope, name, subpath, seq);`);
+  // A spool from before fencing gets the columns (null: unfenced, as it was written).
+  const columns = db.prepare<[], { name: string }>('PRAGMA table_info(ops)').all();
+  if (!columns.some((c) => c.name === 'fence_lease')) {
+    db.exec('ALTER TABLE ops ADD COLUMN fence_lease TEXT; ALTER TABLE ops ADD COLUMN fence_token INTEGER;');
+  }
   return { db, sql: prepare(db) };
 }
 
 type Statement<P extends unknown[], R = unknown> = Database.Statement<P, R>;
 
 export interface SpoolStatements {
-  insert: Statement<[Kind, string, string, string, string]>;
+  insert: Statement<[Kind, string, string, string, string, string | null, number | null]>;
   count: Statement<[], { n: number }>;
   exists: Statement<[number], { seq: number }>;
   countScope: Statement<[Kind, string], { n: number }>;
@@ -73,8 +98,8 @@ export interface SpoolStatements {
 
 function prepare(db: Database.Database): SpoolStatements {
   return {
-    insert: db.prepare<[Kind, string, string, string, string]>(
-      'INSERT INTO ops (kind, scope, name, subpath, payload) VALUES (?, ?, ?, ?, ?)',
+    insert: db.prepare<[Kind, string, string, string, string, string | null, number | null]>(
+      'INSERT INTO ops (kind, scope, name, subpath, payload, fence_lease, fence_token) VALUES (?, ?, ?, ?, ?, ?, ?)',
     ),
     count: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM ops'),
     exists: db.prepare<[number], { seq: number }>('SELECT seq FROM ops WHERE seq = ?'),

@@ -5,6 +5,8 @@
  */
 import type { SessionStore } from '@anthropic-ai/claude-agent-sdk';
 import type { StoredEvent, Usage } from '../session/events.js';
+import type { Coordination } from './coordination.js';
+import type { StoreCallOptions } from './call-options.js';
 
 export const PATTERNS = ['ephemeral', 'long-running', 'hybrid', 'multi-agent'] as const;
 export type Pattern = (typeof PATTERNS)[number];
@@ -76,15 +78,7 @@ export interface ListPage<T> {
   next: string | null;
 }
 
-/**
- * What every registry, event-log and blob-store call takes besides its arguments. `signal` stops the call:
- * an adapter passes it to its driver where the driver takes one, and otherwise stops waiting; either way
- * the call rejects with `BerthError('aborted')`. Whether the work itself was done is then unknown, as
- * with any failed call.
- */
-export interface StoreCallOptions {
-  signal?: AbortSignal | undefined;
-}
+export type { Fence, StoreCallOptions } from './call-options.js';
 
 export interface SessionRegistry {
   /** Throws `BerthError('session_exists')` when the tenant already has a session with this id. */
@@ -131,6 +125,12 @@ export interface Stores {
   eventLog: EventLog;
   /** True when another host sharing this store can resume this host's sessions (not memory or SQLite). */
   shared: boolean;
+  /**
+   * Host registry and session leases with fencing (PostgreSQL and Redis: they have atomic compare-and-set);
+   * absent on stores that cannot run many hosts. When present, the registry's `update`, the event log's
+   * `append` and the transcript store's `append` honour {@link StoreCallOptions.fence}.
+   */
+  coordination?: Coordination;
   /** Releases connections; idempotent. */
   close(): Promise<void>;
   /**

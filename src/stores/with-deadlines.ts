@@ -1,8 +1,10 @@
 /**
- * Deadlines around the three stores a `--store URL` opens, whatever their adapter: every call of the
- * registry, the event log and the transcript store rejects with `store_unavailable` when it has not
- * answered within `timeoutMs`, and the adapter gets the deadline as its `signal` (the transcript store's
- * SDK interface takes none, so there the deadline only stops the waiting).
+ * Deadlines around the stores a `--store URL` opens, whatever their adapter: every call of the registry,
+ * the event log, the transcript store and the coordination (when the store has it) rejects with
+ * `store_unavailable` when it has not answered within `timeoutMs`, and the adapter gets the deadline as its
+ * `signal` (the transcript store's SDK interface takes none, so there the deadline only stops the waiting
+ * unless the store takes Berth's options too). Every other option, `fence` above all, passes through as
+ * the caller gave it: a fenced write that lost its fence would land where it must be refused.
  *
  * A write that passed its deadline may still land (a Redis stopped with SIGSTOP runs the commands queued
  * on its socket when it is continued). So a wrapped store remembers such writes, and every later call waits
@@ -12,14 +14,20 @@
  * Wrapping is idempotent: a store wrapped once is returned as it is.
  */
 import type { SessionKey, SessionStore, SessionStoreEntry } from '@anthropic-ai/claude-agent-sdk';
+import type { Coordination, FencedSessionStore } from './coordination.js';
 import { AbandonedWrites } from './deadline.js';
-import type { EventLog, SessionRegistry, Stores } from './types.js';
+import type { EventLog, SessionRegistry, StoreCallOptions, Stores } from './types.js';
 
 const WRAPPED = new WeakSet<object>();
 
 function mark<T extends object>(store: T): T {
   WRAPPED.add(store);
   return store;
+}
+
+/** The caller's options with the deadline's signal in place of the caller's (which the deadline follows). */
+function under(options: StoreCallOptions | undefined, signal: AbortSignal): StoreCallOptions {
+  return { ...options, signal };
 }
 
 /** `registry` with a deadline of `timeoutMs` on every call. */
@@ -29,21 +37,23 @@ export function registryWithDeadlines(registry: SessionRegistry, timeoutMs: numb
   return mark({
     create: (record, options) =>
       calls.write('store create session', timeoutMs, options?.signal, (signal) =>
-        registry.create(record, { signal }),
+        registry.create(record, under(options, signal)),
       ),
     get: (ref, options) =>
-      calls.read('store get session', timeoutMs, options?.signal, (signal) => registry.get(ref, { signal })),
+      calls.read('store get session', timeoutMs, options?.signal, (signal) =>
+        registry.get(ref, under(options, signal)),
+      ),
     list: (tenant, options) =>
       calls.read('store list sessions', timeoutMs, options.signal, (signal) =>
         registry.list(tenant, { ...options, signal }),
       ),
     update: (ref, patch, options) =>
       calls.write('store update session', timeoutMs, options?.signal, (signal) =>
-        registry.update(ref, patch, { signal }),
+        registry.update(ref, patch, under(options, signal)),
       ),
     delete: (ref, options) =>
       calls.write('store delete session', timeoutMs, options?.signal, (signal) =>
-        registry.delete(ref, { signal }),
+        registry.delete(ref, under(options, signal)),
       ),
   });
 }
@@ -55,7 +65,7 @@ export function eventLogWithDeadlines(log: EventLog, timeoutMs: number): EventLo
   return mark({
     append: (key, events, options) =>
       calls.write('store append events', timeoutMs, options?.signal, (signal) =>
-        log.append(key, events, { signal }),
+        log.append(key, events, under(options, signal)),
       ),
     list: (key, options) =>
       calls.read('store list events', timeoutMs, options.signal, (signal) =>
@@ -63,22 +73,29 @@ export function eventLogWithDeadlines(log: EventLog, timeoutMs: number): EventLo
       ),
     lastSeq: (key, options) =>
       calls.read('store read last event seq', timeoutMs, options?.signal, (signal) =>
-        log.lastSeq(key, { signal }),
+        log.lastSeq(key, under(options, signal)),
       ),
     deleteSession: (key, options) =>
       calls.write('store delete events', timeoutMs, options?.signal, (signal) =>
-        log.deleteSession(key, { signal }),
+        log.deleteSession(key, under(options, signal)),
       ),
   });
 }
 
-/** `store` with a deadline of `timeoutMs` on every call; optional methods stay optional. */
-export function sessionStoreWithDeadlines(store: SessionStore, timeoutMs: number): SessionStore {
+/**
+ * `store` with a deadline of `timeoutMs` on every call; optional methods stay optional. `append` passes
+ * Berth's options on (a store that only implements the SDK's interface ignores them).
+ */
+export function sessionStoreWithDeadlines(store: SessionStore, timeoutMs: number): FencedSessionStore {
   if (WRAPPED.has(store)) return store;
   const calls = new AbandonedWrites();
-  const wrapped: SessionStore = {
-    append: (key: SessionKey, entries: SessionStoreEntry[]) =>
-      calls.write('store append transcript entries', timeoutMs, undefined, () => store.append(key, entries)),
+  // The SDK's interface has no third parameter; a store without one ignores the options.
+  const fenced: FencedSessionStore = store;
+  const wrapped: FencedSessionStore = {
+    append: (key: SessionKey, entries: SessionStoreEntry[], options?: StoreCallOptions) =>
+      calls.write('store append transcript entries', timeoutMs, options?.signal, (signal) =>
+        fenced.append(key, entries, under(options, signal)),
+      ),
     load: (key) => calls.read('store load transcript', timeoutMs, undefined, () => store.load(key)),
   };
   // Only what the store has: the SDK and the conformance cases look for the optional methods.
@@ -103,13 +120,75 @@ export function sessionStoreWithDeadlines(store: SessionStore, timeoutMs: number
   return mark(wrapped);
 }
 
-/** `stores` with every call of its three stores under a deadline of `timeoutMs`. */
+/**
+ * `coordination` with a deadline of `timeoutMs` on every call. Everything that changes a row is a write
+ * (an acquire that timed out may still have taken the lease), so later calls wait for it as they do for
+ * the other stores' writes.
+ */
+export function coordinationWithDeadlines(coordination: Coordination, timeoutMs: number): Coordination {
+  if (WRAPPED.has(coordination)) return coordination;
+  const calls = new AbandonedWrites();
+  const c = coordination;
+  return mark({
+    heartbeat: (host, ttlMs, options) =>
+      calls.write('store heartbeat', timeoutMs, options?.signal, (signal) =>
+        c.heartbeat(host, ttlMs, under(options, signal)),
+      ),
+    hosts: (options) =>
+      calls.read('store list hosts', timeoutMs, options?.signal, (signal) => c.hosts(under(options, signal))),
+    removeHost: (id, options) =>
+      calls.write('store remove host', timeoutMs, options?.signal, (signal) =>
+        c.removeHost(id, under(options, signal)),
+      ),
+    acquire: (key, hostId, ttlMs, options) =>
+      calls.write('store acquire lease', timeoutMs, options?.signal, (signal) =>
+        c.acquire(key, hostId, ttlMs, under(options, signal)),
+      ),
+    renew: (hostId, leases, ttlMs, options) =>
+      calls.write('store renew leases', timeoutMs, options?.signal, (signal) =>
+        c.renew(hostId, leases, ttlMs, under(options, signal)),
+      ),
+    release: (key, hostId, token, options) =>
+      calls.write('store release lease', timeoutMs, options?.signal, (signal) =>
+        c.release(key, hostId, token, under(options, signal)),
+      ),
+    lease: (key, options) =>
+      calls.read('store read lease', timeoutMs, options?.signal, (signal) =>
+        c.lease(key, under(options, signal)),
+      ),
+    leases: (keys, options) =>
+      calls.read('store read leases', timeoutMs, options?.signal, (signal) =>
+        c.leases(keys, under(options, signal)),
+      ),
+    deleteLease: (key, options) =>
+      calls.write('store delete lease', timeoutMs, options?.signal, (signal) =>
+        c.deleteLease(key, under(options, signal)),
+      ),
+    keepSuperseded: (write, options) =>
+      calls.write('store keep superseded write', timeoutMs, options?.signal, (signal) =>
+        c.keepSuperseded(write, under(options, signal)),
+      ),
+    superseded: (key, options) =>
+      calls.read('store list superseded writes', timeoutMs, options?.signal, (signal) =>
+        c.superseded(key, under(options, signal)),
+      ),
+    deleteSuperseded: (key, options) =>
+      calls.write('store delete superseded writes', timeoutMs, options?.signal, (signal) =>
+        c.deleteSuperseded(key, under(options, signal)),
+      ),
+  });
+}
+
+/** `stores` with every call of its stores under a deadline of `timeoutMs`. */
 export function storesWithDeadlines(stores: Stores, timeoutMs: number): Stores {
   return {
     ...stores,
     transcriptStore: sessionStoreWithDeadlines(stores.transcriptStore, timeoutMs),
     registry: registryWithDeadlines(stores.registry, timeoutMs),
     eventLog: eventLogWithDeadlines(stores.eventLog, timeoutMs),
+    ...(stores.coordination && {
+      coordination: coordinationWithDeadlines(stores.coordination, timeoutMs),
+    }),
     close: () => stores.close(),
     ...(stores.destroy && { destroy: stores.destroy.bind(stores) }),
   };

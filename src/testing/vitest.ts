@@ -4,6 +4,12 @@
  */
 export { ATOMIC_REPLACE_CASE, runBlobStoreConformance } from './blob-store-conformance.js';
 export type { BlobStoreConformanceOptions, BlobStoreUnderTest } from './blob-store-conformance.js';
+export { runCoordinationConformance } from './coordination-conformance.js';
+export type {
+  CoordinationConformanceOptions,
+  CoordinationUnderTest,
+  SharedCoordinationUnderTest,
+} from './coordination-conformance.js';
 export { event, runEventLogConformance } from './event-log-conformance.js';
 export type { EventLogUnderTest } from './event-log-conformance.js';
 export { record, runRegistryConformance } from './registry-conformance.js';

@@ -171,8 +171,11 @@ describe('PostgreSQL stores', () => {
       );
       expect(tables.rows.map((row) => row.table_name)).toEqual([
         'events',
+        'hosts',
+        'leases',
         'schema_migrations',
         'sessions',
+        'superseded',
         'transcript_entries',
         'transcript_keys',
       ]);

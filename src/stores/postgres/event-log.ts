@@ -14,6 +14,7 @@ import {
   toStoreError,
 } from './schema.js';
 import type { PostgresStoreOptions } from './schema.js';
+import { checkFence, FENCE_TOKEN, fenceCte, fenceHolds } from './fence.js';
 import type { EventLog, StoreCallOptions } from '../types.js';
 
 /** Options of {@link PostgresEventLog}. */
@@ -23,6 +24,7 @@ export type PostgresEventLogOptions = PostgresStoreOptions;
  * Every event of every session in PostgreSQL, keyed by (session id, seq). A batch is one statement, so it is
  * stored whole or not at all; a `seq` that is already stored (or repeated in the batch) fails the batch
  * with `event_seq_conflict`: a batch stored before (a retry) or two writers numbering one session's events.
+ * A fenced batch is the same one statement with the lease check in it (`postgres/fence.ts`).
  */
 export class PostgresEventLog implements EventLog {
   private readonly pool: Pool;
@@ -32,18 +34,28 @@ export class PostgresEventLog implements EventLog {
   constructor(options: PostgresEventLogOptions) {
     this.pool = options.pool;
     this.schema = options.schema ?? DEFAULT_POSTGRES_SCHEMA;
-    this.sql = sqlTexts(`${quoteSchema(this.schema)}.events`);
+    this.sql = sqlTexts(quoteSchema(this.schema));
   }
 
   async append(sessionId: string, events: StoredEvent[], options?: StoreCallOptions): Promise<void> {
     if (events.length === 0) return;
     const seqs = events.map((event) => event.seq);
     const bodies = events.map((event) => JSON.stringify(event));
+    const fence = options?.fence;
     await this.ready(options?.signal);
     try {
-      await untilAborted(options?.signal, 'postgres append events', () =>
-        this.pool.query(this.sql.insert, [sessionId, seqs, bodies]),
-      );
+      await untilAborted(options?.signal, 'postgres append events', async () => {
+        if (!fence) return this.pool.query(this.sql.insert, [sessionId, seqs, bodies]);
+        const result = await this.pool.query<{ fence_token: string | null }>(this.sql.fencedInsert, [
+          sessionId,
+          seqs,
+          bodies,
+          fence.lease,
+          fence.token,
+        ]);
+        checkFence(fence, result.rows[0]?.fence_token);
+        return result;
+      });
     } catch (err) {
       if (sqlState(err) === '23505') {
         throw new BerthError(
@@ -104,11 +116,17 @@ export class PostgresEventLog implements EventLog {
   }
 }
 
-function sqlTexts(table: string) {
+function sqlTexts(schema: string) {
+  const table = `${schema}.events`;
+  const insert = `INSERT INTO ${table} (session_id, seq, event)
+      SELECT $1, e.seq, e.event::json FROM unnest($2::bigint[], $3::text[]) AS e (seq, event)`;
   return {
     // One statement for the whole batch, so a repeated seq (23505) stores none of it.
-    insert: `INSERT INTO ${table} (session_id, seq, event)
-      SELECT $1, e.seq, e.event::json FROM unnest($2::bigint[], $3::text[]) AS e (seq, event)`,
+    insert,
+    // The same statement behind the lease check (see `postgres/fence.ts`): a stale token inserts nothing,
+    // so it cannot fail on a seq either.
+    fencedInsert: `WITH ${fenceCte(schema, 4)}, stored AS (${insert} WHERE ${fenceHolds(5)})
+      SELECT ${FENCE_TOKEN}`,
     list: `SELECT event::text AS event FROM ${table} WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
     lastSeq: `SELECT max(seq) AS seq FROM ${table} WHERE session_id = $1`,
     deleteSession: `DELETE FROM ${table} WHERE session_id = $1`,

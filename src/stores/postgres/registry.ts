@@ -7,6 +7,7 @@ import { BerthError } from '../../errors.js';
 import type { Usage } from '../../session/events.js';
 import { DEFAULT_POSTGRES_SCHEMA, ensurePostgresSchema, pgTask, quoteSchema } from './schema.js';
 import type { PostgresStoreOptions } from './schema.js';
+import { checkFence, FENCE_TOKEN, fenceCte, fenceHolds } from './fence.js';
 import type {
   AgentConfig,
   ListPage,
@@ -60,18 +61,21 @@ const UPDATABLE: {
 /**
  * Session records in PostgreSQL. `list` pages newest first with a keyset cursor on (createdAt, id), so pages
  * neither skip nor repeat records when sessions are created or deleted between requests. `update` is one
- * statement that sets only the patched columns, so concurrent updates of different fields both land.
+ * statement that sets only the patched columns, so concurrent updates of different fields both land; a
+ * fenced update is still one statement, with the lease check in it (`postgres/fence.ts`).
  */
 export class PostgresRegistry implements SessionRegistry {
   private readonly pool: Pool;
   private readonly schema: string;
+  private readonly quotedSchema: string;
   private readonly table: string;
   private readonly sql: ReturnType<typeof sqlTexts>;
 
   constructor(options: PostgresRegistryOptions) {
     this.pool = options.pool;
     this.schema = options.schema ?? DEFAULT_POSTGRES_SCHEMA;
-    this.table = `${quoteSchema(this.schema)}.sessions`;
+    this.quotedSchema = quoteSchema(this.schema);
+    this.table = `${this.quotedSchema}.sessions`;
     this.sql = sqlTexts(this.table);
   }
 
@@ -150,16 +154,24 @@ export class PostgresRegistry implements SessionRegistry {
       values.push((target.toParam as (value: unknown) => unknown)(value));
       assignments.push(`${target.column} = $${values.length}`);
     }
+    const update = `UPDATE ${this.table} SET ${assignments.join(', ')} WHERE tenant = $1 AND id = $2`;
+    const fence = options?.fence;
     await this.ready(options?.signal);
-    await pgTask(
+    if (!fence) {
+      await pgTask('update session', () => this.pool.query(update, values), options?.signal);
+      return;
+    }
+    // The same update behind the lease check, in one statement (see `postgres/fence.ts`).
+    values.push(fence.lease, fence.token);
+    const fenced = `WITH ${fenceCte(this.quotedSchema, values.length - 1)},
+      updated AS (${update} AND ${fenceHolds(values.length)})
+      SELECT ${FENCE_TOKEN}`;
+    const result = await pgTask(
       'update session',
-      () =>
-        this.pool.query(
-          `UPDATE ${this.table} SET ${assignments.join(', ')} WHERE tenant = $1 AND id = $2`,
-          values,
-        ),
+      () => this.pool.query<{ fence_token: string | null }>(fenced, values),
       options?.signal,
     );
+    checkFence(fence, result.rows[0]?.fence_token);
   }
 
   async delete(ref: SessionRef, options?: StoreCallOptions): Promise<void> {

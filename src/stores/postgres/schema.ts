@@ -32,6 +32,16 @@
  *   an index on (`tenant`, `created_at` DESC, `id` DESC).
  * - `events(session_id, seq, event)`, PK (`session_id`, `seq`): the event log; `session_id` is `tenant/id`.
  *
+ * Many hosts (version 2, see `postgres/coordination.ts`); every time in these tables is the database's clock:
+ * - `hosts(id PK, url, state, capacity, slots_free, last_heartbeat_at, expires_at)`: one row per host that
+ *   heartbeats; live while `expires_at` is in the future.
+ * - `leases(key PK, host_id, token, expires_at)`: one row per session (`key` is `tenant/id`), kept when
+ *   released so that tokens only grow. Every fenced write reads its row `FOR SHARE` in the write's own
+ *   transaction, which an acquire or a renew (a row update) waits for, and the other way round.
+ * - `superseded(key, host_id, id, token, kind, subpath, payload, kept_at)`, PK (`key`, `host_id`, `id`): the
+ *   writes a host made under a lease it had lost. The PK is also the index a session's reads and deletes
+ *   use. `payload` is `json`, not `jsonb`: kept verbatim, `\u0000` included. `kept_at` is the caller's.
+ *
  * Integers that can exceed 2^31 (mtimes, times, seqs) are `bigint`, which `pg` returns as strings; the stores
  * convert them, and cast `json` columns to text and parse them themselves, so that type parsers a user set
  * globally on `pg` do not change what the stores read.
@@ -143,6 +153,37 @@ const MIGRATIONS: readonly string[] = [
     seq        bigint NOT NULL,
     event      json   NOT NULL,
     PRIMARY KEY (session_id, seq)
+  );
+  `,
+  // 1 -> 2: many hosts
+  `
+  CREATE TABLE {schema}.hosts (
+    id                text COLLATE "C" PRIMARY KEY,
+    url               text        NOT NULL,
+    state             text        NOT NULL,
+    capacity          integer     NOT NULL,
+    slots_free        integer     NOT NULL,
+    last_heartbeat_at timestamptz NOT NULL,
+    expires_at        timestamptz NOT NULL
+  );
+
+  CREATE TABLE {schema}.leases (
+    key        text COLLATE "C" PRIMARY KEY,
+    host_id    text COLLATE "C" NOT NULL,
+    token      bigint      NOT NULL,
+    expires_at timestamptz NOT NULL
+  );
+
+  CREATE TABLE {schema}.superseded (
+    key     text COLLATE "C" NOT NULL,
+    host_id text COLLATE "C" NOT NULL,
+    id      bigint NOT NULL,
+    token   bigint NOT NULL,
+    kind    text   NOT NULL,
+    subpath text   NOT NULL,
+    payload json   NOT NULL,
+    kept_at bigint NOT NULL,
+    PRIMARY KEY (key, host_id, id)
   );
   `,
 ];

@@ -2,13 +2,12 @@
  * The SDK `SessionStore` on PostgreSQL; tables and key scheme are described in `postgres/schema.ts`.
  */
 import { foldSessionSummary } from '@anthropic-ai/claude-agent-sdk';
-import type {
-  SessionKey,
-  SessionStore,
-  SessionStoreEntry,
-  SessionSummaryEntry,
-} from '@anthropic-ai/claude-agent-sdk';
+import type { SessionKey, SessionStoreEntry, SessionSummaryEntry } from '@anthropic-ai/claude-agent-sdk';
 import type { Pool, PoolClient } from 'pg';
+import { checkAborted } from '../abort.js';
+import type { FencedSessionStore } from '../coordination.js';
+import type { Fence, StoreCallOptions } from '../types.js';
+import { checkFence, checkFenceIn, FENCE_TOKEN, fenceCte, fenceHolds } from './fence.js';
 import {
   DEFAULT_POSTGRES_SCHEMA,
   ensurePostgresSchema,
@@ -39,6 +38,16 @@ interface KnownSummary {
   data: Record<string, unknown>;
 }
 
+/** One append's batch, as every path of `append` takes it. */
+interface Batch {
+  batch: SessionStoreEntry[];
+  uuids: Array<string | null>;
+  lines: string[];
+  /** The appending host's clock when the append started. */
+  now: number;
+  fence: Fence | undefined;
+}
+
 /** Main transcripts whose summary a store remembers; each costs a few hundred bytes. */
 const KNOWN_SUMMARIES_MAX = 1000;
 
@@ -58,9 +67,10 @@ const KNOWN_SUMMARIES_MAX = 1000;
  * writer in between, a replayed entry) it takes the general path: a transaction that locks the key row,
  * inserts, and folds what was actually inserted onto the summary it read under the lock.
  */
-export class PostgresSessionStore implements SessionStore {
+export class PostgresSessionStore implements FencedSessionStore {
   private readonly pool: Pool;
   private readonly schema: string;
+  private readonly quotedSchema: string;
   private readonly sql: ReturnType<typeof sqlTexts>;
   /** Keyed by {@link summaryKey}, least recently used first. */
   private readonly known = new Map<string, KnownSummary>();
@@ -68,41 +78,53 @@ export class PostgresSessionStore implements SessionStore {
   constructor(options: PostgresSessionStoreOptions) {
     this.pool = options.pool;
     this.schema = options.schema ?? DEFAULT_POSTGRES_SCHEMA;
-    this.sql = sqlTexts(quoteSchema(this.schema));
+    this.quotedSchema = quoteSchema(this.schema);
+    this.sql = sqlTexts(this.quotedSchema);
   }
 
-  /** Stores the entries after those already stored, skipping any whose `uuid` the key already holds. */
-  async append(key: SessionKey, entries: SessionStoreEntry[]): Promise<void> {
+  /**
+   * Stores the entries after those already stored, skipping any whose `uuid` the key already holds. With
+   * `options.fence`, only while that is the lease's token (else `lease_lost`, nothing stored): the check
+   * rides in the one-statement paths and adds one statement to the transaction of the general path.
+   * `options.signal` is checked before the append starts; once started, it runs to its end.
+   */
+  async append(key: SessionKey, entries: SessionStoreEntry[], options?: StoreCallOptions): Promise<void> {
+    checkAborted(options?.signal, 'postgres append');
     if (entries.length === 0) return;
     // Serialized before any I/O, so an entry that cannot be (a cycle) fails the batch without touching it.
     const batch = uniqueByUuid(entries);
     const uuids = batch.map((entry) => (typeof entry.uuid === 'string' ? entry.uuid : null));
     const lines = batch.map((entry) => JSON.stringify(entry));
+    const fence = options?.fence;
     await this.ready();
     // The appending host's clock, as in the SQLite store; the fast path must know the mtime before it writes
     // (the fold takes it), and one clock for all paths keeps a key's mtimes comparable.
     const now = Date.now();
     if (key.subpath) {
-      await pgTask('append', () =>
-        this.pool.query(this.sql.appendSubpath, [
-          key.projectKey,
-          key.sessionId,
-          key.subpath,
-          uuids,
-          lines,
-          now,
+      const values = [key.projectKey, key.sessionId, key.subpath, uuids, lines, now];
+      if (!fence) {
+        await pgTask('append', () => this.pool.query(this.sql.appendSubpath, values));
+        return;
+      }
+      const result = await pgTask('append', () =>
+        this.pool.query<{ fence_token: string | null }>(this.sql.fencedAppendSubpath, [
+          ...values,
+          fence.lease,
+          fence.token,
         ]),
       );
+      checkFence(fence, result.rows[0]?.fence_token);
       return;
     }
+    const batchOf = { batch, uuids, lines, now, fence };
     const cacheKey = summaryKey(key);
     const known = this.known.get(cacheKey);
     this.known.delete(cacheKey);
-    if (known && (await this.appendIfUnchanged(key, known, batch, uuids, lines, now))) return;
+    if (known && (await this.appendIfUnchanged(key, known, batchOf))) return;
     const client = await pgTask('append', () => this.pool.connect());
     let broken: Error | undefined;
     try {
-      this.remember(cacheKey, await this.appendLocked(client, key, batch, uuids, lines, now));
+      this.remember(cacheKey, await this.appendLocked(client, key, batchOf));
     } catch (err) {
       broken = await rollback(client, err);
       throw toStoreError(err, 'append');
@@ -177,28 +199,21 @@ export class PostgresSessionStore implements SessionStore {
    * still what `known` says. False when it is not, or when the batch repeats a stored uuid; nothing is
    * stored then.
    */
-  private async appendIfUnchanged(
-    key: SessionKey,
-    known: KnownSummary,
-    batch: SessionStoreEntry[],
-    uuids: Array<string | null>,
-    lines: string[],
-    now: number,
-  ): Promise<boolean> {
+  private async appendIfUnchanged(key: SessionKey, known: KnownSummary, append: Batch): Promise<boolean> {
+    const { batch, uuids, lines, now, fence } = append;
     const mtime = Math.max(now, known.mtime + 1);
     const previous: SessionSummaryEntry = { sessionId: key.sessionId, mtime: known.mtime, data: known.data };
     const summary = foldSessionSummary(previous, key, batch, { mtime });
+    const values = [known.id, known.mtime, mtime, uuids, lines, JSON.stringify(summary.data)];
     const result = await pgTask('append', () =>
-      this.pool.query<{ stored: boolean }>(this.sql.appendIfUnchanged, [
-        known.id,
-        known.mtime,
-        mtime,
-        uuids,
-        lines,
-        JSON.stringify(summary.data),
-      ]),
+      this.pool.query<{ stored: boolean | null; fence_token?: string | null }>(
+        fence ? this.sql.fencedAppendIfUnchanged : this.sql.appendIfUnchanged,
+        fence ? [...values, fence.lease, fence.token] : values,
+      ),
     );
-    if (result.rows[0]?.stored !== true) return false;
+    const row = result.rows[0];
+    if (fence) checkFence(fence, row?.fence_token);
+    if (row?.stored !== true) return false;
     this.remember(summaryKey(key), { id: known.id, mtime, data: summary.data });
     return true;
   }
@@ -207,12 +222,12 @@ export class PostgresSessionStore implements SessionStore {
   private async appendLocked(
     client: PoolClient,
     key: SessionKey,
-    batch: SessionStoreEntry[],
-    uuids: Array<string | null>,
-    lines: string[],
-    now: number,
+    append: Batch,
   ): Promise<KnownSummary | undefined> {
+    const { batch, uuids, lines, now, fence } = append;
     await client.query('BEGIN');
+    // First, so that the lease row is locked before the key row, as on the other paths.
+    if (fence) await checkFenceIn(client, this.quotedSchema, fence);
     const locked = await client.query<LockedKeyRow>(this.sql.appendLocked, [
       key.projectKey,
       key.sessionId,
@@ -289,12 +304,19 @@ function sqlTexts(schema: string) {
   // One statement and one round trip per batch, whatever its size: the arrays are unnested server-side.
   // A function scan yields rows in array order and the key's id comes from an InitPlan, so nothing
   // reorders the rows between unnest and the identity column: `seq` follows the batch's order.
-  const insertEntries = (uuids: string, lines: string) => `
+  const insertEntries = (uuids: string, lines: string, where = '') => `
     INSERT INTO ${entries} (key_id, uuid, entry)
     SELECT (SELECT id FROM k), e.uuid, e.entry FROM unnest(${uuids}::text[], ${lines}::text[]) AS e (uuid, entry)
+    ${where}
     ON CONFLICT (key_id, uuid) WHERE uuid IS NOT NULL DO NOTHING`;
+  const appendIfUnchanged = `${schema}.append_if_unchanged($1, $2, $3, $4, $5, $6)`;
   return {
-    appendIfUnchanged: `SELECT ${schema}.append_if_unchanged($1, $2, $3, $4, $5, $6) AS stored`,
+    appendIfUnchanged: `SELECT ${appendIfUnchanged} AS stored`,
+    // The fenced statements (see `postgres/fence.ts`) store nothing, and return no `stored`, when the
+    // fence's token is not the lease's; CASE calls the function only when it is.
+    fencedAppendIfUnchanged: `
+      WITH ${fenceCte(schema, 7)}
+      SELECT CASE WHEN ${fenceHolds(8)} THEN ${appendIfUnchanged} END AS stored, ${FENCE_TOKEN}`,
     // The upsert takes the key row's lock (ON CONFLICT DO UPDATE locks the row it finds, waiting for a
     // concurrent appender to commit first) and returns its committed state in the same round trip; the
     // entries are inserted under that lock and report which uuids were new. A new key row gets mtime 0 and
@@ -318,6 +340,16 @@ function sqlTexts(schema: string) {
         RETURNING id
       )
       ${insertEntries('$4', '$5')}`,
+    fencedAppendSubpath: `
+      WITH ${fenceCte(schema, 7)}, k AS (
+        INSERT INTO ${keys} AS k0 (project_key, session_id, subpath, mtime)
+        SELECT $1, $2, $3, $6 WHERE ${fenceHolds(8)}
+        ON CONFLICT (project_key, session_id, subpath) DO UPDATE SET mtime = greatest(excluded.mtime, k0.mtime + 1)
+        RETURNING id
+      ), stored AS (
+        ${insertEntries('$4', '$5', `WHERE ${fenceHolds(8)}`)}
+      )
+      SELECT ${FENCE_TOKEN}`,
     updateKey: `UPDATE ${keys} SET mtime = $2, summary = $3 WHERE id = $1`,
     load: `
       SELECT entry FROM ${entries}

@@ -5,6 +5,7 @@ import { BerthError } from '../../errors.js';
 import type { StoredEvent } from '../../session/events.js';
 import { checkRedisClient, RedisScript, redisCall, replyString } from './client.js';
 import type { RedisClient } from './client.js';
+import { checkFenceReply, fenceCheck, fenceParams } from './fence.js';
 import { checkRedisPrefix, DEFAULT_REDIS_PREFIX, eventLogKey } from './keys.js';
 import type { EventLog, StoreCallOptions } from '../types.js';
 
@@ -21,21 +22,22 @@ export interface RedisEventLogOptions {
 
 /**
  * Stores a batch whole, or none of it when a seq is already stored or repeats within the batch.
- * KEYS: 1 the session's log. ARGV: n, then n seqs, then n events as JSON.
- * Returns nil when stored, else the offending seq.
+ * KEYS: 1 the session's log, 2 the lease when fenced (see `redis/fence.ts`). ARGV: 1 the fence token ('' for
+ * none), 2 n, then n seqs, then n events as JSON.
+ * Returns nil when stored, the offending seq, or LEASE_LOST.
  */
-const APPEND = new RedisScript(`
-local n = tonumber(ARGV[1])
+const APPEND = new RedisScript(`${fenceCheck(2, 1)}
+local n = tonumber(ARGV[2])
 local seen = {}
 for i = 1, n do
-  local seq = ARGV[1 + i]
+  local seq = ARGV[2 + i]
   if seen[seq] or redis.call('ZCOUNT', KEYS[1], seq, seq) > 0 then return seq end
   seen[seq] = true
 end
 local batch = {}
 for i = 1, n do
-  batch[#batch + 1] = ARGV[1 + i]
-  batch[#batch + 1] = ARGV[1 + n + i]
+  batch[#batch + 1] = ARGV[2 + i]
+  batch[#batch + 1] = ARGV[2 + n + i]
   -- unpack() is bounded by the Lua C stack (8000 slots), so add in chunks.
   if #batch >= 1000 then
     redis.call('ZADD', KEYS[1], unpack(batch))
@@ -49,9 +51,10 @@ return nil
 /**
  * Every event of every session in Redis, keyed by (session id, seq). A batch is stored whole or not at
  * all; a `seq` that is already stored (or repeated in the batch) fails the batch with
- * `event_seq_conflict`: a batch stored before (a retry) or two writers numbering one session's events. Each member is the event's
- * JSON, which includes its `seq`, so two events never share a member. Other failures come back as
- * rejected promises with code `store_unavailable`.
+ * `event_seq_conflict`: a batch stored before (a retry) or two writers numbering one session's events.
+ * Each member is the event's JSON, which includes its `seq`, so two events never share a member. A fenced
+ * append (`options.fence`) whose lease has another token fails with `lease_lost` and stores nothing (see
+ * `redis/fence.ts`). Other failures come back as rejected promises with code `store_unavailable`.
  */
 export class RedisEventLog implements EventLog {
   private readonly redis: RedisClient;
@@ -72,12 +75,16 @@ export class RedisEventLog implements EventLog {
       }
       seqs.push(String(event.seq));
     }
-    const args = [String(events.length), ...seqs, ...events.map((event) => JSON.stringify(event))];
+    // The log's tag is the session key, the lease's tag its lease key: the same slot when they are equal.
+    const sameSlot = options?.fence?.lease === sessionId;
+    const fence = fenceParams(this.redis, this.prefix, options?.fence, sameSlot);
+    const args = [fence.token, String(events.length), ...seqs, ...events.map((e) => JSON.stringify(e))];
     const conflict = await redisCall(
       'append events',
-      () => APPEND.run(this.redis, [eventLogKey(this.prefix, sessionId)], args),
+      () => APPEND.run(this.redis, [eventLogKey(this.prefix, sessionId), ...fence.keys], args),
       options?.signal,
     );
+    checkFenceReply(conflict, options?.fence, `appending events to session ${sessionId}`);
     if (conflict != null) {
       throw new BerthError(
         'event_seq_conflict',

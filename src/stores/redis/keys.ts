@@ -21,6 +21,15 @@
  *
  * Event log (`RedisEventLog`): `P:e:{enc(sessionKey)}` ZSET, score `seq`, member the event as JSON.
  *
+ * Coordination (`RedisCoordination`, see `stores/coordination.ts`), times in epoch-ms of the server clock:
+ * - `P:l:{enc(leaseKey)}` HASH, one lease: `host`, `token`, `expires`. The lease key is the session key
+ *   `tenant/id`, so a lease shares its tag, hence its slot, with the session's event log.
+ * - `P:x:{enc(leaseKey)}` HASH of the superseded writes kept for the session, field `JSON([hostId, id])`
+ *   (the idempotency key), value the write as JSON; `P:x:{enc(leaseKey)}:order` LIST of those fields in
+ *   the order they were kept.
+ * - `H = P:h:{hosts}`: `H:live` ZSET host id -> `expires`; `H:host:ID` HASH per host: `url`, `state`,
+ *   `capacity`, `slotsFree`, `beat` (the last heartbeat), `expires`.
+ *
  * Why hash tags: Redis Cluster runs a script or MULTI only on keys of one slot, and a key's slot is the
  * CRC16 of its hash tag, the text between its first `{` and the next `}`. Everything that must change
  * together shares a tag: a session's entries, uuids, subkeys, meta (append, fold, delete are one script
@@ -127,4 +136,20 @@ export function registryBase(prefix: string, tenant: string): string {
 /** The event log of one session (`tenant/id`). */
 export function eventLogKey(prefix: string, sessionId: string): string {
   return `${prefix}:e:{${encodeKeyPart(sessionId)}}`;
+}
+
+/** The lease of a session (`leaseKey` is its session key `tenant/id`). */
+export function leaseKey(prefix: string, key: string): string {
+  return `${prefix}:l:{${encodeKeyPart(key)}}`;
+}
+
+/** The superseded writes kept for a session: the hash of writes, and the order they were kept in. */
+export function supersededKeys(prefix: string, key: string): { writes: string; order: string } {
+  const writes = `${prefix}:x:{${encodeKeyPart(key)}}`;
+  return { writes, order: `${writes}:order` };
+}
+
+/** `H`, the base of the host registry; Lua extends it with `:host:ID`. */
+export function hostsBase(prefix: string): string {
+  return `${prefix}:h:{hosts}`;
 }

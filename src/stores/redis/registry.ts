@@ -7,6 +7,7 @@ import { BerthError } from '../../errors.js';
 import type { Usage } from '../../session/events.js';
 import { checkRedisClient, RedisScript, redisCall, replyArray, replyString } from './client.js';
 import type { RedisClient } from './client.js';
+import { checkFenceReply, fenceCheck, fenceParams } from './fence.js';
 import { checkRedisPrefix, DEFAULT_REDIS_PREFIX, registryBase } from './keys.js';
 import type {
   AgentConfig,
@@ -70,10 +71,13 @@ redis.call('ZADD', KEYS[2], 0, ARGV[1])
 return 1
 `);
 
-/** KEYS: 1 the record. ARGV: field/value pairs. Changes nothing for an unknown record. */
-const UPDATE = new RedisScript(`
+/**
+ * KEYS: 1 the record, 2 the lease when fenced (see `redis/fence.ts`). ARGV: 1 the fence token ('' for
+ * none), then field/value pairs. Changes nothing for an unknown record. Returns 1, 0 or LEASE_LOST.
+ */
+const UPDATE = new RedisScript(`${fenceCheck(2, 1)}
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV))
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 return 1
 `);
 
@@ -182,13 +186,18 @@ export class RedisRegistry implements SessionRegistry {
     return { data, next };
   }
 
-  /** Merges the patch (fields set to `undefined` are ignored) and sets `updatedAt` to now, atomically. */
+  /**
+   * Merges the patch (fields set to `undefined` are ignored) and sets `updatedAt` to now, atomically. A
+   * fenced update (`options.fence`) whose lease has another token fails with `lease_lost` and changes
+   * nothing; it needs a standalone Redis (see `redis/fence.ts` for what Cluster would need).
+   */
   async update(
     ref: SessionRef,
     patch: Partial<Omit<SessionRecord, 'id' | 'tenant' | 'createdAt'>>,
     options?: StoreCallOptions,
   ): Promise<void> {
-    const args: string[] = [];
+    const fence = fenceParams(this.redis, this.prefix, options?.fence, false);
+    const args: string[] = [fence.token];
     for (const [field, value] of Object.entries(patch)) {
       if (value !== undefined && PATCHABLE.has(field) && field !== 'updatedAt') {
         args.push(field, JSON.stringify(value));
@@ -196,7 +205,12 @@ export class RedisRegistry implements SessionRegistry {
     }
     args.push('updatedAt', JSON.stringify(Date.now()));
     const key = recordKey(registryBase(this.prefix, ref.tenant), ref.id);
-    await redisCall('update session', () => UPDATE.run(this.redis, [key], args), options?.signal);
+    const reply = await redisCall(
+      'update session',
+      () => UPDATE.run(this.redis, [key, ...fence.keys], args),
+      options?.signal,
+    );
+    checkFenceReply(reply, options?.fence, `updating session ${ref.tenant}/${ref.id}`);
   }
 
   async delete(ref: SessionRef, options?: StoreCallOptions): Promise<void> {
