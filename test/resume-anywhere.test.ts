@@ -7,6 +7,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { startMockModel, type MockModel } from '../src/testing/index.js';
 import { allBackends } from './helpers/backends.js';
 import { TestBerth, replyTexts } from './helpers/berth.js';
+import { eventually } from './helpers/wait.js';
+import { openStores } from '../src/stores/open-stores.js';
 
 const backends = allBackends();
 let model: MockModel | undefined;
@@ -38,6 +40,23 @@ describe.each(backends)('resume on another host: $name', (backend) => {
       expect(replyTexts(events).join()).toContain(question);
       const request = model.requests.findLast((r) => r.isMain && r.userText === question);
       expect(JSON.stringify(request?.messages)).toContain(`the code word is marmalade-${backend.name}`);
+
+      // What the resumed process wrote reaches the store too, so a third host resumes with both turns.
+      // (The SDK drops the mirror frames of a resumed process whose config dir differs from the one it
+      // chose, unless Berth moves it in place: see src/session/resume.ts.)
+      const stores = await openStores(store.url);
+      try {
+        const sdkSessionId = (await stores.registry.get({ tenant: 'default', id }))!.sdkSessionId;
+        await eventually(async () => {
+          const entries = await stores.transcriptStore.load({
+            projectKey: 'default',
+            sessionId: sdkSessionId,
+          });
+          return JSON.stringify(entries).includes(question);
+        }, 'the resumed turn to be in the store');
+      } finally {
+        await stores.close();
+      }
     } finally {
       await second?.dispose();
       await first.dispose();

@@ -38,7 +38,12 @@ export function adoptResumedTranscript(request: SpawnOptions, configDir: string)
   // Synchronous: the spawn hook must return the process. A transcript is a few MB at most.
   cpSync(path.join(used, 'projects'), path.join(configDir, 'projects'), { recursive: true, force: true });
   rmSync(used, { recursive: true, force: true });
-  return { ...request, env: { ...request.env, CLAUDE_CONFIG_DIR: configDir } };
+  // In place: the SDK maps each transcript_mirror frame's file path to a store key against this very
+  // object's CLAUDE_CONFIG_DIR, read at each frame. A copy would leave it at the removed temporary
+  // directory, and the SDK would drop every frame of the resumed process (nothing after a resume would
+  // reach the store), logging only at debug level.
+  request.env.CLAUDE_CONFIG_DIR = configDir;
+  return request;
 }
 
 /**
