@@ -5,18 +5,21 @@
  */
 import { SERVE_OPTIONS, parseServeConfig } from '../config.js';
 import { describeError, formatErrorForLog, isBerthError } from '../errors.js';
+import { parseRouterConfig, routerHelp } from '../router/router-config.js';
 
 const USAGE = `Usage: berth <command> [options]
 
 Commands:
   serve              run the server (npm start)
+  router             route one API over many hosts that share a PostgreSQL or Redis store
   run "PROMPT"       run one task and print its result
   mock-model         run the scripted Messages API server alone
   conformance URL    run the store conformance suites against a live backend
   plan               measure a session's RAM and size a host (agents per host)
   help [command]     show help
 
-Run "berth help serve" for the server's options, "berth help plan" for sizing.`;
+Run "berth help serve" for the server's options, "berth help router" for the router's, "berth help plan"
+for sizing.`;
 
 function serveHelp(): string {
   const lines = SERVE_OPTIONS.map((o) => `  --${o.flag.padEnd(22)} ${o.env.padEnd(28)} ${o.help}`);
@@ -34,6 +37,12 @@ export async function main(argv: readonly string[]): Promise<number> {
         const { runServeCommand } = await import('./serve.js');
         return await runServeCommand(config);
       }
+      case 'router': {
+        if (rest.includes('--help')) return print(routerHelp());
+        const config = parseRouterConfig(rest, process.env);
+        const { runRouterCommand } = await import('./router.js');
+        return await runRouterCommand(config);
+      }
       case 'run':
         return await (await import('./run.js')).runRunCommand(rest, process.env);
       case 'mock-model':
@@ -47,6 +56,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       case '--help':
       case '-h':
         if (rest[0] === 'plan') return print((await import('./plan.js')).PLAN_HELP);
+        if (rest[0] === 'router') return print(routerHelp());
         return print(rest[0] === 'serve' ? serveHelp() : USAGE);
       default:
         process.stderr.write(`berth: unknown command ${JSON.stringify(command)}\n\n${USAGE}\n`);

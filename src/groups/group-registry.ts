@@ -16,7 +16,7 @@ import path from 'node:path';
 import type { Options } from '@anthropic-ai/claude-agent-sdk';
 import { BerthError, isBerthError } from '../errors.js';
 import type { SessionHost } from '../host/session-host.js';
-import { ID_PATTERN } from '../ids.js';
+import { ID_PATTERN, newSessionId } from '../ids.js';
 import type { Session, SessionPaths } from '../session/session.js';
 import type { AgentConfig } from '../stores/types.js';
 import { BUS_SERVER_NAME, BUS_TOOLS, createBusMcpServer } from './bus-mcp.js';
@@ -53,10 +53,6 @@ export interface GroupRegistryOptions {
 
 function newGroupId(): string {
   return `grp_${randomBytes(15).toString('base64url')}`;
-}
-
-function newSessionId(): string {
-  return `sess_${randomBytes(15).toString('base64url')}`;
 }
 
 /** The directory that holds only this agent's config dir and home (`tenants/<t>/agents/<id>`). */
