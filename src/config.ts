@@ -5,6 +5,7 @@
  */
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { CLUSTER_OPTIONS, parseClusterConfig, type ClusterConfig } from './config-cluster.js';
 import { BerthError } from './errors.js';
 import type { RecycleLimits } from './host/recycle-policy.js';
 import { DEFAULT_SESSION_CEILING, agentsPerHost, detectHostRam, type HostSizing } from './host/sizing.js';
@@ -80,12 +81,16 @@ export interface ServeConfig {
   drainTimeoutMs: number;
   /** `PATH` given to the agents' tools. */
   agentPath: string;
+  /** `GET /metrics` without an API key, even when keys are configured. */
+  metricsPublic: boolean;
+  /** Multi-host mode (`--advertise-url`), or null for a host on its own. */
+  cluster: ClusterConfig | null;
 }
 
 export { parseApiKeys, parseDuration, parseSize } from './config-values.js';
 
 /** One option: its flag, its environment variable and its help line. */
-interface OptionSpec {
+export interface OptionSpec {
   flag: string;
   env: string;
   type: 'string' | 'boolean';
@@ -288,6 +293,13 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
     type: 'string',
     help: 'on SIGTERM, grace for running turns before every session is suspended (default 30s)',
   },
+  {
+    flag: 'metrics-public',
+    env: 'BERTH_METRICS_PUBLIC',
+    type: 'boolean',
+    help: 'serve GET /metrics without an API key (by default it needs one when keys are configured)',
+  },
+  ...CLUSTER_OPTIONS,
 ];
 
 /** Raw values by flag name, from argv then env. */
@@ -439,6 +451,8 @@ export function parseServeConfig(
     ),
     drainTimeoutMs: parseDuration(str('drain-timeout') ?? '30s', '--drain-timeout'),
     agentPath: env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+    metricsPublic: v.get('metrics-public') === true,
+    cluster: parseClusterConfig(str, store),
   };
 }
 

@@ -11,6 +11,7 @@ import type { DrainResult } from './host/drain.js';
 import { errorLogger, openBerthCore, type BerthCore, type StartOptions } from './host/open-core.js';
 import type { SessionHost } from './host/session-host.js';
 import { createApp, type RouteGroup } from './http/app.js';
+import { ClusterRouting } from './http/forward.js';
 import { groupRoutes } from './http/group-routes.js';
 import { taskRoutes } from './http/task-routes.js';
 import type { MockModel } from './testing/mock-model.js';
@@ -27,6 +28,8 @@ export interface BerthServer {
   readonly modelProxyUrl: string;
   /** How agents are confined, in a line (`--sandbox`). */
   readonly confinement: string;
+  /** Multi-host mode: the live hosts at the last heartbeat (this one included); 1 on a host of its own. */
+  readonly liveHosts: number;
   /** Stops accepting requests, ends every subprocess (sessions stay resumable), closes the stores. */
   close(): Promise<void>;
   /**
@@ -53,6 +56,8 @@ export async function startBerth(config: ServeConfig, options: StartOptions = {}
       routes: extraRoutes(core, config),
       tenantLimits: config.tenantLimits,
       onError,
+      cluster: core.leases && new ClusterRouting(core.leases),
+      metricsPublic: config.metricsPublic,
     });
     const server = await listen(app.fetch, config.port, config.host);
     cleanups.add(() => closeServer(server));
@@ -64,6 +69,9 @@ export async function startBerth(config: ServeConfig, options: StartOptions = {}
       mockModel: core.mockModel,
       modelProxyUrl: core.modelProxyUrl,
       confinement: core.confinement,
+      get liveHosts() {
+        return core.leases?.hosts.length ?? 1;
+      },
       close() {
         ready = false;
         return cleanups.run();

@@ -49,6 +49,9 @@ export function startupLines(server: BerthServer, config: ServeConfig): string {
     `berth: model: ${model}\n` +
     `berth: store: ${redactUrl(config.store)}; blob store: ${blob}; data dir: ${config.dataDir}; auth: ${auth}\n` +
     `berth: capacity: ${capacity} agent subprocess(es); warm pool: ${pool}; pattern: ${config.pattern}\n` +
-    `berth: agents: ${server.confinement}\n`
+    `berth: agents: ${server.confinement}\n` +
+    (config.cluster
+      ? `berth: multi-host: host ${config.cluster.hostId} at ${config.cluster.advertiseUrl}; lease ttl ${config.cluster.leaseTtlMs} ms; ${server.liveHosts} live host(s)\n`
+      : '')
   );
 }

@@ -27,6 +27,10 @@ import { RecyclePolicy } from './recycle-policy.js';
 import { SessionHost } from './session-host.js';
 import { agentsPerHost } from './sizing.js';
 import { seedStoredSpend } from './stored-usage.js';
+import { reportMirrorDelay } from './mirror-delay.js';
+import { Rebalancer } from './rebalance.js';
+import { SessionLeases } from './session-leases.js';
+import type { HostEntry } from '../stores/coordination.js';
 
 export interface StartOptions {
   /** Where background failures go; stderr by default. */
@@ -55,6 +59,8 @@ export interface BerthCore {
   readonly blob: BlobStore;
   /** Ephemeral tasks, run on the host's slots. */
   readonly tasks: TaskRunner;
+  /** Multi-host mode (`--advertise-url`): this host's registration and session leases. */
+  readonly leases: SessionLeases | undefined;
   /** Ends every subprocess (sessions stay resumable) and closes the stores and the scripted model. */
   close(): Promise<void>;
 }
@@ -127,8 +133,11 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
     if (config.pattern === 'hybrid' && hybridUnavailable) {
       throw new BerthError('invalid_config', `--pattern hybrid is refused: ${hybridUnavailable}`);
     }
-    // The mirror is made before the host it reports to.
+    // The mirror (and, on many hosts, the leases) are made before the host they report to.
     const reportTo: { host?: SessionHost } = {};
+    const leases = config.cluster ? clusterLeases(config, stores, reportTo, onError) : undefined;
+    const rebalancer: { round?: (hosts: readonly HostEntry[]) => void } = {};
+    leases?.onHeartbeat((hosts) => rebalancer.round?.(hosts));
     let { transcriptStore, registry, eventLog } = stores;
     let flushTranscripts: ((signal: AbortSignal) => Promise<void>) | undefined;
     if (stores.shared) {
@@ -139,7 +148,16 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
         registry: stores.registry,
         spoolPath: path.join(config.dataDir, 'spool.db'),
         storeTimeoutMs: config.storeTimeoutMs,
-        onDelayed: (key, err) => reportTo.host?.reportMirrorDelay(key.projectKey, key.sessionId, err),
+        onDelayed: (key, err) =>
+          reportTo.host && reportMirrorDelay(reportTo.host, key.projectKey, key.sessionId, err),
+        ...(leases && {
+          fenceFor: (kind, scope, name) => leases.fenceFor(kind, scope, name),
+          superseded: {
+            coordination: leases.coordination,
+            hostId: leases.hostId,
+            onLost: (lease) => leases.lost(lease),
+          },
+        }),
         onRecovered: (backlog) =>
           log(`berth: the transcript store is back; shipping ${backlog} spooled batch(es)`),
       });
@@ -199,11 +217,27 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
       ...(hybridUnavailable && { hybridUnavailable }),
       tenantLimits: config.tenantLimits.withSpend((tenant) => proxy.spentUsd(tenant)),
       ...(options.runtime && { runtime: options.runtime }),
+      leases,
     });
     reportTo.host = host;
     cleanups.add(() => host.close());
     const orphans = await host.start(lock);
     if (orphans > 0) log(`berth: killed ${orphans} process(es) that an earlier host left running`);
+    if (leases) {
+      // Sessions move between hosts only when their workspaces can follow them.
+      if (stores.shared && blob.shared) {
+        const moves = new Rebalancer(
+          host,
+          leases.hostId,
+          (s) => leases.holds(s.snapshot),
+          (s) => leases.release(s.snapshot),
+          onError,
+        );
+        rebalancer.round = (hosts) => moves.round(hosts);
+      }
+      await leases.start();
+      cleanups.add(() => leases.stop());
+    }
     const tasks = new TaskRunner({
       host,
       blob,
@@ -225,12 +259,45 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
       confinement: sandbox?.describe() ?? 'unconfined (--sandbox none): they can read what the server can',
       blob,
       tasks,
+      leases,
       close: () => cleanups.run(),
     };
   } catch (err) {
     await cleanups.run();
     throw err;
   }
+}
+
+/** Multi-host mode's leases on the store's coordination (the config was checked: the store has it). */
+function clusterLeases(
+  config: ServeConfig,
+  stores: Stores,
+  reportTo: { host?: SessionHost },
+  onError: (err: unknown) => void,
+): SessionLeases {
+  const cluster = config.cluster!;
+  if (!stores.coordination) {
+    throw new BerthError(
+      'invalid_config',
+      '--advertise-url: this store keeps no leases; use PostgreSQL or Redis',
+    );
+  }
+  return new SessionLeases({
+    coordination: stores.coordination,
+    hostId: cluster.hostId,
+    advertiseUrl: cluster.advertiseUrl,
+    ttlMs: cluster.leaseTtlMs,
+    announce: () => {
+      const info = reportTo.host?.info();
+      return {
+        state: info?.status === 'ready' ? 'ready' : 'draining',
+        capacity: agentsPerHost(config.sizing),
+        slotsFree: info?.slots.free ?? 0,
+      };
+    },
+    onLost: (key) => reportTo.host?.fenceOff(key),
+    onError,
+  });
 }
 
 /** Background failures as log lines (stack and causes kept: see `formatErrorForLog`). */

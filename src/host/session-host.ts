@@ -17,7 +17,7 @@
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Options, SessionStore } from '@anthropic-ai/claude-agent-sdk';
-import { BerthError, describeError } from '../errors.js';
+import { BerthError } from '../errors.js';
 import { createPlainSpawner, type CreateSpawner } from '../sandbox/plain-spawn.js';
 import type { AgentRuntime } from '../session/agent-runtime.js';
 import { SessionEventStream } from '../session/event-stream.js';
@@ -44,10 +44,11 @@ import { killAllNow, sweepOrphans } from './orphans.js';
 import { RecyclePolicy } from './recycle-policy.js';
 import type { TenantLimitsTable } from './tenant-limits.js';
 import { Recycler } from './recycler.js';
-import { recoverInterruptedTurn, wasMidTurn } from './restart-recovery.js';
 import { checkSessionId, newSessionRecord, type CreateSessionInput } from './session-record.js';
 import type { HostSizing } from './sizing.js';
 import { assertNetworkEnforced } from '../sandbox/spawn-owner.js';
+import type { SessionLeases } from './session-leases.js';
+import { loadSession } from './session-load.js';
 import { Suspension } from './suspension.js';
 import { WarmPool, spareCanRun, type SpareEnvironment, type WarmPoolStats } from './warm-pool.js';
 
@@ -112,6 +113,8 @@ export interface SessionHostOptions {
   hybridUnavailable?: string;
   /** Per-tenant limits (`--tenant-limits`); the host enforces `live`. @default none */
   tenantLimits?: TenantLimitsTable;
+  /** Multi-host mode: a session is run here only while this host holds its lease (session-leases.ts). */
+  leases?: SessionLeases | undefined;
 }
 
 export class SessionHost {
@@ -159,6 +162,8 @@ export class SessionHost {
       idleTimeoutMs: options.idleTimeoutMs ?? 0,
       isReady: () => this.life.state === 'ready',
       onError: options.onError,
+      // Suspended here, it may hydrate anywhere: the lease goes back.
+      onSuspended: options.leases && ((s) => options.leases!.release(s.snapshot)),
     });
     this.admission = new Admission({
       capacity: options.capacity ?? Infinity,
@@ -230,8 +235,14 @@ export class SessionHost {
     }
     assertNetworkEnforced(input.agent, this.options.enforcesNetwork);
     const record = newSessionRecord(tenant, input, pattern);
+    const leases = this.options.leases;
+    await leases?.claim(record);
     // Within the tenant's `sessions` limit (admission.ts); nothing is stored over it.
-    await this.admission.storeSession(record, this.options.registry);
+    await this.admission.storeSession(record, this.options.registry).catch(async (err: unknown) => {
+      await leases?.release(record);
+      throw err;
+    });
+    leases?.bindTranscript(record, record.sdkSessionId);
     const { session, paths } = this.instantiate(record, 0, extras.processOptions);
     await this.makeDirs(record.tenant, paths);
     return session;
@@ -241,7 +252,13 @@ export class SessionHost {
   async get(tenant: string, id: string): Promise<Session> {
     checkSessionId(id);
     const ref = { tenant, id };
-    const session = this.sessions.get(sessionKey(ref)) ?? (await this.load(ref));
+    let session = this.sessions.get(sessionKey(ref));
+    // Multi-host: a session suspended here gave its lease back; whoever holds it now decides (load).
+    if (session && this.options.leases && !this.options.leases.holds(ref)) {
+      this.sessions.delete(sessionKey(ref));
+      session = undefined;
+    }
+    session ??= await this.load(ref);
     // Another tenant's session is simply not found: ids are per tenant, so none can leak.
     if (!session) {
       throw new BerthError('session_not_found', `No session ${JSON.stringify(id)}`);
@@ -271,6 +288,7 @@ export class SessionHost {
     // Only now: a request meanwhile finds the closed session, not its record loaded back from the registry.
     this.sessions.delete(sessionKey(ref));
     await this.options.workspaces?.remove(ref);
+    await this.options.leases?.forget(ref);
     const paths = this.pathsFor(record);
     await rm(paths.cwd, { recursive: true, force: true });
     if (record.pattern === 'multi-agent') {
@@ -336,20 +354,27 @@ export class SessionHost {
   }
 
   /**
-   * Tells a session's clients, once per outage, that its transcript entries wait on this host because the
-   * store is not accepting them. Keys are the transcript store's: the tenant and the SDK session id.
+   * Multi-host: another host took the session's lease over (this one was paused or cut off past its
+   * TTL). The store already refuses this host's writes for it; it stops the subprocess and forgets the
+   * session, and streams open here end, so that clients reconnect to where it runs now.
    */
-  reportMirrorDelay(tenant: string, sdkSessionId: string, cause: unknown): void {
-    const session = this.liveSessions.find(
-      (s) => s.snapshot.tenant === tenant && s.snapshot.sdkSessionId === sdkSessionId,
-    );
-    session?.events.emit({
-      type: 'session.error',
-      error: {
-        type: 'mirror_delayed',
-        message: `Mirroring to the transcript store is delayed (${describeError(cause)}); entries are kept on this host and shipped when the store is back.`,
-      },
-    });
+  fenceOff(key: string): void {
+    const session = this.sessions.get(key);
+    if (!session) return;
+    this.sessions.delete(key);
+    session.events.end();
+    session
+      .stopProcess('Another host runs this session now.')
+      .catch((err: unknown) => this.options.onError?.(err));
+  }
+
+  /**
+   * Suspends a quiet session (suspension.ts): resolves false when it was not quiet, was made with extra
+   * process options (a group's agent, which lives in this host's memory), or a step failed.
+   */
+  suspend(session: Session, reason: string): Promise<boolean> {
+    if (this.customized.has(session)) return Promise.resolve(false);
+    return this.suspension.suspend(session, reason);
   }
 
   /** A session's directories (see layout.ts). */
@@ -419,29 +444,12 @@ export class SessionHost {
     const key = sessionKey(ref);
     let loading = this.loading.get(key);
     if (!loading) {
-      loading = (async () => {
-        const record = await this.options.registry.get(ref);
-        if (!record) return undefined;
-        const lastSeq = await this.options.eventLog.lastSeq(key);
-        const { session, paths } = this.instantiate(record, lastSeq);
-        // This host may never have run the session: its directories are made here, the same on every host.
-        await this.makeDirs(record.tenant, paths);
-        if (record.status === 'suspended') {
-          // A client that loads a suspended session is about to use it: start the download now.
-          this.options.workspaces
-            ?.fetch(record, paths.cwd)
-            .catch((err: unknown) => this.options.onError?.(err));
-        }
-        if (wasMidTurn(record)) {
-          await recoverInterruptedTurn(session, record, {
-            paths,
-            store: scopeTranscriptStore(this.options.transcriptStore, record.tenant),
-            registry: this.options.registry,
-            onError: this.options.onError,
-          });
-        }
-        return session;
-      })()
+      const { registry, eventLog, transcriptStore, leases, workspaces, onError } = this.options;
+      loading = loadSession(ref, {
+        ...{ registry, eventLog, transcriptStore, leases, workspaces, onError },
+        instantiate: (record, lastSeq) => this.instantiate(record, lastSeq),
+        makeDirs: (tenant, paths) => this.makeDirs(tenant, paths),
+      })
         .catch((err: unknown) => {
           // Half loaded (its restart recovery failed): the next request loads it again.
           this.sessions.delete(key);

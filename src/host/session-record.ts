@@ -1,7 +1,6 @@
 /** A new session's registry record, and the rules for session ids (the API's and the generated ones). */
-import { randomBytes } from 'node:crypto';
 import { BerthError } from '../errors.js';
-import { ID_PATTERN } from '../ids.js';
+import { ID_PATTERN, newSessionId } from '../ids.js';
 import { ZERO_USAGE } from '../session/events.js';
 import { newSdkSessionId } from '../session/session.js';
 import type { AgentConfig, Pattern, SessionRecord } from '../stores/types.js';
@@ -26,8 +25,7 @@ export function checkSessionId(id: string): void {
 
 /** The record of a session not started yet: `idle`, no turns, a fresh SDK session id. */
 export function newSessionRecord(tenant: string, input: CreateSessionInput, pattern: Pattern): SessionRecord {
-  // 15 random bytes: 120 bits, as unguessable as a UUID, and inside ID_PATTERN's 64 characters.
-  const id = input.id ?? `sess_${randomBytes(15).toString('base64url')}`;
+  const id = input.id ?? newSessionId();
   checkSessionId(id);
   const now = Date.now();
   return {

@@ -29,6 +29,8 @@ export interface SuspensionOptions {
   /** Whether the idle scan may suspend now (not while the host drains or closes). */
   isReady: () => boolean;
   onError: ((err: unknown) => void) | undefined;
+  /** After a session is suspended (multi-host: its lease goes back). */
+  onSuspended?: ((session: Session) => Promise<void>) | undefined;
 }
 
 export class Suspension {
@@ -53,10 +55,16 @@ export class Suspension {
     const workspaces = this.options.workspaces;
     if (!workspaces) return Promise.resolve(false);
     const record = session.snapshot;
-    return session.suspend(reason, async () => {
+    const suspended = session.suspend(reason, async () => {
       await session.events.flush();
       await this.options.flushTranscripts?.(AbortSignal.timeout(FLUSH_TIMEOUT_MS));
       await workspaces.save(record, this.options.layout.sessionPaths(record).cwd);
+    });
+    const after = this.options.onSuspended;
+    if (!after) return suspended;
+    return suspended.then(async (ok) => {
+      if (ok) await after(session).catch((err: unknown) => this.options.onError?.(err));
+      return ok;
     });
   }
 

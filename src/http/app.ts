@@ -23,6 +23,10 @@ import {
   userEventSchema,
 } from './schemas.js';
 import { streamSessionEvents } from './sse.js';
+import { ClusterRouting, HOST_HEADER } from './forward.js';
+import { hostMetrics } from './metrics.js';
+import { SessionElsewhere } from '../host/session-leases.js';
+import { ID_PATTERN, newSessionId } from '../ids.js';
 import { StreamQuota } from './stream-quota.js';
 
 export interface AppOptions {
@@ -38,6 +42,10 @@ export interface AppOptions {
   /** More route groups (tasks, groups), registered after auth and the body limit. */
   routes?: ReadonlyArray<RouteGroup>;
   onError?: (err: unknown) => void;
+  /** `/metrics` answers without an API key even when keys are configured (`--metrics-public`). */
+  metricsPublic?: boolean;
+  /** Multi-host mode: requests for sessions another host runs are forwarded there (forward.ts). */
+  cluster?: ClusterRouting | undefined;
 }
 
 export type Env = {
@@ -97,10 +105,14 @@ function parseUserEvents(body: unknown): UserEvent[] {
 }
 
 export function createApp(options: AppOptions): Hono<Env> {
-  const { host } = options;
+  const { host, cluster } = options;
   const app = new Hono<Env>();
 
-  app.onError((err, c) => {
+  app.onError(async (err, c) => {
+    // The lease moved between the placement check and the load: one forward, to the holder.
+    if (cluster && err instanceof SessionElsewhere && err.url && !ClusterRouting.forwarded(c)) {
+      return cluster.forward(c, { id: err.hostId, url: err.url });
+    }
     if (isBerthError(err)) {
       // Berth or a backend failed: the log gets the cause, the client only the code and message. A call
       // its own caller stopped (`aborted`) is no failure.
@@ -116,11 +128,25 @@ export function createApp(options: AppOptions): Hono<Env> {
     errorResponse(c, new BerthError('not_found', `No route for ${c.req.method} ${c.req.path}`)),
   );
 
+  if (cluster) {
+    // Which host answered, through any number of forwards: the one that ran the request.
+    app.use('*', async (c, next) => {
+      await next();
+      if (!c.res.headers.has(HOST_HEADER)) c.res.headers.set(HOST_HEADER, cluster.hostId);
+    });
+  }
+
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
   app.get('/readyz', (c) => {
     const info = host.info();
     const ready = options.isReady() && info.status === 'ready';
     return c.json({ ...info, status: ready ? 'ready' : 'draining' }, ready ? 200 : 503);
+  });
+
+  const metrics = hostMetrics(() => host.info());
+  app.get('/metrics', async (c) => {
+    if (!options.metricsPublic) authenticate(c.req.raw.headers, options.apiKeys);
+    return c.body(await metrics.metrics(), 200, { 'content-type': metrics.contentType });
   });
 
   app.use('/v1/*', async (c, next) => {
@@ -155,14 +181,31 @@ export function createApp(options: AppOptions): Hono<Env> {
   const generalLimit: MiddlewareHandler<Env> = (c, next) =>
     hasOwnLimit(c.req.path) ? next() : general(c, next);
   app.use('/v1/*', generalLimit);
+  if (cluster) {
+    const place: MiddlewareHandler<Env> = async (c, next) => {
+      const id = c.req.param('id') ?? '';
+      if (!ID_PATTERN.test(id)) return next();
+      const target = await cluster.placement({ tenant: c.get('tenant'), id }, ClusterRouting.forwarded(c));
+      return target ? cluster.forward(c, target) : next();
+    };
+    app.use('/v1/sessions/:id', place);
+    app.use('/v1/sessions/:id/*', place);
+  }
 
   app.get('/v1/hosts/self', (c) => c.json({ type: 'host', ...host.info() }));
 
   const session = (c: Context<Env>): Promise<Session> => host.get(c.get('tenant'), c.req.param('id') ?? '');
 
   app.post('/v1/sessions', async (c) => {
-    const input = parse(createSessionSchema, await readJson(c), 'request body');
+    const body = await readJson(c);
+    const input = parse(createSessionSchema, body, 'request body');
     refuseBypassAsRoot(input.agent?.permission_mode, 'agent.permission_mode bypassPermissions');
+    if (cluster && !ClusterRouting.forwarded(c)) {
+      // A new session starts where its id hashes to, so that it does not move at its first idle moment.
+      input.id ??= newSessionId();
+      const target = cluster.placeNew({ tenant: c.get('tenant'), id: input.id });
+      if (target) return cluster.forward(c, target, JSON.stringify({ ...(body as object), id: input.id }));
+    }
     const created = await host.create(c.get('tenant'), input);
     return c.json(sessionView(created.snapshot), 201);
   });

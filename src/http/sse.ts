@@ -30,6 +30,8 @@ export interface EventSource<E extends StreamEvent> {
   readonly lastSeq: number;
   /** True when no event will come after those already emitted (the stream then ends once it has sent them). */
   readonly ended: boolean;
+  /** Calls `listener` when the source stops here before its final event; returns the unsubscribe function. */
+  onEnd?(listener: () => void): () => void;
   /** Whether `event` is the last one its stream sends. */
   isFinal(event: E): boolean;
   /** The event's SSE data. */
@@ -74,10 +76,12 @@ export function streamEvents<E extends StreamEvent>(
     const heartbeat = setInterval(() => {
       void stream.write(': heartbeat\n\n').catch(() => undefined);
     }, options.heartbeatMs);
-    stream.onAbort(() => {
+    const stop = (): void => {
       closed = true;
       wake?.();
-    });
+    };
+    stream.onAbort(stop);
+    const stopListening = source.onEnd?.(stop);
     try {
       if (gap) await stream.writeSSE(gap);
       for await (const event of replay) {
@@ -102,6 +106,7 @@ export function streamEvents<E extends StreamEvent>(
     } finally {
       clearInterval(heartbeat);
       unsubscribe();
+      stopListening?.();
       options.onClose?.();
     }
   });
@@ -122,6 +127,7 @@ export function streamSessionEvents(c: Context, session: Session, options: Strea
     c,
     {
       subscribe: (listener) => events.subscribe(listener),
+      onEnd: (listener) => events.onEnd(listener),
       // In pages: a long history is read from the event log, not held in memory at once.
       async *list(after) {
         for (let from = after; ;) {

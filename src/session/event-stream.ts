@@ -34,6 +34,8 @@ export class SessionEventStream {
   private retrying = false;
   /** The latest events this process emitted, contiguous in seq. */
   private readonly recent: StoredEvent[] = [];
+  private readonly endListeners = new Set<() => void>();
+  private endedHere = false;
 
   constructor(
     /** The event log key of the session (see `sessionKey`). */
@@ -135,6 +137,26 @@ export class SessionEventStream {
   subscribe(listener: EventListener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * This host stops serving the session (another host took it over): streams open here end, so that
+   * their clients reconnect with `Last-Event-ID` and reach the session where it runs now.
+   */
+  end(): void {
+    this.endedHere = true;
+    for (const listener of this.endListeners) listener();
+    this.endListeners.clear();
+  }
+
+  /** Calls `listener` once when {@link end} is called (at once if it was); returns the unsubscribe function. */
+  onEnd(listener: () => void): () => void {
+    if (this.endedHere) {
+      listener();
+      return () => undefined;
+    }
+    this.endListeners.add(listener);
+    return () => this.endListeners.delete(listener);
   }
 
   get subscriberCount(): number {

@@ -1,0 +1,194 @@
+/**
+ * Multi-host mode, as one host sees it: its entry in the host registry, kept alive by a heartbeat, and
+ * the leases of the sessions it runs (see stores/coordination.ts for what a lease and its fencing token
+ * are).
+ *
+ * - A session is loaded or created here only after its lease is taken (`claim`); a lease another live
+ *   host holds is `session_elsewhere`, naming that host, and the HTTP layer forwards the request there.
+ * - Every heartbeat (a third of `--lease-ttl`) renews all held leases in one store call. A lease that
+ *   could not be renewed was taken over while this host was paused or cut off: the session is fenced off
+ *   (`onLost`: its subprocess stopped, its object dropped); the store already refuses its writes.
+ * - The fence of every write (`fenceFor`) is the last token this host held for the session: a write made
+ *   after a release is still accepted while nobody took the lease over, and refused once someone did.
+ * - A session suspended here gives its lease back (`release`), so that the next request can run it on
+ *   whichever host it hashes to.
+ */
+import { BerthError } from '../errors.js';
+import type { Coordination, HostEntry } from '../stores/coordination.js';
+import { sessionKey, type Fence, type SessionRef } from '../stores/types.js';
+
+export interface SessionLeasesOptions {
+  coordination: Coordination;
+  hostId: string;
+  advertiseUrl: string;
+  ttlMs: number;
+  /** What the heartbeat announces of this host. */
+  announce: () => Pick<HostEntry, 'state' | 'capacity' | 'slotsFree'>;
+  /** A held lease was taken over by another host: stop running the session (its key). */
+  onLost: (key: string) => void;
+  onError?: (err: unknown) => void;
+}
+
+export class SessionLeases {
+  /** Leases held now, by key: their token. */
+  private readonly held = new Map<string, number>();
+  /** The last token held for each key this process ever held (fences writes after a release). */
+  private readonly lastToken = new Map<string, number>();
+  /** Transcript key (`tenant/sdkSessionId`) -> lease key. */
+  private readonly byTranscript = new Map<string, string>();
+  private timer: NodeJS.Timeout | undefined;
+  private beating: Promise<void> | undefined;
+  private liveHosts: readonly HostEntry[] = [];
+  private stopped = false;
+  private readonly heartbeatListeners = new Set<(hosts: readonly HostEntry[]) => void>();
+
+  constructor(private readonly options: SessionLeasesOptions) {}
+
+  get hostId(): string {
+    return this.options.hostId;
+  }
+
+  get coordination(): Coordination {
+    return this.options.coordination;
+  }
+
+  /** Calls `listener` after each heartbeat with the live hosts; returns the unsubscribe function. */
+  onHeartbeat(listener: (hosts: readonly HostEntry[]) => void): () => void {
+    this.heartbeatListeners.add(listener);
+    return () => this.heartbeatListeners.delete(listener);
+  }
+
+  /** The live hosts as of the last heartbeat, this one included once it has beaten. */
+  get hosts(): readonly HostEntry[] {
+    return this.liveHosts;
+  }
+
+  /** Registers the host (first heartbeat) and starts beating every third of the TTL. */
+  async start(): Promise<void> {
+    await this.beat();
+    this.timer = setInterval(() => void this.heartbeat(), Math.max(100, this.options.ttlMs / 3));
+    this.timer.unref();
+  }
+
+  /** One heartbeat now (also what the timer runs); concurrent calls share one. */
+  heartbeat(): Promise<void> {
+    this.beating ??= this.beat()
+      .catch((err: unknown) => this.options.onError?.(err))
+      .finally(() => (this.beating = undefined));
+    return this.beating;
+  }
+
+  /** Whether this host holds the session's lease (as of its last renewal). */
+  holds(ref: SessionRef): boolean {
+    return this.held.has(sessionKey(ref));
+  }
+
+  /** Keys of the leases held now. */
+  get heldKeys(): string[] {
+    return [...this.held.keys()];
+  }
+
+  /**
+   * Takes the session's lease for this host, or throws `session_elsewhere` naming the live host that
+   * holds it (its id and URL in `details`).
+   */
+  async claim(ref: SessionRef): Promise<void> {
+    if (this.stopped) throw new BerthError('not_ready', 'This host is shutting down');
+    const key = sessionKey(ref);
+    const result = await this.options.coordination.acquire(key, this.options.hostId, this.options.ttlMs);
+    if (result.acquired) {
+      this.held.set(key, result.lease.token);
+      this.lastToken.set(key, result.lease.token);
+      return;
+    }
+    throw elsewhere(ref, result.lease.hostId, this.urlOf(result.lease.hostId));
+  }
+
+  /** Ties the session's transcript (the SDK's session id) to its lease, for {@link fenceFor}. */
+  bindTranscript(ref: SessionRef, sdkSessionId: string): void {
+    this.byTranscript.set(`${ref.tenant}/${sdkSessionId}`, sessionKey(ref));
+  }
+
+  /** Gives the lease back (the session was suspended here); a no-op unless held. */
+  async release(ref: SessionRef): Promise<void> {
+    const key = sessionKey(ref);
+    const token = this.held.get(key);
+    if (token === undefined) return;
+    this.held.delete(key);
+    await this.options.coordination.release(key, this.options.hostId, token);
+  }
+
+  /** The session was deleted: its lease goes for good. */
+  async forget(ref: SessionRef): Promise<void> {
+    const key = sessionKey(ref);
+    this.held.delete(key);
+    await this.options.coordination.deleteLease(key);
+    await this.options.coordination.deleteSuperseded(key);
+  }
+
+  /**
+   * The fence of a spooled write (see durable-mirror.ts): events are keyed by session key, registry
+   * patches by (tenant, id), transcripts by (tenant, SDK session id). Undefined for what this host never
+   * held a lease for (a task's transcript, say): such writes go unfenced.
+   */
+  fenceFor(kind: 'transcript' | 'events' | 'registry', scope: string, name: string): Fence | undefined {
+    const lease =
+      kind === 'events'
+        ? scope
+        : kind === 'registry'
+          ? `${scope}/${name}`
+          : this.byTranscript.get(`${scope}/${name}`);
+    if (lease === undefined) return undefined;
+    const token = this.lastToken.get(lease);
+    return token === undefined ? undefined : { lease, token };
+  }
+
+  /** A write under `lease` was refused: the lease is lost, whatever the last renewal said. */
+  lost(lease: string): void {
+    if (!this.held.delete(lease)) return;
+    this.options.onLost(lease);
+  }
+
+  /** The URL of a live host, from the last heartbeat's list. */
+  urlOf(hostId: string): string | undefined {
+    return this.liveHosts.find((h) => h.id === hostId)?.url;
+  }
+
+  /** Stops the heartbeat and leaves the registry (held leases stay until they expire or are released). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    await this.beating;
+    await this.options.coordination.removeHost(this.options.hostId);
+  }
+
+  private async beat(): Promise<void> {
+    const { coordination, hostId, ttlMs } = this.options;
+    await coordination.heartbeat(
+      { id: hostId, url: this.options.advertiseUrl, ...this.options.announce() },
+      ttlMs,
+    );
+    const held = [...this.held].map(([key, token]) => ({ key, token }));
+    const lost = held.length > 0 ? await coordination.renew(hostId, held, ttlMs) : [];
+    for (const key of lost) this.lost(key);
+    this.liveHosts = await coordination.hosts();
+    if (this.stopped) return;
+    for (const listener of [...this.heartbeatListeners]) listener(this.liveHosts);
+  }
+}
+
+/** `session_elsewhere`, with the host that runs the session (where the HTTP layer forwards to). */
+export class SessionElsewhere extends BerthError {
+  constructor(
+    readonly ref: SessionRef,
+    readonly hostId: string,
+    /** Undefined when the holder is not in this host's list of live hosts yet. */
+    readonly url: string | undefined,
+  ) {
+    super('session_elsewhere', `Session ${JSON.stringify(ref.id)} runs on host ${JSON.stringify(hostId)}`);
+  }
+}
+
+function elsewhere(ref: SessionRef, hostId: string, url: string | undefined): SessionElsewhere {
+  return new SessionElsewhere(ref, hostId, url);
+}
