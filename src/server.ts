@@ -78,7 +78,10 @@ export async function startBerth(config: ServeConfig, options: StartOptions = {}
       },
       async drain() {
         ready = false;
-        const result = await core.host.drain(config.drainTimeoutMs);
+        const drained = core.host.drain(config.drainTimeoutMs);
+        // Routers stop sending new work at the next read of the host list, not a heartbeat later.
+        void core.leases?.heartbeat();
+        const result = await drained;
         await cleanups.run();
         return result;
       },

@@ -1,6 +1,7 @@
 /**
  * `berth conformance STORE_URL`: runs the SessionStore, SessionRegistry and EventLog conformance suites
- * against the live backend a store URL names. Each case runs in a namespace of its own beside the URL's
+ * (and, on PostgreSQL and Redis, the Coordination suite: host registry, leases, fencing) against the live
+ * backend a store URL names. Each case runs in a namespace of its own beside the URL's
  * (see `isolatedStoreUrl`), removed after it with `Stores.destroy()`; the URL's own data is never read or
  * written. The shared cases open that namespace several times, as several Berth processes would.
  */
@@ -11,6 +12,7 @@ import { redactUrl } from '../redact.js';
 import { isolatedStoreUrl, openStores } from '../stores/open-stores.js';
 import type { Stores } from '../stores/types.js';
 import {
+  coordinationConformanceCases,
   eventLogConformanceCases,
   registryConformanceCases,
   runConformance,
@@ -21,8 +23,8 @@ import { waitForShutdownSignal } from './signals.js';
 
 const HELP = `Usage: berth conformance STORE_URL [--json] [--only PATTERN]
 
-Runs Berth's store conformance suites (SessionStore, SessionRegistry, EventLog) against the backend
-STORE_URL names, e.g. postgres://USER@HOST:5432/DB?schema=berth. Each case gets a namespace of its own,
+Runs Berth's store conformance suites (SessionStore, SessionRegistry, EventLog, and on PostgreSQL and
+Redis the Coordination suite of many hosts) against the backend STORE_URL names, e.g. postgres://USER@HOST:5432/DB?schema=berth. Each case gets a namespace of its own,
 removed after it: a file beside a SQLite database, the schema <schema>_c_<tag>, the Redis prefix
 <prefix>:c:<tag>, the S3 prefix PREFIX/c-<tag>. The URL's own data is never touched.
 
@@ -78,7 +80,17 @@ export async function runConformanceCommand(argv: readonly string[]): Promise<nu
   const sessionStores = selected({ cases: sessionStoreConformanceCases, pick: (s) => s.transcriptStore });
   const registries = selected({ cases: registryConformanceCases, pick: (s) => s.registry });
   const eventLogs = selected({ cases: eventLogConformanceCases, pick: (s) => s.eventLog });
-  const all: readonly CaseTitle[] = [...sessionStores.cases, ...registries.cases, ...eventLogs.cases];
+  // Only the stores that can run many hosts have coordination (stores/coordination.ts).
+  const coordinations = selected({
+    cases: /^(postgres|postgresql|redis|rediss):/i.test(url) ? coordinationConformanceCases : [],
+    pick: (s) => s,
+  });
+  const all: readonly CaseTitle[] = [
+    ...sessionStores.cases,
+    ...registries.cases,
+    ...eventLogs.cases,
+    ...coordinations.cases,
+  ];
   if (all.length === 0)
     throw new BerthError('invalid_config', `--only ${values.only ?? ''}: no case matches`);
 
@@ -153,6 +165,7 @@ export async function runConformanceCommand(argv: readonly string[]): Promise<nu
   await runSuite(sessionStores);
   await runSuite(registries);
   await runSuite(eventLogs);
+  await runSuite(coordinations);
   const seconds = (performance.now() - started) / 1000;
 
   const count = (status: ConformanceResult['status']) => results.filter((r) => r.status === status).length;
