@@ -3,12 +3,13 @@
  * reader that timestamps each event on arrival, and the check that no subprocess outlived a suite.
  */
 import { execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { SDKMessage } from '@anthropic-ai/claude-agent-sdk';
+import type { SDKMessage, SessionStoreEntry } from '@anthropic-ai/claude-agent-sdk';
 import type { HostInfo } from '../src/host/session-host.js';
 
 /** What a suite gives back to `bench/run.ts`. */
@@ -281,6 +282,19 @@ export async function processesWithEnv(name: string, fragment: string): Promise<
   return found;
 }
 
+/** Kills (SIGKILL, by pid) the processes {@link processesWithEnv} finds; resolves to how many. */
+export async function killProcessesWithEnv(name: string, fragment: string): Promise<number> {
+  const found = await processesWithEnv(name, fragment);
+  for (const line of found) {
+    try {
+      process.kill(Number(line.split(' ')[0]), 'SIGKILL');
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found.length;
+}
+
 /**
  * Waits up to `graceMs` for every process whose `CLAUDE_CONFIG_DIR` lies under `dir` to exit; throws,
  * listing them, if any is left. Subprocesses end with a grace period, hence the wait.
@@ -370,3 +384,106 @@ export async function untilResult(
 /** What `GET /v1/hosts/self` answers. */
 export const hostInfo = async (url: string): Promise<HostInfo> =>
   (await api(url, 'GET', '/v1/hosts/self')) as HostInfo;
+
+/** A titled table with a paragraph under it (or none: `''`). */
+export type Section = [title: string, header: Row, rows: readonly Row[], note: string];
+
+/**
+ * A suite's sections as text for stdout and as Markdown for its part of docs/benchmarks.md: the `heading`,
+ * the `intro` paragraphs, then each section's title, table and note.
+ */
+export function renderSections(
+  heading: string,
+  intro: readonly string[],
+  sections: readonly Section[],
+): { text: string; markdown: string } {
+  const text = [
+    ...intro,
+    ...sections.flatMap(([title, header, rows]) => ['', title, textTable(header, rows)]),
+  ];
+  const markdown = [`## ${heading}`, '', ...intro.flatMap((paragraph) => [paragraph, ''])];
+  for (const [title, header, rows, note] of sections) {
+    markdown.push(`### ${title}`, '', markdownTable(header, rows), '', ...(note ? [note, ''] : []));
+  }
+  return { text: text.join('\n'), markdown: markdown.join('\n') };
+}
+
+/** How long `work` took, in ms. */
+export async function timed(work: () => Promise<unknown>): Promise<number> {
+  const started = now();
+  await work();
+  return now() - started;
+}
+
+/**
+ * Runs `a` and `b` {@link alternate}ly for `1 + n` rounds and collects their results, the first round's
+ * (a warm-up) left out.
+ */
+export async function pairs(
+  n: number,
+  a: () => Promise<number>,
+  b: () => Promise<number>,
+): Promise<[number[], number[]]> {
+  const out: [number[], number[]] = [[], []];
+  for (let i = 0; i <= n; i++) {
+    const [x, y] = await alternate(i, a, b);
+    if (i === 0) continue;
+    out[0].push(x);
+    out[1].push(y);
+  }
+  return out;
+}
+
+/**
+ * `n` transcript-shaped entries of ~740 bytes of JSON: user and assistant lines alternating, chained by
+ * `parentUuid` like the CLI's.
+ */
+export function transcriptEntries(sessionId: string, n: number): SessionStoreEntry[] {
+  let parentUuid: string | null = null;
+  return Array.from({ length: n }, (_, i) => {
+    const uuid = randomUUID();
+    const role = i % 2 === 0 ? 'user' : 'assistant';
+    const text = `${role} line ${i}: ${'the lockfile pins a version the registry no longer serves; '.repeat(6)}`;
+    const entry = {
+      ...{ type: role, uuid, parentUuid, sessionId, isSidechain: false, userType: 'external' },
+      ...{ cwd: '/srv/berth/workspaces/default/sess_bench', version: '2.1.330', gitBranch: 'HEAD' },
+      timestamp: new Date(Date.UTC(2026, 0, 1, 0, 0, 0, i * 250)).toISOString(),
+      message: { role, content: [{ type: 'text', text }] },
+    };
+    parentUuid = uuid;
+    return entry;
+  });
+}
+
+/**
+ * POSTs a `user.message` to a session; resolves to its seq. A 503 or 409 (a session between hosts) is
+ * retried every 50 ms for `retryMs`.
+ */
+export async function postMessage(base: string, id: string, content: string, retryMs = 0): Promise<number> {
+  const deadline = now() + retryMs;
+  for (;;) {
+    const res = await fetch(`${base}/v1/sessions/${id}/events`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ events: [{ type: 'user.message', content }] }),
+    });
+    const text = await res.text();
+    if (res.status === 202) return (JSON.parse(text) as { data: Array<{ seq: number }> }).data[0]!.seq;
+    if (![503, 409].includes(res.status) || now() > deadline) {
+      throw new Error(`POST ${base}/v1/sessions/${id}/events: ${res.status} ${text.slice(0, 300)}`);
+    }
+    await sleep(50);
+  }
+}
+
+/** When the `session.status_idle` of the turn after `seq` arrived on `reader`; throws unless it was `end_turn`. */
+export async function idleAfter(reader: SseReader, seq: number, timeoutMs: number): Promise<number> {
+  const idle = await reader.next(
+    (e) => e.type === 'session.status_idle' && Number(e.data.seq) > seq,
+    timeoutMs,
+  );
+  // A turn that failed must not pass for a fast one.
+  const reason = (idle.data.stop_reason as { type?: string } | undefined)?.type;
+  if (reason !== 'end_turn') throw new Error(`a turn ended with ${reason}`);
+  return idle.at;
+}

@@ -8,6 +8,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { format, resolveConfig } from 'prettier';
+import { cluster } from './cluster.js';
 import { core } from './core.js';
 import type { Suite } from './lib.js';
 import { lifetimes } from './lifetimes.js';
@@ -16,7 +17,7 @@ import { proxy } from './proxy.js';
 import { sandbox } from './sandbox.js';
 import { stores } from './stores.js';
 
-const SUITES: readonly Suite[] = [core, stores, lifetimes, patterns, proxy, sandbox];
+const SUITES: readonly Suite[] = [core, stores, lifetimes, patterns, proxy, sandbox, cluster];
 /** Every suite together must finish well within this (2 cores); a hang ends the run instead. */
 const WATCHDOG_MS = 12 * 60_000;
 

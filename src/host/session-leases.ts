@@ -39,6 +39,7 @@ export class SessionLeases {
   private timer: NodeJS.Timeout | undefined;
   private beating: Promise<void> | undefined;
   private liveHosts: readonly HostEntry[] = [];
+  private readingHosts: Promise<void> | undefined;
   private stopped = false;
   private readonly heartbeatListeners = new Set<(hosts: readonly HostEntry[]) => void>();
 
@@ -147,6 +148,20 @@ export class SessionLeases {
   lost(lease: string): void {
     if (!this.held.delete(lease)) return;
     this.options.onLost(lease);
+  }
+
+  /**
+   * Reads the list of live hosts now, between heartbeats (a host just failed to answer a forward: a dead
+   * host stays in the list for up to a third of the TTL otherwise). Concurrent calls share one read.
+   */
+  refreshHosts(): Promise<void> {
+    this.readingHosts ??= this.options.coordination
+      .hosts()
+      .then((hosts) => {
+        this.liveHosts = hosts;
+      })
+      .finally(() => (this.readingHosts = undefined));
+    return this.readingHosts;
   }
 
   /** The URL of a live host, from the last heartbeat's list. */

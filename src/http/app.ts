@@ -185,8 +185,7 @@ export function createApp(options: AppOptions): Hono<Env> {
     const place: MiddlewareHandler<Env> = async (c, next) => {
       const id = c.req.param('id') ?? '';
       if (!ID_PATTERN.test(id)) return next();
-      const target = await cluster.placement({ tenant: c.get('tenant'), id }, ClusterRouting.forwarded(c));
-      return target ? cluster.forward(c, target) : next();
+      return (await cluster.route(c, { tenant: c.get('tenant'), id })) ?? next();
     };
     app.use('/v1/sessions/:id', place);
     app.use('/v1/sessions/:id/*', place);

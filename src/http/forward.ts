@@ -38,6 +38,23 @@ const DROPPED_REQUEST_HEADERS = [
 ];
 const DROPPED_RESPONSE_HEADERS = ['connection', 'keep-alive', 'transfer-encoding', 'content-length'];
 
+/** A forward that got no answer; `resendable` when the target certainly did not act on it. */
+export class HostUnreachable extends BerthError {
+  constructor(
+    readonly hostId: string,
+    readonly resendable: boolean,
+    cause: unknown,
+  ) {
+    super('not_ready', `Host ${hostId} did not answer; try again`, { cause, retryAfterSeconds: 1 });
+  }
+}
+
+/** Whether a fetch failed because nothing listened: the request never reached a host. */
+function refused(err: unknown): boolean {
+  const cause = (err as { cause?: { code?: unknown } } | undefined)?.cause;
+  return cause?.code === 'ECONNREFUSED';
+}
+
 export class ClusterRouting {
   constructor(private readonly leases: SessionLeases) {}
 
@@ -66,6 +83,25 @@ export class ClusterRouting {
     }
     if (lease?.live || forwarded) return undefined;
     return this.choice(ref, hosts);
+  }
+
+  /**
+   * The request sent where its session runs (see {@link placement}); undefined when that is here. A
+   * host that does not answer is dropped from the list, and a request it certainly did not get goes on
+   * to the session's next place.
+   */
+  async route(c: Context, ref: SessionRef): Promise<Response | undefined> {
+    const forwarded = ClusterRouting.forwarded(c);
+    const target = await this.placement(ref, forwarded);
+    if (!target) return undefined;
+    try {
+      return await this.forward(c, target);
+    } catch (err) {
+      if (!(err instanceof HostUnreachable) || !err.resendable) throw err;
+      const next = await this.placement(ref, forwarded);
+      if (next?.id === target.id) throw err;
+      return next ? this.forward(c, next) : undefined;
+    }
   }
 
   /** Where a new session with this id goes: undefined for this host. */
@@ -110,10 +146,9 @@ export class ClusterRouting {
       });
     } catch (err) {
       unwatch();
-      throw new BerthError('not_ready', `Host ${target.id} did not answer; try again`, {
-        cause: err,
-        retryAfterSeconds: 1,
-      });
+      // The list may still have a host that died: read it now, so that the retry goes elsewhere.
+      await this.leases.refreshHosts().catch(() => undefined);
+      throw new HostUnreachable(target.id, refused(err) || method === 'GET' || method === 'HEAD', err);
     }
     const out = new Headers(answer.headers);
     for (const name of DROPPED_RESPONSE_HEADERS) out.delete(name);
