@@ -120,6 +120,18 @@ describe('many hosts, one service', () => {
     expect([...placed.keys()].sort()).toEqual(['h1', 'h2', 'h3']);
   });
 
+  it('refuses a second session with a taken id, and the session keeps its host', async () => {
+    const id = created[2]!;
+    const holder = await holderOf(id);
+    expect(holder).toBeDefined();
+    for (const base of [router(), ...[...cluster.hosts.values()].map((h) => h.url)]) {
+      const again = await call<{ error: { code: string } }>(base, 'POST', '/v1/sessions', { id });
+      expect(again.status).toBe(409);
+      expect(again.body.error.code).toBe('session_exists');
+      expect(await holderOf(id)).toBe(holder);
+    }
+  });
+
   it('answers for a session through either router and through any host, from the host that runs it', async () => {
     const id = created[0]!;
     const owner = await holderOf(id);
@@ -264,6 +276,19 @@ describe('many hosts, one service', () => {
   }, 180_000);
 
   it('a fourth host takes exactly the sessions that now hash to it, at idle moments, never mid-turn', async () => {
+    // Earlier tests changed the host list (a host died, one came back): wait until every session a host
+    // holds is on its rendezvous choice, so that only h4's arrival moves sessions from here on.
+    await eventually(
+      async () => {
+        for (const id of created) {
+          const holder = await holderOf(id);
+          if (holder !== undefined && holder !== (await choiceOf(id))) return false;
+        }
+        return true;
+      },
+      'the sessions to settle on their hosts',
+      { boundMs: 60_000 },
+    );
     const before = await liveHosts();
     const future = [...before, { ...before[0]!, id: 'h4' }];
     const moving = created.filter((id) => rankHosts(routingKey('default', id), future)[0]!.id === 'h4');

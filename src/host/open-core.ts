@@ -31,6 +31,7 @@ import { reportMirrorDelay } from './mirror-delay.js';
 import { Rebalancer } from './rebalance.js';
 import { SessionLeases } from './session-leases.js';
 import type { HostEntry } from '../stores/coordination.js';
+import type { Fence } from '../stores/types.js';
 
 export interface StartOptions {
   /** Where background failures go; stderr by default. */
@@ -151,11 +152,13 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
         onDelayed: (key, err) =>
           reportTo.host && reportMirrorDelay(reportTo.host, key.projectKey, key.sessionId, err),
         ...(leases && {
-          fenceFor: (kind, scope, name) => leases.fenceFor(kind, scope, name),
+          fenceFor: (kind, scope, name) =>
+            leases.fenceFor(kind, scope, name) ??
+            (kind === 'transcript' ? bindTranscript(reportTo.host, leases, scope, name) : undefined),
           superseded: {
             coordination: leases.coordination,
             hostId: leases.hostId,
-            onLost: (lease) => leases.lost(lease),
+            onLost: (lease, token) => leases.lost(lease, token),
           },
         }),
         onRecovered: (backlog) =>
@@ -220,6 +223,8 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
       leases,
     });
     reportTo.host = host;
+    // Cleanups run backwards: the leases go back once every subprocess has stopped, not before.
+    if (leases) cleanups.add(() => leases.stop());
     cleanups.add(() => host.close());
     const orphans = await host.start(lock);
     if (orphans > 0) log(`berth: killed ${orphans} process(es) that an earlier host left running`);
@@ -236,7 +241,6 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
         rebalancer.round = (hosts) => moves.round(hosts);
       }
       await leases.start();
-      cleanups.add(() => leases.stop());
     }
     const tasks = new TaskRunner({
       host,
@@ -298,6 +302,24 @@ function clusterLeases(
     onLost: (key) => reportTo.host?.fenceOff(key),
     onError,
   });
+}
+
+/**
+ * The fence of a transcript write whose SDK session id the leases do not know yet: a session that started
+ * on a warm spare takes the spare's id. Found among the host's sessions, and bound for the next write.
+ */
+function bindTranscript(
+  host: SessionHost | undefined,
+  leases: SessionLeases,
+  tenant: string,
+  sdkSessionId: string,
+): Fence | undefined {
+  const session = host?.liveSessions.find(
+    (s) => s.snapshot.tenant === tenant && s.snapshot.sdkSessionId === sdkSessionId,
+  );
+  if (!session) return undefined;
+  leases.bindTranscript(session.snapshot, sdkSessionId);
+  return leases.fenceFor('transcript', tenant, sdkSessionId);
 }
 
 /** Background failures as log lines (stack and causes kept: see `formatErrorForLog`). */

@@ -36,16 +36,16 @@ export class Rebalancer {
     if (!hosts.some((h) => h.id === this.hostId && h.state === 'ready')) return;
     for (const session of this.host.liveSessions) {
       if (this.moving >= MOVES_PER_ROUND) return;
-      if (!session.isQuiet || !this.holds(session)) continue;
+      const suspended = session.currentState === 'suspended';
+      if (!this.holds(session) || (!suspended && !session.isQuiet)) continue;
       const { tenant, id } = session.snapshot;
       const choice = rankHosts(routingKey(tenant, id), hosts)[0];
       if (!choice || choice.id === this.hostId) continue;
       this.moving += 1;
       // A suspended session holds nothing here but its lease.
-      const move =
-        session.currentState === 'suspended'
-          ? this.release(session).then(() => true)
-          : this.host.suspend(session, 'rebalance');
+      const move = suspended
+        ? this.release(session).then(() => true)
+        : this.host.suspend(session, 'rebalance');
       move.catch((err: unknown) => this.onError?.(err)).finally(() => (this.moving -= 1));
     }
   }

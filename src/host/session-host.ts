@@ -49,6 +49,7 @@ import type { HostSizing } from './sizing.js';
 import { assertNetworkEnforced } from '../sandbox/spawn-owner.js';
 import type { SessionLeases } from './session-leases.js';
 import { loadSession } from './session-load.js';
+import { fenceOff, stillOwned } from './session-fencing.js';
 import { Suspension } from './suspension.js';
 import { WarmPool, spareCanRun, type SpareEnvironment, type WarmPoolStats } from './warm-pool.js';
 
@@ -163,7 +164,14 @@ export class SessionHost {
       isReady: () => this.life.state === 'ready',
       onError: options.onError,
       // Suspended here, it may hydrate anywhere: the lease goes back.
-      onSuspended: options.leases && ((s) => options.leases!.release(s.snapshot)),
+      // Not while a message that arrived meanwhile runs, nor a group's agent (its group lives here).
+      onSuspended:
+        options.leases &&
+        (async (s) => {
+          if (s.currentState === 'suspended' && !s.isBusy && !this.customized.has(s)) {
+            await options.leases!.release(s.snapshot);
+          }
+        }),
     });
     this.admission = new Admission({
       capacity: options.capacity ?? Infinity,
@@ -236,10 +244,11 @@ export class SessionHost {
     assertNetworkEnforced(input.agent, this.options.enforcesNetwork);
     const record = newSessionRecord(tenant, input, pattern);
     const leases = this.options.leases;
-    await leases?.claim(record);
+    const claimed = await leases?.claim(record);
     // Within the tenant's `sessions` limit (admission.ts); nothing is stored over it.
     await this.admission.storeSession(record, this.options.registry).catch(async (err: unknown) => {
-      await leases?.release(record);
+      // Only a lease this call took: an existing session's (session_exists) stays with its holder.
+      if (claimed?.taken) await leases?.release(record);
       throw err;
     });
     leases?.bindTranscript(record, record.sdkSessionId);
@@ -253,11 +262,9 @@ export class SessionHost {
     checkSessionId(id);
     const ref = { tenant, id };
     let session = this.sessions.get(sessionKey(ref));
-    // Multi-host: a session suspended here gave its lease back; whoever holds it now decides (load).
-    if (session && this.options.leases && !this.options.leases.holds(ref)) {
-      this.sessions.delete(sessionKey(ref));
-      session = undefined;
-    }
+    // Multi-host: an object here runs only while no other host ran the session since it was made.
+    const leases = this.options.leases;
+    if (session && leases && !(await this.stillOwned(session, leases))) session = undefined;
     session ??= await this.load(ref);
     // Another tenant's session is simply not found: ids are per tenant, so none can leak.
     if (!session) {
@@ -353,19 +360,9 @@ export class SessionHost {
     return killAllNow(this.layout);
   }
 
-  /**
-   * Multi-host: another host took the session's lease over (this one was paused or cut off past its
-   * TTL). The store already refuses this host's writes for it; it stops the subprocess and forgets the
-   * session, and streams open here end, so that clients reconnect to where it runs now.
-   */
+  /** Multi-host: another host took the session's lease over (see session-fencing.ts). */
   fenceOff(key: string): void {
-    const session = this.sessions.get(key);
-    if (!session) return;
-    this.sessions.delete(key);
-    session.events.end();
-    session
-      .stopProcess('Another host runs this session now.')
-      .catch((err: unknown) => this.options.onError?.(err));
+    fenceOff(this.sessions, key, this.sessions.get(key), this.options.onError);
   }
 
   /**
@@ -411,6 +408,10 @@ export class SessionHost {
   /** Before a subprocess starts: nothing starts unless the host is ready; the workspace restored if it must be. */
   private async prepareStart(session: Session): Promise<void> {
     this.refuseStartsWhileStopping();
+    const leases = this.options.leases;
+    if (leases && !(await this.stillOwned(session, leases))) {
+      throw new BerthError('lease_lost', 'Another host ran this session since; send the message again');
+    }
     const record = session.snapshot;
     await this.options.workspaces?.prepare(record, this.pathsFor(record).cwd);
     // A restore takes seconds: the host may have begun draining or closing meanwhile.
@@ -438,6 +439,10 @@ export class SessionHost {
     // Task spares keep no transcript; a tenant's spare mirrors into the tenant's scope.
     if (dirs) return { env, cwd, dirs };
     return { env, cwd, transcriptStore: scopeTranscriptStore(this.options.transcriptStore, tenant) };
+  }
+
+  private stillOwned(session: Session, leases: SessionLeases): Promise<boolean> {
+    return stillOwned(this.sessions, session, leases, this.options.onError);
   }
 
   private load(ref: SessionRef): Promise<Session | undefined> {
@@ -485,6 +490,7 @@ export class SessionHost {
       processOptions,
     });
     if (processOptions) this.customized.add(session);
+    this.options.leases?.bindObject(session, record);
     this.sessions.set(sessionKey(record), session);
     return { session, paths };
   }

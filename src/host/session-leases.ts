@@ -40,6 +40,8 @@ export class SessionLeases {
   private beating: Promise<void> | undefined;
   private liveHosts: readonly HostEntry[] = [];
   private readingHosts: Promise<void> | undefined;
+  /** The token each session object was made under (see {@link stillOwns}). */
+  private readonly objectTokens = new WeakMap<object, number>();
   private stopped = false;
   private readonly heartbeatListeners = new Set<(hosts: readonly HostEntry[]) => void>();
 
@@ -91,18 +93,44 @@ export class SessionLeases {
 
   /**
    * Takes the session's lease for this host, or throws `session_elsewhere` naming the live host that
-   * holds it (its id and URL in `details`).
+   * holds it. Resolves to the token, and to whether this call took it (false: this host held it already).
    */
-  async claim(ref: SessionRef): Promise<void> {
+  async claim(ref: SessionRef): Promise<{ token: number; taken: boolean }> {
     if (this.stopped) throw new BerthError('not_ready', 'This host is shutting down');
     const key = sessionKey(ref);
+    const taken = !this.held.has(key);
     const result = await this.options.coordination.acquire(key, this.options.hostId, this.options.ttlMs);
     if (result.acquired) {
       this.held.set(key, result.lease.token);
       this.lastToken.set(key, result.lease.token);
-      return;
+      return { token: result.lease.token, taken };
     }
+    this.held.delete(key);
     throw elsewhere(ref, result.lease.hostId, this.urlOf(result.lease.hostId));
+  }
+
+  /** Remembers the token `owner` (a session object, made right after a claim) was made under. */
+  bindObject(owner: object, ref: SessionRef): void {
+    const token = this.held.get(sessionKey(ref));
+    if (token !== undefined) this.objectTokens.set(owner, token);
+  }
+
+  /**
+   * Whether `owner` (a session object of this host's) may still run: this host holds the lease, or takes
+   * it again, with the token the object was made under, so no other host ran the session since. False
+   * means the object is stale (drop it and load the session again); throws `session_elsewhere` when a
+   * live host holds the lease.
+   */
+  async stillOwns(owner: object, ref: SessionRef): Promise<boolean> {
+    const made = this.objectTokens.get(owner);
+    if (made !== undefined && this.held.get(sessionKey(ref)) === made) return true;
+    const { token } = await this.claim(ref);
+    return token === made;
+  }
+
+  /** The token this host holds the session's lease with, if it holds it. */
+  tokenOf(ref: SessionRef): number | undefined {
+    return this.held.get(sessionKey(ref));
   }
 
   /** Ties the session's transcript (the SDK's session id) to its lease, for {@link fenceFor}. */
@@ -144,9 +172,13 @@ export class SessionLeases {
     return token === undefined ? undefined : { lease, token };
   }
 
-  /** A write under `lease` was refused: the lease is lost, whatever the last renewal said. */
-  lost(lease: string): void {
-    if (!this.held.delete(lease)) return;
+  /**
+   * A write under (`lease`, `token`) was refused: the lease is lost, whatever the last renewal said. A
+   * refusal of an older token (a spool row from before this host took the session again) changes nothing.
+   */
+  lost(lease: string, token: number): void {
+    if (this.held.get(lease) !== token) return;
+    this.held.delete(lease);
     this.options.onLost(lease);
   }
 
@@ -169,11 +201,19 @@ export class SessionLeases {
     return this.liveHosts.find((h) => h.id === hostId)?.url;
   }
 
-  /** Stops the heartbeat and leaves the registry (held leases stay until they expire or are released). */
+  /**
+   * Stops the heartbeat, gives back every lease still held and leaves the registry. Called once every
+   * subprocess has stopped: the sessions can run elsewhere at once instead of a TTL later.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
     await this.beating;
+    const held = [...this.held];
+    this.held.clear();
+    await Promise.allSettled(
+      held.map(([key, token]) => this.options.coordination.release(key, this.options.hostId, token)),
+    );
     await this.options.coordination.removeHost(this.options.hostId);
   }
 
@@ -185,7 +225,8 @@ export class SessionLeases {
     );
     const held = [...this.held].map(([key, token]) => ({ key, token }));
     const lost = held.length > 0 ? await coordination.renew(hostId, held, ttlMs) : [];
-    for (const key of lost) this.lost(key);
+    const renewed = new Map(held.map(({ key, token }) => [key, token]));
+    for (const key of lost) this.lost(key, renewed.get(key)!);
     this.liveHosts = await coordination.hosts();
     if (this.stopped) return;
     for (const listener of [...this.heartbeatListeners]) listener(this.liveHosts);

@@ -131,10 +131,16 @@ export class ClusterRouting {
     // the exchange ends when a heartbeat no longer lists it, and a stream from it ends (its client
     // reconnects with Last-Event-ID and reaches the session where it runs next).
     const gone = new AbortController();
-    const unwatch = this.leases.onHeartbeat((hosts) => {
+    // A forwarded stream counted against the tenant's `streams` here (stream-quota.ts) ends with its body.
+    const releaseStream = (c.var as { releaseStream?: () => void }).releaseStream;
+    const stopWatching = this.leases.onHeartbeat((hosts) => {
       if (!hosts.some((h) => h.id === target.id))
         gone.abort(new Error(`host ${target.id} stopped heartbeating`));
     });
+    const unwatch = (): void => {
+      stopWatching();
+      releaseStream?.();
+    };
     let answer: Response;
     try {
       answer = await fetch(url, {

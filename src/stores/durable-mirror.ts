@@ -77,7 +77,7 @@ export interface DurableMirrorOptions {
    * Multi-host mode: where a write the store refused for a lost lease goes (`keepSuperseded`: beside the
    * session, never into it, where the new holder's view wins), and who is told that the lease is lost.
    */
-  superseded?: { coordination: Coordination; hostId: string; onLost: (lease: string) => void };
+  superseded?: { coordination: Coordination; hostId: string; onLost: (lease: string, token: number) => void };
 }
 
 /** How many spooled rows one shipping round reads. */
@@ -398,7 +398,7 @@ export class DurableMirror implements SessionStore {
       });
       this.sql.deleteRow.run(row.seq);
     }
-    onLost(fence.lease);
+    onLost(fence.lease, fence.token);
   }
 
   private async shipFenced(group: readonly OpRow[], fence: Fence | undefined): Promise<void> {
