@@ -6,6 +6,7 @@
 import { BerthError } from './errors.js';
 import { ID_PATTERN } from './ids.js';
 import { parseDuration, parseUrl, positive } from './config-values.js';
+import { storeHasLeases } from './stores/open-stores.js';
 
 export interface ClusterConfig {
   /** This host's id in the registry: what `x-berth-host` carries. */
@@ -52,7 +53,7 @@ export function parseClusterConfig(
     return null;
   }
   const advertiseUrl = parseUrl(advertise, '--advertise-url');
-  if (!/^(postgres|postgresql|redis|rediss):\/\//i.test(store)) {
+  if (!storeHasLeases(store)) {
     throw new BerthError(
       'invalid_config',
       `--advertise-url needs a store that many hosts share with atomic compare-and-set: PostgreSQL (postgres://) or Redis (redis://); --store ${store.replace(/:.*/s, ':')}... cannot hold leases`,

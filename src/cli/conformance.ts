@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { parseCommandArgs } from './args.js';
 import { BerthError, describeError, isBerthError } from '../errors.js';
 import { redactUrl } from '../redact.js';
-import { isolatedStoreUrl, openStores } from '../stores/open-stores.js';
+import { isolatedStoreUrl, openStores, storeHasLeases } from '../stores/open-stores.js';
 import type { Stores } from '../stores/types.js';
 import {
   coordinationConformanceCases,
@@ -82,7 +82,7 @@ export async function runConformanceCommand(argv: readonly string[]): Promise<nu
   const eventLogs = selected({ cases: eventLogConformanceCases, pick: (s) => s.eventLog });
   // Only the stores that can run many hosts have coordination (stores/coordination.ts).
   const coordinations = selected({
-    cases: /^(postgres|postgresql|redis|rediss):/i.test(url) ? coordinationConformanceCases : [],
+    cases: storeHasLeases(url) ? coordinationConformanceCases : [],
     pick: (s) => s,
   });
   const all: readonly CaseTitle[] = [

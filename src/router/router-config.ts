@@ -22,6 +22,7 @@ import {
 import { BerthError, describeError } from '../errors.js';
 import { redactUrl } from '../redact.js';
 import { DEFAULT_STORE_TIMEOUT_MS } from '../stores/deadline.js';
+import { storeHasLeases } from '../stores/open-stores.js';
 
 export interface RouterConfig {
   port: number;
@@ -83,9 +84,6 @@ export const ROUTER_OPTIONS: readonly RouterOptionSpec[] = [
   },
 ];
 
-/** The URL schemes of stores with a host registry and leases (see stores/coordination.ts). */
-const SHARED_STORE_SCHEMES = ['postgres', 'postgresql', 'redis', 'rediss'];
-
 const NEEDS_SHARED_STORE =
   'the router reads the host registry and session leases from the store the hosts share: PostgreSQL (postgres://USER@HOST:PORT/DB) or Redis (redis://HOST:PORT, rediss://...)';
 
@@ -122,7 +120,7 @@ export function parseRouterStore(value: string | undefined): string {
   }
   const colon = value.indexOf(':');
   const scheme = colon > 0 ? value.slice(0, colon).toLowerCase() : '';
-  if (!SHARED_STORE_SCHEMES.includes(scheme)) {
+  if (!storeHasLeases(value)) {
     throw new BerthError(
       'invalid_config',
       `--store ${redactUrl(value)}: ${scheme === '' ? 'not a store URL' : `${scheme}: has no host registry`}; ${NEEDS_SHARED_STORE}`,

@@ -33,6 +33,14 @@ export const STORE_URL_FORMS = [
   's3://BUCKET/PREFIX?endpoint=URL&region=R&forcePathStyle=true',
 ] as const;
 
+/**
+ * Whether a `--store` URL names a store that can run many hosts (a host registry and leases with
+ * fencing, `Stores.coordination`): PostgreSQL and Redis, which have an atomic compare-and-set.
+ */
+export function storeHasLeases(url: string): boolean {
+  return /^(postgres|postgresql|redis|rediss):/i.test(url);
+}
+
 export async function openStores(url: string, options: OpenStoresOptions = {}): Promise<Stores> {
   return storesWithDeadlines(await openBackend(url), options.timeoutMs ?? DEFAULT_STORE_TIMEOUT_MS);
 }
