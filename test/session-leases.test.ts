@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SessionLeases } from '../src/host/session-leases.js';
+import type { Coordination } from '../src/stores/coordination.js';
 import { openStores, type Stores } from '../src/stores/open-stores.js';
 import { sessionKey } from '../src/stores/types.js';
 import { postgresBackend, type TestStore } from './helpers/backends.js';
@@ -96,5 +97,48 @@ describe('SessionLeases', () => {
     for (const ref of refs) expect((await stores.coordination!.lease(sessionKey(ref)))?.live).toBe(false);
     expect((await stores.coordination!.hosts()).map((h) => h.id)).not.toContain('lease-f');
     await expect(a.claim(refs[0]!)).rejects.toMatchObject({ code: 'not_ready' });
+  });
+
+  it('gives a session made again with a deleted id a greater token, so that rows of the old one cannot land', async () => {
+    const a = host('lease-g');
+    const b = host('lease-g2');
+    const ref = { tenant: 't3', id: 'made-again' };
+    const first = await a.claim(ref);
+    await a.forget(ref);
+    // Made again, on another host: a host still holding rows of the old session (token 1) is refused.
+    const again = await b.claim(ref);
+    expect(again.token).toBeGreaterThan(first.token);
+  });
+
+  it('keeps a lease given back while a renewal was on its way given back', async () => {
+    // The real store, with the renewal held at the door until the release has landed.
+    const real = stores.coordination!;
+    let arrived!: () => void;
+    const atDoor = new Promise<void>((resolve) => (arrived = resolve));
+    let open!: () => void;
+    const door = new Promise<void>((resolve) => (open = resolve));
+    const coordination = Object.create(real) as Coordination;
+    coordination.renew = async (...args) => {
+      arrived();
+      await door;
+      return real.renew(...args);
+    };
+    const a = new SessionLeases({
+      coordination,
+      hostId: 'lease-h',
+      advertiseUrl: 'http://127.0.0.1:1/lease-h',
+      ttlMs: 60_000,
+      announce: () => ({ state: 'ready', capacity: 4, slotsFree: 4 }),
+      onLost: () => undefined,
+    });
+    const ref = { tenant: 't4', id: 'renew-race' };
+    await a.claim(ref);
+    const beat = a.heartbeat();
+    await atDoor;
+    await a.release(ref);
+    expect((await real.lease(sessionKey(ref)))?.live).toBe(false);
+    open();
+    await beat;
+    expect((await real.lease(sessionKey(ref)))?.live).toBe(false);
   });
 });

@@ -150,8 +150,11 @@ export class SessionLeases {
   /** The session was deleted: its lease goes for good. */
   async forget(ref: SessionRef): Promise<void> {
     const key = sessionKey(ref);
+    const token = this.held.get(key);
     this.held.delete(key);
-    await this.options.coordination.deleteLease(key);
+    // Released, not deleted: a session made again with this id starts at a greater token, so a stale
+    // host's rows of the old session are refused rather than written into the new one.
+    if (token !== undefined) await this.options.coordination.release(key, this.options.hostId, token);
     await this.options.coordination.deleteSuperseded(key);
   }
 
@@ -226,7 +229,13 @@ export class SessionLeases {
     const held = [...this.held].map(([key, token]) => ({ key, token }));
     const lost = held.length > 0 ? await coordination.renew(hostId, held, ttlMs) : [];
     const renewed = new Map(held.map(({ key, token }) => [key, token]));
-    for (const key of lost) this.lost(key, renewed.get(key)!);
+    for (const key of lost) {
+      this.lost(key, renewed.get(key)!);
+      renewed.delete(key);
+    }
+    // A lease given back while the renewal was on its way was extended again by it: give it back again.
+    const revived = [...renewed].filter(([key]) => !this.held.has(key));
+    await Promise.all(revived.map(([key, token]) => coordination.release(key, hostId, token)));
     this.liveHosts = await coordination.hosts();
     if (this.stopped) return;
     for (const listener of [...this.heartbeatListeners]) listener(this.liveHosts);

@@ -97,7 +97,11 @@ export interface Coordination {
   lease(key: string, options?: StoreCallOptions): Promise<Lease | undefined>;
   /** Many leases in one call; keys without a lease are absent from the map. */
   leases(keys: readonly string[], options?: StoreCallOptions): Promise<Map<string, Lease>>;
-  /** Removes a lease for good (its session was deleted); a no-op for an unknown key. */
+  /**
+   * Removes a lease for good; a no-op for an unknown key. Hosts do not call it when a session is deleted:
+   * they release the lease, so that a session made again with the same id gets a greater token than any
+   * row of the old one a stale host may still ship. It is for operators clearing out a namespace.
+   */
   deleteLease(key: string, options?: StoreCallOptions): Promise<void>;
 
   // --- writes a fenced-off host could not make ---
