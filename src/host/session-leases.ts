@@ -106,7 +106,7 @@ export class SessionLeases {
       return { token: result.lease.token, taken };
     }
     this.held.delete(key);
-    throw elsewhere(ref, result.lease.hostId, this.urlOf(result.lease.hostId));
+    throw new SessionElsewhere(ref, result.lease.hostId, this.urlOf(result.lease.hostId));
   }
 
   /** Remembers the token `owner` (a session object, made right after a claim) was made under. */
@@ -252,8 +252,4 @@ export class SessionElsewhere extends BerthError {
   ) {
     super('session_elsewhere', `Session ${JSON.stringify(ref.id)} runs on host ${JSON.stringify(hostId)}`);
   }
-}
-
-function elsewhere(ref: SessionRef, hostId: string, url: string | undefined): SessionElsewhere {
-  return new SessionElsewhere(ref, hostId, url);
 }

@@ -143,9 +143,12 @@ export function createApp(options: AppOptions): Hono<Env> {
     return c.json({ ...info, status: ready ? 'ready' : 'draining' }, ready ? 200 : 503);
   });
 
-  const metrics = hostMetrics(() => host.info());
+  // Made at the first scrape: a host nobody scrapes pays nothing for it (prom-client's default metrics
+  // start an event-loop monitor).
+  let metrics: ReturnType<typeof hostMetrics> | undefined;
   app.get('/metrics', async (c) => {
     if (!options.metricsPublic) authenticate(c.req.raw.headers, options.apiKeys);
+    metrics ??= hostMetrics(() => host.info());
     return c.body(await metrics.metrics(), 200, { 'content-type': metrics.contentType });
   });
 
