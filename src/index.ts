@@ -5,7 +5,7 @@
  * - the server: {@link startBerth} (HTTP API, listening) or {@link openBerthCore} (no HTTP), from a config
  *   that {@link parseServeConfig} compiles from `berth serve`'s flags and `BERTH_*` variables;
  * - the stores: the interfaces (the SDK's `SessionStore` for transcripts, {@link SessionRegistry},
- *   {@link EventLog}), {@link openStores} for a `--store` URL, the adapter classes for each backend (each
+ *   {@link EventLog}, {@link Catalog}), {@link openStores} for a `--store` URL, the adapter classes for each backend (each
  *   takes a ready client: `new PostgresRegistry({ pool })`), and the {@link DurableMirror} that spools
  *   writes on local disk while a networked store is down;
  * - the blob store (workspace snapshots, task results): {@link BlobStore}, {@link openBlobStore} and its
@@ -48,6 +48,7 @@ export type {
   AgentConfig,
   EventLog,
   ListPage,
+  ManagedSessionFields,
   Pattern,
   SessionRecord,
   SessionRef,
@@ -55,6 +56,14 @@ export type {
   SessionStatus,
   Stores,
 } from './stores/types.js';
+export type {
+  Catalog,
+  CatalogEntry,
+  CatalogKind,
+  CatalogListOptions,
+  CatalogRef,
+  NewCatalogEntry,
+} from './stores/catalog.js';
 export { STORE_URL_FORMS, openStores } from './stores/open-stores.js';
 export { DurableMirror } from './stores/durable-mirror.js';
 export type { DurableMirrorOptions } from './stores/durable-mirror.js';
@@ -62,6 +71,7 @@ export type { DurableMirrorOptions } from './stores/durable-mirror.js';
 // Store adapters, one backend each
 export {
   SQLITE_SCHEMA_VERSION,
+  SqliteCatalog,
   SqliteEventLog,
   SqliteRegistry,
   SqliteSessionStore,
@@ -70,6 +80,7 @@ export {
   openSqliteStores,
 } from './stores/sqlite/index.js';
 export type {
+  SqliteCatalogOptions,
   SqliteDatabase,
   SqliteDatabaseOptions,
   SqliteEventLogOptions,
@@ -80,6 +91,7 @@ export type {
 export {
   DEFAULT_POSTGRES_SCHEMA,
   POSTGRES_SCHEMA_VERSION,
+  PostgresCatalog,
   PostgresEventLog,
   PostgresRegistry,
   PostgresSessionStore,
@@ -88,6 +100,7 @@ export {
 } from './stores/postgres/index.js';
 export type {
   OpenPostgresStoresOptions,
+  PostgresCatalogOptions,
   PostgresEventLogOptions,
   PostgresRegistryOptions,
   PostgresSessionStoreOptions,
@@ -96,6 +109,7 @@ export type {
 } from './stores/postgres/index.js';
 export {
   DEFAULT_REDIS_PREFIX,
+  RedisCatalog,
   RedisEventLog,
   RedisRegistry,
   RedisSessionStore,
@@ -103,6 +117,7 @@ export {
 } from './stores/redis/index.js';
 export type {
   OpenRedisStoresOptions,
+  RedisCatalogOptions,
   RedisClient,
   RedisEventLogOptions,
   RedisRegistryOptions,
@@ -110,11 +125,13 @@ export type {
 } from './stores/redis/index.js';
 export { openS3Stores, parseS3StoreUrl } from './stores/s3/index.js';
 export type {
+  S3CatalogOptions,
   S3EventLogOptions,
   S3RegistryOptions,
   S3SessionStoreOptions,
   S3StoreConfig,
 } from './stores/s3/index.js';
+export { S3Catalog } from './stores/s3/catalog.js';
 export { S3EventLog } from './stores/s3/event-log.js';
 export { S3Registry } from './stores/s3/registry.js';
 export { S3SessionStore } from './stores/s3/session-store.js';

@@ -15,6 +15,7 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import {
+  catalogConformanceCases,
   coordinationConformanceCases,
   eventLogConformanceCases,
   registryConformanceCases,
@@ -25,7 +26,12 @@ import { POSTGRES_URL, REDIS_URL } from './helpers/backends.js';
 import { S3RVER_CREDENTIALS, startS3Server } from './helpers/s3-server.js';
 
 const BIN = path.resolve('bin/berth.js');
-const CASES = [...sessionStoreConformanceCases, ...registryConformanceCases, ...eventLogConformanceCases];
+const CASES = [
+  ...sessionStoreConformanceCases,
+  ...registryConformanceCases,
+  ...eventLogConformanceCases,
+  ...catalogConformanceCases,
+];
 const SHARED = CASES.filter((kase) => kase.shared).length;
 type CaseTitle = { suite: string; name: string };
 /** PostgreSQL and Redis also run the coordination suite (host registry, leases, fencing). */

@@ -1,13 +1,24 @@
 /**
- * The registry's page cursor, the same for every backend: base64url of `createdAt:id`, the keyset
- * position of the last record of a page (pages are newest first, ties broken by id).
+ * The page cursor of the registry and the catalog, the same for every backend: base64url of
+ * `createdAt:id`, the keyset position of the last record of a page (pages are newest first, ties broken
+ * by id).
  */
 import { BerthError } from '../errors.js';
+
+/** One page of a listing. */
+export interface ListPage<T> {
+  data: T[];
+  /** Opaque cursor for the next page, or null when this was the last. */
+  next: string | null;
+}
 
 export interface CursorPosition {
   createdAt: number;
   id: string;
 }
+
+/** The largest createdAt a cursor holds: 15 digits, a safe integer (the year 33658 in epoch ms). */
+export const MAX_CREATED_AT = 999_999_999_999_999;
 
 export function encodeCursor(position: CursorPosition): string {
   return Buffer.from(`${position.createdAt}:${position.id}`, 'utf8').toString('base64url');

@@ -1,6 +1,6 @@
 /**
- * `--store URL` to the stores Berth runs on. One URL names where transcripts, the session registry and
- * the event log live, and, on PostgreSQL and Redis, the coordination of many hosts (`Stores.coordination`).
+ * `--store URL` to the stores Berth runs on. One URL names where transcripts, the session registry, the
+ * event log and the catalog live, and, on PostgreSQL and Redis, the coordination of many hosts (`Stores.coordination`).
  * Every call of the stores returned has a deadline (`--store-timeout`, see `with-deadlines.ts`), so that a
  * backend that hangs fails like one that refuses.
  */
@@ -59,6 +59,7 @@ async function openBackend(url: string): Promise<Stores> {
           transcriptStore: stores.sessionStore,
           registry: stores.registry,
           eventLog: stores.eventLog,
+          catalog: stores.catalog,
           shared: false,
           close: async () => stores.close(),
           async destroy() {
@@ -86,6 +87,7 @@ async function openBackend(url: string): Promise<Stores> {
         transcriptStore: stores.sessionStore,
         registry: stores.registry,
         eventLog: stores.eventLog,
+        catalog: stores.catalog,
         shared: false,
         close: async () => stores.close(),
         destroy: async () => stores.close(),

@@ -1,12 +1,15 @@
 /**
  * What Berth keeps besides transcripts: the session registry (one record per session) and the event log
  * (every event of every session, in `seq` order). Transcripts go through the SDK's own `SessionStore`
- * interface; these two are Berth's. Both are async so that a networked backend can implement them.
+ * interface; these two are Berth's. Both are async so that a networked backend can implement them. The
+ * catalog of agents and environments has a module of its own (`catalog.ts`).
  */
 import type { SessionStore } from '@anthropic-ai/claude-agent-sdk';
 import type { StoredEvent, Usage } from '../session/events.js';
+import type { Catalog } from './catalog.js';
 import type { Coordination } from './coordination.js';
 import type { StoreCallOptions } from './call-options.js';
+import type { ListPage } from './list-cursor.js';
 
 export const PATTERNS = ['ephemeral', 'long-running', 'hybrid', 'multi-agent'] as const;
 export type Pattern = (typeof PATTERNS)[number];
@@ -30,6 +33,18 @@ export interface AgentConfig {
   disallowed_tools?: string[];
   permission_mode?: 'default' | 'acceptEdits' | 'bypassPermissions' | 'plan' | 'dontAsk';
   max_turns?: number;
+  /**
+   * The CLI's built-in tools the agent has (CLI names: `Bash`, `Read`, ...); absent means the CLI's own
+   * default set, empty means none. An agent's toolset in the API becomes this list.
+   */
+  tools?: string[];
+  /**
+   * Tools (CLI names) whose every use waits for a `user.tool_confirmation`, even where the CLI would not
+   * ask (read-only tools, read-only shell commands): the API's `always_ask` permission policy.
+   */
+  ask_tools?: string[];
+  /** The model's effort level (the SDK's `effort`). */
+  effort?: 'low' | 'medium' | 'high' | 'xhigh' | 'max';
   /** What the agent may reach besides the model (`--sandbox bwrap` enforces it; nothing else can). */
   network?: AgentNetwork;
 }
@@ -56,6 +71,21 @@ export interface SessionRecord {
   updatedAt: number;
   usage: Usage;
   turns: number;
+  /** What the Managed Agents API knows of the session besides the above; absent for a group's agents. */
+  managed?: ManagedSessionFields | undefined;
+}
+
+/** A session's Managed Agents fields, stored as one JSON value. */
+export interface ManagedSessionFields {
+  /** The agent and the version the session was created with (it does not follow later updates). */
+  agent: { id: string; version: number } | null;
+  environment_id: string;
+  /** Epoch ms, or null while not archived. */
+  archived_at: number | null;
+  /** A cost limit in the smallest unit of the currency (cents of USD), or null for none. */
+  budget: { max_list_cost_cents: number } | null;
+  /** When the session was created with overrides of its agent (`agent_with_overrides`), what they were. */
+  overrides?: Record<string, unknown> | undefined;
 }
 
 /**
@@ -72,11 +102,15 @@ export function sessionKey(ref: SessionRef): string {
   return `${ref.tenant}/${ref.id}`;
 }
 
-export interface ListPage<T> {
-  data: T[];
-  /** Opaque cursor for the next page, or null when this was the last. */
-  next: string | null;
-}
+export type { ListPage } from './list-cursor.js';
+export type {
+  Catalog,
+  CatalogEntry,
+  CatalogKind,
+  CatalogListOptions,
+  CatalogRef,
+  NewCatalogEntry,
+} from './catalog.js';
 
 export type { Fence, StoreCallOptions } from './call-options.js';
 
@@ -118,11 +152,15 @@ export interface EventLog {
   deleteSession(sessionId: string, options?: StoreCallOptions): Promise<void>;
 }
 
-/** Everything one `--store URL` names: where transcripts, the session registry and the event log live. */
+/**
+ * Everything one `--store URL` names: where transcripts, the session registry, the event log and the
+ * catalog (agents and environments) live.
+ */
 export interface Stores {
   transcriptStore: SessionStore;
   registry: SessionRegistry;
   eventLog: EventLog;
+  catalog: Catalog;
   /** True when another host sharing this store can resume this host's sessions (not memory or SQLite). */
   shared: boolean;
   /**
@@ -134,9 +172,9 @@ export interface Stores {
   /** Releases connections; idempotent. */
   close(): Promise<void>;
   /**
-   * Deletes everything under this URL's namespace: every transcript, record and event, and the namespace
-   * itself (the PostgreSQL schema, the SQLite file, the Redis keys under the prefix, the S3 objects under
-   * the prefix). For tests and `berth conformance`, which run on isolated namespaces (see
+   * Deletes everything under this URL's namespace: every transcript, record, event and catalog entry,
+   * and the namespace itself (the PostgreSQL schema, the SQLite file, the Redis keys under the prefix, the
+   * S3 objects under the prefix). For tests and `berth conformance`, which run on isolated namespaces (see
    * `isolatedStoreUrl`). Only `close()` may follow it.
    */
   destroy?(): Promise<void>;

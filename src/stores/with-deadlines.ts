@@ -1,6 +1,6 @@
 /**
  * Deadlines around the stores a `--store URL` opens, whatever their adapter: every call of the registry,
- * the event log, the transcript store and the coordination (when the store has it) rejects with
+ * the event log, the catalog, the transcript store and the coordination (when the store has it) rejects with
  * `store_unavailable` when it has not answered within `timeoutMs`, and the adapter gets the deadline as its
  * `signal` (the transcript store's SDK interface takes none, so there the deadline only stops the waiting
  * unless the store takes Berth's options too). Every other option, `fence` above all, passes through as
@@ -14,6 +14,7 @@
  * Wrapping is idempotent: a store wrapped once is returned as it is.
  */
 import type { SessionKey, SessionStore, SessionStoreEntry } from '@anthropic-ai/claude-agent-sdk';
+import type { Catalog } from './catalog.js';
 import type { Coordination, FencedSessionStore } from './coordination.js';
 import { AbandonedWrites } from './deadline.js';
 import type { EventLog, SessionRegistry, StoreCallOptions, Stores } from './types.js';
@@ -54,6 +55,34 @@ export function registryWithDeadlines(registry: SessionRegistry, timeoutMs: numb
     delete: (ref, options) =>
       calls.write('store delete session', timeoutMs, options?.signal, (signal) =>
         registry.delete(ref, under(options, signal)),
+      ),
+  });
+}
+
+/** `catalog` with a deadline of `timeoutMs` on every call. */
+export function catalogWithDeadlines(catalog: Catalog, timeoutMs: number): Catalog {
+  if (WRAPPED.has(catalog)) return catalog;
+  const calls = new AbandonedWrites();
+  return mark({
+    create: (entry, options) =>
+      calls.write('store create catalog entry', timeoutMs, options?.signal, (signal) =>
+        catalog.create(entry, under(options, signal)),
+      ),
+    get: (ref, options) =>
+      calls.read('store get catalog entry', timeoutMs, options?.signal, (signal) =>
+        catalog.get(ref, under(options, signal)),
+      ),
+    replace: (ref, doc, expectRevision, options) =>
+      calls.write('store replace catalog entry', timeoutMs, options?.signal, (signal) =>
+        catalog.replace(ref, doc, expectRevision, under(options, signal)),
+      ),
+    list: (tenant, kind, options) =>
+      calls.read('store list catalog entries', timeoutMs, options.signal, (signal) =>
+        catalog.list(tenant, kind, { ...options, signal }),
+      ),
+    delete: (ref, options) =>
+      calls.write('store delete catalog entry', timeoutMs, options?.signal, (signal) =>
+        catalog.delete(ref, under(options, signal)),
       ),
   });
 }
@@ -186,6 +215,7 @@ export function storesWithDeadlines(stores: Stores, timeoutMs: number): Stores {
     transcriptStore: sessionStoreWithDeadlines(stores.transcriptStore, timeoutMs),
     registry: registryWithDeadlines(stores.registry, timeoutMs),
     eventLog: eventLogWithDeadlines(stores.eventLog, timeoutMs),
+    catalog: catalogWithDeadlines(stores.catalog, timeoutMs),
     ...(stores.coordination && {
       coordination: coordinationWithDeadlines(stores.coordination, timeoutMs),
     }),

@@ -4,6 +4,8 @@
  */
 export { ATOMIC_REPLACE_CASE, runBlobStoreConformance } from './blob-store-conformance.js';
 export type { BlobStoreConformanceOptions, BlobStoreUnderTest } from './blob-store-conformance.js';
+export { catalogEntry, runCatalogConformance } from './catalog-conformance.js';
+export type { CatalogUnderTest } from './catalog-conformance.js';
 export { runCoordinationConformance } from './coordination-conformance.js';
 export type {
   CoordinationConformanceOptions,

@@ -172,9 +172,11 @@ describe('PostgreSQL coordination', () => {
   it('migrates a version 1 schema, keeping its data', async () => {
     const { schema, stores } = await open();
     await stores.eventLog.append('acme/s1', [event(1)]);
-    // Back to what a Berth before many hosts left.
+    // Back to what a Berth before many hosts left (and before the catalog and the managed column, which
+    // came after them).
     await admin.query(
-      `DROP TABLE "${schema}".hosts, "${schema}".leases, "${schema}".superseded;
+      `DROP TABLE "${schema}".hosts, "${schema}".leases, "${schema}".superseded, "${schema}".catalog;
+       ALTER TABLE "${schema}".sessions DROP COLUMN managed;
        DELETE FROM "${schema}".schema_migrations WHERE version > 1`,
     );
     const pool = new pg.Pool({ connectionString: URL, max: 2 });
@@ -185,7 +187,7 @@ describe('PostgreSQL coordination', () => {
       [schema],
     );
     expect(tables.rows.map((row) => row.table_name)).toEqual(
-      expect.arrayContaining(['hosts', 'leases', 'superseded']),
+      expect.arrayContaining(['catalog', 'hosts', 'leases', 'superseded']),
     );
     const reopened = await openPostgresStores(`${URL}?schema=${schema}`);
     cleanups.push(() => reopened.close());

@@ -14,10 +14,13 @@ import {
   migratePostgresSchema,
   openPostgresStores,
   POSTGRES_SCHEMA_VERSION,
+  PostgresCatalog,
   PostgresEventLog,
   PostgresRegistry,
   PostgresSessionStore,
 } from '../../src/stores/postgres/index.js';
+import type { ManagedSessionFields } from '../../src/stores/types.js';
+import { catalogEntry, runCatalogConformance } from '../../src/testing/catalog-conformance.js';
 import { runEventLogConformance, event } from '../../src/testing/event-log-conformance.js';
 import { record, runRegistryConformance } from '../../src/testing/registry-conformance.js';
 import { runSessionStoreConformance } from '../../src/testing/session-store-conformance.js';
@@ -119,6 +122,11 @@ runEventLogConformance('PostgresEventLog', () => {
   return Promise.resolve({ log: new PostgresEventLog({ pool: pools[0]!, schema }), cleanup });
 });
 
+runCatalogConformance('PostgresCatalog', () => {
+  const { schema, pools, cleanup } = freshState(1);
+  return Promise.resolve({ catalog: new PostgresCatalog({ pool: pools[0]!, schema }), cleanup });
+});
+
 const entry = (n: number, extra: Record<string, unknown> = {}): SessionStoreEntry => ({
   type: n % 2 ? 'assistant' : 'user',
   uuid: `uuid-${n}`,
@@ -170,6 +178,7 @@ describe('PostgreSQL stores', () => {
         [schema],
       );
       expect(tables.rows.map((row) => row.table_name)).toEqual([
+        'catalog',
         'events',
         'hosts',
         'leases',
@@ -183,6 +192,55 @@ describe('PostgreSQL stores', () => {
       const store = new PostgresSessionStore({ pool: pools[0]!, schema });
       await store.append(key, [entry(1)]);
       expect(await store.load(key)).toEqual([entry(1)]);
+    });
+
+    it('adds the catalog to a schema written before it existed, keeping what the schema holds', async () => {
+      const { schema, pools } = state(2);
+      await new PostgresRegistry({ pool: pools[0]!, schema }).create(record('s1'));
+      // A version-2 schema: the catalog's migration and the later ones undone by hand.
+      await admin.query(`DROP TABLE "${schema}".catalog`);
+      await admin.query(`ALTER TABLE "${schema}".sessions DROP COLUMN managed`);
+      await admin.query(`DELETE FROM "${schema}".schema_migrations WHERE version > 2`);
+      // Another pool, whose stores have not checked this schema yet.
+      const catalog = new PostgresCatalog({ pool: pools[1]!, schema });
+      await catalog.create(catalogEntry('agent_1'));
+      expect(await catalog.get({ tenant: 'acme', kind: 'agent', id: 'agent_1' })).toMatchObject({
+        revision: 1,
+      });
+      expect(
+        await new PostgresRegistry({ pool: pools[1]!, schema }).get({ tenant: 'acme', id: 's1' }),
+      ).toEqual(record('s1'));
+      const versions = await admin.query<{ version: number }>(
+        `SELECT version FROM "${schema}".schema_migrations ORDER BY version`,
+      );
+      expect(versions.rows.map((row) => row.version)).toEqual([1, 2, 3, 4]);
+    });
+
+    it('adds the managed column to a schema written before it existed, keeping its records', async () => {
+      const { schema, pools } = state(2);
+      await new PostgresRegistry({ pool: pools[0]!, schema }).create(record('s1', { title: 'old' }));
+      // A version-3 schema: the managed column's migration undone by hand.
+      await admin.query(`ALTER TABLE "${schema}".sessions DROP COLUMN managed`);
+      await admin.query(`DELETE FROM "${schema}".schema_migrations WHERE version = 4`);
+      // Another pool, whose stores have not checked this schema yet.
+      const registry = new PostgresRegistry({ pool: pools[1]!, schema });
+      const ref = { tenant: 'acme', id: 's1' };
+      const read = await registry.get(ref);
+      expect(read).toEqual(record('s1', { title: 'old' }));
+      expect(read).not.toHaveProperty('managed');
+      expect((await registry.list('acme', { limit: 10 })).data).toEqual([read]);
+      const versions = await admin.query<{ version: number }>(
+        `SELECT version FROM "${schema}".schema_migrations ORDER BY version`,
+      );
+      expect(versions.rows.map((row) => row.version)).toEqual([1, 2, 3, 4]);
+      const managed: ManagedSessionFields = {
+        agent: { id: 'agent_1', version: 1 },
+        environment_id: 'env_1',
+        archived_at: null,
+        budget: null,
+      };
+      await registry.update(ref, { managed });
+      expect((await registry.get(ref))?.managed).toEqual(managed);
     });
 
     it('refuses a schema written by a newer Berth', async () => {
@@ -334,6 +392,24 @@ describe('PostgreSQL stores', () => {
     });
   });
 
+  describe('PostgresCatalog', () => {
+    it('lets exactly one of many replaces from one revision through, across pools', async () => {
+      const { schema, pools } = state(3);
+      const catalogs = pools.map((pool) => new PostgresCatalog({ pool, schema }));
+      const ref = { tenant: 'acme', kind: 'agent', id: 'agent_1' } as const;
+      await catalogs[0]!.create(catalogEntry('agent_1'));
+      const settled = await Promise.allSettled(
+        Array.from({ length: 12 }, (_, i) => catalogs[i % 3]!.replace(ref, { writer: i }, 1)),
+      );
+      const won = settled.filter((result) => result.status === 'fulfilled');
+      expect(won).toHaveLength(1);
+      for (const result of settled) {
+        if (result.status === 'rejected') expect(isCode('revision_conflict')(result.reason)).toBe(true);
+      }
+      expect(await catalogs[2]!.get(ref)).toEqual((won[0] as PromiseFulfilledResult<unknown>).value);
+    });
+  });
+
   describe('failures', () => {
     it('rejects every call with store_unavailable on an ended pool, never throwing synchronously', async () => {
       const { schema } = state(0);
@@ -342,7 +418,9 @@ describe('PostgreSQL stores', () => {
       const store = new PostgresSessionStore({ pool, schema });
       const registry = new PostgresRegistry({ pool, schema });
       const log = new PostgresEventLog({ pool, schema });
+      const catalog = new PostgresCatalog({ pool, schema });
       const ref = { tenant: 'acme', id: 's1' };
+      const agent = { tenant: 'acme', kind: 'agent', id: 'agent_1' } as const;
       const calls = [
         () => store.append(key, [entry(1)]),
         () => store.append({ ...key, subpath: 'subagents/a' }, [entry(1)]),
@@ -360,6 +438,11 @@ describe('PostgreSQL stores', () => {
         () => log.list('s1', { after: 0, limit: 5 }),
         () => log.lastSeq('s1'),
         () => log.deleteSession('s1'),
+        () => catalog.create(catalogEntry('agent_1')),
+        () => catalog.get(agent),
+        () => catalog.replace(agent, {}, 1),
+        () => catalog.list('acme', 'agent', { limit: 5 }),
+        () => catalog.delete(agent),
       ];
       for (const call of calls) {
         let promise: Promise<unknown> | undefined;
@@ -410,6 +493,10 @@ describe('PostgreSQL stores', () => {
       expect(await stores.registry.get({ tenant: 'acme', id: 's1' })).toEqual(record('s1'));
       await stores.eventLog.append('acme/s1', [event(1)]);
       expect(await stores.eventLog.lastSeq('acme/s1')).toBe(1);
+      await stores.catalog.create(catalogEntry('agent_1'));
+      expect(await stores.catalog.get({ tenant: 'acme', kind: 'agent', id: 'agent_1' })).toMatchObject({
+        revision: 1,
+      });
 
       const first = stores.close();
       expect(stores.close()).toBe(first);

@@ -10,16 +10,18 @@ import type { SessionKey, SessionStoreEntry } from '@anthropic-ai/claude-agent-s
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { describeError, isBerthError } from '../../src/errors.js';
-import { projectIndexKey, transcriptKeys } from '../../src/stores/redis/keys.js';
+import { catalogBase, projectIndexKey, registryBase, transcriptKeys } from '../../src/stores/redis/keys.js';
 import {
   encodeKeyPart,
   openRedisStores,
   parseRedisStoreUrl,
+  RedisCatalog,
   RedisEventLog,
   RedisRegistry,
   RedisSessionStore,
 } from '../../src/stores/redis/index.js';
 import type { Stores } from '../../src/stores/types.js';
+import { catalogEntry, runCatalogConformance } from '../../src/testing/catalog-conformance.js';
 import { event, runEventLogConformance } from '../../src/testing/event-log-conformance.js';
 import { record, runRegistryConformance } from '../../src/testing/registry-conformance.js';
 import { runSessionStoreConformance } from '../../src/testing/session-store-conformance.js';
@@ -131,6 +133,14 @@ runEventLogConformance('RedisEventLog', () => {
   const prefix = newPrefix();
   return Promise.resolve({
     log: new RedisEventLog({ redis: client, prefix }),
+    cleanup: () => dropPrefix(prefix),
+  });
+});
+
+runCatalogConformance('RedisCatalog', () => {
+  const prefix = newPrefix();
+  return Promise.resolve({
+    catalog: new RedisCatalog({ redis: client, prefix }),
     cleanup: () => dropPrefix(prefix),
   });
 });
@@ -258,6 +268,46 @@ describe('Redis stores on the live server', () => {
       expect(registryKeys).toHaveLength(3);
       expect(new Set(registryKeys.map(clusterSlot)).size).toBe(1);
       for (const key of keys) expect(hashTag(key), key).toBeDefined();
+    });
+
+    it('keeps managed as a JSON field of the record hash, absent while the record has none', async () => {
+      const prefix = prefixed();
+      const registry = new RedisRegistry({ redis: client, prefix });
+      const key = `${registryBase(prefix, 'acme')}:s:s1`;
+      await registry.create(record('s1'));
+      expect(await client.hexists(key, 'managed')).toBe(0);
+      await registry.update({ tenant: 'acme', id: 's1' }, { turns: 1 });
+      expect(await client.hexists(key, 'managed')).toBe(0);
+      const managed = { agent: null, environment_id: 'env_1', archived_at: null, budget: null };
+      await registry.update({ tenant: 'acme', id: 's1' }, { managed });
+      expect(JSON.parse((await client.hget(key, 'managed'))!)).toEqual(managed);
+    });
+
+    it("puts a tenant's catalog entries and lists of every kind in one slot", async () => {
+      const prefix = prefixed();
+      const catalog = new RedisCatalog({ redis: client, prefix });
+      const tenant = 'te{n}ant: ü';
+      await catalog.create(catalogEntry('agent_1', { tenant }));
+      await catalog.create(catalogEntry('agent_1@1', { tenant, kind: 'agent_version' }));
+      await catalog.create(catalogEntry('env_1', { tenant, kind: 'environment' }));
+      // Same text up to the first '}': an unencoded tag would put both tenants in one tag.
+      await catalog.create(catalogEntry('agent_1', { tenant: 'te{n}other' }));
+      const keys = await keysMatching(`${prefix}:*`);
+      const ours = keys.filter((k) => k.startsWith(catalogBase(prefix, tenant)));
+      expect(ours.sort()).toEqual(
+        [
+          'agent:e:agent_1',
+          'agent:list',
+          'agent_version:e:agent_1@1',
+          'agent_version:list',
+          'environment:e:env_1',
+          'environment:list',
+        ].map((rest) => `${catalogBase(prefix, tenant)}:${rest}`),
+      );
+      expect(new Set(ours.map(clusterSlot)).size).toBe(1);
+      expect(keys).toHaveLength(ours.length + 2);
+      for (const key of keys) expect(hashTag(key), key).toBeDefined();
+      expect(new Set(keys.map(hashTag)).size).toBe(2);
     });
 
     it('encodes key parts without braces or colons and without collisions', () => {
@@ -544,6 +594,8 @@ describe('Redis stores on the live server', () => {
       const store = new RedisSessionStore({ redis, prefix });
       const registry = new RedisRegistry({ redis, prefix });
       const log = new RedisEventLog({ redis, prefix });
+      const catalog = new RedisCatalog({ redis, prefix });
+      const agent = { tenant: 'acme', kind: 'agent', id: 'agent_1' } as const;
       const key: SessionKey = { projectKey: 'p', sessionId: 's' };
       await store.append(key, [entry(1)]);
       await cut();
@@ -563,6 +615,11 @@ describe('Redis stores on the live server', () => {
         () => log.list('a/s', { after: 0, limit: 10 }),
         () => log.lastSeq('a/s'),
         () => log.deleteSession('a/s'),
+        () => catalog.create(catalogEntry('agent_1')),
+        () => catalog.get(agent),
+        () => catalog.replace(agent, {}, 1),
+        () => catalog.list('acme', 'agent', { limit: 10 }),
+        () => catalog.delete(agent),
       ]);
     });
 
@@ -689,12 +746,28 @@ describe('Redis stores on the live server', () => {
       expect(await stores.eventLog.lastSeq('acme/s1')).toBe(1);
       const ttl = await admin.ttl(transcriptKeys(prefix, key).entries);
       expect(ttl).toBeGreaterThan(3500);
+      // The ttl is the transcripts': agents and environments stay until deleted.
+      await stores.catalog.create(catalogEntry('agent_1'));
+      expect(await admin.ttl(`${catalogBase(prefix, 'acme')}:agent:e:agent_1`)).toBe(-1);
+      expect(await admin.ttl(`${catalogBase(prefix, 'acme')}:agent:list`)).toBe(-1);
       const closing = stores.close();
       expect(stores.close()).toBe(closing);
       await closing;
       await expect(stores.registry.get({ tenant: 'acme', id: 's1' })).rejects.toSatisfy((err: unknown) =>
         isBerthError(err, 'store_unavailable'),
       );
+    });
+
+    it('destroy removes every key under the prefix, catalog entries included', async () => {
+      const prefix = prefixed();
+      const stores = await openRedisStores(`redis://${HOST}:${PORT}/0?prefix=${prefix}`);
+      opened.push(stores);
+      await stores.registry.create(record('s1'));
+      await stores.catalog.create(catalogEntry('agent_1'));
+      await stores.catalog.create(catalogEntry('env_1', { kind: 'environment' }));
+      expect(await keysMatching(`${prefix}:cat:*`)).toHaveLength(4);
+      await stores.destroy!();
+      expect(await keysMatching(`${prefix}:*`)).toEqual([]);
     });
 
     it('fails commands with store_unavailable while the server is away, after a bounded wait', async () => {

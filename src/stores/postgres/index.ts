@@ -1,12 +1,13 @@
 /**
- * PostgreSQL stores: transcripts, registry, event log and the coordination of many hosts (host registry,
- * session leases, fencing) in one schema that every Berth host shares. The layout is described in
+ * PostgreSQL stores: transcripts, registry, event log, catalog and the coordination of many hosts (host
+ * registry, session leases, fencing) in one schema that every Berth host shares. The layout is described in
  * `postgres/schema.ts`. The classes take a ready `pg.Pool` and never load `pg` themselves;
  * {@link openPostgresStores} builds the pool from a `--store` URL, loading `pg` on demand so that
  * deployments on another backend never need it installed.
  */
 import type { Pool } from 'pg';
 import { BerthError } from '../../errors.js';
+import { PostgresCatalog } from './catalog.js';
 import { PostgresCoordination } from './coordination.js';
 import { PostgresEventLog } from './event-log.js';
 import { PostgresRegistry } from './registry.js';
@@ -22,6 +23,8 @@ import { PostgresSessionStore } from './session-store.js';
 import type { Stores } from '../types.js';
 
 export { DEFAULT_POSTGRES_SCHEMA, migratePostgresSchema, POSTGRES_SCHEMA_VERSION } from './schema.js';
+export { PostgresCatalog } from './catalog.js';
+export type { PostgresCatalogOptions } from './catalog.js';
 export { PostgresCoordination } from './coordination.js';
 export type { PostgresCoordinationOptions } from './coordination.js';
 export { PostgresEventLog } from './event-log.js';
@@ -52,6 +55,7 @@ export interface PostgresStores extends Stores {
   transcriptStore: PostgresSessionStore;
   registry: PostgresRegistry;
   eventLog: PostgresEventLog;
+  catalog: PostgresCatalog;
   coordination: PostgresCoordination;
   /** The pool the stores share, owned by this object: `close()` ends it. */
   pool: Pool;
@@ -105,6 +109,7 @@ export async function openPostgresStores(
     transcriptStore: new PostgresSessionStore({ pool, schema: target.schema }),
     registry: new PostgresRegistry({ pool, schema: target.schema }),
     eventLog: new PostgresEventLog({ pool, schema: target.schema }),
+    catalog: new PostgresCatalog({ pool, schema: target.schema }),
     coordination: new PostgresCoordination({ pool, schema: target.schema }),
   };
   let closing: Promise<void> | undefined;

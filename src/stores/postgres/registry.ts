@@ -11,6 +11,7 @@ import { checkFence, FENCE_TOKEN, fenceCte, fenceHolds } from './fence.js';
 import type {
   AgentConfig,
   ListPage,
+  ManagedSessionFields,
   Pattern,
   SessionRecord,
   SessionRef,
@@ -36,6 +37,7 @@ interface SessionRow {
   updated_at: string;
   usage: string;
   turns: number;
+  managed: string | null;
 }
 
 type Patch = Partial<Omit<SessionRecord, 'id' | 'tenant' | 'createdAt'>>;
@@ -56,6 +58,7 @@ const UPDATABLE: {
   started: { column: 'started', toParam: (value) => value },
   usage: { column: 'usage', toParam: (value) => JSON.stringify(value) },
   turns: { column: 'turns', toParam: (value) => value },
+  managed: { column: 'managed', toParam: (value) => JSON.stringify(value) },
 };
 
 /**
@@ -99,6 +102,7 @@ export class PostgresRegistry implements SessionRegistry {
           record.updatedAt,
           JSON.stringify(record.usage),
           record.turns,
+          record.managed === undefined ? null : JSON.stringify(record.managed),
         ]),
       options?.signal,
     );
@@ -189,14 +193,14 @@ export class PostgresRegistry implements SessionRegistry {
 }
 
 const COLUMNS =
-  'id, tenant, title, metadata, pattern, agent, status, sdk_session_id, started, created_at, updated_at, usage, turns';
+  'id, tenant, title, metadata, pattern, agent, status, sdk_session_id, started, created_at, updated_at, usage, turns, managed';
 
 const SELECTED = `id, tenant, title, metadata::text AS metadata, pattern, agent::text AS agent, status,
-  sdk_session_id, started, created_at, updated_at, usage::text AS usage, turns`;
+  sdk_session_id, started, created_at, updated_at, usage::text AS usage, turns, managed::text AS managed`;
 
 function sqlTexts(table: string) {
   return {
-    insert: `INSERT INTO ${table} (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+    insert: `INSERT INTO ${table} (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
       ON CONFLICT (tenant, id) DO NOTHING`,
     select: `SELECT ${SELECTED} FROM ${table} WHERE tenant = $1 AND id = $2`,
     listFirst: `SELECT ${SELECTED} FROM ${table} WHERE tenant = $1 ORDER BY created_at DESC, id DESC LIMIT $2`,
@@ -221,5 +225,7 @@ function fromRow(row: SessionRow): SessionRecord {
     updatedAt: Number(row.updated_at),
     usage: JSON.parse(row.usage) as Usage,
     turns: row.turns,
+    // Absent rather than null: a record created without the fields reads back as it was written.
+    ...(row.managed === null ? {} : { managed: JSON.parse(row.managed) as ManagedSessionFields }),
   };
 }

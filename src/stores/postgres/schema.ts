@@ -1,7 +1,8 @@
 /**
- * PostgreSQL: transcripts, the session registry and the event log in one schema of one database, shared by
- * every Berth process that points at it. All names below live in that schema (`berth` by default), so one
- * database can hold several deployments side by side and dropping the schema removes everything.
+ * PostgreSQL: transcripts, the session registry, the event log and the catalog in one schema of one
+ * database, shared by every Berth process that points at it. All names below live in that schema (`berth`
+ * by default), so one database can hold several deployments side by side and dropping the schema removes
+ * everything.
  *
  * Layout (migration N turns version N into N+1; `schema_migrations` has one row per applied version):
  *
@@ -41,6 +42,15 @@
  * - `superseded(key, host_id, id, token, kind, subpath, payload, kept_at)`, PK (`key`, `host_id`, `id`): the
  *   writes a host made under a lease it had lost. The PK is also the index a session's reads and deletes
  *   use. `payload` is `json`, not `jsonb`: kept verbatim, `\u0000` included. `kept_at` is the caller's.
+ *
+ * The catalog (version 3, see `postgres/catalog.ts`):
+ * - `catalog(tenant, kind, id, revision, created_at, updated_at, doc)`, PK (`tenant`, `kind`, `id`): agents,
+ *   agent versions and environments (`stores/catalog.ts`). `doc` is `json`, kept verbatim like the
+ *   registry's JSON columns. Listed newest first through an index on (`tenant`, `kind`, `created_at` DESC,
+ *   `id` DESC); a replace is one `UPDATE ... WHERE revision = $n`, the row lock making it compare-and-set.
+ *
+ * Managed sessions (version 4): `sessions.managed`, `json`, the record's Managed Agents fields
+ * (`ManagedSessionFields`), NULL for a record without them (a group's agents, records written before).
  *
  * Integers that can exceed 2^31 (mtimes, times, seqs) are `bigint`, which `pg` returns as strings; the stores
  * convert them, and cast `json` columns to text and parse them themselves, so that type parsers a user set
@@ -185,6 +195,24 @@ const MIGRATIONS: readonly string[] = [
     kept_at bigint NOT NULL,
     PRIMARY KEY (key, host_id, id)
   );
+  `,
+  // 2 -> 3: the catalog
+  `
+  CREATE TABLE {schema}.catalog (
+    tenant     text COLLATE "C" NOT NULL,
+    kind       text COLLATE "C" NOT NULL,
+    id         text COLLATE "C" NOT NULL,
+    revision   bigint  NOT NULL,
+    created_at bigint  NOT NULL,
+    updated_at bigint  NOT NULL,
+    doc        json    NOT NULL,
+    PRIMARY KEY (tenant, kind, id)
+  );
+  CREATE INDEX catalog_by_created ON {schema}.catalog (tenant, kind, created_at DESC, id DESC);
+  `,
+  // 3 -> 4: a session's Managed Agents fields
+  `
+  ALTER TABLE {schema}.sessions ADD COLUMN managed json;
   `,
 ];
 

@@ -1,14 +1,15 @@
 /**
- * Berth on Redis: transcripts, registry and event log on one Redis (6.2 or newer, standalone or Cluster),
- * so that several Berth hosts share sessions, plus on a standalone Redis the coordination of many hosts
- * (host registry, session leases, fenced writes). The key scheme, and what is atomic and why, is
+ * Berth on Redis: transcripts, registry, event log and catalog on one Redis (6.2 or newer, standalone or
+ * Cluster), so that several Berth hosts share sessions, plus on a standalone Redis the coordination of many
+ * hosts (host registry, session leases, fenced writes). The key scheme, and what is atomic and why, is
  * described in `redis/keys.ts`; the append and summary design in `redis/session-store.ts`; fencing in
  * `redis/fence.ts`.
  *
  * `--store redis://[USER:PASSWORD@]HOST[:PORT][/DB][?prefix=NAME&ttl=DURATION]` (`rediss://` for TLS)
- * opens all three on one connection, see {@link openRedisStores}.
+ * opens all of them on one connection, see {@link openRedisStores}.
  */
 import { BerthError, describeError } from '../../errors.js';
+import { RedisCatalog } from './catalog.js';
 import { redisCall } from './client.js';
 import { RedisCoordination } from './coordination.js';
 import { checkRedisPrefix, DEFAULT_REDIS_PREFIX } from './keys.js';
@@ -17,6 +18,8 @@ import { RedisRegistry } from './registry.js';
 import { RedisSessionStore } from './session-store.js';
 import type { Stores } from '../types.js';
 
+export { RedisCatalog } from './catalog.js';
+export type { RedisCatalogOptions } from './catalog.js';
 export type { RedisClient } from './client.js';
 export { checkRedisPrefix, DEFAULT_REDIS_PREFIX, encodeKeyPart } from './keys.js';
 export { RedisCoordination } from './coordination.js';
@@ -198,6 +201,7 @@ export async function openRedisStores(url: string, options: OpenRedisStoresOptio
     transcriptStore: new RedisSessionStore({ ...shared, ttlSeconds: config.ttlSeconds }),
     registry: new RedisRegistry(shared),
     eventLog: new RedisEventLog(shared),
+    catalog: new RedisCatalog(shared),
     // The client made here is always standalone, which RedisCoordination needs.
     coordination: new RedisCoordination(shared),
     shared: true,

@@ -1,6 +1,7 @@
 /**
- * Key scheme of the Redis stores (`RedisSessionStore`, `RedisRegistry`, `RedisEventLog`). `P` is the
- * store's prefix (`berth` by default); `enc(x)` is the percent-encoding of {@link encodeKeyPart}.
+ * Key scheme of the Redis stores (`RedisSessionStore`, `RedisRegistry`, `RedisEventLog`, `RedisCatalog`,
+ * `RedisCoordination`). `P` is the store's prefix (`berth` by default); `enc(x)` is the percent-encoding
+ * of {@link encodeKeyPart}.
  *
  * Transcripts (`RedisSessionStore`), one hash tag per session, `T = P:t:{enc(projectKey):enc(sessionId)}`:
  * - `T:entries` LIST of the main transcript's entries, as JSON, in append order.
@@ -15,11 +16,18 @@
  * Per project, `P:p:{enc(projectKey)}` ZSET: sessionId -> last append (client epoch-ms).
  *
  * Registry (`RedisRegistry`), one hash tag per tenant, `R = P:r:{enc(tenant)}`:
- * - `R:s:ID` HASH: one field per `SessionRecord` field, each JSON, plus `indexMember`.
+ * - `R:s:ID` HASH: one field per `SessionRecord` field, each JSON, plus `indexMember`; an optional field
+ *   (`managed`) is absent when the record has none.
  * - `R:list` ZSET, all scores 0, members `CREATEDAT:ID` with CREATEDAT zero-padded to 16 digits, so that
  *   lexicographic order is (createdAt, id) order and a keyset cursor is a single `ZRANGE ... BYLEX`.
  *
  * Event log (`RedisEventLog`): `P:e:{enc(sessionKey)}` ZSET, score `seq`, member the event as JSON.
+ *
+ * Catalog (`RedisCatalog`), one hash tag per tenant, `K = P:cat:{enc(tenant)}`, and per kind (`agent`,
+ * `agent_version`, `environment`, checked before any key is built):
+ * - `K:KIND:e:ID` HASH, one entry: `revision`, `createdAt`, `updatedAt` (decimal), `doc` (JSON), `member`.
+ * - `K:KIND:list` ZSET, all scores 0, members `CREATEDAT:ID` as in the registry's list.
+ *   Kinds never meet: after `K:agent` comes `:` or `_`.
  *
  * Coordination (`RedisCoordination`, see `stores/coordination.ts`), times in epoch-ms of the server clock:
  * - `P:l:{enc(leaseKey)}` HASH, one lease: `host`, `token`, `expires`. The lease key is the session key
@@ -33,11 +41,12 @@
  * Why hash tags: Redis Cluster runs a script or MULTI only on keys of one slot, and a key's slot is the
  * CRC16 of its hash tag, the text between its first `{` and the next `}`. Everything that must change
  * together shares a tag: a session's entries, uuids, subkeys, meta (append, fold, delete are one script
- * each); a tenant's records and their list (create and delete keep them in step). Encoding the parts
- * inside a tag keeps `{`, `}` and the `:` separator out of them, so a tag can neither end early nor be
- * read two ways. After the tag any bytes are safe, which is why subpaths and registry ids stay raw there:
- * Lua builds those keys from the stored subpath or id, and `:entries` / `:entries:X` / `:uuids:X` (or `:s:X`
- * / `:list`) can never be the same key.
+ * each); a tenant's records and their list (create and delete keep them in step); a tenant's catalog
+ * entries and their lists. Encoding the parts inside a tag keeps `{`, `}` and the `:` separator out of
+ * them, so a tag can neither end early nor be read two ways. After the tag any bytes are safe, which is
+ * why subpaths, registry ids and catalog ids stay raw there: Lua builds those keys from the stored subpath
+ * or id, and `:entries` / `:entries:X` / `:uuids:X` (or `:s:X` / `:list`, `:KIND:e:X` / `:KIND:list`) can
+ * never be the same key.
  *
  * What is not atomic, and why it is safe: the project index cannot share a slot with all its sessions,
  * so it is a hint, written in a separate command. An append sends the index update together with (and,
@@ -131,6 +140,11 @@ export function projectIndexKey(prefix: string, projectKey: string): string {
 /** `R`, the tenant's registry key base; records are `R:s:ID`, the list `R:list`. */
 export function registryBase(prefix: string, tenant: string): string {
   return `${prefix}:r:{${encodeKeyPart(tenant)}}`;
+}
+
+/** `K`, the tenant's catalog key base; entries are `K:KIND:e:ID`, the lists `K:KIND:list`. */
+export function catalogBase(prefix: string, tenant: string): string {
+  return `${prefix}:cat:{${encodeKeyPart(tenant)}}`;
 }
 
 /** The event log of one session (`tenant/id`). */

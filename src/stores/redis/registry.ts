@@ -12,6 +12,7 @@ import { checkRedisPrefix, DEFAULT_REDIS_PREFIX, registryBase } from './keys.js'
 import type {
   AgentConfig,
   ListPage,
+  ManagedSessionFields,
   Pattern,
   SessionRecord,
   SessionRef,
@@ -31,7 +32,7 @@ export interface RedisRegistryOptions {
   prefix?: string;
 }
 
-/** Every field of a record, each stored as JSON in a hash field of the same name. */
+/** Every field a record always has, each stored as JSON in a hash field of the same name. */
 const RECORD_FIELDS = [
   'id',
   'tenant',
@@ -47,15 +48,16 @@ const RECORD_FIELDS = [
   'usage',
   'turns',
 ] as const satisfies ReadonlyArray<keyof SessionRecord>;
-// Fails to compile when SessionRecord gains a field that RECORD_FIELDS does not list.
-const ALL_FIELDS_LISTED: Exclude<keyof SessionRecord, (typeof RECORD_FIELDS)[number]> extends never
-  ? true
-  : never = true;
+/** The optional fields, stored like the others when set and absent from the hash when undefined. */
+const OPTIONAL_FIELDS = ['managed'] as const satisfies ReadonlyArray<keyof SessionRecord>;
+type ListedField = (typeof RECORD_FIELDS)[number] | (typeof OPTIONAL_FIELDS)[number];
+// Fails to compile when SessionRecord gains a field that neither list names.
+const ALL_FIELDS_LISTED: Exclude<keyof SessionRecord, ListedField> extends never ? true : never = true;
 void ALL_FIELDS_LISTED;
 
 /** Fields an update may change; identity fields never change, whatever a patch holds at runtime. */
 const PATCHABLE = new Set<string>(
-  RECORD_FIELDS.filter((f) => f !== 'id' && f !== 'tenant' && f !== 'createdAt'),
+  [...RECORD_FIELDS, ...OPTIONAL_FIELDS].filter((f) => f !== 'id' && f !== 'tenant' && f !== 'createdAt'),
 );
 
 /**
@@ -133,6 +135,9 @@ export class RedisRegistry implements SessionRegistry {
     const args = [listMember(record.createdAt, record.id)];
     // A field missing at runtime (JSON.stringify gives undefined) is stored as null, never as ''.
     for (const field of RECORD_FIELDS) args.push(field, JSON.stringify(record[field]) ?? 'null');
+    for (const field of OPTIONAL_FIELDS) {
+      if (record[field] !== undefined) args.push(field, JSON.stringify(record[field]));
+    }
     const created = await redisCall(
       'create session',
       () => CREATE.run(this.redis, [recordKey(base, record.id), `${base}:list`], args),
@@ -233,6 +238,7 @@ function listMember(createdAt: number, id: string): string {
 }
 
 function fromHash(hash: Record<string, string>): SessionRecord {
+  const managed = hash.managed;
   const field = (name: (typeof RECORD_FIELDS)[number]): unknown => {
     const value = hash[name];
     if (value === undefined) {
@@ -254,5 +260,6 @@ function fromHash(hash: Record<string, string>): SessionRecord {
     updatedAt: field('updatedAt') as number,
     usage: field('usage') as Usage,
     turns: field('turns') as number,
+    ...(managed === undefined ? {} : { managed: JSON.parse(managed) as ManagedSessionFields }),
   };
 }

@@ -12,6 +12,8 @@
  *   server that maps keys onto files (s3rver does) never collapses, escapes or rejects a key.
  */
 import { randomBytes } from 'node:crypto';
+import { MAX_CREATED_AT } from '../list-cursor.js';
+import type { CursorPosition } from '../list-cursor.js';
 
 /**
  * The longest path component written. Filesystems limit a file name to 255 bytes, and s3rver appends up to
@@ -98,6 +100,25 @@ export function decodeSegment(
   }
   flush();
   return { value, next: at };
+}
+
+/**
+ * The name of an index object that sorts newest first (the registry's and the catalog's):
+ * {@link MAX_CREATED_AT} - createdAt as 15 digits, then the id's UTF-8 bytes complemented (255 - b) in hex, then `~`, which sorts
+ * after every hex digit so that a longer id with the same start sorts first (ids descending, as SQLite
+ * orders). Long ids make names longer than a component: store them through {@link chunk}.
+ */
+export function indexName(createdAt: number, id: string): string {
+  const inverted = Array.from(Buffer.from(id, 'utf8'), (b) => (255 - b).toString(16).padStart(2, '0'));
+  return `${pad(MAX_CREATED_AT - createdAt, 15)}-${inverted.join('')}~`;
+}
+
+/** The position an {@link indexName} (its components joined again) names, or undefined for another name. */
+export function parseIndexName(name: string): CursorPosition | undefined {
+  const match = /^(\d{15})-((?:[0-9a-f]{2})*)~$/.exec(name);
+  if (!match) return undefined;
+  const bytes = (match[2]!.match(/../g) ?? []).map((hex) => 255 - Number.parseInt(hex, 16));
+  return { createdAt: MAX_CREATED_AT - Number(match[1]), id: Buffer.from(bytes).toString('utf8') };
 }
 
 /** `n` as `width` decimal digits, so that names sort by number. */

@@ -10,12 +10,15 @@
  *   by-created/<tenant>/<inverted createdAt>-<inverted id>~            registry index, newest first
  *   claims/<tenant>/<id>/k...                                          registry create claims
  *   events/<tenant/id>/b<max seq>-<min seq>-...                        event batches
+ *   catalog/entries|by-created|claims/<tenant>/<kind>/...               catalog entries, index, claims
  *
- * Each store's header (`s3/session-store.ts`, `s3/registry.ts`, `s3/event-log.ts`) describes its objects
- * and why it is safe with several Berth processes on one prefix; `s3/common.ts` describes the encoding of
- * the `<...>` parts, and `s3/client.ts` the client all of them (and the S3 blob store) share. None of them needs conditional writes, which s3rver and several S3-compatible servers
- * lack; none overwrites an object that another process may write at the same time, except a registry
- * record, which only the host running that session updates.
+ * Each store's header (`s3/session-store.ts`, `s3/registry.ts`, `s3/event-log.ts`, `s3/catalog.ts`)
+ * describes its objects and why it is safe with several Berth processes on one prefix; `s3/common.ts`
+ * describes the encoding of the `<...>` parts, `s3/claims.ts` the claims, and `s3/client.ts` the client
+ * all of them (and the S3 blob store) share. None of them needs conditional writes, which s3rver and
+ * several S3-compatible servers lack; none overwrites an object that another process may write at the
+ * same time, except a registry record, which only the host running that session updates, and a catalog
+ * entry, which a replace overwrites only under a claim.
  *
  * This module loads the AWS SDK and the store modules only when {@link openS3Stores} runs, so a
  * deployment on another backend never loads them. The store classes are exported by their own modules.
@@ -28,6 +31,7 @@ export type { S3StoreConfig } from './client.js';
 export type { S3SessionStoreOptions } from './session-store.js';
 export type { S3RegistryOptions } from './registry.js';
 export type { S3EventLogOptions } from './event-log.js';
+export type { S3CatalogOptions } from './catalog.js';
 
 /**
  * Opens the stores an `s3://` URL names (see {@link parseS3StoreUrl}), after checking with HeadBucket that
@@ -38,10 +42,11 @@ export type { S3EventLogOptions } from './event-log.js';
 export async function openS3Stores(url: string): Promise<Stores> {
   const config = parseS3StoreUrl(url);
   const client = await connectS3Bucket(config, `--store ${redactUrl(url)}`);
-  const [{ S3SessionStore }, { S3Registry }, { S3EventLog }] = await Promise.all([
+  const [{ S3SessionStore }, { S3Registry }, { S3EventLog }, { S3Catalog }] = await Promise.all([
     import('./session-store.js'),
     import('./registry.js'),
     import('./event-log.js'),
+    import('./catalog.js'),
   ]);
   const options = { client, bucket: config.bucket, prefix: config.prefix };
   let closing: Promise<void> | undefined;
@@ -49,6 +54,7 @@ export async function openS3Stores(url: string): Promise<Stores> {
     transcriptStore: new S3SessionStore(options),
     registry: new S3Registry(options),
     eventLog: new S3EventLog(options),
+    catalog: new S3Catalog(options),
     shared: true,
     close() {
       closing ??= Promise.resolve().then(() => client.destroy());
@@ -64,4 +70,12 @@ export async function openS3Stores(url: string): Promise<Stores> {
 }
 
 /** The top-level directories of the layout above. */
-const BERTH_DIRS = ['transcripts', 'summaries', 'sessions', 'by-created', 'claims', 'events'] as const;
+const BERTH_DIRS = [
+  'transcripts',
+  'summaries',
+  'sessions',
+  'by-created',
+  'claims',
+  'events',
+  'catalog',
+] as const;

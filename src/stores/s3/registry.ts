@@ -24,12 +24,22 @@
  * updates from the one host that runs it; two processes updating one record at once would each write
  * their own merge, the later PUT winning.
  */
-import { checkPageLimit, decodeCursor, encodeCursor, type CursorPosition } from '../list-cursor.js';
+import { checkPageLimit, decodeCursor, encodeCursor, MAX_CREATED_AT } from '../list-cursor.js';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { BerthError } from '../../errors.js';
 import { untilAborted } from '../abort.js';
 import { normalizePrefix, S3Bucket } from './client.js';
-import { chunk, encodeSegment, KeyedQueue, mapLimit, newWriterId, pad } from './common.js';
+import { CLAIM_TTL_MS } from './claims.js';
+import {
+  chunk,
+  encodeSegment,
+  indexName,
+  KeyedQueue,
+  mapLimit,
+  newWriterId,
+  pad,
+  parseIndexName,
+} from './common.js';
 import type { ListPage, SessionRecord, SessionRef, SessionRegistry, StoreCallOptions } from '../types.js';
 
 /** Options of {@link S3Registry}. */
@@ -44,11 +54,7 @@ export interface S3RegistryOptions {
   prefix?: string;
 }
 
-/** How long a claim blocks other creators of the same id (a creator that died mid-create). */
-export const CLAIM_TTL_MS = 60_000;
-
-/** The largest createdAt an index name holds: 15 digits, as a cursor does, and a safe integer. */
-const MAX_CREATED_AT = 999_999_999_999_999;
+export { CLAIM_TTL_MS } from './claims.js';
 
 /**
  * Session records in S3, one object per (tenant, id), listed newest first through index objects whose
@@ -193,16 +199,4 @@ function checkCreatedAt(createdAt: number): number {
     throw new BerthError('invalid_request', `createdAt must be epoch milliseconds, got ${createdAt}`);
   }
   return createdAt;
-}
-
-function indexName(createdAt: number, id: string): string {
-  const inverted = Array.from(Buffer.from(id, 'utf8'), (b) => (255 - b).toString(16).padStart(2, '0'));
-  return `${pad(MAX_CREATED_AT - createdAt, 15)}-${inverted.join('')}~`;
-}
-
-function parseIndexName(name: string): CursorPosition | undefined {
-  const match = /^(\d{15})-((?:[0-9a-f]{2})*)~$/.exec(name);
-  if (!match) return undefined;
-  const bytes = (match[2]!.match(/../g) ?? []).map((hex) => 255 - Number.parseInt(hex, 16));
-  return { createdAt: MAX_CREATED_AT - Number(match[1]), id: Buffer.from(bytes).toString('utf8') };
 }

@@ -1,6 +1,6 @@
 /**
  * The embedded SQLite database: one file (by default `DATA_DIR/berth.db`) that holds transcripts, the
- * session registry and the event log, so that a single-node Berth needs no other service.
+ * session registry, the event log and the catalog, so that a single-node Berth needs no other service.
  *
  * Schema (version in `PRAGMA user_version`; migration N turns version N into N+1):
  *
@@ -18,8 +18,12 @@
  * - `sessions(tenant, id, ..., created_at, ...)`: the registry, one row per Berth session, ids unique per
  *   tenant; `metadata`,
  *   `agent` and `usage` are JSON. Listed newest first through an index on (tenant, created_at, id).
+ *   `managed` (version 3) is the record's Managed Agents fields as JSON, NULL when it has none.
  * - `events(session_id, seq, event)`: the event log; `session_id` is `tenant/id`; the event is JSON;
  *   (session_id, seq) is the key.
+ * - `catalog(tenant, kind, id, revision, created_at, updated_at, doc)` (version 2): agents, agent versions
+ *   and environments (`stores/catalog.ts`), PK (tenant, kind, id); `doc` is JSON. Listed newest first
+ *   through an index on (tenant, kind, created_at, id).
  *
  * Concurrency: WAL lets readers run beside one writer, and `busy_timeout` makes a connection that finds the
  * write lock taken (another store instance or process) wait for it instead of failing. Every write is a
@@ -80,6 +84,24 @@ const MIGRATIONS: readonly string[] = [
     event      TEXT    NOT NULL,
     PRIMARY KEY (session_id, seq)
   ) WITHOUT ROWID;
+  `,
+  // 1 -> 2: the catalog
+  `
+  CREATE TABLE catalog (
+    tenant     TEXT    NOT NULL,
+    kind       TEXT    NOT NULL,
+    id         TEXT    NOT NULL,
+    revision   INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    doc        TEXT    NOT NULL,
+    PRIMARY KEY (tenant, kind, id)
+  ) WITHOUT ROWID;
+  CREATE INDEX catalog_by_created ON catalog (tenant, kind, created_at, id);
+  `,
+  // 2 -> 3: a session's Managed Agents fields
+  `
+  ALTER TABLE sessions ADD COLUMN managed TEXT;
   `,
 ];
 

@@ -8,6 +8,7 @@ import type { SqliteDatabase } from './database.js';
 import type {
   AgentConfig,
   ListPage,
+  ManagedSessionFields,
   Pattern,
   SessionRecord,
   SessionRef,
@@ -37,6 +38,8 @@ interface SessionRow {
   updated_at: number;
   usage: string;
   turns: number;
+  /** JSON; NULL for a record without Managed Agents fields. */
+  managed: string | null;
 }
 
 /**
@@ -151,13 +154,13 @@ export class SqliteRegistry implements SessionRegistry {
 }
 
 const COLUMNS =
-  'id, tenant, title, metadata, pattern, agent, status, sdk_session_id, started, created_at, updated_at, usage, turns';
+  'id, tenant, title, metadata, pattern, agent, status, sdk_session_id, started, created_at, updated_at, usage, turns, managed';
 
 function prepareStatements(db: SqliteDatabase) {
   return {
     insert: db.prepare<SessionRow>(
       `INSERT INTO sessions (${COLUMNS}) VALUES (@id, @tenant, @title, @metadata, @pattern, @agent, @status,
-       @sdk_session_id, @started, @created_at, @updated_at, @usage, @turns) ON CONFLICT (tenant, id) DO NOTHING`,
+       @sdk_session_id, @started, @created_at, @updated_at, @usage, @turns, @managed) ON CONFLICT (tenant, id) DO NOTHING`,
     ),
     select: db.prepare<[string, string], SessionRow>(
       `SELECT ${COLUMNS} FROM sessions WHERE tenant = ? AND id = ?`,
@@ -172,7 +175,7 @@ function prepareStatements(db: SqliteDatabase) {
     update: db.prepare<SessionRow>(
       `UPDATE sessions SET title = @title, metadata = @metadata, pattern = @pattern, agent = @agent,
        status = @status, sdk_session_id = @sdk_session_id, started = @started, updated_at = @updated_at,
-       usage = @usage, turns = @turns WHERE tenant = @tenant AND id = @id`,
+       usage = @usage, turns = @turns, managed = @managed WHERE tenant = @tenant AND id = @id`,
     ),
     delete: db.prepare<[string, string]>('DELETE FROM sessions WHERE tenant = ? AND id = ?'),
   };
@@ -193,6 +196,7 @@ function toRow(record: SessionRecord): SessionRow {
     updated_at: record.updatedAt,
     usage: JSON.stringify(record.usage),
     turns: record.turns,
+    managed: record.managed === undefined ? null : JSON.stringify(record.managed),
   };
 }
 
@@ -211,5 +215,7 @@ function fromRow(row: SessionRow): SessionRecord {
     updatedAt: row.updated_at,
     usage: JSON.parse(row.usage) as Usage,
     turns: row.turns,
+    // Absent rather than null: a record created without the fields reads back as it was written.
+    ...(row.managed === null ? {} : { managed: JSON.parse(row.managed) as ManagedSessionFields }),
   };
 }

@@ -3,6 +3,7 @@
  * vitest adapters over the same cases are in `../vitest.ts` (`berth/testing/vitest`).
  */
 export { ATOMIC_REPLACE_CASE, blobStoreConformanceCases } from './blob-store-cases.js';
+export { catalogConformanceCases, catalogEntry } from './catalog-cases.js';
 export { coordinationConformanceCases } from './coordination-cases.js';
 export { event, eventLogConformanceCases } from './event-log-cases.js';
 export { record, registryConformanceCases } from './registry-cases.js';

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { ZERO_USAGE } from '../../session/events.js';
-import type { SessionRecord, SessionRegistry } from '../../stores/types.js';
+import type { ManagedSessionFields, SessionRecord, SessionRegistry } from '../../stores/types.js';
 import { assertMatches, assertRejectsWithCode, assertSame, firedSignal } from './assertions.js';
 import type { ConformanceCase, ConformanceContext } from './runner.js';
 
@@ -251,6 +251,54 @@ export const registryConformanceCases: readonly ConformanceCase<SessionRegistry>
           'the record after a second update',
         );
       });
+    },
+  ),
+
+  registryCase(
+    'stores the Managed Agents fields whole: update replaces them, a patch without them keeps them',
+    async ({ instance: registry }) => {
+      const managed: ManagedSessionFields = {
+        agent: { id: 'agent_011', version: 3 },
+        environment_id: 'env_011',
+        archived_at: null,
+        budget: { max_list_cost_cents: 2500 },
+        overrides: { model: 'claude-sonnet-4-5', system: 'Be brief.', tools: [{ type: 'bash' }] },
+      };
+      const withFields = record('m1', { managed });
+      await registry.create(withFields);
+      assertSame(await registry.get(acme('m1')), withFields, 'get of a record with managed fields');
+      assertSame(
+        (await registry.list('acme', { limit: 10 })).data,
+        [withFields],
+        'list of a record with managed fields',
+      );
+
+      const replaced: ManagedSessionFields = {
+        agent: null,
+        environment_id: 'env_022',
+        archived_at: 1_800_000_000_000,
+        budget: null,
+      };
+      await registry.update(acme('m1'), { managed: replaced });
+      const afterReplace = await registry.get(acme('m1'));
+      assertSame(afterReplace?.managed, replaced, 'managed after an update that sets it (no field kept)');
+      await registry.update(acme('m1'), { status: 'running' });
+      const afterOther = await registry.get(acme('m1'));
+      assert.equal(afterOther?.status, 'running', 'status after an update without managed');
+      assertSame(afterOther.managed, replaced, 'managed after an update without it');
+
+      await registry.create(record('plain', { createdAt: 1_600_000_000_000 }));
+      await registry.update(acme('plain'), { turns: 1 });
+      const plain = await registry.get(acme('plain'));
+      assert.ok(plain, 'get of a record without managed fields');
+      assert.equal(plain.managed, undefined, 'managed of a record created without it');
+      const listed = (await registry.list('acme', { limit: 10 })).data;
+      assertSame(
+        listed.map((r) => r.id),
+        ['m1', 'plain'],
+        'the ids listed',
+      );
+      assert.equal(listed[1]?.managed, undefined, 'managed of a listed record created without it');
     },
   ),
 

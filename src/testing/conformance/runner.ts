@@ -26,7 +26,7 @@ export interface ConformanceContext<T> {
 
 /** One contract, checked with `node:assert`: it passes when `run` resolves. */
 export interface ConformanceCase<T> {
-  /** The suite it belongs to: `SessionStore`, `SessionRegistry`, `EventLog` or `BlobStore`. */
+  /** The suite it belongs to: `SessionStore`, `SessionRegistry`, `EventLog`, `Catalog`, `BlobStore`, ... */
   suite: string;
   /** A heading within the suite (a vitest `describe`); not part of the case's identity. */
   group?: string;
