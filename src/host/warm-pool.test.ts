@@ -1,15 +1,19 @@
 /**
  * The warm pool's bookkeeping against a fake runtime (no subprocess): spares counted once whether parked,
- * reserved or starting, a reservation handing out its own spare, given back, or outliving a spare that died.
+ * reserved or starting, a reservation handing out its own spare, given back, or outliving a spare that died;
+ * and the callbacks fixed at prewarm, forwarding to the claimer.
  */
-import type { Options, Query, SpareProcess } from '@anthropic-ai/claude-agent-sdk';
+import type { HookCallbackMatcher, Options, Query, SpareProcess } from '@anthropic-ai/claude-agent-sdk';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { SpawnedTree } from '../sandbox/plain-spawn.js';
 import type { AgentRuntime } from '../session/agent-runtime.js';
+import { TOOLSET_CLI_TOOLS, toolPolicyOf } from '../session/tool-policy.js';
+import { TASK_SPARES } from './layout.js';
 import { WarmPool, spareCanRun } from './warm-pool.js';
 
 interface FakeSpare extends SpareProcess {
   tenant: string;
+  options: Options;
   die(): void;
   closed: boolean;
 }
@@ -27,6 +31,7 @@ function fakeRuntime(): AgentRuntime & { spares: FakeSpare[] } {
       const exited = new Promise<void>((resolve) => (die = resolve));
       const spare: FakeSpare = {
         tenant: options.env?.TENANT ?? '?',
+        options,
         closed: false,
         die,
         exited,
@@ -136,11 +141,71 @@ describe('the warm pool', () => {
   });
 });
 
+/** The permission decision a spare's `PreToolUse` hook answers for a use of `toolName`. */
+async function hookDecision(options: Options, toolName: string): Promise<string | undefined> {
+  const [matcher]: (HookCallbackMatcher | undefined)[] = options.hooks?.PreToolUse ?? [];
+  const input = {
+    hook_event_name: 'PreToolUse',
+    tool_name: toolName,
+    tool_input: {},
+    tool_use_id: 'toolu_1',
+    session_id: 's',
+    transcript_path: '/t',
+    cwd: '/work',
+  } as const;
+  const signal = new AbortController().signal;
+  const answer = (await matcher?.hooks[0]?.(input, 'toolu_1', { signal })) as
+    { hookSpecificOutput?: { permissionDecision?: string } } | undefined;
+  return answer?.hookSpecificOutput?.permissionDecision;
+}
+
+describe("a spare's callbacks, fixed at prewarm", () => {
+  const context = { signal: new AbortController().signal, toolUseID: 'toolu_1', requestId: 'req_1' };
+
+  it('forward to the session that claims it: canUseTool and the tool-policy hook', async () => {
+    const { pool, runtime } = await parkedPool(1, ['a']);
+    const { options } = runtime.spares[0]!;
+    expect(options.tools).toEqual(TOOLSET_CLI_TOOLS);
+    // Before a claim, nothing runs.
+    expect(await hookDecision(options, 'Read')).toBe('deny');
+    expect(await options.canUseTool?.('Read', {}, context)).toMatchObject({ behavior: 'deny' });
+
+    const claimed = pool.take('a')!;
+    claimed.bind({
+      canUseTool: (_tool, input) => Promise.resolve({ behavior: 'allow', updatedInput: input }),
+      toolPolicy: toolPolicyOf({ tools: ['Bash', 'Read'], allowed_tools: ['Read'], ask_tools: ['Bash'] }),
+    });
+    expect(await hookDecision(options, 'Bash')).toBe('ask');
+    expect(await hookDecision(options, 'Read')).toBe('allow');
+    expect(await hookDecision(options, 'Write')).toBe('deny');
+    expect(await options.canUseTool?.('Bash', { command: 'ls' }, context)).toMatchObject({
+      behavior: 'allow',
+    });
+  });
+
+  it("leave a task's spare with the CLI's default tools and no hook", async () => {
+    const { runtime } = await parkedPool(1, [TASK_SPARES]);
+    expect(runtime.spares[0]!.options).not.toHaveProperty('tools');
+    expect(runtime.spares[0]!.options).not.toHaveProperty('hooks');
+  });
+});
+
 describe('which sessions a spare can run', () => {
-  it('is a first turn whose agent config a claim can carry', () => {
-    expect(spareCanRun({ started: false, agent: {} })).toBe(true);
-    expect(spareCanRun({ started: false, agent: { model: 'm', permission_mode: 'default' } })).toBe(true);
-    expect(spareCanRun({ started: false, agent: { system_prompt: 'x' } })).toBe(false);
-    expect(spareCanRun({ started: true, agent: {} })).toBe(false);
+  const toolset = { tools: [...TOOLSET_CLI_TOOLS], allowed_tools: ['Read'], ask_tools: ['Bash'] };
+
+  it('is a first turn whose agent config a spare carries: model, permission mode and a toolset policy', () => {
+    expect(spareCanRun({ started: false, agent: toolset })).toBe(true);
+    expect(
+      spareCanRun({ started: false, agent: { ...toolset, model: 'm', permission_mode: 'default' } }),
+    ).toBe(true);
+    expect(spareCanRun({ started: false, agent: { ...toolset, tools: ['Read'] } })).toBe(true);
+    expect(spareCanRun({ started: true, agent: toolset })).toBe(false);
+  });
+
+  it('is not one whose agent has settings fixed at prewarm, or tools a spare does not have', () => {
+    expect(spareCanRun({ started: false, agent: { ...toolset, system_prompt: 'x' } })).toBe(false);
+    // No tools: the CLI's default set, which is more than a spare's.
+    expect(spareCanRun({ started: false, agent: {} })).toBe(false);
+    expect(spareCanRun({ started: false, agent: { tools: ['Read', 'Task'] } })).toBe(false);
   });
 });

@@ -4,9 +4,11 @@
  *
  * What a spare runs with is fixed at prewarm: the environment (so the tenant's config dir and home), the
  * transcript store's tenant scope, `settingSources`, the tools and the system prompt. A spare therefore
- * belongs to one tenant and serves only sessions whose agent config a claim can carry (model and
- * permission mode); everything else starts with `query()`. A claimed spare is replaced with one for the
- * same tenant, so the tenants that create sessions are the ones that find spares.
+ * belongs to one tenant and serves only sessions whose agent config it can carry (see `spareCanCarry`:
+ * the model and permission mode go in the claim; the tool policy of a Managed Agents toolset is asked, at
+ * each tool use, by a hook fixed at prewarm that forwards to the claimer, as `canUseTool` does);
+ * everything else starts with `query()`. A claimed spare is replaced with one for the same tenant, so the
+ * tenants that create sessions are the ones that find spares.
  *
  * Spares count against the host's capacity: the pool only prewarms while the host has room, and gives a
  * parked spare up when a session needs the room. A spare is in one of four places: starting, parked,
@@ -20,10 +22,10 @@ import { rm } from 'node:fs/promises';
 import { describeError } from '../errors.js';
 import type { CreateSpawner, SpawnedTree } from '../sandbox/plain-spawn.js';
 import { sdkRuntime, type AgentRuntime } from '../session/agent-runtime.js';
-import { CLAIMABLE_AGENT_KEYS, buildSpareOptions, type SpareSetup } from '../session/sdk-options.js';
-import type { ClaimableSpare } from '../session/spare-claim.js';
-import type { AgentConfig, SessionRecord } from '../stores/types.js';
-import type { SpareDirs } from './layout.js';
+import { buildSpareOptions, spareCanCarry, type SpareSetup } from '../session/sdk-options.js';
+import type { ClaimableSpare, SpareClaimer } from '../session/spare-claim.js';
+import type { SessionRecord } from '../stores/types.js';
+import { TASK_SPARES, type SpareDirs } from './layout.js';
 
 /** What a spare of one tenant is started with, besides what the pool adds (see `buildSpareOptions`). */
 export type SpareEnvironment = Pick<SpareSetup, 'env' | 'transcriptStore' | 'cwd'> & {
@@ -65,10 +67,7 @@ export interface WarmPoolStats {
 
 /** Whether a claimed spare can run this session's first turn exactly as `query()` would. */
 export function spareCanRun(record: Pick<SessionRecord, 'started' | 'agent'>): boolean {
-  return (
-    !record.started &&
-    Object.keys(record.agent).every((k) => CLAIMABLE_AGENT_KEYS.has(k as keyof AgentConfig))
-  );
+  return !record.started && spareCanCarry(record.agent);
 }
 
 /** A parked spare held for one admitted session until its turn starts (see {@link WarmPool.reserve}). */
@@ -84,7 +83,8 @@ interface Spare {
   dirs: SpareDirs | undefined;
   process: SpareProcess;
   spawner: SpawnedTree;
-  route: { target?: CanUseTool };
+  /** Whom the spare's `canUseTool` and tool-policy hook, fixed at prewarm, forward to: its claimer. */
+  route: { claimer?: SpareClaimer };
 }
 
 /** The longest a claimed spare's replacement waits for the claimed turn to end. */
@@ -204,7 +204,7 @@ export class WarmPool {
       spare: spare.process,
       spawner: spare.spawner,
       ...(spare.dirs && { dirs: spare.dirs }),
-      bind: (canUseTool) => (spare.route.target = canUseTool),
+      bind: (claimer) => (spare.route.claimer = claimer),
       settled: (claimed, reason) => {
         if (claimed) this.counts.claimed += 1;
         else {
@@ -258,18 +258,25 @@ export class WarmPool {
     this.starting += 1;
     const spawner = this.options.createSpawner({ tenant });
     const route: Spare['route'] = {};
-    // canUseTool is fixed at prewarm: it forwards to whichever session claims the spare.
+    // canUseTool and the tool-policy hook are fixed at prewarm: they forward to whichever session claims
+    // the spare. A task's spare keeps the CLI's default tools and no hook (see `SpareSetup.toolPolicy`).
     const canUseTool: CanUseTool = (toolName, input, context) =>
-      route.target
-        ? route.target(toolName, input, context)
+      route.claimer
+        ? route.claimer.canUseTool(toolName, input, context)
         : Promise.resolve({ behavior: 'deny', message: 'This process is not serving a session.' });
+    const toolPolicy = tenant === TASK_SPARES ? undefined : () => route.claimer?.toolPolicy;
     return (async () => {
       let spare: SpareProcess | undefined;
       let dirs: SpareDirs | undefined;
       try {
         const made = await this.options.spareSetup(tenant);
         dirs = made.dirs;
-        const options = buildSpareOptions({ ...made, canUseTool, spawn: (o) => spawner.spawn(o) });
+        const options = buildSpareOptions({
+          ...made,
+          canUseTool,
+          toolPolicy,
+          spawn: (o) => spawner.spawn(o),
+        });
         spare = await (this.options.runtime ?? sdkRuntime).prewarm({ options });
       } catch (err) {
         this.starting -= 1;

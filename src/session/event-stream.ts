@@ -9,7 +9,7 @@
  * close, and a retry after the session's deletion would bring its events back. A retry may find events
  * of the failed write stored after all (its answer was lost): `appendEventsOnce` stores only the rest.
  */
-import { randomBytes } from 'node:crypto';
+import { newEventId } from '../ids.js';
 import { appendEventsOnce } from '../stores/event-append.js';
 import type { EventLog } from '../stores/types.js';
 import type { NewEvent, StoredEvent } from './events.js';
@@ -18,10 +18,6 @@ export type EventListener = (event: StoredEvent) => void;
 
 /** How many of a session's latest events are kept in memory for readers. */
 const RECENT_EVENTS = 1000;
-
-function eventId(): string {
-  return `evt_${randomBytes(12).toString('base64url')}`;
-}
 
 export class SessionEventStream {
   private seq: number;
@@ -61,7 +57,7 @@ export class SessionEventStream {
     const createdAt = new Date().toISOString();
     const stored: StoredEvent[] = events.map((e) => ({
       ...e,
-      id: eventId(),
+      id: newEventId(),
       seq: ++this.seq,
       created_at: createdAt,
     }));

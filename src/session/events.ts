@@ -44,15 +44,22 @@ export type StopReason =
 export interface EventPayloads {
   'user.message': { content: string | ContentBlock[] };
   'user.interrupt': object;
-  'user.tool_confirmation': { tool_use_id: string; result: 'allow' | 'deny'; message?: string };
+  /** `tool_use_id` is the id of the `agent.tool_use` event it answers. */
+  'user.tool_confirmation': { tool_use_id: string; result: 'allow' | 'deny'; deny_message?: string };
   'agent.message': { content: ContentBlock[] };
   'agent.thinking': { thinking: string };
   'agent.tool_use': { tool_use_id: string; name: string; input: unknown; requires_confirmation?: boolean };
-  'agent.tool_result': { tool_use_id: string; content: unknown; is_error: boolean };
+  /** `tool_use_id` is the CLI's; `tool_use_event_id` the id of the `agent.tool_use` event it answers. */
+  'agent.tool_result': {
+    tool_use_id: string;
+    content: unknown;
+    is_error: boolean;
+    tool_use_event_id?: string;
+  };
   'session.status_running': object;
   'session.status_idle': { stop_reason: StopReason; usage?: Usage; duration_ms?: number };
   'session.status_suspended': { reason: string };
-  'session.status_rescheduling': { reason: string };
+  'session.status_rescheduled': { reason: string };
   'session.status_terminated': { reason: string };
   'session.error': { error: { type: string; message: string } };
 }

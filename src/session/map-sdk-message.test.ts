@@ -68,13 +68,24 @@ describe('results', () => {
     ({ type: 'result', subtype, usage: { input_tokens: 3, output_tokens: 4 }, total_cost_usd: 1 }) as never;
 
   it('maps subtypes to stop reasons', () => {
-    expect(resultStopReason(result('success'), false)).toEqual({ type: 'end_turn' });
-    expect(resultStopReason(result('error_max_turns'), false)).toEqual({ type: 'max_turns' });
-    expect(resultStopReason(result('error_during_execution'), false)).toEqual({
+    expect(resultStopReason(result('success'), { interrupted: false })).toEqual({ type: 'end_turn' });
+    expect(resultStopReason(result('error_max_turns'), { interrupted: false })).toEqual({
+      type: 'max_turns',
+    });
+    expect(resultStopReason(result('error_during_execution'), { interrupted: false })).toEqual({
       type: 'error',
       subtype: 'error_during_execution',
     });
-    expect(resultStopReason(result('error_during_execution'), true)).toEqual({ type: 'interrupted' });
+    expect(resultStopReason(result('error_during_execution'), { interrupted: true })).toEqual({
+      type: 'interrupted',
+    });
+    // A failed model request fails the turn that the CLI reports as a success.
+    expect(
+      resultStopReason(result('success'), { interrupted: false, failedWith: 'budget_exceeded' }),
+    ).toEqual({
+      type: 'error',
+      subtype: 'budget_exceeded',
+    });
   });
 
   it('fills missing usage fields with 0', () => {

@@ -104,9 +104,29 @@ export function resultUsage(result: SDKResultMessage, costUsd: number): Usage {
   };
 }
 
-/** Why a turn ended, from its `result`. */
-export function resultStopReason(result: SDKResultMessage, interrupted: boolean): StopReason {
-  if (interrupted) return { type: 'interrupted' };
+/**
+ * The error type of a failed model request among a message's events (`model_*`, or the tenant's budget
+ * refusal), if there is one: it fails its turn, which the CLI may yet report as a success.
+ */
+export function modelFailure(events: readonly NewEvent[]): string | undefined {
+  for (const e of events) {
+    if (
+      e.type === 'session.error' &&
+      (e.error.type.startsWith('model_') || e.error.type === 'budget_exceeded')
+    ) {
+      return e.error.type;
+    }
+  }
+  return undefined;
+}
+
+/** Why a turn ended, from its `result` and what the turn saw (an interrupt, a failed model request). */
+export function resultStopReason(
+  result: SDKResultMessage,
+  turn: { interrupted: boolean; failedWith?: string | undefined },
+): StopReason {
+  if (turn.interrupted) return { type: 'interrupted' };
+  if (turn.failedWith !== undefined) return { type: 'error', subtype: turn.failedWith };
   if (result.subtype === 'success') return { type: 'end_turn' };
   if (result.subtype === 'error_max_turns') return { type: 'max_turns' };
   return { type: 'error', subtype: result.subtype };

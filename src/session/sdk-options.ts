@@ -6,10 +6,29 @@
  * - the environment built from nothing (`buildAgentEnv`), with the tenant's `CLAUDE_CONFIG_DIR`, a
  *   `HOME` of its own and auto memory off;
  * - an explicit per-session (or per-task) `cwd`.
- * Extra options (a group's message bus) are applied first, so they cannot replace any of these.
+ * Extra options (a group's message bus) are applied first, so they cannot replace any of these; the
+ * tool-policy hook is added to theirs, never replaced by them.
+ *
+ * An agent's tool policy (see `tool-policy.ts`) reaches the CLI in two ways: `tools` as `Options.tools`
+ * (the model is not even offered the others; a call to one is refused, "No such tool available", before
+ * any hook or `canUseTool` is asked), and everything else - `ask_tools`, `allowed_tools`' bare names, and
+ * `tools` once more - through one `PreToolUse` hook, which a warm spare has too (fixed at prewarm, asking
+ * its claimer's policy), so that a cold start and a warm one decide alike. Only `allowed_tools` rules with
+ * a specifier (`Bash(npm test:*)`) stay allow rules (`allowedTools`): the CLI must apply those itself.
  */
 import type { CanUseTool, ClaimOptions, Options, SessionStore } from '@anthropic-ai/claude-agent-sdk';
 import type { AgentConfig } from '../stores/types.js';
+import {
+  NOT_SERVING,
+  TOOLSET_CLI_TOOLS,
+  decideToolUse,
+  hasToolPolicy,
+  isBareToolName,
+  ruleTool,
+  toolPolicyHook,
+  toolPolicyOf,
+  type ToolPolicy,
+} from './tool-policy.js';
 
 /** What a subprocess needs from outside its agent config. */
 export interface ProcessSetup {
@@ -36,17 +55,43 @@ function agentOptions(agent: AgentConfig): Partial<Options> {
   return {
     ...(agent.model !== undefined && { model: agent.model }),
     ...(agent.system_prompt !== undefined && { systemPrompt: agent.system_prompt }),
-    ...(agent.allowed_tools !== undefined && { allowedTools: agent.allowed_tools }),
+    // Bare names are the tool-policy hook's to allow (see `withToolPolicy`).
+    ...(agent.allowed_tools !== undefined && {
+      allowedTools: agent.allowed_tools.filter((rule) => !isBareToolName(rule)),
+    }),
     ...(agent.disallowed_tools !== undefined && { disallowedTools: agent.disallowed_tools }),
     ...(agent.permission_mode !== undefined && { permissionMode: agent.permission_mode }),
     ...(agent.max_turns !== undefined && { maxTurns: agent.max_turns }),
+    ...(agent.tools !== undefined && { tools: agent.tools }),
+    ...(agent.effort !== undefined && { effort: agent.effort }),
+  };
+}
+
+/**
+ * The agent's tool policy applied to complete options: its hook goes after any `PreToolUse` hooks already
+ * there (an extra option's), and allow rules for `ask_tools` tools are dropped. The CLI asks under an
+ * allow rule anyway (measured), but always_ask must not rest on which of the two it ranks first.
+ */
+function withToolPolicy(options: Options, policy: ToolPolicy): Options {
+  const { allowedTools, ...rest } = options;
+  const rules = allowedTools?.filter((rule) => !policy.ask.has(ruleTool(rule)));
+  const hooks = options.hooks ?? {};
+  return {
+    ...rest,
+    ...(rules && rules.length > 0 && { allowedTools: rules }),
+    ...(hasToolPolicy(policy) && {
+      hooks: {
+        ...hooks,
+        PreToolUse: [...(hooks.PreToolUse ?? []), toolPolicyHook((tool) => decideToolUse(policy, tool))],
+      },
+    }),
   };
 }
 
 /** The options of one subprocess started with `query()`. */
 export function buildQueryOptions(agent: AgentConfig, setup: ProcessSetup): Options {
   const transcript = setup.transcript;
-  return {
+  const options: Options = {
     ...setup.extra,
     ...agentOptions(agent),
     cwd: setup.cwd,
@@ -62,10 +107,54 @@ export function buildQueryOptions(agent: AgentConfig, setup: ProcessSetup): Opti
         }
       : { persistSession: false }),
   };
+  return withToolPolicy(options, toolPolicyOf(agent));
 }
 
-/** Agent settings a claim carries in full; everything else is fixed when the spare is prewarmed. */
-export const CLAIMABLE_AGENT_KEYS: ReadonlySet<keyof AgentConfig> = new Set(['model', 'permission_mode']);
+/**
+ * Agent settings a session's warm spare runs exactly as `query()` would: `model` and `permission_mode` go
+ * in the claim; `tools`, `allowed_tools` and `ask_tools` are the claimer's tool policy, which the spare's
+ * hook asks (see `buildSpareOptions`), as far as {@link spareCanCarry} says. The others are fixed when a
+ * spare starts, before its claimer is known, so an agent with any of them starts with `query()`:
+ * - `system_prompt`: a string `systemPrompt` replaces the CLI's own prompt; a claim can only append to it
+ *   (`appendSystemPrompt`);
+ * - `effort`: a claim could carry it only in a settings overlay (`effortLevel`), which holds the prompt one
+ *   more round trip, can be refused (`settings_not_applied`), and is not measured to reach the model the way
+ *   `Options.effort` does;
+ * - `disallowed_tools`: `disallowedTools` is fixed at prewarm, and its rules (`Bash(rm:*)`) are the CLI's
+ *   to match, not a hook's;
+ * - `max_turns`: `maxTurns` is fixed at prewarm, and no claim option sets it;
+ * - `network`: the allowlist is granted when the spawner starts the process tree (sandbox, egress proxy),
+ *   which for a spare was before its claimer was known.
+ */
+export const CLAIMABLE_AGENT_KEYS: ReadonlySet<keyof AgentConfig> = new Set([
+  'model',
+  'permission_mode',
+  'tools',
+  'allowed_tools',
+  'ask_tools',
+]);
+
+const SPARE_TOOLS: ReadonlySet<string> = new Set(TOOLSET_CLI_TOOLS);
+
+/**
+ * Whether a session's warm spare carries this agent config exactly: only claimable keys, `tools` given
+ * (absent means the CLI's default set, which is more than a spare has) and among the spare's, and
+ * `allowed_tools` bare names only (a rule with a specifier is the CLI's to apply, as an allow rule).
+ *
+ * One difference remains, accepted: a spare offers the model all of {@link TOOLSET_CLI_TOOLS}, so an agent
+ * with fewer `tools` is offered tools it does not have; calling one gets the hook's `deny` (an error result
+ * naming the tool, nothing runs) where a cold start's CLI answers "No such tool available".
+ */
+export function spareCanCarry(agent: AgentConfig): boolean {
+  return (
+    Object.entries(agent).every(
+      ([k, v]) => v === undefined || CLAIMABLE_AGENT_KEYS.has(k as keyof AgentConfig),
+    ) &&
+    agent.tools !== undefined &&
+    agent.tools.every((tool) => SPARE_TOOLS.has(tool)) &&
+    (agent.allowed_tools ?? []).every(isBareToolName)
+  );
+}
 
 /** The options of a warm-spare claim: the cwd, the model, the permission mode and the title. */
 export function buildClaimOptions(
@@ -95,10 +184,18 @@ export interface SpareSetup {
    * fixed at start, has the claimer's cwd inside (see `DataDirLayout.spareEnvironment`).
    */
   cwd?: string | undefined;
+  /**
+   * For a session's spare: the tool policy of the session that claimed it, undefined before a claim. The
+   * spare then gets the toolset's tools and a `PreToolUse` hook that asks this at each tool use (and denies
+   * every tool before a claim). A task's spare has neither: its tools are the CLI's default set, as a
+   * task's `query()` has, and its gate is `canUseTool`.
+   */
+  toolPolicy?: (() => ToolPolicy | undefined) | undefined;
 }
 
 /** The options of a spare started with `prewarm()`. */
 export function buildSpareOptions(setup: SpareSetup): Options {
+  const policy = setup.toolPolicy;
   return {
     env: setup.env,
     ...(setup.cwd && { cwd: setup.cwd }),
@@ -106,5 +203,16 @@ export function buildSpareOptions(setup: SpareSetup): Options {
     canUseTool: setup.canUseTool,
     spawnClaudeCodeProcess: setup.spawn,
     ...(setup.transcriptStore && { sessionStore: setup.transcriptStore }),
+    ...(policy && {
+      tools: [...TOOLSET_CLI_TOOLS],
+      hooks: {
+        PreToolUse: [
+          toolPolicyHook((tool) => {
+            const claimer = policy();
+            return claimer ? decideToolUse(claimer, tool) : NOT_SERVING;
+          }),
+        ],
+      },
+    }),
   };
 }

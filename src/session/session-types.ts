@@ -44,9 +44,10 @@ export type UserEvent =
   | { type: 'user.interrupt' }
   | {
       type: 'user.tool_confirmation';
+      /** The id of the `agent.tool_use` event it answers. */
       tool_use_id: string;
       result: 'allow' | 'deny';
-      message?: string | undefined;
+      deny_message?: string | undefined;
     };
 
 /** What a session is made of. */

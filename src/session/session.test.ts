@@ -72,8 +72,12 @@ describe('Session against a fake runtime', () => {
     };
     const toolUse = h.events.find((e) => e.type === 'agent.tool_use');
     expect(waiting.stop_reason).toEqual({ type: 'requires_action', event_ids: [toolUse?.id] });
-    expect(h.session.pendingToolUses).toEqual(['toolu_1']);
-    h.session.send([{ type: 'user.tool_confirmation', tool_use_id: 'toolu_1', result: 'allow' }]);
+    // Clients name a tool use by its event's id, never by the CLI's.
+    expect(h.session.pendingToolUses).toEqual([toolUse!.id]);
+    expect(() =>
+      h.session.send([{ type: 'user.tool_confirmation', tool_use_id: 'toolu_1', result: 'allow' }]),
+    ).toThrow(/not waiting/);
+    h.session.send([{ type: 'user.tool_confirmation', tool_use_id: toolUse!.id, result: 'allow' }]);
     expect(await decision).toMatchObject({ behavior: 'allow' });
     expect(h.session.currentState).toBe('running');
     proc.result();
@@ -189,7 +193,7 @@ describe('Session against a fake runtime', () => {
     await until(() => recycled !== undefined);
     await recycled;
     expect(h.session.currentState).toBe('cold');
-    expect(types(h.events)).toContain('session.status_rescheduling');
+    expect(types(h.events)).toContain('session.status_rescheduled');
     expect(await first.nextInput()).toBeUndefined(); // stdin ended: a graceful end
     // A CLI that exits appends its cumulative cost to the transcript, and one that resumes restores it.
     const project = path.join(h.configDir, 'projects', 'unit-project');

@@ -16,7 +16,7 @@ import type { SessionRecord, SessionStatus } from '../stores/types.js';
 import type { AgentProcess } from './agent-process.js';
 import { addUsage, type NewEvent, type StoredEvent, type StopReason } from './events.js';
 import type { SessionEventStream } from './event-stream.js';
-import { mapSdkMessage, resultStopReason, resultUsage } from './map-sdk-message.js';
+import { mapSdkMessage, modelFailure, resultStopReason, resultUsage } from './map-sdk-message.js';
 import { RecordWriter } from './record-writer.js';
 import { initPatch, startSessionProcess } from './session-process.js';
 import { PUBLIC_STATUS, assertTransition, initialState, type SessionState } from './session-state.js';
@@ -69,6 +69,7 @@ export class Session {
     this.confirmations = new ToolConfirmations({
       sessionId: this.id,
       events: options.events,
+      askTools: new Set(options.record.agent.ask_tools),
       timeoutMs: options.timeouts.confirmationMs,
       isClosed: () => this.state === 'closed',
       onWaiting: (eventIds) => {
@@ -104,9 +105,7 @@ export class Session {
   }
 
   /** Resolves once no turn runs and no message waits for one (at once when that is so already). */
-  whenNotBusy(): Promise<void> {
-    return this.turns.whenNotBusy();
-  }
+  whenNotBusy = (): Promise<void> => this.turns.whenNotBusy();
 
   /** True when nothing runs or waits: the host may suspend it. */
   get isQuiet(): boolean {
@@ -130,6 +129,12 @@ export class Session {
     return { ...this.record, status: this.status };
   }
 
+  /** Changes what a client may change of the record (once the registry write was tried). */
+  async update(patch: Pick<Partial<SessionRecord>, 'title' | 'metadata' | 'managed'>): Promise<void> {
+    this.writer.write(patch);
+    await this.writer.written();
+  }
+
   /** The process-group leader's pid while a subprocess is alive (for tests and metrics). */
   get pid(): number | undefined {
     return this.proc?.tree?.leaderPid;
@@ -146,10 +151,7 @@ export class Session {
     return this.confirmations.waiting;
   }
 
-  /**
-   * Validates all events first (an invalid one rejects the whole batch and changes nothing), stores
-   * them, then acts on them. Returns the stored events.
-   */
+  /** Checks every event (one bad one refuses the batch, nothing changed), stores them, acts on them. */
   send(events: readonly UserEvent[]): StoredEvent[] {
     if (this.state === 'closed') {
       throw new BerthError('session_terminated', `Session ${this.id} is terminated`);
@@ -173,16 +175,13 @@ export class Session {
     for (const event of events) {
       if (event.type === 'user.message') this.turns.push(event.content);
       else if (event.type === 'user.interrupt') this.interrupt().catch((err: unknown) => this.report(err));
-      else this.confirmations.answer(event.tool_use_id, event.result, event.message);
+      else this.confirmations.answer(event.tool_use_id, event.result, event.deny_message);
     }
     this.turns.pump();
     return stored;
   }
 
-  /**
-   * Ends the subprocess but keeps the session resumable (host shutdown). A running turn ends with
-   * `session.error`. Resolves when every process of the tree is gone.
-   */
+  /** Ends the subprocess, the session kept resumable (shutdown); a running turn ends with `session.error`. */
   async stopProcess(reason: string): Promise<void> {
     const proc = this.proc;
     if (!proc) {
@@ -197,23 +196,20 @@ export class Session {
 
   /**
    * Replaces the subprocess at a turn boundary (a soft limit was crossed): emits
-   * `session.status_rescheduling`, ends the process gracefully (stdin EOF, grace, tree kill) and goes
+   * `session.status_rescheduled`, ends the process gracefully (stdin EOF, grace, tree kill) and goes
    * `cold`; the next turn resumes the transcript in a fresh subprocess. Does nothing unless the session is
    * idle with a live subprocess. Resolves when the old tree is gone.
    */
   async recycle(reason: string): Promise<void> {
     const proc = this.proc;
     if (!proc || this.state !== 'idle') return;
-    this.events.emit({ type: 'session.status_rescheduling', reason });
+    this.events.emit({ type: 'session.status_rescheduled', reason });
     this.slot.detach();
     this.transition('cold');
     await this.slot.retire(proc, { graceful: true });
   }
 
-  /**
-   * Kills the subprocess tree at once (the hard RSS limit). A turn in progress ends with `session.error`
-   * of the given type and an error stop reason; the next message resumes in a fresh subprocess.
-   */
+  /** Kills the subprocess tree at once (hard RSS limit); a running turn ends with `session.error` of `type`. */
   async killProcess(type: string, message: string): Promise<void> {
     const proc = this.proc;
     if (!proc) return;
@@ -410,7 +406,10 @@ export class Session {
       this.onResult(proc, message);
       return;
     }
-    this.confirmations.emitEvents(mapSdkMessage(message));
+    const events = mapSdkMessage(message);
+    const turn = this.turns.current;
+    if (turn) turn.failedWith ??= modelFailure(events); // fails the turn, even if the CLI says success
+    this.confirmations.emitEvents(events);
   }
 
   private onResult(proc: AgentProcess, result: SDKResultMessage): void {
@@ -420,7 +419,7 @@ export class Session {
     // Over its memory mid-turn (the kernel killed a tool): the tree goes, and its end ends the turn.
     const limit = turn && proc.limitHit();
     if (limit) void this.slot.end(proc, { graceful: false });
-    else if (turn) this.finishTurn(turn, resultStopReason(result, turn.interrupted), usage, 'idle', totals);
+    else if (turn) this.finishTurn(turn, resultStopReason(result, turn), usage, 'idle', totals);
     if (!turn || limit) this.writer.write(totals); // no turn of ours (an interrupt ended it) still counts
   }
 

@@ -3,7 +3,8 @@
  *
  * A tool use that needs a confirmation is announced as `agent.tool_use` (once, whether the CLI asks
  * before or after its assistant message is read), and the turn pauses until the client answers with
- * `user.tool_confirmation`. No answer within the confirmation timeout, an interrupt, the turn's abort,
+ * `user.tool_confirmation` naming that event's id (as Managed Agents does: the CLI's own tool use id
+ * never reaches a client). No answer within the confirmation timeout, an interrupt, the turn's abort,
  * the subprocess ending or the session closing all answer "deny": a confirmation never hangs.
  */
 import type { CanUseTool, PermissionResult } from '@anthropic-ai/claude-agent-sdk';
@@ -14,6 +15,11 @@ import type { SessionEventStream } from './event-stream.js';
 export interface ToolConfirmationsOptions {
   sessionId: string;
   events: SessionEventStream;
+  /**
+   * Tools (CLI names) whose every use asks (`AgentConfig.ask_tools`): their `agent.tool_use` says so when
+   * it is emitted, before the CLI's permission request arrives (the CLI reports the call first).
+   */
+  askTools?: ReadonlySet<string>;
   /** How long a confirmation may wait before it is a deny. */
   timeoutMs: number;
   isClosed: () => boolean;
@@ -28,23 +34,31 @@ interface Pending {
 }
 
 export class ToolConfirmations {
+  /** `agent.tool_use` event id -> the tool use waiting for its confirmation. */
   private readonly pending = new Map<string, Pending>();
-  /** tool_use_id -> id of its `agent.tool_use` event, for `requires_action.event_ids`. */
+  /** The CLI's tool_use_id -> the id of its `agent.tool_use` event. */
   private readonly announced = new Map<string, string>();
+  /**
+   * Tool uses announced as asking (`ask_tools`) that the CLI has not asked about yet: the CLI reports the
+   * call before it asks, and a client may answer at once. Event id -> the answer, once it came.
+   */
+  private readonly expected = new Map<string, PermissionResult | undefined>();
 
   constructor(private readonly options: ToolConfirmationsOptions) {}
 
-  /** Tool uses waiting for a confirmation. */
+  /** The `agent.tool_use` event ids of the tool uses waiting for a confirmation. */
   get waiting(): string[] {
     return [...this.pending.keys()];
   }
 
-  /** Throws unless every confirmation in the batch answers a waiting tool use, each at most once. */
+  /** Throws unless every confirmation in the batch answers a waiting tool use (by its event id), each once. */
   check(events: readonly { type: string; tool_use_id?: string }[]): void {
     const answered = new Set<string>();
     for (const event of events) {
       if (event.type !== 'user.tool_confirmation' || event.tool_use_id === undefined) continue;
-      if (!this.pending.has(event.tool_use_id) || answered.has(event.tool_use_id)) {
+      const id = event.tool_use_id;
+      const early = this.expected.has(id) && this.expected.get(id) === undefined;
+      if ((!this.pending.has(id) && !early) || answered.has(id)) {
         throw new BerthError(
           'tool_use_not_pending',
           `Tool use ${event.tool_use_id} is not waiting for a confirmation in session ${this.options.sessionId}`,
@@ -54,14 +68,15 @@ export class ToolConfirmations {
     }
   }
 
-  answer(toolUseId: string, result: 'allow' | 'deny', message?: string): void {
-    this.pending
-      .get(toolUseId)
-      ?.decide(
-        result === 'allow'
-          ? { behavior: 'allow' }
-          : { behavior: 'deny', message: message ?? 'The user denied this tool use.' },
-      );
+  /** Answers the tool use announced by the `agent.tool_use` event `eventId` (kept if the CLI has not asked yet). */
+  answer(eventId: string, result: 'allow' | 'deny', message?: string): void {
+    const decision: PermissionResult =
+      result === 'allow'
+        ? { behavior: 'allow' }
+        : { behavior: 'deny', message: message ?? 'The user denied this tool use.' };
+    const pending = this.pending.get(eventId);
+    if (pending) pending.decide(decision);
+    else if (this.expected.has(eventId)) this.expected.set(eventId, decision);
   }
 
   /** Denies every waiting tool use; with `interrupt` the CLI also stops the turn. */
@@ -72,11 +87,17 @@ export class ToolConfirmations {
   /** Emits the events of a CLI message; an `agent.tool_use` only unless `canUseTool` announced it already. */
   emitEvents(events: readonly NewEvent[]): void {
     for (const event of events) {
-      if (event.type !== 'agent.tool_use') {
+      if (event.type === 'agent.tool_result') {
+        // A result points at its tool use's event, the id clients know it by.
+        const eventId = this.announced.get(event.tool_use_id);
+        this.options.events.emit(eventId ? { ...event, tool_use_event_id: eventId } : event);
+      } else if (event.type !== 'agent.tool_use') {
         this.options.events.emit(event);
       } else if (!this.announced.has(event.tool_use_id)) {
-        const [stored] = this.options.events.emit(event);
+        const asks = this.options.askTools?.has(event.name) === true;
+        const [stored] = this.options.events.emit(asks ? { ...event, requires_confirmation: true } : event);
         if (stored) this.announced.set(event.tool_use_id, stored.id);
+        if (stored && asks) this.expected.set(stored.id, undefined);
       }
     }
   }
@@ -84,6 +105,7 @@ export class ToolConfirmations {
   /** A turn ended: its tool uses will not be asked about again. */
   endTurn(): void {
     this.announced.clear();
+    this.expected.clear();
   }
 
   readonly canUseTool: CanUseTool = async (toolName, input, { signal, toolUseID }) => {
@@ -98,6 +120,10 @@ export class ToolConfirmations {
       });
       this.announced.set(toolUseID, stored?.id ?? toolUseID);
     }
+    const eventId = this.announced.get(toolUseID) ?? toolUseID;
+    const early = this.expected.get(eventId);
+    this.expected.delete(eventId);
+    if (early) return early.behavior === 'allow' ? { behavior: 'allow', updatedInput: input } : early;
     const decision = new Promise<PermissionResult>((resolve) => {
       let settled = false;
       const decide = (result: PermissionResult): void => {
@@ -105,7 +131,7 @@ export class ToolConfirmations {
         settled = true;
         clearTimeout(timer);
         signal.removeEventListener('abort', onAbort);
-        this.pending.delete(toolUseID);
+        this.pending.delete(eventId);
         resolve(result);
       };
       const timer = setTimeout(
@@ -115,9 +141,9 @@ export class ToolConfirmations {
       );
       const onAbort = (): void => decide({ behavior: 'deny', message: 'The turn was aborted.' });
       signal.addEventListener('abort', onAbort, { once: true });
-      this.pending.set(toolUseID, { decide });
+      this.pending.set(eventId, { decide });
     });
-    this.options.onWaiting(this.waiting.map((id) => this.announced.get(id) ?? id));
+    this.options.onWaiting(this.waiting);
     const result = await decision;
     if (this.pending.size === 0) this.options.onAllAnswered();
     return result.behavior === 'allow' ? { behavior: 'allow', updatedInput: input } : result;

@@ -15,6 +15,8 @@ export interface Turn {
   readonly done: Promise<void>;
   finish(): void;
   interrupted: boolean;
+  /** The `session.error` type of a model request of the turn that failed (the turn failed with it). */
+  failedWith?: string | undefined;
 }
 
 export interface TurnQueueOptions {

@@ -1,0 +1,119 @@
+import type { HookCallbackMatcher, PreToolUseHookInput } from '@anthropic-ai/claude-agent-sdk';
+import { describe, expect, it } from 'vitest';
+import { agentConfigOf } from '../http/managed-config.js';
+import { TOOLSET_TOOLS } from '../http/tool-names.js';
+import { TOOLSET_CLI_TOOLS, decideToolUse, toolPolicyHook, toolPolicyOf } from './tool-policy.js';
+
+function preToolUse(toolName: string): PreToolUseHookInput {
+  return {
+    hook_event_name: 'PreToolUse',
+    tool_name: toolName,
+    tool_input: {},
+    tool_use_id: 'toolu_1',
+    session_id: 's',
+    transcript_path: '/t',
+    cwd: '/work',
+  };
+}
+
+/** What `matcher`'s hooks answer for a use of `toolName`. */
+async function answers(matcher: HookCallbackMatcher | undefined, toolName: string): Promise<unknown[]> {
+  const signal = new AbortController().signal;
+  return Promise.all((matcher?.hooks ?? []).map((hook) => hook(preToolUse(toolName), 'toolu_1', { signal })));
+}
+
+describe('TOOLSET_CLI_TOOLS', () => {
+  it('is the API toolset by CLI name, as an agent with every tool enabled passes it', () => {
+    expect(TOOLSET_CLI_TOOLS).toEqual(Object.values(TOOLSET_TOOLS));
+    const allEnabled = agentConfigOf({
+      tools: [
+        {
+          type: 'agent_toolset_20260401',
+          default_config: { enabled: true, permission_policy: { type: 'always_allow' } },
+          configs: [],
+        },
+      ],
+    });
+    expect(allEnabled.tools).toEqual(TOOLSET_CLI_TOOLS);
+  });
+});
+
+describe('decideToolUse', () => {
+  const policy = toolPolicyOf({
+    tools: ['Bash', 'Read', 'Write'],
+    allowed_tools: ['Read', 'Bash', 'Write(./out/**)'],
+    ask_tools: ['Bash'],
+  });
+  const decision = (tool: string) => decideToolUse(policy, tool)?.permissionDecision;
+
+  it('denies a built-in tool the agent does not have, naming it', () => {
+    expect(decideToolUse(policy, 'Edit')).toEqual({
+      permissionDecision: 'deny',
+      permissionDecisionReason: 'Edit is not enabled for this agent.',
+    });
+    // Not even when allowed_tools or ask_tools name it.
+    expect(
+      decideToolUse(toolPolicyOf({ tools: [], allowed_tools: ['Read'], ask_tools: ['Grep'] }), 'Read'),
+    ).toMatchObject({ permissionDecision: 'deny' });
+    expect(decision('BashOutput')).toBe('deny');
+  });
+
+  it('asks for an ask_tools tool, also one allowed_tools names (always_ask wins)', () => {
+    expect(decision('Bash')).toBe('ask');
+  });
+
+  it('allows a bare allowed_tools name, and leaves a rule with a specifier to the CLI', () => {
+    expect(decision('Read')).toBe('allow');
+    expect(decision('Write')).toBeUndefined();
+  });
+
+  it('decides nothing where the agent config says nothing', () => {
+    const none = toolPolicyOf({});
+    for (const tool of ['Bash', 'Read', 'mcp__bus__send', 'TodoWrite'])
+      expect(decideToolUse(none, tool)).toBeUndefined();
+  });
+
+  it('leaves MCP tools out of what tools governs, and compares names exactly', () => {
+    const group = toolPolicyOf({
+      tools: ['Read'],
+      allowed_tools: ['mcp__bus__send'],
+      ask_tools: ['mcp__bus__read'],
+    });
+    expect(decideToolUse(group, 'mcp__bus__send')?.permissionDecision).toBe('allow');
+    expect(decideToolUse(group, 'mcp__bus__read')?.permissionDecision).toBe('ask');
+    expect(decideToolUse(group, 'mcp__bus__other')).toBeUndefined();
+    const ask = toolPolicyOf({ ask_tools: ['Bash'] });
+    for (const tool of ['bash', 'BashOutput', 'Bash ']) expect(decideToolUse(ask, tool)).toBeUndefined();
+  });
+});
+
+describe('toolPolicyHook', () => {
+  it('answers what decide says, asked at each use, and nothing when it says nothing', async () => {
+    let policy = toolPolicyOf({ ask_tools: ['Bash'] });
+    const hook = toolPolicyHook((tool) => decideToolUse(policy, tool));
+    expect(hook.onFailure).toBe('block');
+    expect(await answers(hook, 'Bash')).toEqual([
+      {
+        hookSpecificOutput: {
+          hookEventName: 'PreToolUse',
+          permissionDecision: 'ask',
+          permissionDecisionReason: "Bash is in the agent's ask_tools: every use waits for a confirmation.",
+        },
+      },
+    ]);
+    expect(await answers(hook, 'Read')).toEqual([{}]);
+    policy = toolPolicyOf({ allowed_tools: ['Read'] });
+    expect(await answers(hook, 'Read')).toEqual([
+      { hookSpecificOutput: expect.objectContaining({ permissionDecision: 'allow' }) },
+    ]);
+  });
+
+  it('answers nothing for a hook event other than PreToolUse', async () => {
+    const [hook] = toolPolicyHook(() => ({
+      permissionDecision: 'deny',
+      permissionDecisionReason: 'x',
+    })).hooks;
+    const input = { ...preToolUse('Bash'), hook_event_name: 'PostToolUse', tool_response: '' } as const;
+    expect(await hook?.(input, 'toolu_1', { signal: new AbortController().signal })).toEqual({});
+  });
+});
