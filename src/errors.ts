@@ -14,17 +14,26 @@ export const ERROR_CODES = {
   invalid_id: { status: 400, type: 'invalid_request_error' },
   unknown_event_type: { status: 400, type: 'invalid_request_error' },
   invalid_config: { status: 400, type: 'invalid_request_error' },
+  // a Managed Agents feature Berth does not implement (the message names the field); nothing was changed
+  unsupported: { status: 400, type: 'invalid_request_error' },
+  environment_archived: { status: 400, type: 'invalid_request_error' },
+  agent_archived: { status: 400, type: 'invalid_request_error' },
   // 401
   unauthorized: { status: 401, type: 'authentication_error' },
   // 404: also used for another tenant's resources, so that ids do not leak
   session_not_found: { status: 404, type: 'not_found_error' },
   not_found: { status: 404, type: 'not_found_error' },
   group_not_found: { status: 404, type: 'not_found_error' },
+  agent_not_found: { status: 404, type: 'not_found_error' },
+  environment_not_found: { status: 404, type: 'not_found_error' },
   // 409: the request conflicts with the session's state
   session_exists: { status: 409, type: 'conflict_error' },
   data_dir_locked: { status: 409, type: 'conflict_error' },
   session_terminated: { status: 409, type: 'conflict_error' },
   tool_use_not_pending: { status: 409, type: 'conflict_error' },
+  // agents and environments (the catalog): an id taken, or a write based on a revision that is not current
+  resource_exists: { status: 409, type: 'conflict_error' },
+  revision_conflict: { status: 409, type: 'conflict_error' },
   // many hosts: the store refused a write under a lease another host has taken over; a request that
   // reached a host other than the session's (after a forward, which is not forwarded again)
   lease_lost: { status: 409, type: 'conflict_error' },
@@ -65,15 +74,19 @@ export class BerthError extends Error {
   /** When the client may try again (the `Retry-After` header), for codes that mean "not now". */
   readonly retryAfterSeconds: number | undefined;
 
+  /** Overrides the code's {@link retryable} for this one error. */
+  private readonly retry: boolean | undefined;
+
   constructor(
     code: ErrorCode,
     message: string,
-    options?: { cause?: unknown; retryAfterSeconds?: number | undefined },
+    options?: { cause?: unknown; retryAfterSeconds?: number | undefined; retryable?: boolean },
   ) {
     super(message, options);
     this.name = 'BerthError';
     this.code = code;
     this.retryAfterSeconds = options?.retryAfterSeconds;
+    this.retry = options?.retryable;
   }
 
   get status(): number {
@@ -84,10 +97,47 @@ export class BerthError extends Error {
     return ERROR_CODES[this.code].type;
   }
 
-  toJSON(): { error: { type: string; code: ErrorCode; message: string } } {
-    return { error: { type: this.type, code: this.code, message: this.message } };
+  /**
+   * The error envelope of Anthropic's APIs: `error.type` groups codes, and the code is
+   * `error.details.error_code` (where the official client's `APIError.errorCode` reads it).
+   */
+  toJSON(): ErrorEnvelope {
+    return {
+      type: 'error',
+      error: { type: this.type, message: this.message, details: { error_code: this.code } },
+    };
+  }
+
+  /**
+   * Whether the same request may get another answer later: false tells a client (the official one reads
+   * `x-should-retry`) that retrying is pointless, which it would otherwise do for 409s and 5xxs.
+   */
+  get retryable(): boolean {
+    return this.retry ?? RETRYABLE_CODES.has(this.code);
   }
 }
+
+export interface ErrorEnvelope {
+  type: 'error';
+  error: { type: string; message: string; details: { error_code: ErrorCode } };
+  /** Added by the HTTP layer: the `request-id` header's value. */
+  request_id?: string;
+}
+
+/** Codes whose request may succeed when sent again later, unchanged. */
+const RETRYABLE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'lease_lost',
+  'session_elsewhere',
+  'queue_full',
+  'quota_exceeded',
+  'not_ready',
+  'host_full',
+  'host_draining',
+  'store_unavailable',
+  'subprocess_failed',
+  'internal',
+  'revision_conflict',
+]);
 
 export function isBerthError(err: unknown, code?: ErrorCode): err is BerthError {
   return err instanceof BerthError && (code === undefined || err.code === code);

@@ -58,6 +58,8 @@ export async function startBerth(config: ServeConfig, options: StartOptions = {}
       onError,
       cluster: core.leases && new ClusterRouting(core.leases),
       metricsPublic: config.metricsPublic,
+      catalog: core.catalog,
+      network: { confined: core.confinesNetwork },
     });
     const server = await listen(app.fetch, config.port, config.host);
     cleanups.add(() => closeServer(server));

@@ -1,7 +1,7 @@
 /**
- * `berth conformance STORE_URL`: runs the SessionStore, SessionRegistry and EventLog conformance suites
- * (and, on PostgreSQL and Redis, the Coordination suite: host registry, leases, fencing) against the live
- * backend a store URL names. Each case runs in a namespace of its own beside the URL's
+ * `berth conformance STORE_URL`: runs the SessionStore, SessionRegistry, EventLog and Catalog conformance
+ * suites (and, on PostgreSQL and Redis, the Coordination suite: host registry, leases, fencing) against the
+ * live backend a store URL names. Each case runs in a namespace of its own beside the URL's
  * (see `isolatedStoreUrl`), removed after it with `Stores.destroy()`; the URL's own data is never read or
  * written. The shared cases open that namespace several times, as several Berth processes would.
  */
@@ -12,6 +12,7 @@ import { redactUrl } from '../redact.js';
 import { isolatedStoreUrl, openStores, storeHasLeases } from '../stores/open-stores.js';
 import type { Stores } from '../stores/types.js';
 import {
+  catalogConformanceCases,
   coordinationConformanceCases,
   eventLogConformanceCases,
   registryConformanceCases,
@@ -23,8 +24,8 @@ import { waitForShutdownSignal } from './signals.js';
 
 const HELP = `Usage: berth conformance STORE_URL [--json] [--only PATTERN]
 
-Runs Berth's store conformance suites (SessionStore, SessionRegistry, EventLog, and on PostgreSQL and
-Redis the Coordination suite of many hosts) against the backend STORE_URL names, e.g. postgres://USER@HOST:5432/DB?schema=berth. Each case gets a namespace of its own,
+Runs Berth's store conformance suites (SessionStore, SessionRegistry, EventLog, Catalog, and on
+PostgreSQL and Redis the Coordination suite of many hosts) against the backend STORE_URL names, e.g. postgres://USER@HOST:5432/DB?schema=berth. Each case gets a namespace of its own,
 removed after it: a file beside a SQLite database, the schema <schema>_c_<tag>, the Redis prefix
 <prefix>:c:<tag>, the S3 prefix PREFIX/c-<tag>. The URL's own data is never touched.
 
@@ -80,6 +81,7 @@ export async function runConformanceCommand(argv: readonly string[]): Promise<nu
   const sessionStores = selected({ cases: sessionStoreConformanceCases, pick: (s) => s.transcriptStore });
   const registries = selected({ cases: registryConformanceCases, pick: (s) => s.registry });
   const eventLogs = selected({ cases: eventLogConformanceCases, pick: (s) => s.eventLog });
+  const catalogs = selected({ cases: catalogConformanceCases, pick: (s) => s.catalog });
   // Only the stores that can run many hosts have coordination (stores/coordination.ts).
   const coordinations = selected({
     cases: storeHasLeases(url) ? coordinationConformanceCases : [],
@@ -89,6 +91,7 @@ export async function runConformanceCommand(argv: readonly string[]): Promise<nu
     ...sessionStores.cases,
     ...registries.cases,
     ...eventLogs.cases,
+    ...catalogs.cases,
     ...coordinations.cases,
   ];
   if (all.length === 0)
@@ -165,6 +168,7 @@ export async function runConformanceCommand(argv: readonly string[]): Promise<nu
   await runSuite(sessionStores);
   await runSuite(registries);
   await runSuite(eventLogs);
+  await runSuite(catalogs);
   await runSuite(coordinations);
   const seconds = (performance.now() - started) / 1000;
 

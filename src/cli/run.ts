@@ -241,8 +241,11 @@ function withSlash(url: URL): URL {
 
 function apiMessage(text: string): string {
   try {
-    const parsed = JSON.parse(text) as { error?: { code?: string; message?: string } };
-    if (parsed.error?.message) return `${parsed.error.code ?? 'error'}: ${parsed.error.message}`;
+    const parsed = JSON.parse(text) as {
+      error?: { message?: string; details?: { error_code?: string } };
+    };
+    if (parsed.error?.message)
+      return `${parsed.error.details?.error_code ?? 'error'}: ${parsed.error.message}`;
   } catch {
     // not JSON: the text itself
   }

@@ -3,6 +3,10 @@
  * and renumbered with the group's own `seq`, plus the group's own events (bus messages, rounds). A
  * bounded buffer of the latest events serves replays and publishes each new one to its subscribers
  * synchronously; older events stay readable in each agent's session history.
+ *
+ * Events are kept as the group stored them (a tagged session event keeps its CLI tool names and tool use
+ * ids, which the group's own bookkeeping reads); how clients see one is the `render` the buffer is given,
+ * applied once per event (the HTTP layer shows them as the API shows session events).
  */
 import type { NewEvent } from '../session/events.js';
 import type { UserEvent } from '../session/session.js';
@@ -58,9 +62,12 @@ export type GroupEvent = (GroupOwnEvent | TaggedSessionEvent) & {
 export type GroupInputEvent =
   (UserEvent & { agent: string }) | { type: 'group.rounds'; rounds: number; content?: string | undefined };
 
+/** An event as clients see it, as JSON. */
+export type RenderGroupEvent = (event: GroupEvent) => string;
+
 interface Buffered {
   event: GroupEvent;
-  /** The event as JSON, made once for every SSE client. */
+  /** The event as clients see it, made once for every SSE client. */
   json: string;
 }
 
@@ -74,9 +81,11 @@ export class GroupEventBuffer {
   private chars = 0;
   private readonly listeners = new Set<(event: GroupEvent, json: string) => void>();
 
+  /** `render` defaults to the event as stored. */
   constructor(
     private readonly maxEvents: number,
     private readonly maxChars: number,
+    private readonly render: RenderGroupEvent = (event) => JSON.stringify(event),
   ) {}
 
   get lastSeq(): number {
@@ -90,7 +99,7 @@ export class GroupEventBuffer {
 
   emit(make: (seq: number) => GroupEvent): GroupEvent {
     const event = make(++this.seq);
-    const json = JSON.stringify(event);
+    const json = this.render(event);
     this.recent.push({ event, json });
     this.chars += json.length;
     while (this.recent.length > 1 && (this.recent.length > this.maxEvents || this.chars > this.maxChars)) {

@@ -21,6 +21,7 @@ import type { Session, SessionPaths } from '../session/session.js';
 import type { AgentConfig } from '../stores/types.js';
 import { BUS_SERVER_NAME, BUS_TOOLS, createBusMcpServer } from './bus-mcp.js';
 import { Group, type GroupMember } from './group.js';
+import type { RenderGroupEvent } from './group-events.js';
 import { checkGroupIsolation } from './group-isolation.js';
 import { groupPrompt } from './group-prompts.js';
 import { MessageBus, validateAgentName } from './message-bus.js';
@@ -49,6 +50,8 @@ export interface GroupRegistryOptions {
   onError?: (err: unknown) => void;
   /** Per group; see `Group`. @default 10000 */
   maxBufferedEvents?: number;
+  /** How clients see a group's events; see `Group`. @default the event as stored, as JSON */
+  renderEvent?: RenderGroupEvent;
 }
 
 function newGroupId(): string {
@@ -180,6 +183,7 @@ export class GroupRegistry {
           maxBufferedEvents: this.options.maxBufferedEvents,
         }),
         ...(this.options.onError && { onError: this.options.onError }),
+        ...(this.options.renderEvent && { renderEvent: this.options.renderEvent }),
       });
       this.groups.set(this.key(tenant, id), group);
       return group;

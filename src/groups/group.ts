@@ -8,8 +8,8 @@
  * `group.rounds` request gives every agent one turn per round, in order, each waiting for the last.
  * What agents are told is group-prompts.ts; the isolation check before a group exists, group-isolation.ts.
  */
-import { randomBytes } from 'node:crypto';
 import { BerthError, describeError, isBerthError } from '../errors.js';
+import { newEventId } from '../ids.js';
 import type { StoredEvent } from '../session/events.js';
 import type { Session, SessionPaths } from '../session/session.js';
 import {
@@ -19,6 +19,7 @@ import {
   type GroupEvent,
   type GroupInputEvent,
   type GroupOwnEvent,
+  type RenderGroupEvent,
 } from './group-events.js';
 import { DEFAULT_ROUND_MESSAGE, renderRoundMessage } from './group-prompts.js';
 import type { BusMessage, MessageBus } from './message-bus.js';
@@ -81,12 +82,10 @@ export interface GroupOptions {
   maxBufferedEvents?: number;
   /** @default 33554432 */
   maxBufferedChars?: number;
+  /** How clients see an event (see group-events.ts). @default the event as stored, as JSON */
+  renderEvent?: RenderGroupEvent;
   /** Failures no client sees. */
   onError?: (err: unknown) => void;
-}
-
-function eventId(): string {
-  return `evt_${randomBytes(12).toString('base64url')}`;
 }
 
 export class Group {
@@ -114,6 +113,7 @@ export class Group {
     this.events = new GroupEventBuffer(
       options.maxBufferedEvents ?? DEFAULT_MAX_BUFFERED_EVENTS,
       options.maxBufferedChars ?? DEFAULT_MAX_BUFFERED_CHARS,
+      options.renderEvent,
     );
     this.members = options.members.map((member) => {
       const state: MemberState = {
@@ -202,10 +202,12 @@ export class Group {
       }
       const { agent, ...userEvent } = event;
       const member = this.member(agent, 'agent');
+      const before = this.events.lastSeq;
       const sent = member.member.session.send([userEvent]);
-      // The session published its events synchronously, so their group copies are at the buffer's end.
+      // The session published its events synchronously, so their group copies came after `before` (with
+      // whatever else the send set off at once, such as a turn starting).
       const ids = new Set(sent.map((e) => e.id));
-      for (const { event: tagged } of this.events.list(this.events.lastSeq - sent.length)) {
+      for (const { event: tagged } of this.events.list(before)) {
         if (ids.has(tagged.id)) stored.push(tagged);
       }
     }
@@ -243,7 +245,7 @@ export class Group {
   private emit(event: GroupOwnEvent): GroupEvent {
     return this.events.emit((seq) => ({
       ...event,
-      id: eventId(),
+      id: newEventId(),
       seq,
       created_at: new Date().toISOString(),
     }));

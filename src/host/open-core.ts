@@ -32,6 +32,7 @@ import { Rebalancer } from './rebalance.js';
 import { SessionLeases } from './session-leases.js';
 import type { HostEntry } from '../stores/coordination.js';
 import type { Fence } from '../stores/types.js';
+import type { Catalog } from '../stores/catalog.js';
 
 export interface StartOptions {
   /** Where background failures go; stderr by default. */
@@ -62,6 +63,10 @@ export interface BerthCore {
   readonly tasks: TaskRunner;
   /** Multi-host mode (`--advertise-url`): this host's registration and session leases. */
   readonly leases: SessionLeases | undefined;
+  /** Agents and environments (the Managed Agents API's). */
+  readonly catalog: Catalog;
+  /** True when agents have no direct network (`--sandbox bwrap`): an environment's network is enforced. */
+  readonly confinesNetwork: boolean;
   /** Ends every subprocess (sessions stay resumable) and closes the stores and the scripted model. */
   close(): Promise<void>;
 }
@@ -264,6 +269,8 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
       blob,
       tasks,
       leases,
+      catalog: stores.catalog,
+      confinesNetwork: sandbox !== undefined,
       close: () => cleanups.run(),
     };
   } catch (err) {

@@ -3,7 +3,7 @@ import { BerthError } from '../errors.js';
 import { ID_PATTERN, newSessionId } from '../ids.js';
 import { ZERO_USAGE } from '../session/events.js';
 import { newSdkSessionId } from '../session/session.js';
-import type { AgentConfig, Pattern, SessionRecord } from '../stores/types.js';
+import type { AgentConfig, ManagedSessionFields, Pattern, SessionRecord } from '../stores/types.js';
 
 export interface CreateSessionInput {
   id?: string | undefined;
@@ -11,6 +11,8 @@ export interface CreateSessionInput {
   metadata?: Record<string, string> | undefined;
   pattern?: Pattern | undefined;
   agent?: AgentConfig | undefined;
+  /** Its Managed Agents fields (agent version, environment, budget); none for a group's agents. */
+  managed?: ManagedSessionFields | undefined;
 }
 
 /** @throws BerthError `invalid_id` unless `id` matches {@link ID_PATTERN}. */
@@ -42,5 +44,6 @@ export function newSessionRecord(tenant: string, input: CreateSessionInput, patt
     updatedAt: now,
     usage: { ...ZERO_USAGE },
     turns: 0,
+    ...(input.managed && { managed: input.managed }),
   };
 }

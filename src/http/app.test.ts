@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { BerthError, formatErrorForLog } from '../errors.js';
 import type { SessionHost } from '../host/session-host.js';
+import type { Catalog } from '../stores/catalog.js';
 import { createApp } from './app.js';
 
 /** The app with one extra route that throws `thrown`; the host is never reached by these requests. */
@@ -12,6 +13,8 @@ function appThrowing(thrown: unknown, logged: unknown[]) {
     heartbeatMs: 1000,
     isReady: () => true,
     onError: (err) => logged.push(err),
+    catalog: {} as Catalog,
+    network: { confined: false },
     routes: [
       {
         prefix: '/v1/boom',
@@ -35,8 +38,11 @@ describe('errors of the HTTP API', () => {
     expect(res.status).toBe(500);
     const body = await res.text();
     expect(JSON.parse(body)).toEqual({
-      error: { type: 'api_error', code: 'internal', message: 'Internal error' },
+      type: 'error',
+      error: { type: 'api_error', message: 'Internal error', details: { error_code: 'internal' } },
+      request_id: res.headers.get('request-id'),
     });
+    expect(res.headers.get('request-id')).toMatch(/^req_/);
     expect(body).not.toContain('secret-token-123');
     expect(logged).toHaveLength(1);
     const [err] = logged;
@@ -55,14 +61,23 @@ describe('errors of the HTTP API', () => {
     });
     const res = await appThrowing(unavailable, logged).request('/v1/boom');
     expect(res.status).toBe(503);
-    expect(await res.json()).toEqual({
-      error: { type: 'api_error', code: 'store_unavailable', message: 'the store is closed' },
+    expect(await res.json()).toMatchObject({
+      type: 'error',
+      error: {
+        type: 'api_error',
+        message: 'the store is closed',
+        details: { error_code: 'store_unavailable' },
+      },
     });
+    // The store may be back by then: a retry is worth it.
+    expect(res.headers.get('x-should-retry')).toBe('true');
     expect(logged).toEqual([unavailable]);
 
     const quiet: unknown[] = [];
     const bad = await appThrowing(new BerthError('invalid_request', 'limit: bad'), quiet).request('/v1/boom');
     expect(bad.status).toBe(400);
+    // The same request gets the same answer: the official client must not retry it.
+    expect(bad.headers.get('x-should-retry')).toBe('false');
     expect(quiet).toEqual([]);
   });
 });

@@ -1,7 +1,9 @@
 /**
- * The HTTP API (DESIGN.md, "API"): sessions, their events and event streams, health. Every route
- * validates what it is given before it touches anything, and every failure is `{error: {type, code,
- * message}}` with the status of its code.
+ * The HTTP API: Managed Agents' (agents, environments, sessions and their events; session-routes.ts,
+ * catalog-routes.ts) and Berth's own (tasks, groups, hosts, health, metrics). Every route validates what
+ * it is given before it touches anything. Every answer has a `request-id` header, and every failure is
+ * Anthropic's error envelope `{type: "error", error: {type, message, details: {error_code}}, request_id}`
+ * with the status of its code, and `x-should-retry: false` when sending it again cannot help.
  */
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
@@ -9,25 +11,19 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { BerthError, isBerthError } from '../errors.js';
 import type { SessionHost } from '../host/session-host.js';
 import { TenantLimitsTable } from '../host/tenant-limits.js';
-import type { Session, UserEvent } from '../session/session.js';
-import type { SessionRecord } from '../stores/types.js';
+import type { Catalog } from '../stores/catalog.js';
 import { authenticate, type ApiKeys } from './auth.js';
-import { parse, readJson, refuseBypassAsRoot, resumeAfter } from './request.js';
-import {
-  KNOWN_USER_EVENTS,
-  createSessionSchema,
-  listEventsQuery,
-  listSessionsQuery,
-  postEventsSchema,
-  streamQuery,
-  userEventSchema,
-} from './schemas.js';
-import { streamSessionEvents } from './sse.js';
+import { agentRoutes, environmentRoutes } from './catalog-routes.js';
 import { ClusterRouting, HOST_HEADER } from './forward.js';
+import type { NetworkAbility } from './managed-config.js';
 import { hostMetrics } from './metrics.js';
+import { sessionRoutes } from './session-routes.js';
 import { SessionElsewhere } from '../host/session-leases.js';
-import { ID_PATTERN, newSessionId } from '../ids.js';
+import { ID_PATTERN, newRequestId } from '../ids.js';
 import { StreamQuota } from './stream-quota.js';
+import type { Env, RouteGroup } from './route-group.js';
+
+export type { Env, RouteGroup } from './route-group.js';
 
 export interface AppOptions {
   host: SessionHost;
@@ -46,62 +42,18 @@ export interface AppOptions {
   metricsPublic?: boolean;
   /** Multi-host mode: requests for sessions another host runs are forwarded there (forward.ts). */
   cluster?: ClusterRouting | undefined;
-}
-
-export type Env = {
-  Variables: {
-    tenant: string;
-    /** Set for an event stream: ends its count against the tenant's `streams` limit (see stream-quota.ts). */
-    releaseStream?: () => void;
-  };
-};
-
-/**
- * A set of routes under `/v1/...`, with its own body limit when it needs a larger one than `--max-body`
- * (ephemeral tasks carry input files).
- */
-export interface RouteGroup {
-  /** The path prefix the routes live under, e.g. `/v1/tasks`. */
-  prefix: string;
-  /** Body limit for this prefix; `--max-body` when undefined. */
-  maxBodyBytes?: number;
-  register(app: Hono<Env>): void;
+  /** Where agents and environments live (`Stores.catalog`). */
+  catalog: Catalog;
+  /** What this host's sandbox does with an environment's networking. */
+  network: NetworkAbility;
 }
 
 function errorResponse(c: Context, err: BerthError): Response {
   if (err.retryAfterSeconds !== undefined) c.header('Retry-After', String(Math.ceil(err.retryAfterSeconds)));
-  return c.json(err.toJSON(), err.status as ContentfulStatusCode);
-}
-
-/** The public shape of a session. */
-export function sessionView(record: SessionRecord): Record<string, unknown> {
-  return {
-    id: record.id,
-    type: 'session',
-    status: record.status,
-    title: record.title,
-    metadata: record.metadata,
-    pattern: record.pattern,
-    agent: record.agent,
-    usage: record.usage,
-    turns: record.turns,
-    created_at: new Date(record.createdAt).toISOString(),
-    updated_at: new Date(record.updatedAt).toISOString(),
-  };
-}
-
-function parseUserEvents(body: unknown): UserEvent[] {
-  const { events } = parse(postEventsSchema, body, 'request body');
-  return events.map((raw, index) => {
-    if (!KNOWN_USER_EVENTS.has(raw.type)) {
-      throw new BerthError(
-        'unknown_event_type',
-        `events.${index}.type: unknown event type ${JSON.stringify(raw.type)}; clients send ${[...KNOWN_USER_EVENTS].join(', ')}`,
-      );
-    }
-    const event: UserEvent = parse(userEventSchema, raw, `events.${index}`);
-    return event;
-  });
+  c.header('x-should-retry', String(err.retryable));
+  const requestId = (c.get('requestId') as string | undefined) ?? newRequestId();
+  c.header('request-id', requestId);
+  return c.json({ ...err.toJSON(), request_id: requestId }, err.status as ContentfulStatusCode);
 }
 
 export function createApp(options: AppOptions): Hono<Env> {
@@ -135,6 +87,13 @@ export function createApp(options: AppOptions): Hono<Env> {
       if (!c.res.headers.has(HOST_HEADER)) c.res.headers.set(HOST_HEADER, cluster.hostId);
     });
   }
+
+  app.use('*', async (c, next) => {
+    const requestId = newRequestId();
+    c.set('requestId', requestId);
+    await next();
+    if (!c.res.headers.has('request-id')) c.res.headers.set('request-id', requestId);
+  });
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
   app.get('/readyz', (c) => {
@@ -171,7 +130,12 @@ export function createApp(options: AppOptions): Hono<Env> {
       onError: (c) =>
         errorResponse(c, new BerthError('body_too_large', `The request body is over ${maxSize} bytes`)),
     });
-  const routes = options.routes ?? [];
+  const routes = [
+    sessionRoutes({ host, catalog: options.catalog, heartbeatMs: options.heartbeatMs, cluster }),
+    agentRoutes({ catalog: options.catalog, network: options.network }),
+    environmentRoutes({ catalog: options.catalog, network: options.network }),
+    ...(options.routes ?? []),
+  ];
   const ownLimits = routes.filter((r) => r.maxBodyBytes !== undefined);
   const general = limit(options.maxBodyBytes);
   for (const r of ownLimits) {
@@ -195,63 +159,6 @@ export function createApp(options: AppOptions): Hono<Env> {
   }
 
   app.get('/v1/hosts/self', (c) => c.json({ type: 'host', ...host.info() }));
-
-  const session = (c: Context<Env>): Promise<Session> => host.get(c.get('tenant'), c.req.param('id') ?? '');
-
-  app.post('/v1/sessions', async (c) => {
-    const body = await readJson(c);
-    const input = parse(createSessionSchema, body, 'request body');
-    refuseBypassAsRoot(input.agent?.permission_mode, 'agent.permission_mode bypassPermissions');
-    if (cluster && !ClusterRouting.forwarded(c)) {
-      // A new session starts where its id hashes to, so that it does not move at its first idle moment.
-      input.id ??= newSessionId();
-      const target = cluster.placeNew({ tenant: c.get('tenant'), id: input.id });
-      if (target) return cluster.forward(c, target, JSON.stringify({ ...(body as object), id: input.id }));
-    }
-    const created = await host.create(c.get('tenant'), input);
-    return c.json(sessionView(created.snapshot), 201);
-  });
-
-  app.get('/v1/sessions', async (c) => {
-    const q = parse(listSessionsQuery, c.req.query(), 'query');
-    const page = await host.list(c.get('tenant'), { limit: q.limit ?? 20, cursor: q.page });
-    return c.json({ data: page.data.map(sessionView), next_page: page.next });
-  });
-
-  app.get('/v1/sessions/:id', async (c) => c.json(sessionView((await session(c)).snapshot)));
-
-  app.delete('/v1/sessions/:id', async (c) => {
-    const id = (await session(c)).id;
-    await host.delete(c.get('tenant'), id);
-    return c.json({ id, type: 'session_deleted' });
-  });
-
-  app.post('/v1/sessions/:id/events', async (c) => {
-    const s = await session(c);
-    const events = parseUserEvents(await readJson(c));
-    const stored = s.send(events);
-    return c.json({ data: stored }, 202);
-  });
-
-  app.get('/v1/sessions/:id/events', async (c) => {
-    const q = parse(listEventsQuery, c.req.query(), 'query');
-    const s = await session(c);
-    const limit = q.limit ?? 100;
-    const data = await s.events.list(q.after ?? 0, limit);
-    const last = data.at(-1);
-    return c.json({ data, next_after: data.length === limit && last ? last.seq : null });
-  });
-
-  app.get('/v1/sessions/:id/events/stream', async (c) => {
-    const q = parse(streamQuery, c.req.query(), 'query');
-    const after = resumeAfter(c, q.after);
-    const s = await session(c);
-    return streamSessionEvents(c, s, {
-      after,
-      heartbeatMs: options.heartbeatMs,
-      onClose: c.get('releaseStream'),
-    });
-  });
 
   for (const r of routes) r.register(app);
   return app;

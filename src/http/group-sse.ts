@@ -9,7 +9,7 @@ import type { GroupEvent } from '../groups/group-events.js';
 import type { Group } from '../groups/group.js';
 import { streamEvents, type StreamOptions } from './sse.js';
 
-/** An event with its JSON, made once by the buffer for every client. */
+/** An event with its JSON as clients see it (`groupEventView`), made once by the buffer for every client. */
 interface Frame {
   seq: number;
   type: GroupEvent['type'];

@@ -3,8 +3,6 @@
  * a typo in a field name is an error the client should see, not a setting silently ignored.
  */
 import { z } from 'zod';
-import { ID_PATTERN } from '../ids.js';
-import { PATTERNS } from '../stores/types.js';
 import { USER_EVENT_TYPES } from '../session/events.js';
 
 /**
@@ -41,20 +39,6 @@ export const agentSchema = z.strictObject({
     .optional(),
 });
 
-export const createSessionSchema = z.strictObject({
-  id: z
-    .string()
-    .regex(ID_PATTERN, 'must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$ (letters, digits, _ and -, at most 64)')
-    .optional(),
-  title: z.string().max(500).optional(),
-  metadata: z
-    .record(z.string().max(256), z.string().max(4096))
-    .refine((m) => Object.keys(m).length <= 64, 'at most 64 keys')
-    .optional(),
-  pattern: z.enum(PATTERNS).optional(),
-  agent: agentSchema.optional(),
-});
-
 const userMessage = z.strictObject({
   type: z.literal('user.message'),
   content: z.union([
@@ -67,9 +51,10 @@ const userInterrupt = z.strictObject({ type: z.literal('user.interrupt') });
 
 const toolConfirmation = z.strictObject({
   type: z.literal('user.tool_confirmation'),
+  /** The id of the `agent.tool_use` event it answers. */
   tool_use_id: z.string().min(1).max(200),
   result: z.enum(['allow', 'deny']),
-  message: z.string().max(10_000).optional(),
+  deny_message: z.string().max(10_000).optional(),
 });
 
 export const userEventSchema = z.discriminatedUnion('type', [userMessage, userInterrupt, toolConfirmation]);
@@ -85,13 +70,9 @@ export const KNOWN_USER_EVENTS: ReadonlySet<string> = new Set(USER_EVENT_TYPES);
 
 const seqParam = z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
+/** A group's event list: `page` is the `next_page` of the page before (as for a session's events). */
 export const listEventsQuery = z.strictObject({
-  after: seqParam.optional(),
   limit: z.coerce.number().int().min(1).max(1000).optional(),
-});
-
-export const listSessionsQuery = z.strictObject({
-  limit: z.coerce.number().int().min(1).max(100).optional(),
   page: z.string().max(500).optional(),
 });
 

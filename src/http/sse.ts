@@ -9,6 +9,8 @@ import type { Context } from 'hono';
 import { streamSSE, type SSEMessage, type SSEStreamingApi } from 'hono/streaming';
 import type { StoredEvent } from '../session/events.js';
 import type { Session } from '../session/session.js';
+import { newEventId } from '../ids.js';
+import { eventView } from './event-view.js';
 
 /** A client further behind than this is disconnected; it reconnects with Last-Event-ID and replays. */
 const MAX_BUFFERED_EVENTS = 10_000;
@@ -41,6 +43,8 @@ export interface EventSource<E extends StreamEvent> {
    * `group.replay_gap`); undefined when none are missing. Read with {@link list}.
    */
   gap?(after: number): SSEMessage | undefined;
+  /** Sent without an id after the final event, when there is something to add (a deleted session's `session.deleted`). */
+  epilogue?(final: E): SSEMessage | undefined;
 }
 
 export interface StreamOptions {
@@ -112,15 +116,17 @@ export function streamEvents<E extends StreamEvent>(
   });
 }
 
-function send<E extends StreamEvent>(
+async function send<E extends StreamEvent>(
   stream: SSEStreamingApi,
   source: EventSource<E>,
   event: E,
 ): Promise<void> {
-  return stream.writeSSE({ id: String(event.seq), event: event.type, data: source.data(event) });
+  await stream.writeSSE({ id: String(event.seq), event: event.type, data: source.data(event) });
+  const epilogue = source.isFinal(event) ? source.epilogue?.(event) : undefined;
+  if (epilogue) await stream.writeSSE(epilogue);
 }
 
-/** A session's stream; it ends after `session.status_terminated`. */
+/** A session's stream; it ends after `session.status_terminated` (and `session.deleted` when it was deleted). */
 export function streamSessionEvents(c: Context, session: Session, options: StreamOptions): Response {
   const { events } = session;
   return streamEvents<StoredEvent>(
@@ -143,7 +149,19 @@ export function streamSessionEvents(c: Context, session: Session, options: Strea
       },
       ended: false,
       isFinal: (event) => event.type === 'session.status_terminated',
-      data: (event) => JSON.stringify(event),
+      data: (event) => JSON.stringify(eventView(event)),
+      // Its events go with it: `session.deleted` is said on the stream only, as its last word.
+      epilogue: (final) =>
+        final.type === 'session.status_terminated' && final.reason === 'deleted'
+          ? {
+              event: 'session.deleted',
+              data: JSON.stringify({
+                id: newEventId(),
+                type: 'session.deleted',
+                processed_at: final.created_at,
+              }),
+            }
+          : undefined,
     },
     options,
   );

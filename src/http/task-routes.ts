@@ -4,14 +4,19 @@
  * - `GET /v1/tasks/:id` its record; `GET /v1/tasks/:id/artifacts/PATH` one artifact's bytes;
  * - `GET /v1/tasks/:id/events/stream` its events as SSE, from the start, ending with its final status.
  * Tasks are the caller's tenant's: another tenant's task is 404.
+ *
+ * Tasks are Berth's addition to the Managed Agents API, made to read like it: the agent's events are
+ * shown as the API shows a session's (event-view.ts), the task's own `task.*` events with the same `id`,
+ * `processed_at` and `seq`. Events are stored as the task emitted them; the view is applied when sent.
  */
 import { Readable } from 'node:stream';
 import type { Hono } from 'hono';
 import { z } from 'zod';
 import { BerthError } from '../errors.js';
-import type { Task, TaskEvent } from '../tasks/task.js';
+import type { Task, TaskEvent, TaskOwnEvent } from '../tasks/task.js';
 import type { TaskRunner } from '../tasks/task-runner.js';
-import type { Env, RouteGroup } from './app.js';
+import type { Env, RouteGroup } from './route-group.js';
+import { eventView } from './event-view.js';
 import { parse, readJson, refuseBypassAsRoot, resumeAfter } from './request.js';
 import { agentSchema, streamQuery } from './schemas.js';
 import { streamEvents, type EventSource } from './sse.js';
@@ -60,6 +65,8 @@ export function taskRoutes(options: TaskRoutesOptions): RouteGroup {
           maxTurns: body.max_turns,
         });
         if (q.wait === 'true') return c.json(await task.done, 200);
+        // 202 Accepted, not the 200 of the Managed Agents routes: the task is admitted and runs later
+        // (its record says `queued`), where a session's create or a sent event is done when answered.
         return c.json(task.record, 202);
       });
 
@@ -114,7 +121,7 @@ function liveEvents(task: Task): EventSource<TaskEvent> {
       return task.isFinal;
     },
     isFinal,
-    data: (event) => JSON.stringify(event),
+    data: (event) => JSON.stringify(taskEventView(event)),
   };
 }
 
@@ -126,8 +133,22 @@ function storedEvents(events: readonly TaskEvent[]): EventSource<TaskEvent> {
     lastSeq: events.at(-1)?.seq ?? 0,
     ended: true,
     isFinal,
-    data: (event) => JSON.stringify(event),
+    data: (event) => JSON.stringify(taskEventView(event)),
   };
+}
+
+function isTaskOwn(event: TaskEvent): event is TaskOwnEvent {
+  return event.type.startsWith('task.');
+}
+
+/**
+ * A task's event as clients see it: the agent's as the API shows a session's events, the task's own
+ * with `id`, `processed_at` and `seq` first and their fields as stored.
+ */
+export function taskEventView(event: TaskEvent): Record<string, unknown> {
+  if (!isTaskOwn(event)) return eventView(event);
+  const { id, type, created_at, seq, ...fields } = event;
+  return { id, type, processed_at: created_at, seq, ...fields };
 }
 
 function isFinal(event: TaskEvent): boolean {

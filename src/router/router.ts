@@ -11,6 +11,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BerthError, describeError, isBerthError } from '../errors.js';
+import { newRequestId } from '../ids.js';
 import { DEFAULT_TENANT, authenticate, type ApiKeys } from '../http/auth.js';
 import type { HostEntry } from '../stores/coordination.js';
 import type { HostDirectory } from './host-directory.js';
@@ -309,7 +310,10 @@ export class Router {
       return;
     }
     if (error.retryAfterSeconds !== undefined) res.setHeader('retry-after', String(error.retryAfterSeconds));
-    sendJson(res, error.status, error.toJSON());
+    const requestId = newRequestId();
+    res.setHeader('request-id', requestId);
+    res.setHeader('x-should-retry', String(error.retryable));
+    sendJson(res, error.status, { ...error.toJSON(), request_id: requestId });
   }
 }
 
@@ -325,11 +329,13 @@ function discard(held: HeldAnswer | undefined): void {
   if (held && !held.head.complete) held.response.destroy();
 }
 
-/** `error.code` of a JSON error envelope, if it is one. */
+/** `error.details.error_code` of a JSON error envelope, if it is one. */
 function errorCode(body: Buffer): string | undefined {
   try {
-    const parsed = JSON.parse(body.toString('utf8')) as { error?: { code?: unknown } } | null;
-    const code = parsed?.error?.code;
+    const parsed = JSON.parse(body.toString('utf8')) as {
+      error?: { details?: { error_code?: unknown } };
+    } | null;
+    const code = parsed?.error?.details?.error_code;
     return typeof code === 'string' ? code : undefined;
   } catch {
     return undefined;

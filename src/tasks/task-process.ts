@@ -95,6 +95,9 @@ async function consume(task: Task, proc: AgentProcess): Promise<Outcome> {
   let result: SDKResultMessage | undefined;
   let lastText: string | null = null;
   let failure: unknown;
+  // The CLI's tool_use_id -> the id of its `agent.tool_use` event: a result points at that event, the id
+  // clients know the tool use by (as a session's do, tool-confirmations.ts).
+  const toolUseEvents = new Map<string, string>();
   try {
     for await (const message of proc.messages()) {
       if (message.type === 'result') {
@@ -108,8 +111,17 @@ async function consume(task: Task, proc: AgentProcess): Promise<Outcome> {
       }
       lastText = textOf(message) ?? lastText;
       for (const event of mapSdkMessage(message)) {
-        if (event.type === 'session.error') task.emit({ type: 'task.error', error: event.error });
-        else if (!event.type.startsWith('session.')) task.emit(event as Parameters<Task['emit']>[0]);
+        if (event.type === 'session.error') {
+          task.emit({ type: 'task.error', error: event.error });
+        } else if (event.type === 'agent.tool_use') {
+          const stored = task.emit(event);
+          if (stored) toolUseEvents.set(event.tool_use_id, stored.id);
+        } else if (event.type === 'agent.tool_result') {
+          const eventId = toolUseEvents.get(event.tool_use_id);
+          task.emit(eventId ? { ...event, tool_use_event_id: eventId } : event);
+        } else if (!event.type.startsWith('session.')) {
+          task.emit(event as Parameters<Task['emit']>[0]);
+        }
       }
     }
   } catch (err) {

@@ -250,7 +250,8 @@ export class TaskRunner {
           {
             type: `task.status_${record.status}` as 'task.status_failed',
             task: record,
-            id: 'evt_final',
+            // The same on every read (a reconnecting client sees the same event): made from the task's id.
+            id: `sevt_${record.id.slice('task_'.length)}`,
             seq: 1,
             created_at: record.finished_at ?? record.created_at,
           },

@@ -4,6 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { BerthError } from '../errors.js';
+import { newEventId } from '../ids.js';
 import type { NewEvent, Usage } from '../session/events.js';
 import type { AgentNetwork } from '../stores/types.js';
 
@@ -84,6 +85,9 @@ export type TaskNewEvent =
   | { type: 'task.error'; error: TaskError };
 
 export type TaskEvent = TaskNewEvent & { id: string; seq: number; created_at: string };
+
+/** The task's own events (`task.*`), as opposed to its agent's. */
+export type TaskOwnEvent = Extract<TaskEvent, { type: `task.${string}` }>;
 
 /** Events kept per task; past this only status events and errors are kept (the rest are counted). */
 export const MAX_TASK_EVENTS = 10_000;
@@ -198,15 +202,16 @@ export class Task {
     }
   }
 
-  emit(event: TaskNewEvent): void {
+  /** Stores and publishes `event`; returns it as stored, or undefined when it was dropped. */
+  emit(event: TaskNewEvent): TaskEvent | undefined {
     const keep = event.type.startsWith('task.') || this.log.length < MAX_TASK_EVENTS;
     if (!keep) {
       this.dropped += 1;
-      return;
+      return undefined;
     }
     const stored: TaskEvent = {
       ...event,
-      id: `evt_${randomBytes(12).toString('base64url')}`,
+      id: newEventId(),
       seq: this.lastSeq + 1,
       created_at: new Date().toISOString(),
     };
@@ -218,6 +223,7 @@ export class Task {
         // A failing subscriber (a closed socket) must not stop the task or the other subscribers.
       }
     }
+    return stored;
   }
 
   /** Live events from now on; returns the unsubscribe function. */

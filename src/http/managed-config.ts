@@ -1,0 +1,222 @@
+/**
+ * Managed Agents' agent and environment resources, and what a session made from them runs with.
+ *
+ * An agent's API shape (model, system prompt, toolset with permission policies) becomes the
+ * {@link AgentConfig} Berth builds SDK options from; an environment's (the hosting pattern, networking)
+ * becomes the session's pattern and network allowlist. What Berth cannot honour is refused by name
+ * (`unsupported`), never accepted and ignored.
+ */
+import type { z } from 'zod';
+import { BerthError } from '../errors.js';
+import type { AgentConfig, Pattern } from '../stores/types.js';
+import type {
+  agentCreateSchema,
+  environmentConfigSchema,
+  mcpServersSchema,
+  modelSchema,
+  toolsSchema,
+} from './managed-schemas.js';
+import { API_TOOL_NAMES, cliToolName, type ApiToolName } from './tool-names.js';
+
+type ToolsParam = z.infer<typeof toolsSchema>;
+type ModelParam = z.infer<typeof modelSchema>;
+type Policy = { type: 'always_allow' | 'always_ask' | 'auto' };
+
+function unsupported(field: string, what: string): BerthError {
+  return new BerthError('unsupported', `${field}: ${what} is not supported by Berth`);
+}
+
+/** The model as the API shows it: `{id, effort?, speed?}`. */
+export function normalizeModel(model: ModelParam, field = 'model'): Record<string, unknown> {
+  if (typeof model === 'string') return { id: model };
+  if (model.speed === 'fast') throw unsupported(`${field}.speed`, 'fast mode');
+  if (model.inference_geo) throw unsupported(`${field}.inference_geo`, 'an inference region');
+  const effort = typeof model.effort === 'string' ? { type: model.effort } : (model.effort ?? undefined);
+  return { id: model.id, ...(effort && { effort }), ...(model.speed && { speed: model.speed }) };
+}
+
+/**
+ * The tools as the API shows them, with every default filled in (a tool's config names its policy even
+ * when it took the toolset's). Refuses what Berth cannot run: custom tools (the client would run them),
+ * MCP toolsets, `auto` policies and web search settings.
+ */
+export function normalizeTools(tools: ToolsParam, field = 'tools'): Record<string, unknown>[] {
+  let toolsets = 0;
+  return tools.map((tool, index) => {
+    const at = `${field}.${index}`;
+    if (tool.type === 'custom') throw unsupported(at, 'a custom tool');
+    if (tool.type === 'mcp_toolset') throw unsupported(at, 'an MCP toolset');
+    if (++toolsets > 1) {
+      throw new BerthError('invalid_request', `${at}: an agent has at most one agent_toolset_20260401`);
+    }
+    const defaults = {
+      enabled: tool.default_config?.enabled ?? true,
+      permission_policy: checkPolicy(tool.default_config?.permission_policy, `${at}.default_config`) ?? {
+        type: 'always_allow',
+      },
+    };
+    const seen = new Set<string>();
+    const configs = (tool.configs ?? []).map((config, i) => {
+      const where = `${at}.configs.${i}`;
+      if (seen.has(config.name))
+        throw new BerthError('invalid_request', `${where}: ${config.name} is configured twice`);
+      seen.add(config.name);
+      if (config.type !== undefined && config.type !== config.name) {
+        throw new BerthError('invalid_request', `${where}.type: must be ${JSON.stringify(config.name)}`);
+      }
+      if (config.allowed_domains || config.blocked_domains || config.user_location) {
+        throw unsupported(where, 'setting web search domains or a location');
+      }
+      return {
+        type: config.name,
+        name: config.name,
+        enabled: config.enabled ?? defaults.enabled,
+        permission_policy: checkPolicy(config.permission_policy, where) ?? defaults.permission_policy,
+      };
+    });
+    return { type: 'agent_toolset_20260401', default_config: defaults, configs };
+  });
+}
+
+function checkPolicy(policy: Policy | null | undefined, field: string): Policy | undefined {
+  if (policy?.type === 'auto') throw unsupported(`${field}.permission_policy`, 'the auto permission policy');
+  return policy ?? undefined;
+}
+
+/** Refuses MCP servers: Berth does not connect agents to them yet. */
+export function checkMcpServers(
+  servers: z.infer<typeof mcpServersSchema> | null | undefined,
+  field = 'mcp_servers',
+): void {
+  if (servers && servers.length > 0) throw unsupported(field, 'an MCP server');
+}
+
+/** Refuses the agent fields Berth has no counterpart for when they are set. */
+export function checkAgentExtras(
+  input: Pick<z.infer<typeof agentCreateSchema>, 'skills' | 'multiagent' | 'execution_identity'>,
+): void {
+  if (input.skills && input.skills.length > 0) throw unsupported('skills', 'a skill');
+  if (input.multiagent !== undefined && input.multiagent !== null) {
+    throw unsupported('multiagent', 'a multi-agent roster (use /v1/groups)');
+  }
+  if (input.execution_identity !== undefined && input.execution_identity !== null) {
+    throw unsupported('execution_identity', 'an execution identity');
+  }
+}
+
+interface ToolsetDoc {
+  type: string;
+  default_config: { enabled: boolean; permission_policy: Policy };
+  configs: { name: ApiToolName; enabled: boolean; permission_policy: Policy }[];
+}
+
+/**
+ * What a session runs with, from its agent (as the API shows it, overrides applied): the CLI's tool
+ * set, which tools always ask (`ask_tools`, a PreToolUse hook) and which never do (`allowed_tools`).
+ */
+export function agentConfigOf(agent: Record<string, unknown>): AgentConfig {
+  const model = agent.model as { id: string; effort?: { type: AgentConfig['effort'] } } | undefined;
+  const toolset = (agent.tools as ToolsetDoc[] | undefined)?.find((t) => t.type === 'agent_toolset_20260401');
+  const tools: string[] = [];
+  const ask: string[] = [];
+  const allow: string[] = [];
+  if (toolset) {
+    for (const name of API_TOOL_NAMES) {
+      const config = toolset.configs.find((c) => c.name === name) ?? toolset.default_config;
+      if (!config.enabled) continue;
+      const cli = cliToolName(name);
+      tools.push(cli);
+      (config.permission_policy.type === 'always_ask' ? ask : allow).push(cli);
+    }
+  }
+  return {
+    ...(model && { model: model.id }),
+    ...(model?.effort && { effort: model.effort.type }),
+    // An empty system prompt clears it (Managed Agents): the CLI's own applies.
+    ...(typeof agent.system === 'string' && agent.system !== '' && { system_prompt: agent.system }),
+    tools,
+    allowed_tools: allow,
+    ask_tools: ask,
+    permission_mode: 'default',
+  };
+}
+
+type EnvironmentConfigParam = z.infer<typeof environmentConfigSchema>;
+
+/** What this host can do with an environment's networking. */
+export interface NetworkAbility {
+  /** True when agents run in a sandbox with no direct network (`--sandbox bwrap`): only `limited` works. */
+  confined: boolean;
+}
+
+/**
+ * An environment's config as the API shows it, defaults filled in for this host: `limited` with no hosts
+ * where agents are confined, `unrestricted` where they are not (nothing could limit them). Refuses what
+ * the host cannot honour, naming the field.
+ */
+export function normalizeEnvironmentConfig(
+  config: EnvironmentConfigParam | null | undefined,
+  host: NetworkAbility,
+): Record<string, unknown> {
+  const field = 'config';
+  if (config?.type === 'self_hosted')
+    throw unsupported(`${field}.type`, 'a self_hosted environment (Berth is the host)');
+  const packages = config?.packages;
+  for (const manager of ['apt', 'cargo', 'gem', 'go', 'npm', 'pip'] as const) {
+    if ((packages?.[manager]?.length ?? 0) > 0)
+      throw unsupported(`${field}.packages.${manager}`, 'installing packages');
+  }
+  const networking =
+    config?.networking ?? (host.confined ? { type: 'limited' as const } : { type: 'unrestricted' as const });
+  let network: Record<string, unknown>;
+  if (networking.type === 'unrestricted') {
+    if (host.confined) {
+      throw new BerthError(
+        'invalid_request',
+        `${field}.networking: this host confines agents (--sandbox bwrap): they reach only the hosts of a limited network`,
+      );
+    }
+    network = { type: 'unrestricted' };
+  } else {
+    if (!host.confined) {
+      throw new BerthError(
+        'invalid_request',
+        `${field}.networking: a limited network is enforced by the sandbox, and this host runs with --sandbox none (its agents reach whatever the server can)`,
+      );
+    }
+    if (networking.allow_mcp_servers)
+      throw unsupported(`${field}.networking.allow_mcp_servers`, 'reaching MCP servers');
+    if (networking.allow_package_managers) {
+      throw unsupported(`${field}.networking.allow_package_managers`, 'reaching package registries');
+    }
+    network = {
+      type: 'limited',
+      allowed_hosts: networking.allowed_hosts ?? [],
+      allow_mcp_servers: false,
+      allow_package_managers: false,
+    };
+  }
+  return {
+    type: 'cloud',
+    networking: network,
+    packages: { type: 'packages', apt: [], cargo: [], gem: [], go: [], npm: [], pip: [] },
+    // Berth's addition; absent means the host's `--pattern`.
+    ...(config?.pattern && { pattern: config.pattern }),
+  };
+}
+
+/** The session's pattern (undefined: the host's) and network, from its environment's (normalized) config. */
+export function hostingOf(config: Record<string, unknown>): {
+  pattern: Pattern | undefined;
+  network: AgentConfig['network'];
+} {
+  const networking = config.networking as { type: string; allowed_hosts?: string[] };
+  return {
+    pattern: config.pattern as Pattern | undefined,
+    // No hosts is what a confined agent has anyway: no egress proxy to start for it.
+    network:
+      networking.type === 'limited' && (networking.allowed_hosts?.length ?? 0) > 0
+        ? { allowed_domains: networking.allowed_hosts! }
+        : undefined,
+  };
+}
