@@ -40,6 +40,7 @@ import {
   type Suite,
   type SuiteOptions,
   type SuiteReport,
+  sessionBody,
 } from './lib.js';
 
 export const cluster: Suite = { name: 'cluster', run };
@@ -112,8 +113,9 @@ const sweep = (dataDir: string): Promise<number> => killProcessesWithEnv('CLAUDE
 // ---- sessions and turns -------------------------------------------------------------------------------
 
 async function createSession(ctx: Ctx): Promise<{ id: string; owner: string; ownerUrl: string }> {
-  const res = await call<{ id: string }>(ctx.router, 'POST', '/v1/sessions', { title: 'bench' });
-  if (res.status !== 201 || !res.host) throw new Error(`create: ${res.status} ${JSON.stringify(res.body)}`);
+  const body = await sessionBody(ctx.router, { session: { title: 'bench' } });
+  const res = await call<{ id: string }>(ctx.router, 'POST', '/v1/sessions', body);
+  if (res.status !== 200 || !res.host) throw new Error(`create: ${res.status} ${JSON.stringify(res.body)}`);
   return { id: res.body.id, owner: res.host, ownerUrl: ctx.cluster.host(res.host).url };
 }
 

@@ -325,6 +325,57 @@ export async function api(base: string, method: string, route: string, body?: un
   return text === '' ? undefined : (JSON.parse(text) as unknown);
 }
 
+/** A `user.message` event as the API takes it: the text as one block. */
+export function userMessage(text: string): {
+  type: 'user.message';
+  content: [{ type: 'text'; text: string }];
+} {
+  return { type: 'user.message', content: [{ type: 'text', text }] };
+}
+
+/** What a bench session runs: every toolset tool, none asking (as the bare SDK session runs them). */
+export interface BenchAgent {
+  /** Environment pattern (Berth's addition); the host's `--pattern` when absent. */
+  pattern?: 'long-running' | 'hybrid' | 'ephemeral';
+  /** Extra session fields (`id`, `title`). */
+  session?: Record<string, unknown>;
+}
+
+const agentsMade = new Map<string, Promise<{ agent: string; environment_id: string }>>();
+
+/**
+ * The body of `POST /v1/sessions` at `base`: an agent and an environment made once per server and
+ * pattern, so that a measured session start is the session's alone.
+ */
+export async function sessionBody(base: string, spec: BenchAgent = {}): Promise<Record<string, unknown>> {
+  const key = `${base} ${spec.pattern ?? ''}`;
+  let made = agentsMade.get(key);
+  if (!made) {
+    made = (async () => {
+      const agent = (await api(base, 'POST', '/v1/agents', {
+        name: 'bench',
+        model: 'claude-sonnet-4-5',
+        tools: [
+          { type: 'agent_toolset_20260401', default_config: { permission_policy: { type: 'always_allow' } } },
+        ],
+      })) as { id: string };
+      const config = { type: 'cloud', ...(spec.pattern && { pattern: spec.pattern }) };
+      const environment = (await api(base, 'POST', '/v1/environments', { name: 'bench', config })) as {
+        id: string;
+      };
+      return { agent: agent.id, environment_id: environment.id };
+    })();
+    made.catch(() => agentsMade.delete(key));
+    agentsMade.set(key, made);
+  }
+  return { ...(await made), ...spec.session };
+}
+
+/** Creates a session at `base` (its agent and environment made once); resolves to its id. */
+export async function createSession(base: string, spec: BenchAgent = {}): Promise<string> {
+  return ((await api(base, 'POST', '/v1/sessions', await sessionBody(base, spec))) as { id: string }).id;
+}
+
 /** A table row of a sample's count, median, p90 and max in milliseconds. */
 export function statsRow(label: string, values: readonly number[]): Row {
   const s = summarize(values);
@@ -465,10 +516,10 @@ export async function postMessage(base: string, id: string, content: string, ret
     const res = await fetch(`${base}/v1/sessions/${id}/events`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ events: [{ type: 'user.message', content }] }),
+      body: JSON.stringify({ events: [userMessage(content)] }),
     });
     const text = await res.text();
-    if (res.status === 202) return (JSON.parse(text) as { data: Array<{ seq: number }> }).data[0]!.seq;
+    if (res.status === 200) return (JSON.parse(text) as { data: Array<{ seq: number }> }).data[0]!.seq;
     if (![503, 409].includes(res.status) || now() > deadline) {
       throw new Error(`POST ${base}/v1/sessions/${id}/events: ${res.status} ${text.slice(0, 300)}`);
     }

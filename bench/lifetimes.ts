@@ -87,6 +87,10 @@ import {
   eventually,
   untilResult,
   hostInfo,
+  sessionBody,
+  createSession,
+  userMessage as apiMessage,
+  type BenchAgent,
 } from './lib.js';
 
 export const lifetimes: Suite = { name: 'lifetimes', run };
@@ -142,7 +146,6 @@ const MIB = 1024 ** 2;
 
 /** The tenant every session here runs under (no `--api-keys`). */
 const TENANT = 'default';
-const BASH_AGENT = { allowed_tools: ['Bash'] };
 /** (2)'s host: `(2 GiB - 1 GiB) / 1 GiB` = room for one subprocess. */
 const ONE_SLOT = ['--host-ram', '2GiB', '--host-overhead', '1GiB', '--session-ram-ceiling', '1GiB'];
 
@@ -299,7 +302,8 @@ class ApiSession {
     readonly id: string,
   ) {}
 
-  static async create(berth: BerthServer, body: object = {}): Promise<ApiSession> {
+  static async create(berth: BerthServer, spec: BenchAgent = {}): Promise<ApiSession> {
+    const body = await sessionBody(berth.url, spec);
     const { id } = (await api(berth.url, 'POST', '/v1/sessions', body)) as { id: string };
     return new ApiSession(berth, id);
   }
@@ -326,7 +330,7 @@ class ApiSession {
     this.emitted.clear();
     const sent = now();
     await api(this.berth.url, 'POST', `/v1/sessions/${this.id}/events`, {
-      events: [{ type: 'user.message', content }],
+      events: [apiMessage(content)],
     });
     return sent;
   }
@@ -336,7 +340,7 @@ class ApiSession {
     this.emitted.clear();
     const started = now();
     const posted = api(this.berth.url, 'POST', `/v1/sessions/${this.id}/events`, {
-      events: [{ type: 'user.message', content }],
+      events: [apiMessage(content)],
     });
     const idle = await this.sse.next((e) => e.type === 'session.status_idle', timeoutMs);
     await posted;
@@ -368,7 +372,7 @@ class ApiSession {
 
 interface WarmBerthStart {
   total: number;
-  /** `POST /v1/sessions` -> 201. */
+  /** `POST /v1/sessions` -> 200. */
   create: number;
   /** `GET .../events/stream` -> headers. */
   stream: number;
@@ -640,7 +644,7 @@ async function measureSuspendHydrate(
 
     // The first host, with room for one subprocess: the big session A and the session B that evicts it.
     const first = await startServer(ctx, path.join(dir, 'host-0'), [...shared, ...ONE_SLOT]);
-    const a = await ApiSession.create(first, { pattern: 'hybrid', agent: BASH_AGENT });
+    const a = await ApiSession.create(first, { pattern: 'hybrid' });
     const b = await ApiSession.create(first, { pattern: 'hybrid' });
     const aSession = await first.host.get(TENANT, a.id);
     const sdkSessionId = aSession.snapshot.sdkSessionId;
@@ -1077,13 +1081,13 @@ async function measureMemory(ctx: Context, storeUrl: string, blobUrl: string): P
 }
 
 async function createSessionAt(url: string): Promise<string> {
-  return ((await api(url, 'POST', '/v1/sessions', {})) as { id: string }).id;
+  return createSession(url);
 }
 
 async function turnAt(url: string, id: string, content: string): Promise<void> {
   const sse = await SseReader.open(`${url}/v1/sessions/${id}/events/stream`);
   try {
-    await api(url, 'POST', `/v1/sessions/${id}/events`, { events: [{ type: 'user.message', content }] });
+    await api(url, 'POST', `/v1/sessions/${id}/events`, { events: [apiMessage(content)] });
     const idle = await sse.next((e) => e.type === 'session.status_idle', TURN_TIMEOUT_MS);
     const reason = idle.data.stop_reason as { type?: string } | undefined;
     if (reason?.type !== 'end_turn') throw new Error(`a turn ended with ${JSON.stringify(reason)}`);
@@ -1211,7 +1215,7 @@ function buildReport(
     statsRow('bare SDK: the same, with a sessionStore and a replacement prewarm()', likeBerth),
     statsRow('Berth --warm-pool 1: create, stream, message -> status_idle', berthTotal),
     statsRow(
-      `${PART}POST /v1/sessions -> 201`,
+      `${PART}POST /v1/sessions -> 200`,
       start.berth.map((b) => b.create),
     ),
     statsRow(

@@ -363,7 +363,7 @@ interface TaskRun {
 }
 
 /**
- * A Berth task's time split at its stored events (their `created_at`: this process's clock, to the
+ * A Berth task's time split at its stored events (their `processed_at`: this process's clock, to the
  * millisecond, as the server runs here).
  */
 interface BerthTaskParts {
@@ -580,8 +580,8 @@ async function taskEventTimes(url: string, id: string): Promise<{ running: numbe
       .map((line) => line.slice(5).trim())
       .join('\n');
     if (data === '') continue;
-    const event = JSON.parse(data) as { type: string; created_at: string };
-    times.set(event.type, Date.parse(event.created_at) + offset);
+    const event = JSON.parse(data) as { type: string; processed_at: string };
+    times.set(event.type, Date.parse(event.processed_at) + offset);
   }
   const running = times.get('task.status_running');
   const final = times.get('task.status_succeeded');
@@ -1142,7 +1142,7 @@ function buildReport(info: RunInfo, tasks: TaskResults, groups: GroupResults): S
     `with the same options and a config dir and home of its own, untimed, ${SPARE_REST_MS} ms of rest, then the input file`,
     'written and `spare.claim({ prompt, options: { cwd } })` timed to its `result`. The eight kinds are',
     "interleaved, their order rotating. For Berth, the rows marked ↳ ↳ split the time at the task's own",
-    'events (`created_at`, the same clock: the server runs in this process); "the end" is the final record,',
+    'events (`processed_at`, the same clock: the server runs in this process); "the end" is the final record,',
     'which comes after the subprocess tree has been killed and found gone (a scan of /proc,',
     '`src/sandbox/process-tree.ts`), the artifacts collected, the sandbox removed and the record stored.',
     '',

@@ -134,7 +134,7 @@ async function both<T>(round: number, measure: (mode: Mode) => Promise<T>): Prom
 /** One session start, in ms: `total` and its parts, which add up to it. */
 interface Start {
   total: number;
-  /** `POST /v1/sessions` -> 201. */
+  /** `POST /v1/sessions` -> 200. */
   create: number;
   /** `GET .../events/stream` -> response headers. */
   stream: number;
@@ -306,7 +306,7 @@ function turnParts(turns: readonly BerthTurn[]): Row[] {
 function startRows(mode: Mode, starts: readonly Start[]): Row[] {
   return [
     statsRow(`--sandbox ${mode}: create, stream, message -> status_idle`, column(starts, 'total')),
-    statsRow(`${PART}POST /v1/sessions -> 201`, column(starts, 'create')),
+    statsRow(`${PART}POST /v1/sessions -> 200`, column(starts, 'create')),
     statsRow(`${PART}GET events/stream -> headers`, column(starts, 'stream')),
     ...turnParts(starts.map((s) => s.turn)),
   ];

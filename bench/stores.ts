@@ -60,6 +60,8 @@ import {
   type SuiteOptions,
   type SuiteReport,
   signedMs,
+  sessionBody,
+  userMessage,
 } from './lib.js';
 
 export const stores: Suite = { name: 'stores', run };
@@ -789,8 +791,6 @@ const BUILD_SCENARIO: Scenario = {
   ],
 };
 
-const AGENT = { allowed_tools: ['Bash'] };
-
 async function measureHydrate(
   ctx: MeasureContext,
   url: string,
@@ -832,7 +832,7 @@ async function measureHydrate(
   let sdkSessionId: string;
   const built = now();
   try {
-    id = ((await api(berth.url, 'POST', '/v1/sessions', { agent: AGENT })) as { id: string }).id;
+    id = ((await api(berth.url, 'POST', '/v1/sessions', await sessionBody(berth.url))) as { id: string }).id;
     sdkSessionId = (await berth.host.get('default', id)).snapshot.sdkSessionId;
     const sse = await SseReader.open(`${berth.url}/v1/sessions/${id}/events/stream`);
     try {
@@ -875,7 +875,9 @@ async function measureHydrate(
         }
       };
       const startFresh = async (): Promise<void> => {
-        const created = (await api(berth.url, 'POST', '/v1/sessions', { agent: AGENT })) as { id: string };
+        const created = (await api(berth.url, 'POST', '/v1/sessions', await sessionBody(berth.url))) as {
+          id: string;
+        };
         const sse = await SseReader.open(`${berth.url}/v1/sessions/${created.id}/events/stream`);
         try {
           fresh.push(await turn(berth, sse, created.id, `fresh check ${round}`));
@@ -901,7 +903,7 @@ async function measureHydrate(
 async function turn(berth: BerthServer, sse: SseReader, id: string, text: string): Promise<number> {
   const started = now();
   const posted = api(berth.url, 'POST', `/v1/sessions/${id}/events`, {
-    events: [{ type: 'user.message', content: text }],
+    events: [userMessage(text)],
   });
   const idle = await sse.next((e) => e.type === 'session.status_idle', TURN_TIMEOUT_MS);
   await posted;

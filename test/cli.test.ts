@@ -8,7 +8,8 @@ import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promis
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { StoredEvent } from '../src/session/events.js';
+import type { ApiEvent } from './helpers/api-events.js';
+import { createSessionAt } from './helpers/berth.js';
 import { openStores } from '../src/stores/open-stores.js';
 import { startMockModel, type MockModel } from '../src/testing/index.js';
 import { postgresBackend } from './helpers/backends.js';
@@ -66,15 +67,15 @@ async function api(base: string, method: string, route: string, body?: unknown):
 }
 
 /** Sends a message and polls history until the turn's final status_idle. */
-async function turn(base: string, id: string, content: string): Promise<StoredEvent[]> {
+async function turn(base: string, id: string, content: string): Promise<ApiEvent[]> {
   const sent = await api(base, 'POST', `/v1/sessions/${id}/events`, {
-    events: [{ type: 'user.message', content }],
+    events: [{ type: 'user.message', content: [{ type: 'text', text: content }] }],
   });
-  expect(sent.status).toBe(202);
+  expect(sent.status).toBe(200);
   const after = sent.body.data[0].seq as number;
   for (let i = 0; i < 600; i++) {
-    const events = (await api(base, 'GET', `/v1/sessions/${id}/events?after=${after}`)).body
-      .data as StoredEvent[];
+    const all = (await api(base, 'GET', `/v1/sessions/${id}/events?limit=1000`)).body.data as ApiEvent[];
+    const events = all.filter((e) => e.seq > after);
     const idle = events.find(
       (e) => e.type === 'session.status_idle' && e.stop_reason.type !== 'requires_action',
     );
@@ -129,9 +130,7 @@ describe('berth serve', () => {
     expect(first.stderr).toMatch(/no ANTHROPIC_API_KEY/);
     expect(first.stderr).toContain(`sqlite:${path.join(cwd, '.berth', 'berth.db')}`);
 
-    const created = await api(base!, 'POST', '/v1/sessions', { title: 'survives restarts' });
-    expect(created.status).toBe(201);
-    const id = created.body.id as string;
+    const id = await createSessionAt(base!, { title: 'survives restarts' });
     await turn(base!, id, 'the secret word is pelican');
     first.child.kill('SIGTERM');
     expect(await first.exit).toBe(0);
@@ -142,7 +141,12 @@ describe('berth serve', () => {
     try {
       const got = await api(base2!, 'GET', `/v1/sessions/${id}`);
       // SIGTERM drained the first host: the session was suspended, and this turn hydrates it.
-      expect(got.body).toMatchObject({ id, status: 'suspended', title: 'survives restarts', turns: 1 });
+      expect(got.body).toMatchObject({
+        id,
+        status: 'idle',
+        title: 'survives restarts',
+        berth: { status: 'suspended', turns: 1 },
+      });
       const events = await turn(base2!, id, 'what is the secret word?');
       const text = JSON.stringify(events.filter((e) => e.type === 'agent.message'));
       expect(text).toContain('what is the secret word?');
@@ -191,14 +195,13 @@ describe('berth serve', () => {
       );
       const first = run(['serve', '--port', '0', '--mock-script', script, ...storeArgs], cwd);
       const [, base] = await waitForOutput(first, /listening on (http:\/\/[\d.:]+)/);
-      const id = (await api(base!, 'POST', '/v1/sessions', { agent: { allowed_tools: ['Bash'] } })).body
-        .id as string;
+      const id = await createSessionAt(base!, { allow: ['bash'] });
       await turn(base!, id, 'remember the number 8675309');
       await turn(base!, id, 'start the daemon');
       const dataDir = path.join(cwd, '.berth');
       expect((await hostProcesses(dataDir)).length).toBeGreaterThan(0);
       await api(base!, 'POST', `/v1/sessions/${id}/events`, {
-        events: [{ type: 'user.message', content: 'stall forever' }],
+        events: [{ type: 'user.message', content: [{ type: 'text', text: 'stall forever' }] }],
       });
       await new Promise((res) => setTimeout(res, 500));
       first.child.kill('SIGKILL');
@@ -222,9 +225,9 @@ describe('berth serve', () => {
           expect(second.stderr).toMatch(/killed \d+ process\(es\) that an earlier host left running/);
         }
         expect(await hostProcesses(dataDir)).toEqual([]);
-        const history = (await api(base2!, 'GET', `/v1/sessions/${id}/events`)).body.data as StoredEvent[];
+        const history = (await api(base2!, 'GET', `/v1/sessions/${id}/events`)).body.data as ApiEvent[];
         const tail = history.slice(-2);
-        expect(tail[0]).toMatchObject({ type: 'session.error', error: { type: 'host_restarted' } });
+        expect(tail[0]).toMatchObject({ type: 'session.error', error: { code: 'host_restarted' } });
         expect(tail[1]).toMatchObject({ type: 'session.status_idle' });
         expect((await api(base2!, 'GET', `/v1/sessions/${id}`)).body.status).toBe('idle');
         // Nothing the killed host's subprocess wrote is missing from the store: entry for entry, the store
@@ -257,7 +260,7 @@ describe('berth serve', () => {
     );
     try {
       const [, base] = await waitForOutput(first, /listening on (http:\/\/[\d.:]+)/);
-      const id = (await api(base!, 'POST', '/v1/sessions', {})).body.id as string;
+      const id = await createSessionAt(base!);
       await turn(base!, id, 'hello before the second server');
       for (let i = 0; i < 600 && (await api(base!, 'GET', '/v1/hosts/self')).body.warm_pool.parked < 2; i++) {
         await new Promise((res) => setTimeout(res, 50));
@@ -322,7 +325,7 @@ describe('berth serve', () => {
 
     const first = serve();
     const [, base] = await waitForOutput(first, /listening on (http:\/\/[\d.:]+)/);
-    const id = (await api(base!, 'POST', '/v1/sessions', {})).body.id as string;
+    const id = await createSessionAt(base!);
     await turn(base!, id, 'remember the word quince');
     first.child.kill('SIGTERM');
     expect(await first.exit).toBe(0);
@@ -332,7 +335,7 @@ describe('berth serve', () => {
     const second = serve();
     const [, base2] = await waitForOutput(second, /listening on (http:\/\/[\d.:]+)/);
     await api(base2!, 'POST', `/v1/sessions/${id}/events`, {
-      events: [{ type: 'user.message', content: 'stall forever' }],
+      events: [{ type: 'user.message', content: [{ type: 'text', text: 'stall forever' }] }],
     });
     try {
       let resumed: number[] = [];

@@ -52,7 +52,7 @@ describe('the model credential', () => {
     });
     const berth = await TestBerth.start({ model: scripted, env: { ANTHROPIC_API_KEY: REAL_KEY } });
     try {
-      const id = await berth.createSession({ agent: { allowed_tools: ['Bash'] } });
+      const id = await berth.createSession({ allow: ['bash'] });
       const before = scripted.requests.length;
       await berth.turn(id, 'show me your environment');
       const cwd = berth.server.host.pathsFor({ tenant: 'default', id }).cwd;

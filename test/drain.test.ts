@@ -10,9 +10,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { StoredEvent } from '../src/session/events.js';
+import { textOf, type ApiEvent } from './helpers/api-events.js';
 import { startMockModel, type Scenario } from '../src/testing/index.js';
-import { TestBerth } from './helpers/berth.js';
+import { TestBerth, createSessionAt, sessionBodyAt } from './helpers/berth.js';
 import { hostProcesses, markedProcessesUnder } from './helpers/processes.js';
 import { eventually } from './helpers/wait.js';
 
@@ -105,8 +105,8 @@ async function api(
   return { status: res.status, body: await res.json() };
 }
 
-async function history(base: string, id: string): Promise<StoredEvent[]> {
-  return (await api(base, 'GET', `/v1/sessions/${id}/events?limit=1000`)).body.data as StoredEvent[];
+async function history(base: string, id: string): Promise<ApiEvent[]> {
+  return (await api(base, 'GET', `/v1/sessions/${id}/events?limit=1000`)).body.data as ApiEvent[];
 }
 
 const dirs: string[] = [];
@@ -126,11 +126,11 @@ describe('SIGTERM drain', () => {
     try {
       const first = await serve(dataDir, model.url);
       children.push(first.child);
-      const id = (await api(first.url, 'POST', '/v1/sessions', { agent: { allowed_tools: ['Bash'] } })).body
-        .id as string;
-      const idle = (await api(first.url, 'POST', '/v1/sessions', {})).body.id as string;
+      const id = await createSessionAt(first.url, { allow: ['bash', 'read'] });
+      const idle = await createSessionAt(first.url);
+      const another = await sessionBodyAt(first.url);
       await api(first.url, 'POST', `/v1/sessions/${id}/events`, {
-        events: [{ type: 'user.message', content: 'write the plan slowly' }],
+        events: [{ type: 'user.message', content: [{ type: 'text', text: 'write the plan slowly' }] }],
       });
       await eventually(
         async () => (await history(first.url, id)).some((e) => e.type === 'agent.tool_result'),
@@ -144,9 +144,9 @@ describe('SIGTERM drain', () => {
         '/readyz to turn 503',
         { everyMs: 50 },
       );
-      const refused = await api(first.url, 'POST', '/v1/sessions', {});
+      const refused = await api(first.url, 'POST', '/v1/sessions', another);
       expect(refused.status).toBe(503);
-      expect(refused.body.error.code).toBe('host_draining');
+      expect(refused.body.error.details.error_code).toBe('host_draining');
       expect(await first.exit).toBe(0);
       expect(first.output).toMatch(/drained: 2 session\(s\) suspended, 0 failed, 0 turn\(s\) stopped/);
       expect(await markedProcessesUnder(dataDir)).toEqual([]);
@@ -154,19 +154,19 @@ describe('SIGTERM drain', () => {
       const second = await serve(dataDir, model.url);
       children.push(second.child);
       for (const sid of [id, idle]) {
-        expect((await api(second.url, 'GET', `/v1/sessions/${sid}`)).body.status).toBe('suspended');
+        expect((await api(second.url, 'GET', `/v1/sessions/${sid}`)).body.berth.status).toBe('suspended');
       }
       const events = await history(second.url, id);
       // Nothing lost: the turn that was running when the signal came finished, then the session was suspended.
-      const texts = events.flatMap((e) => (e.type === 'agent.message' ? e.content.map((b) => b.text) : []));
+      const texts = events.flatMap((e) => (e.type === 'agent.message' ? [textOf(e.content)] : []));
       expect(texts).toContain('The plan is written, slowly.');
       expect(events.at(-1)).toMatchObject({ type: 'session.status_suspended', reason: 'host_draining' });
 
       const sent = await api(second.url, 'POST', `/v1/sessions/${id}/events`, {
-        events: [{ type: 'user.message', content: 'read the plan' }],
+        events: [{ type: 'user.message', content: [{ type: 'text', text: 'read the plan' }] }],
       });
-      expect(sent.status).toBe(202);
-      let after: StoredEvent[] = [];
+      expect(sent.status).toBe(200);
+      let after: ApiEvent[] = [];
       await eventually(async () => {
         after = (await history(second.url, id)).filter((e) => e.seq > sent.body.data[0].seq);
         return after.some((e) => e.type === 'session.status_idle');
@@ -193,7 +193,7 @@ describe('the drain, in-process', () => {
   it('waits for a running turn however long the grace, then suspends every session', async () => {
     const berth = await start();
     const host = berth.server.host;
-    const busy = await berth.createSession({ agent: { allowed_tools: ['Bash'] } });
+    const busy = await berth.createSession({ allow: ['bash'] });
     const quiet = await berth.createSession();
     const [sent] = await berth.send(busy, [{ type: 'user.message', content: 'write the plan slowly' }]);
     await eventually(
@@ -210,8 +210,8 @@ describe('the drain, in-process', () => {
     expect(after.map((e) => e.type)).not.toContain('session.error');
     expect(after.at(-1)).toMatchObject({ type: 'session.status_suspended', reason: 'host_draining' });
     expect((await berth.history(quiet)).at(-1)).toMatchObject({ type: 'session.status_suspended' });
-    const refused = await berth.api('POST', '/v1/sessions', {});
-    expect(refused.body.error?.code).toBe('host_draining');
+    const refused = await berth.api('POST', '/v1/sessions', await berth.sessionBody());
+    expect(refused.body.error?.details.error_code).toBe('host_draining');
     expect(await hostProcesses(berth.dataDir)).toEqual([]);
   });
 
@@ -237,7 +237,7 @@ describe('the drain, in-process', () => {
       result: 'The report is made, slowly.',
     });
     const refused = await berth.api('POST', '/v1/tasks', { prompt: 'make the report slowly' });
-    expect(refused.body.error?.code).toBe('host_draining');
+    expect(refused.body.error?.details.error_code).toBe('host_draining');
   });
 
   it('stops a turn that runs past the grace period, then suspends its session', async () => {
@@ -253,7 +253,7 @@ describe('the drain, in-process', () => {
     expect(result).toEqual({ suspended: 1, failed: 0, stoppedTurns: 1 });
     const after = (await berth.history(id)).filter((e) => e.seq > sent!.seq);
     expect(after.find((e) => e.type === 'session.error')).toMatchObject({
-      error: { type: 'subprocess_stopped' },
+      error: { code: 'subprocess_stopped' },
     });
     expect(after.at(-1)).toMatchObject({ type: 'session.status_suspended', reason: 'host_draining' });
     expect(await hostProcesses(berth.dataDir)).toEqual([]);

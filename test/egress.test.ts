@@ -38,13 +38,11 @@ afterAll(async () => {
   await new Promise((resolve) => outside?.close(resolve));
 });
 
-describe('agent.network.allowed_domains', () => {
+describe("an environment's limited network (allowed_hosts)", () => {
   it('lets a sandboxed agent reach its allowed domain through the egress proxy, and nothing else', async () => {
     const berth = await TestBerth.start({ model, args: ['--sandbox', 'bwrap', '--egress-allow-private'] });
     try {
-      const id = await berth.createSession({
-        agent: { allowed_tools: ['Bash'], network: { allowed_domains: ['localhost'] } },
-      });
+      const id = await berth.createSession({ allow: ['bash'], network: ['localhost'] });
       const cwd = berth.server.host.pathsFor({ tenant: 'default', id }).cwd;
       // -p -x: a CONNECT tunnel through the proxy in HTTPS_PROXY, as an HTTPS client would open
       // (--noproxy '': the sandbox's NO_PROXY names localhost, which is the test's stand-in domain).
@@ -77,17 +75,30 @@ describe('agent.network.allowed_domains', () => {
   it('refuses the list on a host that cannot enforce it, and stores nothing', async () => {
     const berth = await TestBerth.start({ model, args: [...UNSANDBOXED] });
     try {
-      const res = await berth.api('POST', '/v1/sessions', {
-        agent: { network: { allowed_domains: ['example.com'] } },
-      });
+      const limited = { type: 'cloud', networking: { type: 'limited', allowed_hosts: ['example.com'] } };
+      const res = await berth.api('POST', '/v1/environments', { name: 'limited', config: limited });
       expect(res.status).toBe(400);
-      expect(JSON.stringify(res.body)).toMatch(/agent.network.*--sandbox none/);
-      const list = await berth.api('GET', '/v1/sessions');
+      expect(JSON.stringify(res.body)).toMatch(/config.networking.*--sandbox none/);
+      const list = await berth.api('GET', '/v1/environments');
       expect((list.body as { data: unknown[] }).data).toEqual([]);
-      const bad = await berth.api('POST', '/v1/sessions', {
-        agent: { network: { allowed_domains: ['http://example.com/'] } },
+      const bad = await berth.api('POST', '/v1/environments', {
+        name: 'bad',
+        config: { type: 'cloud', networking: { type: 'limited', allowed_hosts: ['http://example.com/'] } },
       });
       expect(bad.status).toBe(400);
+    } finally {
+      await berth.dispose();
+    }
+  });
+
+  it('refuses an unrestricted network on a host that confines its agents', async () => {
+    const berth = await TestBerth.start({ model, args: ['--sandbox', 'bwrap'] });
+    try {
+      const open = { type: 'cloud', networking: { type: 'unrestricted' } };
+      const res = await berth.api('POST', '/v1/environments', { name: 'open', config: open });
+      expect(res.status).toBe(400);
+      expect(res.body.error.message).toMatch(/config.networking: this host confines agents/);
+      expect(((await berth.api('GET', '/v1/environments')).body as { data: unknown[] }).data).toEqual([]);
     } finally {
       await berth.dispose();
     }

@@ -64,7 +64,7 @@ describe.each(backends)('a fenced-off host: $name', (backend) => {
         key,
         [
           {
-            id: 'evt_b',
+            id: 'sevt_b',
             seq: 3,
             created_at: new Date().toISOString(),
             type: 'session.error',

@@ -12,10 +12,11 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isBerthError } from '../src/errors.js';
 import { BUS_TOOLS, READ_MESSAGES_TOOL, SEND_MESSAGE_TOOL } from '../src/groups/bus-mcp.js';
-import type { GroupEvent } from '../src/groups/group-events.js';
+import type { GroupOwnEvent } from '../src/groups/group-events.js';
 import { checkGroupIsolation, type AgentIsolationPlan } from '../src/groups/group-isolation.js';
 import { findProcesses, listTree, type ProcessTreeId } from '../src/sandbox/process-tree.js';
 import type { RecordedRequest, Scenario } from '../src/testing/index.js';
+import type { ApiEvent } from './helpers/api-events.js';
 import { TestBerth, type ApiResponse } from './helpers/berth.js';
 import { SseClient } from './helpers/sse.js';
 
@@ -52,7 +53,7 @@ afterAll(async () => {
 
 function expectError(res: ApiResponse, status: number, code: string): void {
   expect(res.status, JSON.stringify(res.body)).toBe(status);
-  expect(res.body.error.code).toBe(code);
+  expect(res.body.error.details.error_code).toBe(code);
   expect(res.body.error.message.length).toBeGreaterThan(10);
 }
 
@@ -103,8 +104,46 @@ function systemText(request: RecordedRequest): string {
   return '';
 }
 
-function groupEvents(stream: SseClient): GroupEvent[] {
-  return stream.events as unknown as GroupEvent[];
+/** An agent's session event as a group shows it: as the API shows it, tagged, in the group's `seq`. */
+type TaggedApiEvent = ApiEvent & { agent: string; session_id: string; session_seq: number };
+/** A group's own event as the API shows it. */
+type GroupOwnApiEvent = GroupOwnEvent & { id: string; seq: number; processed_at: string };
+type GroupApiEvent = TaggedApiEvent | GroupOwnApiEvent;
+
+function groupEvents(stream: SseClient): GroupApiEvent[] {
+  return stream.events as unknown as GroupApiEvent[];
+}
+
+function isTagged(e: GroupApiEvent): e is TaggedApiEvent {
+  return 'session_id' in e;
+}
+
+/** Every event of the group's list, page by page (`limit` each), and the pages' `oldest_seq`. */
+async function listAll(
+  id: string,
+  limit: number,
+): Promise<{ events: GroupApiEvent[]; pages: number; oldest: number[] }> {
+  const events: GroupApiEvent[] = [];
+  const oldest: number[] = [];
+  let page: string | null = null;
+  let pages = 0;
+  do {
+    const query: string = `limit=${limit}${page === null ? '' : `&page=${encodeURIComponent(page)}`}`;
+    const res = await berth.api<{ data: GroupApiEvent[]; next_page: string | null; oldest_seq: number }>(
+      'GET',
+      `/v1/groups/${id}/events?${query}`,
+      undefined,
+      ACME,
+    );
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    expect(Object.keys(res.body).sort()).toEqual(['data', 'next_page', 'oldest_seq']);
+    expect(res.body.data.length).toBeLessThanOrEqual(limit);
+    events.push(...res.body.data);
+    oldest.push(res.body.oldest_seq);
+    page = res.body.next_page;
+    pages += 1;
+  } while (page !== null);
+  return { events, pages, oldest };
 }
 
 describe('multi-agent groups on the real SDK', () => {
@@ -122,7 +161,7 @@ describe('multi-agent groups on the real SDK', () => {
       },
       ACME,
     );
-    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    expect(created.status, JSON.stringify(created.body)).toBe(200);
     const group = created.body as {
       id: string;
       agents: Array<{ name: string; session_id: string }>;
@@ -164,7 +203,7 @@ describe('multi-agent groups on the real SDK', () => {
         { events: [{ type: 'group.rounds', rounds: 2 }] },
         ACME,
       );
-      expect(sent.status, JSON.stringify(sent.body)).toBe(202);
+      expect(sent.status, JSON.stringify(sent.body)).toBe(200);
       expect(sent.body.data).toEqual([expect.objectContaining({ type: 'group.rounds', rounds: 2, seq: 1 })]);
       const finished = await stream.waitFor((e) => e.type === ('group.rounds_finished' as never), 50_000);
       expect(finished).toMatchObject({ rounds: 2, completed: 2, stop_reason: 'done' });
@@ -182,9 +221,58 @@ describe('multi-agent groups on the real SDK', () => {
         e.type === 'session.status_running' && 'agent' in e ? [e.agent] : [],
       );
       expect(turns).toEqual(['A', 'B', 'A', 'B']);
-      const tagged = events.flatMap((e) => ('session_id' in e ? [e] : []));
+      const tagged = events.filter(isTagged);
       expect(tagged.filter((e) => e.type === 'agent.tool_use').length).toBeGreaterThanOrEqual(6);
       for (const e of tagged) expect(e.session_id).toBe(e.agent === 'A' ? sa!.id : sb!.id);
+      // Shown as the API shows session events: its session's id and time, API tool names, results
+      // pointing at their tool use event; the group's own events with the same id, processed_at and seq.
+      for (const e of events) {
+        expect(e.id).toMatch(/^sevt_/);
+        expect(Date.parse(String(e.processed_at))).not.toBeNaN();
+        expect(e).not.toHaveProperty('created_at');
+      }
+      const uses = tagged.flatMap((e) => (e.type === 'agent.tool_use' ? [e] : []));
+      // Each agent wrote its file in the shared directory with a shell command.
+      expect(new Set(uses.filter((e) => e.name === 'bash').map((e) => e.agent))).toEqual(new Set(['A', 'B']));
+      expect(uses.map((e) => e.name)).not.toContain('Bash');
+      for (const e of uses) expect(e).not.toHaveProperty('tool_use_id');
+      const results = tagged.flatMap((e) => (e.type === 'agent.tool_result' ? [e] : []));
+      expect(results).toHaveLength(uses.length);
+      for (const r of results) {
+        const use = uses.find((u) => u.id === r.tool_use_id);
+        expect(use, JSON.stringify(r)).toBeDefined();
+        expect(use!.agent).toBe(r.agent);
+        expect(Array.isArray(r.content)).toBe(true);
+      }
+      const idles = tagged.flatMap((e) => (e.type === 'session.status_idle' ? [e] : []));
+      expect(idles.map((e) => e.stop_reason.type)).toEqual(['end_turn', 'end_turn', 'end_turn', 'end_turn']);
+      // An agent's event is its session's event, numbered in the group.
+      const [first] = await berth.history(sa!.id, ACME);
+      const firstOfA = tagged.find((e) => e.agent === 'A' && e.session_seq === first!.seq);
+      expect(firstOfA).toEqual({
+        ...first,
+        seq: firstOfA!.seq,
+        agent: 'A',
+        session_id: sa!.id,
+        session_seq: 1,
+      });
+
+      // The list pages through the same events, as the stream showed them.
+      const listed = await listAll(group.id, 7);
+      expect(listed.events.slice(0, events.length)).toEqual(events);
+      expect(listed.pages).toBe(Math.ceil(listed.events.length / 7));
+      expect(listed.oldest).toEqual(listed.oldest.map(() => 1));
+      // `after` went with the cursor change; a cursor is one this server gave out.
+      expectError(
+        await berth.api('GET', `/v1/groups/${group.id}/events?after=3`, undefined, ACME),
+        400,
+        'invalid_request',
+      );
+      expectError(
+        await berth.api('GET', `/v1/groups/${group.id}/events?page=bm9wZQ`, undefined, ACME),
+        400,
+        'invalid_request',
+      );
 
       // The request log, by each agent's SDK session id (the CLI's x-claude-code-session-id header).
       const requests = berth.model.requests.filter((r) => r.path.startsWith('/v1/messages'));
@@ -249,13 +337,13 @@ describe('multi-agent groups on the real SDK', () => {
         { events: [{ type: 'user.message', agent: 'B', content: 'just for B' }] },
         ACME,
       );
-      expect(direct.status, JSON.stringify(direct.body)).toBe(202);
+      expect(direct.status, JSON.stringify(direct.body)).toBe(200);
       expect(direct.body.data).toEqual([
         expect.objectContaining({
           type: 'user.message',
           agent: 'B',
           session_id: sb!.id,
-          content: 'just for B',
+          content: [{ type: 'text', text: 'just for B' }],
         }),
       ]);
       await stream.waitFor(
@@ -264,6 +352,8 @@ describe('multi-agent groups on the real SDK', () => {
           (e as unknown as { agent: string }).agent === 'B' &&
           e.seq > direct.body.data[0].seq,
       );
+      // What the POST answered is what the stream carries.
+      expect(stream.events.find((e) => e.seq === direct.body.data[0].seq)).toEqual(direct.body.data[0]);
 
       const view = await berth.api('GET', `/v1/groups/${group.id}`, undefined, ACME);
       expect(view.body).toMatchObject({
@@ -328,7 +418,7 @@ describe('multi-agent groups on the real SDK', () => {
       { agents: [{ name: 'first' }, { name: 'second' }], shared_dir: false },
       ACME,
     );
-    expect(made.status, JSON.stringify(made.body)).toBe(201);
+    expect(made.status, JSON.stringify(made.body)).toBe(200);
     const id: string = made.body.id;
     const stream = new SseClient(`${berth.url}/v1/groups/${id}/events/stream?after=0`, ACME);
     try {
@@ -338,7 +428,7 @@ describe('multi-agent groups on the real SDK', () => {
         { events: [{ type: 'group.rounds', rounds: 3, content: 'stall forever, {{agent}}' }] },
         ACME,
       );
-      expect(sent.status, JSON.stringify(sent.body)).toBe(202);
+      expect(sent.status, JSON.stringify(sent.body)).toBe(200);
       await berth.model.waitForRequest((r) => r.isMain && r.userText === 'stall forever, first');
       const first = await berth.server.host.get('acme', String(made.body.agents[0].session_id));
       const tree = first.processInfo?.tree;
@@ -359,11 +449,123 @@ describe('multi-agent groups on the real SDK', () => {
       });
       // The second agent never got a turn.
       expect(
-        groupEvents(stream).some((e) => e.type === 'user.message' && 'agent' in e && e.agent === 'second'),
+        groupEvents(stream).some((e) => e.type === 'user.message' && isTagged(e) && e.agent === 'second'),
       ).toBe(false);
       expect(await listTree(tree!)).toEqual([]);
     } finally {
       stream.close();
+    }
+  });
+
+  it("asks for an agent's tool confirmation through the group; deny with a message, then allow", async () => {
+    berth.model.addScenario({
+      name: 'group-flag',
+      match: { userText: 'touch the group flag' },
+      steps: [
+        { toolUse: { name: 'Bash', input: { command: 'touch group-flag.txt && echo touched' } } },
+        { text: 'Flag handled.' },
+      ],
+    });
+    const made = await berth.api(
+      'POST',
+      '/v1/groups',
+      { agents: [{ name: 'A' }, { name: 'B' }], shared_dir: false },
+      ACME,
+    );
+    expect(made.status, JSON.stringify(made.body)).toBe(200);
+    const id: string = made.body.id;
+    const sessionOfA = String(made.body.agents[0].session_id);
+    const cwd = berth.server.host.pathsFor({ tenant: 'acme', id: sessionOfA, pattern: 'multi-agent' }).cwd;
+    const flag = path.join(cwd, 'group-flag.txt');
+    const stream = new SseClient(`${berth.url}/v1/groups/${id}/events/stream?after=0`, ACME);
+    const post = (events: unknown[]): Promise<ApiResponse> =>
+      berth.api('POST', `/v1/groups/${id}/events`, { events }, ACME);
+    /** Asks A for the flag; resolves with the tool use that waits for a confirmation. */
+    const ask = async (after: number): Promise<TaggedApiEvent & { type: 'agent.tool_use' }> => {
+      const sent = await post([{ type: 'user.message', agent: 'A', content: 'touch the group flag' }]);
+      expect(sent.status, JSON.stringify(sent.body)).toBe(200);
+      const paused = (await stream.waitFor(
+        (e) => e.seq > after && e.type === 'session.status_idle' && e.stop_reason.type === 'requires_action',
+      )) as TaggedApiEvent;
+      const use = groupEvents(stream).find(
+        (e): e is TaggedApiEvent & { type: 'agent.tool_use' } =>
+          e.seq > after && e.type === 'agent.tool_use' && isTagged(e),
+      );
+      // `evaluated_permission` is not checked: a group agent (Berth's own agent config, no `ask_tools`)
+      // has its tool use stored from the CLI's message before the CLI asks, so it reads `allow` until
+      // src/session marks a tool use the CLI then asks about.
+      expect(use).toMatchObject({ agent: 'A', session_id: sessionOfA, name: 'bash' });
+      if (paused.type !== 'session.status_idle' || paused.stop_reason.type !== 'requires_action') {
+        throw new Error(JSON.stringify(paused));
+      }
+      expect(paused).toMatchObject({ agent: 'A' });
+      expect(paused.stop_reason.event_ids).toEqual([use!.id]);
+      expect((await berth.api('GET', `/v1/groups/${id}`, undefined, ACME)).body.agents[0]).toMatchObject({
+        status: 'requires_action',
+      });
+      return use!;
+    };
+    try {
+      expect(await stream.status).toBe(200);
+      const denied = await ask(0);
+      expect(existsSync(flag)).toBe(false);
+      const deny = await post([
+        {
+          type: 'user.tool_confirmation',
+          agent: 'A',
+          tool_use_id: denied.id,
+          result: 'deny',
+          deny_message: 'not in this group',
+        },
+      ]);
+      expect(deny.status, JSON.stringify(deny.body)).toBe(200);
+      expect(deny.body.data).toEqual([
+        expect.objectContaining({
+          type: 'user.tool_confirmation',
+          agent: 'A',
+          session_id: sessionOfA,
+          tool_use_id: denied.id,
+          result: 'deny',
+          deny_message: 'not in this group',
+        }),
+      ]);
+      const result = await stream.waitFor((e) => e.type === 'agent.tool_result' && e.seq > denied.seq);
+      expect(result).toMatchObject({ agent: 'A', is_error: true, tool_use_id: denied.id });
+      expect(JSON.stringify(result)).toContain('not in this group');
+      const ended = await stream.waitFor(
+        (e) => e.seq > result.seq && e.type === 'session.status_idle' && e.stop_reason.type === 'end_turn',
+      );
+      expect(existsSync(flag)).toBe(false);
+      // A tool use is answered once.
+      expectError(
+        await post([{ type: 'user.tool_confirmation', agent: 'A', tool_use_id: denied.id, result: 'allow' }]),
+        409,
+        'tool_use_not_pending',
+      );
+
+      const allowed = await ask(ended.seq);
+      // The tool use is A's: B has nothing waiting.
+      expectError(
+        await post([
+          { type: 'user.tool_confirmation', agent: 'B', tool_use_id: allowed.id, result: 'allow' },
+        ]),
+        409,
+        'tool_use_not_pending',
+      );
+      const allow = await post([
+        { type: 'user.tool_confirmation', agent: 'A', tool_use_id: allowed.id, result: 'allow' },
+      ]);
+      expect(allow.status, JSON.stringify(allow.body)).toBe(200);
+      const ran = await stream.waitFor((e) => e.type === 'agent.tool_result' && e.seq > allowed.seq);
+      expect(ran).toMatchObject({ agent: 'A', is_error: false, tool_use_id: allowed.id });
+      await stream.waitFor(
+        (e) => e.seq > ran.seq && e.type === 'session.status_idle' && e.stop_reason.type === 'end_turn',
+      );
+      expect(existsSync(flag)).toBe(true);
+    } finally {
+      stream.close();
+      const deleted = await berth.api('DELETE', `/v1/groups/${id}`, undefined, ACME);
+      expect(deleted.status).toBe(200);
     }
   });
 
@@ -419,7 +621,7 @@ describe('multi-agent groups on the real SDK', () => {
       'group_not_found',
     );
     const made = await create({ agents: [{ name: 'A' }, { name: 'B' }], shared_dir: false });
-    expect(made.status, JSON.stringify(made.body)).toBe(201);
+    expect(made.status, JSON.stringify(made.body)).toBe(200);
     expect(made.body.shared_dir_path).toBeNull();
     const id: string = made.body.id;
     try {
@@ -438,7 +640,10 @@ describe('multi-agent groups on the real SDK', () => {
       const foreign = new SseClient(`${berth.url}/v1/groups/${id}/events/stream`, GLOBEX);
       expect(await foreign.status).toBe(404);
       foreign.close();
-      expect((await berth.api('GET', '/v1/groups', undefined, GLOBEX)).body).toEqual({ data: [] });
+      expect((await berth.api('GET', '/v1/groups', undefined, GLOBEX)).body).toEqual({
+        data: [],
+        next_page: null,
+      });
       for (const s of made.body.agents as Array<{ session_id: string }>) {
         expectError(
           await berth.api('GET', `/v1/sessions/${s.session_id}`, undefined, GLOBEX),

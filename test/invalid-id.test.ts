@@ -16,10 +16,14 @@ afterAll(async () => {
 });
 
 describe('an id that cannot be an id', () => {
-  const cases: Array<[string, string]> = [
+  const cases: Array<[string, string, unknown?]> = [
     ['GET', '/v1/sessions/bad!id'],
     ['GET', '/v1/sessions/-lead/events'],
     ['DELETE', `/v1/sessions/${'x'.repeat(65)}`],
+    ['POST', '/v1/sessions/bad!id', { title: 'renamed' }],
+    ['POST', '/v1/sessions/bad!id/archive'],
+    ['POST', '/v1/sessions/-lead/events', { events: [{ type: 'user.interrupt' }] }],
+    ['GET', '/v1/sessions/bad!id/events/stream'],
     ['GET', '/v1/tasks/not-a-task'],
     ['GET', '/v1/tasks/task_bad!id/artifacts/out.txt'],
     ['GET', '/v1/tasks/sess_1/events/stream'],
@@ -28,15 +32,22 @@ describe('an id that cannot be an id', () => {
     ['GET', '/v1/groups/-x/events'],
   ];
 
-  it.each(cases)('%s %s is 400 invalid_id', async (method, route) => {
-    const res = await berth.api(method, route);
+  it.each(cases)('%s %s is 400 invalid_id', async (method, route, body) => {
+    const res = await berth.api(method, route, body);
     expect(res.status, JSON.stringify(res.body)).toBe(400);
-    expect(res.body.error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_id' });
+    expect(res.body).toMatchObject({
+      type: 'error',
+      error: { type: 'invalid_request_error', details: { error_code: 'invalid_id' } },
+    });
   });
 
-  it('while a well-formed id that names nothing is 404', async () => {
-    expect((await berth.api('GET', '/v1/sessions/nobody')).body.error.code).toBe('session_not_found');
-    expect((await berth.api('GET', '/v1/tasks/task_nobody')).body.error.code).toBe('task_not_found');
-    expect((await berth.api('GET', '/v1/groups/nobody')).body.error.code).toBe('group_not_found');
+  it.each([
+    ['/v1/sessions/nobody', 'session_not_found'],
+    ['/v1/tasks/task_nobody', 'task_not_found'],
+    ['/v1/groups/nobody', 'group_not_found'],
+  ])('while a well-formed id that names nothing is 404: GET %s', async (route, code) => {
+    const res = await berth.api('GET', route);
+    expect(res.status, JSON.stringify(res.body)).toBe(404);
+    expect(res.body.error).toMatchObject({ type: 'not_found_error', details: { error_code: code } });
   });
 });

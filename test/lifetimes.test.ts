@@ -7,7 +7,8 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { listTree, type ProcessTreeId } from '../src/sandbox/process-tree.js';
-import type { StoredEvent } from '../src/session/events.js';
+import { TOOLSET_CLI_TOOLS } from '../src/session/tool-policy.js';
+import type { ApiEvent } from './helpers/api-events.js';
 import type { Scenario } from '../src/testing/index.js';
 import { startMockModel } from '../src/testing/index.js';
 import { postgresBackend, s3Backend } from './helpers/backends.js';
@@ -64,7 +65,7 @@ async function expectTreeGone(tree: ProcessTreeId): Promise<void> {
   await eventually(async () => (await listTree(tree)).length === 0, `tree ${tree.leaderPid} to end`);
 }
 
-const types = (events: readonly StoredEvent[]): string[] => events.map((e) => e.type);
+const types = (events: readonly ApiEvent[]): string[] => events.map((e) => e.type);
 
 describe('idle suspend and hydrate (hybrid)', () => {
   it('suspends an idle session, and another host hydrates it with the file the agent wrote', async () => {
@@ -79,7 +80,7 @@ describe('idle suspend and hydrate (hybrid)', () => {
     const shared = ['--store', pg.url, '--blob-store', blobUrl, '--pattern', 'hybrid'];
 
     const first = await start([...shared, '--idle-timeout', '1s'], { model });
-    const id = await first.createSession({ agent: { allowed_tools: ['Bash'] } });
+    const id = await first.createSession({ allow: ['bash'] });
     const stream = first.stream(id);
     try {
       const written = await first.turn(id, 'please write the plan');
@@ -88,7 +89,7 @@ describe('idle suspend and hydrate (hybrid)', () => {
       const suspended = await stream.waitFor((e) => e.type === 'session.status_suspended', 30_000);
       expect(suspended).toMatchObject({ reason: 'idle_timeout' });
       await expectTreeGone(tree);
-      expect((await first.api('GET', `/v1/sessions/${id}`)).body.status).toBe('suspended');
+      expect((await first.api('GET', `/v1/sessions/${id}`)).body.berth.status).toBe('suspended');
     } finally {
       stream.close();
     }
@@ -96,7 +97,7 @@ describe('idle suspend and hydrate (hybrid)', () => {
 
     // Another host: its own data dir, the same store and blob store.
     const second = await start([...shared, '--idle-timeout', '0'], { model });
-    expect((await second.api('GET', `/v1/sessions/${id}`)).body.status).toBe('suspended');
+    expect((await second.api('GET', `/v1/sessions/${id}`)).body.berth.status).toBe('suspended');
     const read = await second.turn(id, 'now read the plan');
     const result = read.find((e) => e.type === 'agent.tool_result');
     expect(JSON.stringify(result)).toContain('step-one');
@@ -113,12 +114,15 @@ describe('idle suspend and hydrate (hybrid)', () => {
       /--pattern hybrid is refused: its store \(sqlite:\.\.\.\) is not reachable from other hosts/,
     );
     const berth = await start([]);
-    const res = await berth.api('POST', '/v1/sessions', { pattern: 'hybrid' });
+    const res = await berth.api('POST', '/v1/sessions', await berth.sessionBody({ pattern: 'hybrid' }));
     expect(res.status).toBe(400);
     expect(res.body.error.message).toMatch(/pattern hybrid is not available on this host/);
     expect((await berth.api('GET', '/v1/sessions')).body.data).toEqual([]);
   });
 });
+
+/** An API agent's config with every toolset tool allowed: what a spare can serve (see tool-policy.ts). */
+const TOOLSET_AGENT = { agent: { tools: [...TOOLSET_CLI_TOOLS], allowed_tools: [...TOOLSET_CLI_TOOLS] } };
 
 describe('admission on a full host', () => {
   // (2 GiB - 1 GiB) / 1 GiB = room for one subprocess.
@@ -129,7 +133,7 @@ describe('admission on a full host', () => {
     const info = (await berth.api('GET', '/v1/hosts/self')).body;
     expect(info.capacity.agents_per_host).toBe(1);
 
-    const a = await berth.createSession({ agent: { allowed_tools: ['Bash'] } });
+    const a = await berth.createSession({ allow: ['bash'] });
     const b = await berth.createSession();
     await berth.turn(a, 'please write the plan');
     const treeA = await liveTree(berth, a);
@@ -149,12 +153,12 @@ describe('admission on a full host', () => {
 
   it('keeps a session whose workspace is over the snapshot limit resumable here, and says why', async () => {
     const berth = await start([...oneSlot, '--snapshot-limit', '4B']);
-    const a = await berth.createSession({ agent: { allowed_tools: ['Bash'] } });
+    const a = await berth.createSession({ allow: ['bash'] });
     const b = await berth.createSession();
     await berth.turn(a, 'please write the plan');
     await berth.turn(b, 'hello from b');
     const failed = (await berth.history(a)).find((e) => e.type === 'session.error');
-    expect(failed).toMatchObject({ error: { type: 'suspend_failed' } });
+    expect(failed).toMatchObject({ error: { code: 'suspend_failed' } });
     expect(JSON.stringify(failed)).toMatch(/more than the snapshot limit|limit of 4 bytes|over the limit/);
     expect((await berth.api('GET', `/v1/sessions/${a}`)).body.status).toBe('idle');
     // Its subprocess made room all the same, and its next turn resumes here with its file.
@@ -170,10 +174,10 @@ describe('admission on a full host', () => {
     const before = await berth.history(b);
 
     const res = await berth.api('POST', `/v1/sessions/${b}/events`, {
-      events: [{ type: 'user.message', content: 'hello from b' }],
+      events: [{ type: 'user.message', content: [{ type: 'text', text: 'hello from b' }] }],
     });
     expect(res.status).toBe(503);
-    expect(res.body.error.code).toBe('host_full');
+    expect(res.body.error.details.error_code).toBe('host_full');
     expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
     expect(await berth.history(b)).toEqual(before);
     // A is untouched and still served.
@@ -184,8 +188,8 @@ describe('admission on a full host', () => {
     const berth = await start([...oneSlot, '--store', 'memory:', '--warm-pool', '1']);
     const host = berth.server.host;
     await eventually(() => host.warmPoolStats.parked === 1, 'a parked spare');
-    const a = await host.create('default', {});
-    const b = await host.create('default', {});
+    const a = await host.create('default', TOOLSET_AGENT);
+    const b = await host.create('default', TOOLSET_AGENT);
     // Both in one tick: neither turn has claimed the spare yet when the second is admitted.
     a.send([{ type: 'user.message', content: 'hello from a' }]);
     expect(() => b.send([{ type: 'user.message', content: 'hello from b' }])).toThrow(
@@ -203,7 +207,7 @@ describe('admission on a full host', () => {
     const berth = await start([...oneSlot, '--store', 'memory:', '--warm-pool', '1']);
     const host = berth.server.host;
     await eventually(() => host.warmPoolStats.parked === 1, 'a parked spare');
-    const a = await host.create('default', {});
+    const a = await host.create('default', TOOLSET_AGENT);
     a.send([{ type: 'user.message', content: 'hello from a' }]);
     expect(host.warmPoolStats.parked).toBe(0);
     // Closed before its turn could claim the spare it was admitted against.
@@ -252,7 +256,7 @@ describe('warm pool', () => {
         // ESRCH
       }
     }
-    let events: StoredEvent[] = [];
+    let events: ApiEvent[] = [];
     await eventually(async () => {
       events = (await berth.history(id)).filter((e) => e.seq > sent!.seq);
       return events.some((e) => e.type === 'session.status_idle');
@@ -275,13 +279,13 @@ describe('a subprocess killed mid-turn', () => {
       'the stalled request',
     );
     process.kill(tree.leaderPid, 'SIGKILL');
-    let events: StoredEvent[] = [];
+    let events: ApiEvent[] = [];
     await eventually(async () => {
       events = (await berth.history(id)).filter((e) => e.seq > sent!.seq);
       return events.some((e) => e.type === 'session.status_idle');
     }, 'the turn to end');
     expect(events.find((e) => e.type === 'session.error')).toMatchObject({
-      error: { type: 'subprocess_exited' },
+      error: { type: 'unknown_error', code: 'subprocess_exited' },
     });
     await expectTreeGone(tree);
     await berth.turn(id, 'which number?');

@@ -10,12 +10,12 @@
 import { readlink } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rankHosts, routingKey } from '../src/placement.js';
-import type { StoredEvent } from '../src/session/events.js';
 import type { HostEntry } from '../src/stores/coordination.js';
 import { openStores, type Stores } from '../src/stores/open-stores.js';
 import { startMockModel, type MockModel } from '../src/testing/index.js';
+import type { ApiEvent, ApiSession } from './helpers/api-events.js';
 import { postgresBackend, s3Backend, type TestStore } from './helpers/backends.js';
-import { Cluster, call, history, turn } from './helpers/cluster.js';
+import { Cluster, call, history, sessionSource, turn, type SessionSource } from './helpers/cluster.js';
 import { hostProcesses } from './helpers/processes.js';
 import { eventually } from './helpers/wait.js';
 
@@ -26,6 +26,8 @@ let store: TestStore;
 let model: MockModel;
 let cluster: Cluster;
 let stores: Stores;
+/** The agent and environment every session here is made from. */
+let source: SessionSource;
 
 beforeAll(async () => {
   store = await pg.create();
@@ -51,6 +53,7 @@ beforeAll(async () => {
   await cluster.addRouter();
   await cluster.addRouter();
   stores = await openStores(store.url);
+  source = await sessionSource(cluster.routers[0]!.url);
 }, 120_000);
 
 afterAll(async () => {
@@ -77,7 +80,7 @@ async function holderOf(id: string): Promise<string | undefined> {
   return lease?.live ? lease.hostId : undefined;
 }
 
-function expectContiguous(events: readonly StoredEvent[]): void {
+function expectContiguous(events: readonly ApiEvent[]): void {
   expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1));
   expect(new Set(events.map((e) => e.id)).size).toBe(events.length);
 }
@@ -110,8 +113,11 @@ describe('many hosts, one service', () => {
     ]);
     const placed = new Map<string, number>();
     for (let i = 0; i < 30; i++) {
-      const res = await call<{ id: string }>(router(), 'POST', '/v1/sessions', { title: `spread ${i}` });
-      expect(res.status).toBe(201);
+      const res = await call<ApiSession>(router(), 'POST', '/v1/sessions', {
+        ...source,
+        title: `spread ${i}`,
+      });
+      expect(res.status).toBe(200);
       expect(res.host).toBe(await choiceOf(res.body.id));
       expect(await holderOf(res.body.id)).toBe(res.host);
       placed.set(res.host!, (placed.get(res.host!) ?? 0) + 1);
@@ -125,9 +131,12 @@ describe('many hosts, one service', () => {
     const holder = await holderOf(id);
     expect(holder).toBeDefined();
     for (const base of [router(), ...[...cluster.hosts.values()].map((h) => h.url)]) {
-      const again = await call<{ error: { code: string } }>(base, 'POST', '/v1/sessions', { id });
+      const again = await call<{ error: { details: { error_code: string } } }>(base, 'POST', '/v1/sessions', {
+        ...source,
+        id,
+      });
       expect(again.status).toBe(409);
-      expect(again.body.error.code).toBe('session_exists');
+      expect(again.body.error.details.error_code).toBe('session_exists');
       expect(await holderOf(id)).toBe(holder);
     }
   });
@@ -214,9 +223,9 @@ describe('many hosts, one service', () => {
     const host = cluster.host(owner);
     // A turn whose reply takes seconds; the owner is stopped while it streams.
     const sent = await call(router(), 'POST', `/v1/sessions/${id}/events`, {
-      events: [{ type: 'user.message', content: 'slow probe #1#' }],
+      events: [{ type: 'user.message', content: [{ type: 'text', text: 'slow probe #1#' }] }],
     });
-    expect(sent.status).toBe(202);
+    expect(sent.status).toBe(200);
     await eventually(
       async () =>
         (await history(router(), id)).some(
@@ -265,7 +274,7 @@ describe('many hosts, one service', () => {
     // What the old owner stored before the pause is all there, once.
     expect(all.slice(0, storedBeforePause.length)).toEqual(storedBeforePause);
     // The interrupted turn ended on the new owner; the conversation resumed from the store.
-    expect(all.some((e) => e.type === 'session.error' && e.error.type === 'host_restarted')).toBe(true);
+    expect(all.some((e) => e.type === 'session.error' && e.error.code === 'host_restarted')).toBe(true);
     const request = model.requests.findLast((r) => r.isMain && r.userText === 'after the takeover');
     expect(JSON.stringify(request?.messages)).toContain('the first turn before the pause');
     // The old owner answers from wherever the session runs now (it may move back to the old owner, its
@@ -296,9 +305,9 @@ describe('many hosts, one service', () => {
     // One of them is mid-turn when h4 joins: it finishes its turn where it is, then moves.
     const busy = moving[0]!;
     const sent = await call(router(), 'POST', `/v1/sessions/${busy}/events`, {
-      events: [{ type: 'user.message', content: 'slow probe #2#' }],
+      events: [{ type: 'user.message', content: [{ type: 'text', text: 'slow probe #2#' }] }],
     });
-    expect(sent.status).toBe(202);
+    expect(sent.status).toBe(200);
     const from = sent.body.data[0].seq as number;
     await eventually(
       async () =>
@@ -322,7 +331,10 @@ describe('many hosts, one service', () => {
       { boundMs: 60_000 },
     ).catch(async (err: Error) => {
       const statuses = await Promise.all(
-        moving.map(async (id) => `${id}: ${(await call(router(), 'GET', `/v1/sessions/${id}`)).body.status}`),
+        moving.map(
+          async (id) =>
+            `${id}: ${(await call<ApiSession>(router(), 'GET', `/v1/sessions/${id}`)).body.berth?.status}`,
+        ),
       );
       throw new Error(`${err.message}: still held ${(await held()).join(', ')}; ${statuses.join(', ')}`);
     });

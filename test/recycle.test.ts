@@ -47,8 +47,8 @@ describe('recycling at a turn boundary', () => {
       await berth.turn(id, 'the password is swordfish');
       const first = await liveTree(berth, id);
       const second = await berth.turn(id, 'remember it');
-      expect(second.some((e) => e.type === 'session.status_rescheduling')).toBe(false);
-      const rescheduled = await stream.waitFor((e) => e.type === 'session.status_rescheduling', 30_000);
+      expect(second.some((e) => e.type === 'session.status_rescheduled')).toBe(false);
+      const rescheduled = await stream.waitFor((e) => e.type === 'session.status_rescheduled', 30_000);
       expect(rescheduled).toMatchObject({ reason: '2 turns since spawn, the limit is 2' });
       await expectTreeGone(first);
 
@@ -65,7 +65,7 @@ describe('recycling at a turn boundary', () => {
     }
     // No recycle after the third turn: the new subprocess has run one turn.
     const events = await berth.history(id);
-    expect(events.filter((e) => e.type === 'session.status_rescheduling')).toHaveLength(1);
+    expect(events.filter((e) => e.type === 'session.status_rescheduled')).toHaveLength(1);
   });
 
   it('recycles a tree over the soft RSS limit at the next turn boundary', async () => {
@@ -77,7 +77,7 @@ describe('recycling at a turn boundary', () => {
       await berth.send(id, [{ type: 'user.message', content: 'the colour is teal' }]);
       await berth.model.waitForRequest((r) => r.isMain && r.userText === 'the colour is teal');
       const first = await liveTree(berth, id);
-      const rescheduled = await stream.waitFor((e) => e.type === 'session.status_rescheduling', 30_000);
+      const rescheduled = await stream.waitFor((e) => e.type === 'session.status_rescheduled', 30_000);
       expect(rescheduled).toMatchObject({
         reason: expect.stringMatching(/^rss \d+ MiB over the soft limit 1 MiB$/),
       });
@@ -115,7 +115,7 @@ describe('the hard RSS limit', () => {
 
   it('kills the tree mid-turn with session.error, and the next message resumes', async () => {
     const berth = await start(['--hard-rss', '600MiB', '--rss-sample-interval', '200ms'], scenarios);
-    const id = await berth.createSession({ agent: { allowed_tools: ['Bash'] } });
+    const id = await berth.createSession({ allow: ['bash'] });
     await berth.turn(id, 'the city is Lisbon');
     const first = await liveTree(berth, id);
 
@@ -123,13 +123,13 @@ describe('the hard RSS limit', () => {
     const error = events.find((e) => e.type === 'session.error');
     expect(error, JSON.stringify(events, null, 1)).toMatchObject({
       error: {
-        type: 'hard_rss_exceeded',
+        code: 'hard_rss_exceeded',
         message: expect.stringMatching(/rss \d+(\.\d+)? [MG]iB over the hard limit 600 MiB/),
       },
     });
     expect(events.at(-1)).toMatchObject({
       type: 'session.status_idle',
-      stop_reason: { type: 'error', subtype: 'hard_rss_exceeded' },
+      stop_reason: { type: 'retries_exhausted' },
     });
     expect(replyTexts(events)).not.toContain('Grew and finished.');
     await expectTreeGone(first);

@@ -7,8 +7,8 @@
 import { readdir } from 'node:fs/promises';
 import os from 'node:os';
 import { afterAll, expect, it } from 'vitest';
-import type { StoredEvent } from '../src/session/events.js';
 import { startMockModel, type MockModel } from '../src/testing/index.js';
+import type { ApiEvent, ApiSession } from './helpers/api-events.js';
 import { TestBerth } from './helpers/berth.js';
 
 let model: MockModel | undefined;
@@ -16,9 +16,9 @@ afterAll(async () => {
   await model?.close();
 });
 
-function turnCost(events: readonly StoredEvent[]): number {
+function turnCost(events: readonly ApiEvent[]): number {
   const idle = events.findLast((e) => e.type === 'session.status_idle');
-  const usage = (idle as { usage?: { cost_usd: number } } | undefined)?.usage;
+  const usage = idle?.type === 'session.status_idle' ? idle.usage : undefined;
   if (!usage) throw new Error(`no usage on the turn's status_idle: ${JSON.stringify(idle)}`);
   return usage.cost_usd;
 }
@@ -58,7 +58,7 @@ it('charges each turn once across a restart, a recycle and a hydrate after a dra
     // The drained host suspended the session; the next one hydrates it and resumes.
     const third = await TestBerth.start({ model, dataDir: first.dataDir });
     servers.push(third);
-    expect((await third.api('GET', `/v1/sessions/${id}`)).body.status).toBe('suspended');
+    expect((await third.api<ApiSession>('GET', `/v1/sessions/${id}`)).body.berth.status).toBe('suspended');
     costs.push(turnCost(await third.turn(id, 'turn five')));
 
     // Each turn sends about as many tokens as the first (the conversation grows a little each turn),
@@ -69,15 +69,12 @@ it('charges each turn once across a restart, a recycle and a hydrate after a dra
       expect(cost, JSON.stringify(costs)).toBeGreaterThan(0);
       expect(cost, JSON.stringify(costs)).toBeLessThan(unit * 1.5);
     }
-    const record = (await third.api('GET', `/v1/sessions/${id}`)).body as {
-      turns: number;
-      usage: { cost_usd: number };
-    };
-    expect(record.turns).toBe(5);
-    expect(record.usage.cost_usd).toBeCloseTo(
-      costs.reduce((a, b) => a + b, 0),
-      9,
-    );
+    const session = (await third.api<ApiSession>('GET', `/v1/sessions/${id}`)).body;
+    const total = costs.reduce((a, b) => a + b, 0);
+    expect(session.berth.turns).toBe(5);
+    expect(session.berth.cost_usd).toBeCloseTo(total, 9);
+    // The list cost is the same total in whole cents.
+    expect(session.usage.list_cost).toEqual({ amount: String(Math.round(total * 100)), currency: 'USD' });
     // Every resumed subprocess ran in the tenant's config dir: no directory of the SDK's is left.
     const left = [...(await resumeDirs())].filter((name) => !before.has(name));
     expect(left).toEqual([]);

@@ -32,7 +32,7 @@ describe.each(backends)('resume on another host: $name', (backend) => {
       second = await TestBerth.start({ model, args: ['--store', store.url] });
       expect(second.dataDir).not.toBe(first.dataDir);
       const got = await second.api('GET', `/v1/sessions/${id}`);
-      expect(got.body).toMatchObject({ id, status: 'idle', turns: 1 });
+      expect(got.body).toMatchObject({ id, status: 'idle', berth: { status: 'idle', turns: 1 } });
       expect((await second.history(id)).some((e) => e.type === 'user.message')).toBe(true);
 
       const question = `what was the code word, ${backend.name}?`;

@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { BerthError, type ErrorCode } from '../src/errors.js';
 import { rankHosts, routingKey } from '../src/placement.js';
 import { parseRouterConfig, type RouterConfig } from '../src/router/router-config.js';
 import { startRouter, type RouterServer } from '../src/router/start-router.js';
@@ -59,7 +60,12 @@ function json(res: http.ServerResponse, status: number, value: unknown): void {
   res.end(JSON.stringify(value));
 }
 
-const envelope = (code: string): unknown => ({ error: { type: 'overloaded_error', code, message: code } });
+/** A host's error answer, as a host writes it. */
+const envelope = (code: ErrorCode): unknown => new BerthError(code, code).toJSON();
+
+/** The Berth code of an error answer (Managed Agents' envelope keeps it in `error.details`). */
+const codeOf = (body: unknown): string | undefined =>
+  (body as { error?: { details?: { error_code?: string } } }).error?.details?.error_code;
 
 /** A port nothing listens on. */
 async function closedPort(): Promise<number> {
@@ -130,7 +136,11 @@ for (const backend of [postgresBackend(), redisBackend()] as Backend[]) {
 
     it('sends a session and everything below it to the first host of its hash order, path and query intact', async () => {
       const [first] = await hashOrder('default', 'sess_route1');
-      for (const path of ['/v1/sessions/sess_route1', '/v1/sessions/sess_route1/events?after=3&limit=2']) {
+      for (const path of [
+        '/v1/sessions/sess_route1',
+        '/v1/sessions/sess_route1/events?limit=2&order=desc&types[]=agent.message',
+        '/v1/sessions/sess_route1/events/stream?after=3',
+      ]) {
         const res = await fetch(`${router.url}${path}`);
         expect(res.status).toBe(200);
         expect(res.headers.get('x-berth-host')).toBe(first);
@@ -177,29 +187,32 @@ for (const backend of [postgresBackend(), redisBackend()] as Backend[]) {
       expect(answered.headers.get('x-berth-host')).toBe(second);
       const refused = await write;
       expect(refused.status).toBe(503);
-      expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('not_ready');
+      expect(codeOf(await refused.json())).toBe('not_ready');
     });
 
     it('gives a new session an id as a host would and routes it by that id', async () => {
       const res = await fetch(`${router.url}/v1/sessions`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: '{"title":"t"}',
+        body: '{"agent":"agent_r1","environment_id":"env_r1","title":"t"}',
       });
       const hostId = res.headers.get('x-berth-host')!;
       const seen = hosts.find((h) => h.id === hostId)!.seen[0]!;
-      const body = JSON.parse(seen.body) as { id: string; title: string };
-      expect(body.id).toMatch(/^sess_[A-Za-z0-9_-]{20}$/);
-      expect(body.title).toBe('t');
+      const { id, ...rest } = JSON.parse(seen.body) as Record<string, unknown>;
+      expect(id).toMatch(/^sess_[A-Za-z0-9_-]{20}$/);
+      expect(rest).toEqual({ agent: 'agent_r1', environment_id: 'env_r1', title: 't' });
       expect(seen.headers['content-length']).toBe(String(Buffer.byteLength(seen.body)));
-      expect((await hashOrder('default', body.id))[0]).toBe(hostId);
-      // The client's own id is kept and routed by.
-      const own = await fetch(`${router.url}/v1/sessions`, { method: 'POST', body: '{"id":"mine-1"}' });
-      expect(own.headers.get('x-berth-host')).toBe((await hashOrder('default', 'mine-1'))[0]);
+      expect((await hashOrder('default', id as string))[0]).toBe(hostId);
+      // The client's own id is kept and routed by, the body as it was sent.
+      const mine = '{"id":"mine-1","agent":"agent_r1","environment_id":"env_r1"}';
+      const own = await fetch(`${router.url}/v1/sessions`, { method: 'POST', body: mine });
+      const ownHost = own.headers.get('x-berth-host');
+      expect(ownHost).toBe((await hashOrder('default', 'mine-1'))[0]);
+      expect(hosts.find((h) => h.id === ownHost)!.seen.at(-1)!.body).toBe(mine);
     });
 
     it('forwards a body that is not JSON as it is, for the host to refuse', async () => {
-      for (const h of hosts) h.handler = (_req, res) => json(res, 400, { error: { code: 'invalid_json' } });
+      for (const h of hosts) h.handler = (_req, res) => json(res, 400, envelope('invalid_json'));
       const res = await fetch(`${router.url}/v1/sessions`, { method: 'POST', body: '{nope' });
       expect(res.status).toBe(400);
       const hostId = res.headers.get('x-berth-host');
@@ -213,10 +226,13 @@ for (const backend of [postgresBackend(), redisBackend()] as Backend[]) {
         { host: b, slotsFree: 5 },
         { host: c, slotsFree: 9, state: 'draining' },
       ]);
+      // Agents and environments live in the store's catalog, which every host reads.
       for (const [method, path] of [
         ['POST', '/v1/tasks'],
         ['POST', '/v1/groups'],
         ['GET', '/v1/sessions?limit=2'],
+        ['POST', '/v1/agents'],
+        ['GET', '/v1/environments'],
       ] as const) {
         const res = await fetch(`${router.url}${path}`, {
           method,
@@ -243,12 +259,12 @@ for (const backend of [postgresBackend(), redisBackend()] as Backend[]) {
       const full = await fetch(`${router.url}/v1/sessions/sess_full`);
       expect(full.status).toBe(503);
       expect(full.headers.get('x-berth-host')).toBe(third!.id);
-      expect(await full.json()).toMatchObject({ error: { code: 'host_full' } });
+      expect(codeOf(await full.json())).toBe('host_full');
       // Another 503 is the host's answer to give.
       first!.handler = (_req, res) => json(res, 503, envelope('store_unavailable'));
       const other = await fetch(`${router.url}/v1/sessions/sess_full`);
       expect(other.headers.get('x-berth-host')).toBe(first!.id);
-      expect(await other.json()).toMatchObject({ error: { code: 'store_unavailable' } });
+      expect(codeOf(await other.json())).toBe('store_unavailable');
     });
 
     it('tries the next host when one cannot be reached, and reads the host list again', async () => {
@@ -270,31 +286,33 @@ for (const backend of [postgresBackend(), redisBackend()] as Backend[]) {
       const post = await fetch(`${router.url}/v1/sessions/sess_cut/events`, { method: 'POST', body: '{}' });
       expect(post.status).toBe(503);
       expect(await post.json()).toMatchObject({
-        error: { code: 'not_ready', message: expect.stringMatching(/may have acted/) },
+        error: { message: expect.stringMatching(/may have acted/), details: { error_code: 'not_ready' } },
       });
       expect(hosts.map((h) => h.seen.length)).toEqual(hosts.map((h) => (h === cut ? 1 : 0)));
       // Nothing reachable at all: 503 not_ready.
       await register([{ host: dead }]);
       const none = await fetch(`${router.url}/v1/sessions/sess_x`);
       expect(none.status).toBe(503);
-      expect(await none.json()).toMatchObject({ error: { code: 'not_ready', type: 'overloaded_error' } });
+      expect(await none.json()).toMatchObject({
+        type: 'error',
+        error: { type: 'overloaded_error', details: { error_code: 'not_ready' } },
+      });
+      expect(none.headers.get('x-should-retry')).toBe('true');
     });
 
     it('asks every host for a task or a group until one has it', async () => {
       const owner = hosts[1]!;
       for (const h of hosts) {
         h.handler = (req, res) =>
-          h === owner
-            ? json(res, 200, { id: 'task_1' })
-            : json(res, 404, { error: { code: 'task_not_found' } });
+          h === owner ? json(res, 200, { id: 'task_1' }) : json(res, 404, envelope('task_not_found'));
       }
       const res = await fetch(`${router.url}/v1/tasks/task_1/artifacts/out.txt`);
       expect(res.status).toBe(200);
       expect(res.headers.get('x-berth-host')).toBe(owner.id);
-      owner.handler = (_req, res) => json(res, 404, { error: { code: 'task_not_found' } });
+      owner.handler = (_req, res) => json(res, 404, envelope('task_not_found'));
       const missing = await fetch(`${router.url}/v1/groups/grp_nope`, { method: 'DELETE' });
       expect(missing.status).toBe(404);
-      expect(await missing.json()).toEqual({ error: { code: 'task_not_found' } });
+      expect(await missing.json()).toEqual(envelope('task_not_found'));
       expect(hosts.every((h) => h.seen.some((s) => s.url === '/v1/groups/grp_nope'))).toBe(true);
     });
 
@@ -403,7 +421,11 @@ for (const backend of [postgresBackend(), redisBackend()] as Backend[]) {
         body: 'x'.repeat(64 * 1024 + 1),
       });
       expect(res.status).toBe(413);
-      expect(await res.json()).toMatchObject({ error: { code: 'body_too_large' } });
+      const body = (await res.json()) as { request_id: string };
+      expect(codeOf(body)).toBe('body_too_large');
+      expect(body.request_id).toMatch(/^req_/);
+      expect(res.headers.get('request-id')).toBe(body.request_id);
+      expect(res.headers.get('x-should-retry')).toBe('false');
       expect(hosts.every((h) => h.seen.length === 0)).toBe(true);
     });
 
@@ -414,7 +436,7 @@ for (const backend of [postgresBackend(), redisBackend()] as Backend[]) {
         const res = await fetch(`${keyed.url}/v1/sessions/sess_k`, { headers });
         expect(res.status).toBe(401);
         expect(await res.json()).toMatchObject({
-          error: { type: 'authentication_error', code: 'unauthorized' },
+          error: { type: 'authentication_error', details: { error_code: 'unauthorized' } },
         });
       }
       expect((await fetch(`${keyed.url}/v1/hosts`)).status).toBe(401);
@@ -449,10 +471,12 @@ for (const backend of [postgresBackend(), redisBackend()] as Backend[]) {
       await register(hosts.map((host) => ({ host, state: 'draining' as const })));
       const draining = await fetch(`${router.url}/readyz`);
       expect(draining.status).toBe(503);
-      expect(await draining.json()).toMatchObject({ error: { code: 'not_ready', type: 'overloaded_error' } });
+      expect(await draining.json()).toMatchObject({
+        error: { type: 'overloaded_error', details: { error_code: 'not_ready' } },
+      });
       const refused = await fetch(`${router.url}/v1/sessions/sess_d`);
       expect(refused.status).toBe(503);
-      expect(await refused.json()).toMatchObject({ error: { code: 'not_ready' } });
+      expect(codeOf(await refused.json())).toBe('not_ready');
       expect(logs).toEqual([]);
     });
   });

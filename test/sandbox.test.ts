@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseServeConfig } from '../src/config.js';
 import { findProcesses } from '../src/sandbox/process-tree.js';
 import { MODEL_PORT } from '../src/sandbox/bwrap.js';
-import type { StoredEvent } from '../src/session/events.js';
+import type { ApiEvent } from './helpers/api-events.js';
 import { credentialFingerprint, startMockModel, type MockModel } from '../src/testing/index.js';
 import { TestBerth } from './helpers/berth.js';
 import { eventually } from './helpers/wait.js';
@@ -92,26 +92,22 @@ afterAll(async () => {
 
 /**
  * Runs probe `i` in a session (of the suite's server, or `on`), allowing its tool use when the session
- * asks (a session without `allowed_tools`); resolves to the events of its turn.
+ * asks (a session whose agent does not allow the tool); resolves to the events of its turn.
  */
-async function runProbe(id: string, i: number, auth = ALPHA, on = berth): Promise<StoredEvent[]> {
+async function runProbe(id: string, i: number, auth = ALPHA, on = berth): Promise<ApiEvent[]> {
   const [sent] = await on.send(id, [{ type: 'user.message', content: `probe #${i}#` }], auth);
-  let turn: StoredEvent[] = [];
+  let turn: ApiEvent[] = [];
   const confirmed = new Set<string>();
   await eventually(async () => {
     turn = (await on.history(id, auth)).filter((e) => e.seq > sent!.seq);
     for (const e of turn) {
-      if (e.type !== 'agent.tool_use' || confirmed.has(e.tool_use_id)) continue;
+      if (e.type !== 'agent.tool_use' || confirmed.has(e.id)) continue;
       const paused = turn.some(
         (p) => p.type === 'session.status_idle' && p.stop_reason.type === 'requires_action' && p.seq > e.seq,
       );
       if (!paused) continue;
-      confirmed.add(e.tool_use_id);
-      await on.send(
-        id,
-        [{ type: 'user.tool_confirmation', tool_use_id: e.tool_use_id, result: 'allow' }],
-        auth,
-      );
+      confirmed.add(e.id);
+      await on.send(id, [{ type: 'user.tool_confirmation', tool_use_id: e.id, result: 'allow' }], auth);
     }
     return turn.some((e) => e.type === 'session.status_idle' && e.stop_reason.type !== 'requires_action');
   }, `the turn of probe ${i}`);
@@ -128,7 +124,7 @@ function cwdOf(id: string, auth: typeof ALPHA, on = berth): string {
   return on.server.host.pathsFor({ tenant: auth === ALPHA ? 'alpha' : 'beta', id }).cwd;
 }
 
-const withBash = { agent: { allowed_tools: ['Bash'] } };
+const withBash = { allow: ['bash'] };
 
 describe('--sandbox bwrap', () => {
   it("keeps an agent out of the data dir, the other tenant's files and the server's processes", async () => {
@@ -193,10 +189,10 @@ describe('--sandbox bwrap, the Read tool', () => {
   it("cannot read the other tenant's file or the data dir's either", async () => {
     await mkdir(path.dirname(otherFile()), { recursive: true });
     await writeFile(otherFile(), 'beta-only\n');
-    const id = await berth.createSession({ agent: { allowed_tools: ['Read'] } }, ALPHA);
+    const id = await berth.createSession({ allow: ['read'] }, ALPHA);
     for (const i of [0, 1]) {
       const [sent] = await berth.send(id, [{ type: 'user.message', content: `read ${i}` }], ALPHA);
-      let turn: StoredEvent[] = [];
+      let turn: ApiEvent[] = [];
       await eventually(async () => {
         turn = (await berth.history(id, ALPHA)).filter((e) => e.seq > sent!.seq);
         return turn.some((e) => e.type === 'session.status_idle');
@@ -296,7 +292,7 @@ describe('--sandbox bwrap, limits', () => {
     expect(turn).toContainEqual(
       expect.objectContaining({
         type: 'session.error',
-        error: expect.objectContaining({ type: 'memory_limit' }),
+        error: expect.objectContaining({ code: 'memory_limit' }),
       }),
     );
     const next = await runProbe(id, 3);

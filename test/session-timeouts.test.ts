@@ -37,16 +37,18 @@ describe('session bounds', () => {
       (e) => e.type === 'session.status_idle' && e.stop_reason.type === 'requires_action',
     );
     expect(paused).toBeDefined();
+    const toolUse = events.find((e) => e.type === 'agent.tool_use');
+    expect(toolUse).toMatchObject({ name: 'bash', evaluated_permission: 'ask' });
     const result = events.find((e) => e.type === 'agent.tool_result');
-    expect(result).toMatchObject({ is_error: true });
+    expect(result).toMatchObject({ is_error: true, tool_use_id: toolUse?.id });
     expect(JSON.stringify(result)).toMatch(/No confirmation arrived in time/);
     expect(events.at(-1)).toMatchObject({ type: 'session.status_idle', stop_reason: { type: 'end_turn' } });
-    // The late answer finds nothing pending.
-    if (result?.type !== 'agent.tool_result') throw new Error('no tool result');
+    // The late answer (naming the tool use's event, as a confirmation does) finds nothing pending.
     const late = await berth.api('POST', `/v1/sessions/${id}/events`, {
-      events: [{ type: 'user.tool_confirmation', tool_use_id: result.tool_use_id, result: 'allow' }],
+      events: [{ type: 'user.tool_confirmation', tool_use_id: toolUse!.id, result: 'allow' }],
     });
     expect(late.status).toBe(409);
+    expect(late.body.error.details.error_code).toBe('tool_use_not_pending');
   });
 
   it('kills a frozen subprocess whose interrupt never settles, then resumes from the store', async () => {
@@ -65,7 +67,10 @@ describe('session bounds', () => {
       for (const member of await listTree(tree)) process.kill(member.pid, 'SIGSTOP');
       await berth.send(id, [{ type: 'user.interrupt' }]);
       const idle = await stream.waitFor((e) => e.type === 'session.status_idle', 30_000);
-      expect(idle).toMatchObject({ stop_reason: { type: 'interrupted' } });
+      // Managed Agents has no `interrupted` stop reason: the turn ended after the interrupt.
+      expect(idle).toMatchObject({ stop_reason: { type: 'end_turn' } });
+      const interrupt = stream.events.find((e) => e.type === 'user.interrupt');
+      expect(interrupt?.seq).toBeLessThan(idle.seq);
     } finally {
       stream.close();
     }

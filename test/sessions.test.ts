@@ -91,7 +91,12 @@ describe('sessions on the real SDK', () => {
     expect(new Set(mains.map((r) => r.sessionId)).size).toBe(1);
 
     const session = (await berth.api('GET', `/v1/sessions/${id}`)).body;
-    expect(session).toMatchObject({ id, status: 'idle', title: 'two turns', turns: 2 });
+    expect(session).toMatchObject({
+      id,
+      status: 'idle',
+      title: 'two turns',
+      berth: { status: 'idle', turns: 2 },
+    });
     expect(session.usage.output_tokens).toBeGreaterThan(0);
   });
 
@@ -111,7 +116,7 @@ describe('sessions on the real SDK', () => {
   });
 
   it('streams a Bash tool call that writes a file into the session cwd', async () => {
-    const id = await berth.createSession({ agent: { allowed_tools: ['Bash'] } });
+    const id = await berth.createSession({ allow: ['bash'] });
     const stream = berth.stream(id);
     expect(await stream.status).toBe(200);
     try {
@@ -119,12 +124,11 @@ describe('sessions on the real SDK', () => {
       const toolUse = await stream.waitFor((e) => e.type === 'agent.tool_use');
       const toolResult = await stream.waitFor((e) => e.type === 'agent.tool_result');
       await stream.waitFor((e) => e.type === 'session.status_idle');
-      expect(toolUse).toMatchObject({ name: 'Bash' });
+      expect(toolUse).toMatchObject({ name: 'bash', evaluated_permission: 'allow' });
       expect(toolResult).toMatchObject({ is_error: false });
       expect(toolResult.seq).toBeGreaterThan(toolUse.seq);
-      if (toolUse.type === 'agent.tool_use' && toolResult.type === 'agent.tool_result') {
-        expect(toolResult.tool_use_id).toBe(toolUse.tool_use_id);
-      }
+      // A result points at its tool use by the event's id.
+      expect(toolResult).toMatchObject({ type: 'agent.tool_result', tool_use_id: toolUse.id });
       const cwd = berth.server.host.pathsFor({ id, tenant: 'default' }).cwd;
       expect(readFileSync(path.join(cwd, 'note.txt'), 'utf8').trim()).toBe('berth-was-here');
       // SSE ids are the sequence numbers, in order, without gaps.
@@ -148,11 +152,15 @@ describe('sessions on the real SDK', () => {
       if (paused.type !== 'session.status_idle' || paused.stop_reason.type !== 'requires_action')
         throw new Error();
       if (toolUse.type !== 'agent.tool_use') throw new Error();
+      expect(toolUse).toMatchObject({ name: 'bash', evaluated_permission: 'ask' });
       expect(paused.stop_reason.event_ids).toEqual([toolUse.id]);
-      expect((await berth.api('GET', `/v1/sessions/${id}`)).body.status).toBe('requires_action');
-      await berth.send(id, [
-        { type: 'user.tool_confirmation', tool_use_id: toolUse.tool_use_id, result: 'allow' },
-      ]);
+      // Managed Agents' status of a session waiting on a confirmation is idle; Berth's says why.
+      expect((await berth.api('GET', `/v1/sessions/${id}`)).body).toMatchObject({
+        status: 'idle',
+        berth: { status: 'requires_action' },
+      });
+      expect(existsSync(path.join(cwd, 'flag.txt'))).toBe(false);
+      await berth.send(id, [{ type: 'user.tool_confirmation', tool_use_id: toolUse.id, result: 'allow' }]);
       await stream.waitFor((e) => e.type === 'session.status_idle' && e.stop_reason.type === 'end_turn');
       expect(existsSync(path.join(cwd, 'flag.txt'))).toBe(true);
     } finally {
@@ -172,13 +180,13 @@ describe('sessions on the real SDK', () => {
       await berth.send(id2, [
         {
           type: 'user.tool_confirmation',
-          tool_use_id: toolUse.tool_use_id,
+          tool_use_id: toolUse.id,
           result: 'deny',
-          message: 'not today',
+          deny_message: 'not today',
         },
       ]);
       const result = await stream2.waitFor((e) => e.type === 'agent.tool_result');
-      expect(result).toMatchObject({ is_error: true });
+      expect(result).toMatchObject({ is_error: true, tool_use_id: toolUse.id });
       expect(JSON.stringify(result)).toContain('not today');
       await stream2.waitFor((e) => e.type === 'session.status_idle' && e.stop_reason.type === 'end_turn');
       expect(existsSync(path.join(cwd2, 'flag.txt'))).toBe(false);
@@ -195,7 +203,13 @@ describe('sessions on the real SDK', () => {
       await berth.model.waitForRequest((r) => r.isMain && r.userText?.includes('stall forever') === true);
       await berth.send(id, [{ type: 'user.interrupt' }]);
       const idle = await stream.waitFor((e) => e.type === 'session.status_idle', 30_000);
-      expect(idle).toMatchObject({ stop_reason: { type: 'interrupted' } });
+      // Managed Agents has no `interrupted` stop reason: the interrupted turn ended, after the interrupt,
+      // without an error.
+      expect(idle).toMatchObject({ stop_reason: { type: 'end_turn' } });
+      const interrupt = stream.events.find((e) => e.type === 'user.interrupt');
+      expect(interrupt?.seq).toBeLessThan(idle.seq);
+      expect(stream.events.filter((e) => e.type === 'session.error')).toEqual([]);
+      expect(replyTexts(stream.events).join()).not.toContain('never finished');
       const next = await berth.turn(id, 'are you still there?');
       expect(replyTexts(next).join()).toContain('are you still there?');
     } finally {
@@ -228,7 +242,7 @@ describe('sessions on the real SDK', () => {
   });
 
   it('kills the background processes an agent started when the session is deleted', async () => {
-    const id = await berth.createSession({ agent: { allowed_tools: ['Bash'] } });
+    const id = await berth.createSession({ allow: ['bash'] });
     await berth.turn(id, 'start a daemon');
     const jobs = async () =>
       [

@@ -45,17 +45,22 @@ describe('event streams', () => {
     await until(() => session.events.subscriberCount === 1, 'the subscription');
     stream.close();
     await until(() => session.events.subscriberCount === 0, 'the unsubscription');
-    expect((await berth.api('GET', `/v1/sessions/${id}`)).body.status).toBe('idle');
+    // The API's `idle` also covers a suspended session or one waiting on a confirmation: Berth's own
+    // status says it is the plain idle session it was.
+    const view = (await berth.api('GET', `/v1/sessions/${id}`)).body;
+    expect(view).toMatchObject({ status: 'idle', berth: { status: 'idle' } });
   });
 
-  it('ends every stream of a session that is deleted, after status_terminated', async () => {
+  it('ends every stream of a session that is deleted, after status_terminated and session.deleted', async () => {
     const id = await berth.createSession();
     const stream = berth.stream(id);
     await stream.status;
     await until(() => stream.comments.length > 0, 'the stream to be open');
     expect((await berth.api('DELETE', `/v1/sessions/${id}`)).status).toBe(200);
     await stream.waitForEnd();
-    expect(stream.events.map((e) => e.type)).toEqual(['session.status_terminated']);
+    expect(stream.events.map((e) => e.type)).toEqual(['session.status_terminated', 'session.deleted']);
+    // The last word has no SSE id: the session's events are gone, nothing can resume after it.
+    expect(stream.frames.at(-1)).toMatchObject({ event: 'session.deleted', id: undefined });
   });
 
   it('answers health and readiness', async () => {

@@ -243,6 +243,32 @@ describe('an ephemeral task', () => {
       expect(seqs).toEqual(seqs.map((_, i) => i + 1));
       const final = JSON.parse(stream.frames.at(-1)!.data);
       expect(final.task).toMatchObject({ id, status: 'succeeded', artifacts: [{ path: 'slow.txt' }] });
+
+      // As the API shows a session's events: the agent's in Managed Agents' shapes, the task's own with
+      // the same id, processed_at and seq.
+      const events = stream.frames.map((f) => JSON.parse(f.data) as Record<string, unknown>);
+      for (const [i, e] of events.entries()) {
+        expect(e).toMatchObject({ type: stream.frames[i]!.event, seq: seqs[i] });
+        expect(e.id).toMatch(/^sevt_/);
+        expect(Date.parse(String(e.processed_at))).not.toBeNaN();
+        expect(e).not.toHaveProperty('created_at');
+      }
+      expect(events[1]).toMatchObject({ type: 'task.status_running', warm_start: false });
+      const use = events.find((e) => e.type === 'agent.tool_use')!;
+      expect(use).toMatchObject({
+        name: 'bash',
+        input: { command: 'echo slow > slow.txt && echo ok' },
+        evaluated_permission: 'allow',
+      });
+      expect(use).not.toHaveProperty('tool_use_id');
+      expect(events.find((e) => e.type === 'agent.tool_result')).toMatchObject({
+        tool_use_id: use.id,
+        is_error: false,
+        content: [{ type: 'text', text: expect.stringContaining('ok') }],
+      });
+      expect(events.filter((e) => e.type === 'agent.message').at(-1)).toMatchObject({
+        content: [{ type: 'text', text: 'Took my time.' }],
+      });
     } finally {
       stream.close();
     }
@@ -252,6 +278,7 @@ describe('an ephemeral task', () => {
       await again.waitForEnd();
       expect(again.frames[0]?.id).toBe('3');
       expect(again.frames.at(-1)?.event).toBe('task.status_succeeded');
+      expect(again.frames).toEqual(stream.frames.slice(2));
     } finally {
       again.close();
     }
@@ -282,7 +309,7 @@ describe('an ephemeral task', () => {
         ],
       });
       expect(res.status, bad).toBe(400);
-      expect(res.body.error.code, bad).toBe('invalid_path');
+      expect(res.body.error.details.error_code, bad).toBe('invalid_path');
       expect(res.body.error.message).toContain('files.1.path');
     }
     // A file where another needs a directory, and the same path twice.
@@ -298,7 +325,7 @@ describe('an ephemeral task', () => {
     ]) {
       const res = await berth.api('POST', '/v1/tasks', { prompt: 'x', files });
       expect(res.status).toBe(400);
-      expect(res.body.error.code).toBe('invalid_path');
+      expect(res.body.error.details.error_code).toBe('invalid_path');
     }
     expect(await readdir(berth.dataDir, { recursive: true })).toEqual(before);
     expect(existsSync(path.join(berth.dataDir, 'x'))).toBe(false);
@@ -308,7 +335,7 @@ describe('an ephemeral task', () => {
     const many = Array.from({ length: 101 }, (_, i) => ({ path: `f${i}.txt`, content: 'x' }));
     const tooMany = await berth.api('POST', '/v1/tasks', { prompt: 'x', files: many });
     expect(tooMany.status).toBe(413);
-    expect(tooMany.body.error).toMatchObject({ code: 'limit_exceeded' });
+    expect(tooMany.body.error).toMatchObject({ details: { error_code: 'limit_exceeded' } });
     expect(tooMany.body.error.message).toContain('at most 100');
 
     const big = await berth.api('POST', '/v1/tasks', {
@@ -394,6 +421,14 @@ describe('after a restart', () => {
     try {
       await stream.waitForEnd();
       expect(stream.frames.at(-1)?.event).toBe('task.status_succeeded');
+      // Read back from the blob store, shown as a live task's are.
+      const final = JSON.parse(stream.frames.at(-1)!.data) as Record<string, unknown>;
+      expect(final).toMatchObject({
+        id: expect.stringMatching(/^sevt_/),
+        processed_at: expect.any(String),
+        task: done.body,
+      });
+      expect(final).not.toHaveProperty('created_at');
     } finally {
       stream.close();
     }
@@ -425,7 +460,7 @@ describe('tasks and tenants', () => {
     expect((await berth.api('GET', `/v1/tasks/${id}`, undefined, acme)).status).toBe(200);
     const other = await berth.api('GET', `/v1/tasks/${id}`, undefined, globex);
     expect(other.status).toBe(404);
-    expect(other.body.error.code).toBe('task_not_found');
+    expect(other.body.error.details.error_code).toBe('task_not_found');
     expect((await download(berth, `/v1/tasks/${id}/artifacts/out/report.txt`, globex)).status).toBe(404);
     expect((await download(berth, `/v1/tasks/${id}/artifacts/out/report.txt`, acme)).status).toBe(200);
     expect((await download(berth, `/v1/tasks/${id}/events/stream`, globex)).status).toBe(404);

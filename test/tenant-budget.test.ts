@@ -7,7 +7,7 @@
  */
 import { rm } from 'node:fs/promises';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { StoredEvent } from '../src/session/events.js';
+import type { ApiEvent } from './helpers/api-events.js';
 import { credentialFingerprint, startMockModel, type MockModel } from '../src/testing/index.js';
 import { TestBerth } from './helpers/berth.js';
 
@@ -33,7 +33,7 @@ async function turn(
   id: string,
   content: string,
   headers: Record<string, string>,
-): Promise<StoredEvent[]> {
+): Promise<ApiEvent[]> {
   const [sent] = await berth.send(id, [{ type: 'user.message', content }], headers);
   const deadline = Date.now() + 60_000;
   for (;;) {
@@ -63,13 +63,14 @@ describe('--tenant-limits usd and sessions', () => {
     let berth = await TestBerth.start({ model, args: ARGS, env });
     const dataDir = berth.dataDir;
     try {
-      const alpha = await berth.createSession({ agent: { allowed_tools: ['Bash'] } }, ALPHA);
+      const alpha = await berth.createSession({ allow: ['bash'] }, ALPHA);
       const before = model.requests.length;
       const events = await turn(berth, alpha, 'spend a lot', ALPHA);
       // The first reply spent the budget; the request that carried the tool's result was refused.
-      expect(events.filter((e) => e.type === 'session.error').map((e) => e.error.type)).toEqual([
+      expect(events.filter((e) => e.type === 'session.error').map((e) => e.error.code)).toEqual([
         'budget_exceeded',
       ]);
+      expect(events.at(-1)).toMatchObject({ stop_reason: { type: 'budget_reached' } });
       const error = events.find((e) => e.type === 'session.error')!;
       expect(error.type === 'session.error' && error.error.message).toContain('budget of $0.5');
       expect(events.some((e) => e.type === 'agent.tool_result')).toBe(true);
@@ -80,25 +81,33 @@ describe('--tenant-limits usd and sessions', () => {
       const refused = await berth.api(
         'POST',
         `/v1/sessions/${alpha}/events`,
-        { events: [{ type: 'user.message', content: 'one more' }] },
+        { events: [{ type: 'user.message', content: [{ type: 'text', text: 'one more' }] }] },
         ALPHA,
       );
       expect(refused.status).toBe(429);
-      expect(refused.body.error).toMatchObject({ type: 'rate_limit_error', code: 'budget_exceeded' });
+      expect(refused.body.error).toMatchObject({
+        type: 'rate_limit_error',
+        details: { error_code: 'budget_exceeded' },
+      });
       expect(refused.body.error.message).toContain('usd=0.5');
       expect((await berth.history(alpha, ALPHA)).length).toBe(stored);
       const task = await berth.api('POST', '/v1/tasks', { prompt: 'a task' }, ALPHA);
       expect(task.status).toBe(429);
-      expect(task.body.error.code).toBe('budget_exceeded');
+      expect(task.body.error.details.error_code).toBe('budget_exceeded');
 
       // Beta is not alpha: its turns run. At its `sessions=1`, a second session is refused, nothing stored.
       const beta = await berth.createSession({}, BETA);
       const betaTurn = await turn(berth, beta, 'hello from beta', BETA);
       expect(betaTurn.filter((e) => e.type === 'session.error')).toEqual([]);
       expect(betaTurn.at(-1)).toMatchObject({ stop_reason: { type: 'end_turn' } });
-      const second = await berth.api('POST', '/v1/sessions', { id: 'beta-second' }, BETA);
+      const second = await berth.api(
+        'POST',
+        '/v1/sessions',
+        await berth.sessionBody({ id: 'beta-second' }, BETA),
+        BETA,
+      );
       expect(second.status).toBe(429);
-      expect(second.body.error.code).toBe('quota_exceeded');
+      expect(second.body.error.details.error_code).toBe('quota_exceeded');
       expect(second.body.error.message).toContain('sessions=1');
       const list = await berth.api<{ data: Array<{ id: string }> }>('GET', '/v1/sessions', undefined, BETA);
       expect(list.body.data.map((s) => s.id)).toEqual([beta]);
@@ -115,11 +124,11 @@ describe('--tenant-limits usd and sessions', () => {
       const again = await berth.api(
         'POST',
         `/v1/sessions/${alpha}/events`,
-        { events: [{ type: 'user.message', content: 'after the restart' }] },
+        { events: [{ type: 'user.message', content: [{ type: 'text', text: 'after the restart' }] }] },
         ALPHA,
       );
       expect(again.status).toBe(429);
-      expect(again.body.error.code).toBe('budget_exceeded');
+      expect(again.body.error.details.error_code).toBe('budget_exceeded');
       expect((await berth.history(alpha, ALPHA)).length).toBe(stored);
       expect((await turn(berth, beta, 'beta again', BETA)).filter((e) => e.type === 'session.error')).toEqual(
         [],

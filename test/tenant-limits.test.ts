@@ -89,11 +89,11 @@ describe('--tenant-limits', () => {
       const refused = await berth.api(
         'POST',
         `/v1/sessions/${other}/events`,
-        { events: [{ type: 'user.message', content: 'hello' }] },
+        { events: [{ type: 'user.message', content: [{ type: 'text', text: 'hello' }] }] },
         ALPHA,
       );
       expect(refused.status).toBe(429);
-      expect(refused.body.error).toMatchObject({ code: 'quota_exceeded' });
+      expect(refused.body.error).toMatchObject({ details: { error_code: 'quota_exceeded' } });
       expect(refused.body.error.message).toContain('live=1');
       expect(refused.headers.get('retry-after')).toBe('5');
       expect(await berth.history(other, ALPHA)).toEqual(before);
@@ -103,15 +103,16 @@ describe('--tenant-limits', () => {
       const reply = await berth.api(
         'POST',
         `/v1/sessions/${betas}/events`,
-        { events: [{ type: 'user.message', content: 'beta says hi' }] },
+        { events: [{ type: 'user.message', content: [{ type: 'text', text: 'beta says hi' }] }] },
         BETA,
       );
-      expect(reply.status).toBe(202);
+      expect(reply.status).toBe(200);
 
       // Once alpha's turn is over, its idle session is suspended to make room for its next one.
       await berth.send(busy, [{ type: 'user.interrupt' }], ALPHA);
       await eventually(
-        async () => (await berth.api('GET', `/v1/sessions/${busy}`, undefined, ALPHA)).body.status === 'idle',
+        async () =>
+          (await berth.api('GET', `/v1/sessions/${busy}`, undefined, ALPHA)).body.berth.status === 'idle',
         'the interrupted turn',
       );
       const [sent] = await berth.send(other, [{ type: 'user.message', content: 'hello again' }], ALPHA);
@@ -124,9 +125,11 @@ describe('--tenant-limits', () => {
       );
       const after = (await berth.history(other, ALPHA)).filter((e) => e.seq > sent!.seq);
       expect(after.filter((e) => e.type === 'session.error')).toEqual([]);
-      expect((await berth.api('GET', `/v1/sessions/${busy}`, undefined, ALPHA)).body.status).toBe(
-        'suspended',
-      );
+      // Suspended is Berth's own status; Managed Agents' is idle.
+      expect((await berth.api('GET', `/v1/sessions/${busy}`, undefined, ALPHA)).body).toMatchObject({
+        status: 'idle',
+        berth: { status: 'suspended' },
+      });
     } finally {
       await berth.dispose();
     }
@@ -141,7 +144,7 @@ describe('--tenant-limits', () => {
       expect(await first.status).toBe(200);
       const second = await fetch(`${berth.url}/v1/sessions/${id}/events/stream`, { headers: ALPHA });
       expect(second.status).toBe(429);
-      expect(await second.json()).toMatchObject({ error: { code: 'quota_exceeded' } });
+      expect(await second.json()).toMatchObject({ error: { details: { error_code: 'quota_exceeded' } } });
       // A stream that never started (an unknown session) does not count.
       const missing = await fetch(`${berth.url}/v1/sessions/sess_nope/events/stream`, { headers: BETA });
       expect(missing.status).toBe(404);

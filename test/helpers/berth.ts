@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseServeConfig, type ServeConfig } from '../../src/config.js';
-import type { StoredEvent } from '../../src/session/events.js';
+import { textOf, type ApiEvent } from './api-events.js';
 import { startBerth, type BerthServer } from '../../src/server.js';
 import { startMockModel, type MockModel, type Scenario } from '../../src/testing/index.js';
 import { SseClient } from './sse.js';
@@ -81,25 +81,72 @@ export class TestBerth {
     return { status: res.status, body: parsed as T, headers: res.headers };
   }
 
-  async createSession(
-    body: Record<string, unknown> = {},
-    headers: Record<string, string> = {},
-  ): Promise<string> {
-    const res = await this.api('POST', '/v1/sessions', body, headers);
-    if (res.status !== 201) throw new Error(`create session: ${res.status} ${JSON.stringify(res.body)}`);
+  private readonly resources = new Map<string, string>();
+
+  /** Creates (once per tenant and body) an agent or environment, and returns its id. */
+  private async resource(kind: 'agents' | 'environments', body: object, headers: Record<string, string>) {
+    const key = `${kind} ${JSON.stringify(headers)} ${JSON.stringify(body)}`;
+    const known = this.resources.get(key);
+    if (known) return known;
+    const res = await this.api('POST', `/v1/${kind}`, body, headers);
+    if (res.status !== 200) throw new Error(`create ${kind}: ${res.status} ${JSON.stringify(res.body)}`);
+    this.resources.set(key, res.body.id as string);
     return res.body.id as string;
   }
 
-  async send(id: string, events: unknown[], headers: Record<string, string> = {}): Promise<StoredEvent[]> {
-    const res = await this.api('POST', `/v1/sessions/${id}/events`, { events }, headers);
-    if (res.status !== 202) throw new Error(`send: ${res.status} ${JSON.stringify(res.body)}`);
-    return res.body.data as StoredEvent[];
+  /** An agent of `spec` (see {@link SessionSpec}); made once per tenant and spec. */
+  agent(spec: AgentSpec = {}, headers: Record<string, string> = {}): Promise<string> {
+    return this.resource('agents', agentBody(spec), headers);
   }
 
-  async history(id: string, headers: Record<string, string> = {}): Promise<StoredEvent[]> {
-    const res = await this.api('GET', `/v1/sessions/${id}/events?limit=1000`, undefined, headers);
-    if (res.status !== 200) throw new Error(`history: ${res.status} ${JSON.stringify(res.body)}`);
-    return res.body.data as StoredEvent[];
+  /** An environment of `spec`; made once per tenant and spec. */
+  environment(spec: EnvironmentSpec = {}, headers: Record<string, string> = {}): Promise<string> {
+    return this.resource('environments', environmentBody(spec), headers);
+  }
+
+  /** Creates a session of an agent and environment made from `spec`; returns its id. */
+  async createSession(spec: SessionSpec = {}, headers: Record<string, string> = {}): Promise<string> {
+    const res = await this.api('POST', '/v1/sessions', await this.sessionBody(spec, headers), headers);
+    if (res.status !== 200) throw new Error(`create session: ${res.status} ${JSON.stringify(res.body)}`);
+    return res.body.id as string;
+  }
+
+  /** The body of `POST /v1/sessions` for `spec`, its agent and environment made first. */
+  async sessionBody(
+    spec: SessionSpec = {},
+    headers: Record<string, string> = {},
+  ): Promise<Record<string, unknown>> {
+    const { id, title, metadata, budget, ...rest } = spec;
+    return {
+      agent: await this.agent(rest, headers),
+      environment_id: await this.environment(rest, headers),
+      ...(id !== undefined && { id }),
+      ...(title !== undefined && { title }),
+      ...(metadata !== undefined && { metadata }),
+      ...(budget !== undefined && { budget }),
+    };
+  }
+
+  /** Sends events; a `user.message` with a string `content` sends it as one text block. */
+  async send(id: string, events: unknown[], headers: Record<string, string> = {}): Promise<ApiEvent[]> {
+    const body = { events: events.map(withBlocks) };
+    const res = await this.api('POST', `/v1/sessions/${id}/events`, body, headers);
+    if (res.status !== 200) throw new Error(`send: ${res.status} ${JSON.stringify(res.body)}`);
+    return res.body.data as ApiEvent[];
+  }
+
+  /** Every event of the session, oldest first, read page by page. */
+  async history(id: string, headers: Record<string, string> = {}): Promise<ApiEvent[]> {
+    const events: ApiEvent[] = [];
+    let page: string | null = null;
+    do {
+      const query: string = `?limit=1000${page ? `&page=${encodeURIComponent(page)}` : ''}`;
+      const res = await this.api('GET', `/v1/sessions/${id}/events${query}`, undefined, headers);
+      if (res.status !== 200) throw new Error(`history: ${res.status} ${JSON.stringify(res.body)}`);
+      events.push(...(res.body.data as ApiEvent[]));
+      page = res.body.next_page as string | null;
+    } while (page);
+    return events;
   }
 
   stream(
@@ -113,13 +160,11 @@ export class TestBerth {
   }
 
   /** Sends a message and waits for the turn's final `session.status_idle` (not a requires_action pause). */
-  async turn(id: string, content: string, timeoutMs = 60_000): Promise<StoredEvent[]> {
+  async turn(id: string, content: string, timeoutMs = 60_000): Promise<ApiEvent[]> {
     const [sent] = await this.send(id, [{ type: 'user.message', content }]);
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const res = await this.api('GET', `/v1/sessions/${id}/events?after=${sent!.seq}&limit=1000`);
-      if (res.status !== 200) throw new Error(`events: ${res.status} ${JSON.stringify(res.body)}`);
-      const events = res.body.data as StoredEvent[];
+      const events = (await this.history(id)).filter((e) => e.seq > sent!.seq);
       const idle = events.find(
         (e) => e.type === 'session.status_idle' && e.stop_reason.type !== 'requires_action',
       );
@@ -143,12 +188,114 @@ export class TestBerth {
 }
 
 /** The text of `agent.message` events. */
-export function replyTexts(events: readonly StoredEvent[]): string[] {
-  return events.flatMap((e) =>
-    e.type === 'agent.message'
-      ? [e.content.map((b) => (b.type === 'text' ? String(b.text) : '')).join('')]
-      : [],
-  );
+export function replyTexts(events: readonly ApiEvent[]): string[] {
+  return events.flatMap((e) => (e.type === 'agent.message' ? [textOf(e.content)] : []));
+}
+
+/**
+ * Creates a session at any Berth (a `berth serve` a test started, a router) the way TestBerth does: an
+ * agent and an environment of `spec` first. Returns the session's id.
+ */
+export async function createSessionAt(
+  base: string,
+  spec: SessionSpec = {},
+  headers: Record<string, string> = {},
+): Promise<string> {
+  const session = await postAt(base, '/v1/sessions', await sessionBodyAt(base, spec, headers), headers);
+  return session.id;
+}
+
+/** The body of `POST /v1/sessions` at `base` for `spec`, its agent and environment made there first. */
+export async function sessionBodyAt(
+  base: string,
+  spec: SessionSpec = {},
+  headers: Record<string, string> = {},
+): Promise<Record<string, unknown>> {
+  const { id, title, metadata, budget, ...rest } = spec;
+  const agent = await postAt(base, '/v1/agents', agentBody(rest), headers);
+  const environment = await postAt(base, '/v1/environments', environmentBody(rest), headers);
+  return {
+    agent: agent.id,
+    environment_id: environment.id,
+    ...(id !== undefined && { id }),
+    ...(title !== undefined && { title }),
+    ...(metadata !== undefined && { metadata }),
+    ...(budget !== undefined && { budget }),
+  };
+}
+
+async function postAt(
+  base: string,
+  route: string,
+  body: unknown,
+  headers: Record<string, string>,
+): Promise<{ id: string }> {
+  const res = await fetch(`${base}${route}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  });
+  const parsed = (await res.json()) as { id: string };
+  if (res.status !== 200) throw new Error(`POST ${route}: ${res.status} ${JSON.stringify(parsed)}`);
+  return parsed;
+}
+
+/** An agent for a test: which toolset tools run without asking (`allow`, API names), the rest ask. */
+export interface AgentSpec {
+  /** Toolset tools that run without a confirmation (`bash`, `write`, ...); every other asks. */
+  allow?: string[];
+  /** Toolset tools the agent has; all eight when absent. */
+  tools?: string[];
+  system?: string;
+  model?: string;
+}
+
+export interface EnvironmentSpec {
+  pattern?: 'long-running' | 'hybrid' | 'ephemeral';
+  /** Hosts the agent may reach (a limited network); the host's default when absent. */
+  network?: string[];
+}
+
+export interface SessionSpec extends AgentSpec, EnvironmentSpec {
+  id?: string;
+  title?: string;
+  metadata?: Record<string, string>;
+  budget?: unknown;
+}
+
+const TOOLSET = ['bash', 'read', 'write', 'edit', 'glob', 'grep', 'web_fetch', 'web_search'];
+
+function agentBody(spec: AgentSpec): Record<string, unknown> {
+  const tools = spec.tools ?? TOOLSET;
+  const configs = TOOLSET.map((name) => ({
+    name,
+    enabled: tools.includes(name),
+    permission_policy: { type: spec.allow?.includes(name) ? 'always_allow' : 'always_ask' },
+  }));
+  return {
+    name: 'test agent',
+    model: spec.model ?? 'claude-sonnet-4-5',
+    ...(spec.system !== undefined && { system: spec.system }),
+    tools: [{ type: 'agent_toolset_20260401', configs }],
+  };
+}
+
+function environmentBody(spec: EnvironmentSpec): Record<string, unknown> {
+  const networking = spec.network && { type: 'limited', allowed_hosts: spec.network };
+  const config = {
+    type: 'cloud',
+    ...(spec.pattern && { pattern: spec.pattern }),
+    ...(networking && { networking }),
+  };
+  return { name: 'test', config };
+}
+
+function withBlocks(event: unknown): unknown {
+  const e = event as { type?: unknown; content?: unknown };
+  if (e.type === 'user.message' && typeof e.content === 'string') {
+    return { ...e, content: [{ type: 'text', text: e.content }] };
+  }
+  return event;
 }
 
 /** Flags of an unsandboxed host: the tests of task spares (which sandboxed hosts do not keep) need one. */

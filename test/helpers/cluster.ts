@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import type { StoredEvent } from '../../src/session/events.js';
+import type { ApiEvent } from './api-events.js';
 
 const BIN = path.resolve('bin/berth.js');
 
@@ -171,20 +171,50 @@ export async function call<T = any>(
   return { status: res.status, body: parsed as T, host: res.headers.get('x-berth-host') };
 }
 
+/** What `POST /v1/sessions` names: an agent and an environment. */
+export interface SessionSource {
+  agent: string;
+  environment_id: string;
+}
+
+/**
+ * An agent and an environment, made through `base`. They live in the store's catalog, so a session of
+ * them can be created through any host or router. The agent has the toolset (the scripted model tells
+ * the main conversation by its tools), each tool asking before it runs.
+ */
+export async function sessionSource(base: string): Promise<SessionSource> {
+  const agent = await call<{ id: string }>(base, 'POST', '/v1/agents', {
+    name: 'multi-host',
+    model: 'claude-sonnet-4-5',
+    tools: [
+      { type: 'agent_toolset_20260401', default_config: { permission_policy: { type: 'always_ask' } } },
+    ],
+  });
+  if (agent.status !== 200) throw new Error(`create agent: ${agent.status} ${JSON.stringify(agent.body)}`);
+  const env = await call<{ id: string }>(base, 'POST', '/v1/environments', {
+    name: 'multi-host',
+    config: { type: 'cloud' },
+  });
+  if (env.status !== 200) throw new Error(`create environment: ${env.status} ${JSON.stringify(env.body)}`);
+  return { agent: agent.body.id, environment_id: env.body.id };
+}
+
 /** Every event of the session, oldest first (all pages). */
-export async function history(base: string, id: string): Promise<StoredEvent[]> {
-  const events: StoredEvent[] = [];
-  for (let after = 0; ;) {
-    const page = await call<{ data: StoredEvent[] }>(
+export async function history(base: string, id: string): Promise<ApiEvent[]> {
+  const events: ApiEvent[] = [];
+  let page: string | null = null;
+  do {
+    const query: string = `?limit=500${page ? `&page=${encodeURIComponent(page)}` : ''}`;
+    const res = await call<{ data: ApiEvent[]; next_page: string | null }>(
       base,
       'GET',
-      `/v1/sessions/${id}/events?after=${after}&limit=500`,
+      `/v1/sessions/${id}/events${query}`,
     );
-    if (page.status !== 200) throw new Error(`history: ${page.status} ${JSON.stringify(page.body)}`);
-    events.push(...page.body.data);
-    if (page.body.data.length < 500) return events;
-    after = page.body.data.at(-1)!.seq;
-  }
+    if (res.status !== 200) throw new Error(`history: ${res.status} ${JSON.stringify(res.body)}`);
+    events.push(...res.body.data);
+    page = res.body.next_page;
+  } while (page);
+  return events;
 }
 
 /** Sends a message and waits for the turn's last `session.status_idle`; returns the turn's events. */
@@ -193,14 +223,14 @@ export async function turn(
   id: string,
   content: string,
   timeoutMs = 90_000,
-): Promise<StoredEvent[]> {
+): Promise<ApiEvent[]> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const sent = await call(base, 'POST', `/v1/sessions/${id}/events`, {
-      events: [{ type: 'user.message', content }],
+      events: [{ type: 'user.message', content: [{ type: 'text', text: content }] }],
     });
-    if (sent.status === 202) {
-      const after = (sent.body.data[0] as StoredEvent).seq;
+    if (sent.status === 200) {
+      const after = (sent.body.data[0] as ApiEvent).seq;
       while (Date.now() < deadline) {
         const events = (await history(base, id)).filter((e) => e.seq > after);
         if (

@@ -1,5 +1,5 @@
 /** A small SSE client for tests: reads `id`/`event`/`data` frames from a fetch response. */
-import type { StoredEvent } from '../../src/session/events.js';
+import type { ApiEvent } from './api-events.js';
 
 export interface SseFrame {
   id: string | undefined;
@@ -21,8 +21,8 @@ export class SseClient {
     void this.run(url, headers, setStatus);
   }
 
-  get events(): StoredEvent[] {
-    return this.frames.filter((f) => f.event !== undefined).map((f) => JSON.parse(f.data) as StoredEvent);
+  get events(): ApiEvent[] {
+    return this.frames.filter((f) => f.event !== undefined).map((f) => JSON.parse(f.data) as ApiEvent);
   }
 
   private async run(
@@ -81,7 +81,7 @@ export class SseClient {
   }
 
   /** Resolves with the first event (from the start of the stream) that matches. */
-  async waitFor(predicate: (e: StoredEvent) => boolean, timeoutMs = 60_000): Promise<StoredEvent> {
+  async waitFor(predicate: (e: ApiEvent) => boolean, timeoutMs = 60_000): Promise<ApiEvent> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const found = this.events.find(predicate);
