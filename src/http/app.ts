@@ -131,7 +131,13 @@ export function createApp(options: AppOptions): Hono<Env> {
         errorResponse(c, new BerthError('body_too_large', `The request body is over ${maxSize} bytes`)),
     });
   const routes = [
-    sessionRoutes({ host, catalog: options.catalog, heartbeatMs: options.heartbeatMs, cluster }),
+    sessionRoutes({
+      host,
+      catalog: options.catalog,
+      network: options.network,
+      heartbeatMs: options.heartbeatMs,
+      cluster,
+    }),
     agentRoutes({ catalog: options.catalog, network: options.network }),
     environmentRoutes({ catalog: options.catalog, network: options.network }),
     ...(options.routes ?? []),

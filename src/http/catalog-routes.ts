@@ -31,7 +31,7 @@ import {
 import { parse, readJson } from './request.js';
 
 /** A catalog id in a path: what the catalog's ids may be, so a bad one is a 400 `invalid_id`, not a lookup. */
-const CATALOG_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
+export const CATALOG_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
 
 /** The id of an agent's version entry; zero-padded so that versions sort as numbers. */
 export function versionId(agentId: string, version: number): string {
@@ -104,6 +104,26 @@ export function agentRoutes({ catalog }: CatalogRoutesOptions): RouteGroup {
     return entry;
   };
 
+  /**
+   * The next version's entry exists already. Either another update published it (the head moved on:
+   * `revision_conflict`), or an update wrote it and failed before moving the head (the head is where it
+   * was): that entry was never published, and this update takes its place.
+   */
+  const reclaimVersion = async (
+    tenant: string,
+    id: string,
+    version: number,
+    doc: Record<string, unknown>,
+    headRevision: number,
+  ): Promise<void> => {
+    const moved = (await head(tenant, id)).revision !== headRevision;
+    const ref = { tenant, kind: 'agent_version' as const, id: versionId(id, version) };
+    const orphan = moved ? undefined : await catalog.get(ref);
+    if (!orphan || !(await catalog.replace(ref, doc, orphan.revision))) {
+      throw new BerthError('revision_conflict', `Agent ${id} was updated meanwhile: read it again`);
+    }
+  };
+
   return {
     prefix: '/v1/agents',
     register(app: Hono<Env>) {
@@ -145,21 +165,27 @@ export function agentRoutes({ catalog }: CatalogRoutesOptions): RouteGroup {
       app.get('/v1/agents/:agent_id', async (c) => {
         const id = pathId(c, 'agent_id');
         const q = parse(retrieveAgentQuery, c.req.query(), 'query');
-        if (q.version === undefined) return c.json((await head(c.get('tenant'), id)).doc);
-        const entry = await catalog.get({
-          tenant: c.get('tenant'),
-          kind: 'agent_version',
-          id: versionId(id, q.version),
-        });
+        const current = await head(c.get('tenant'), id);
+        if (q.version === undefined) return c.json(current.doc);
+        // A version above the head's was never published (see the update below).
+        const entry =
+          q.version <= (current.doc.version as number)
+            ? await catalog.get({
+                tenant: c.get('tenant'),
+                kind: 'agent_version',
+                id: versionId(id, q.version),
+              })
+            : undefined;
         if (!entry) throw new BerthError('agent_not_found', `Agent ${id} has no version ${q.version}`);
         return c.json(entry.doc);
       });
 
       app.get('/v1/agents/:agent_id/versions', async (c) => {
         const id = pathId(c, 'agent_id');
-        await head(c.get('tenant'), id);
+        const latest = (await head(c.get('tenant'), id)).doc.version as number;
         const query = { ...c.req.query(), include_archived: 'true' };
-        return c.json(await listPage(catalog, c.get('tenant'), 'agent_version', query, () => true, `${id}@`));
+        const published = (doc: Record<string, unknown>) => (doc.version as number) <= latest;
+        return c.json(await listPage(catalog, c.get('tenant'), 'agent_version', query, published, `${id}@`));
       });
 
       app.post('/v1/agents/:agent_id', async (c) => {
@@ -204,10 +230,8 @@ export function agentRoutes({ catalog }: CatalogRoutesOptions): RouteGroup {
             doc: next,
           });
         } catch (err) {
-          if (isBerthError(err, 'resource_exists')) {
-            throw new BerthError('revision_conflict', `Agent ${id} was updated meanwhile: read it again`);
-          }
-          throw err;
+          if (!isBerthError(err, 'resource_exists')) throw err;
+          await reclaimVersion(tenant, id, version, next, current.revision);
         }
         const replaced = await catalog.replace({ tenant, kind: 'agent', id }, next, current.revision);
         if (!replaced) throw new BerthError('agent_not_found', `No agent ${JSON.stringify(id)}`);

@@ -67,7 +67,8 @@ export async function eventPage(
     let after = cursor?.seq ?? 0;
     while (after < last && data.length < q.limit && scanned < MAX_SCANNED) {
       const chunk = await events.list(after, Math.min(READ_CHUNK, last - after));
-      if (chunk.length === 0) break;
+      // Nothing where events should be (the log lost them): the end, not a cursor that points here again.
+      if (chunk.length === 0) after = last;
       for (const event of chunk) {
         after = event.seq;
         scanned += 1;
@@ -77,11 +78,11 @@ export async function eventPage(
     }
     return { data, next: after < last ? encode({ order: 'asc', seq: after }) : null };
   }
-  let before = cursor?.seq ?? last + 1;
+  let before = Math.min(cursor?.seq ?? last + 1, last + 1);
   while (before > 1 && data.length < q.limit && scanned < MAX_SCANNED) {
     const from = Math.max(0, before - 1 - READ_CHUNK);
     const chunk = await events.list(from, before - 1 - from);
-    if (chunk.length === 0) break;
+    if (chunk.length === 0) before = 1;
     for (const event of chunk.reverse()) {
       before = event.seq;
       scanned += 1;

@@ -12,11 +12,13 @@ import type { Session, UserEvent } from '../session/session.js';
 import type { Catalog } from '../stores/catalog.js';
 import type { ManagedSessionFields, SessionRecord } from '../stores/types.js';
 import type { Env, RouteGroup } from './route-group.js';
-import { AgentVersions, versionId } from './catalog-routes.js';
+import { AgentVersions, CATALOG_ID, versionId } from './catalog-routes.js';
 import { eventPage } from './event-pages.js';
 import { eventView } from './event-view.js';
 import { ClusterRouting } from './forward.js';
 import {
+  type NetworkAbility,
+  normalizeEnvironmentConfig,
   agentConfigOf,
   checkMcpServers,
   hostingOf,
@@ -40,6 +42,8 @@ import { streamSessionEvents } from './sse.js';
 export interface SessionRoutesOptions {
   host: SessionHost;
   catalog: Catalog;
+  /** What this host's sandbox does with an environment's networking. */
+  network: NetworkAbility;
   heartbeatMs: number;
   cluster?: ClusterRouting | undefined;
 }
@@ -123,12 +127,18 @@ export function sessionRoutes(options: SessionRoutesOptions): RouteGroup {
   /** The agent (at its version, overrides applied) and environment a new session is made from. */
   async function resolve(tenant: string, input: ReturnType<typeof sessionCreateSchema.parse>) {
     const param = typeof input.agent === 'string' ? { type: 'agent' as const, id: input.agent } : input.agent;
-    const head = await catalog.get({ tenant, kind: 'agent', id: param.id });
+    const head = CATALOG_ID.test(param.id)
+      ? await catalog.get({ tenant, kind: 'agent', id: param.id })
+      : undefined;
     if (!head) throw new BerthError('agent_not_found', `agent: no agent ${JSON.stringify(param.id)}`);
     if (head.doc.archived_at !== null)
       throw new BerthError('agent_archived', `agent: agent ${param.id} is archived`);
     const version = param.version ?? (head.doc.version as number);
-    const pinned = await catalog.get({ tenant, kind: 'agent_version', id: versionId(param.id, version) });
+    // A version above the head's was never published (an update that failed before moving the head).
+    const published = version <= (head.doc.version as number);
+    const pinned = published
+      ? await catalog.get({ tenant, kind: 'agent_version', id: versionId(param.id, version) })
+      : undefined;
     if (!pinned)
       throw new BerthError('agent_not_found', `agent: agent ${param.id} has no version ${version}`);
     let overrides: Record<string, unknown> | undefined;
@@ -142,7 +152,9 @@ export function sessionRoutes(options: SessionRoutesOptions): RouteGroup {
         ...(param.tools !== undefined && { tools: normalizeTools(param.tools, 'agent.tools') }),
       };
     }
-    const environment = await catalog.get({ tenant, kind: 'environment', id: input.environment_id });
+    const environment = CATALOG_ID.test(input.environment_id)
+      ? await catalog.get({ tenant, kind: 'environment', id: input.environment_id })
+      : undefined;
     if (!environment) {
       throw new BerthError(
         'environment_not_found',
@@ -155,7 +167,9 @@ export function sessionRoutes(options: SessionRoutesOptions): RouteGroup {
         `environment_id: environment ${input.environment_id} is archived`,
       );
     }
-    const hosting = hostingOf(environment.doc.config as Record<string, unknown>);
+    // Checked again here: the environment may have been made on a host that confines agents differently.
+    const config = normalizeEnvironmentConfig(environment.doc.config as never, options.network);
+    const hosting = hostingOf(config);
     const agent = {
       ...agentConfigOf({ ...pinned.doc, ...overrides }),
       ...(hosting.network && { network: hosting.network }),
@@ -173,6 +187,7 @@ export function sessionRoutes(options: SessionRoutesOptions): RouteGroup {
           throw new BerthError('unsupported', 'resources: session resources are not supported by Berth');
         if (input.vault_ids?.length)
           throw new BerthError('unsupported', 'vault_ids: vaults are not supported by Berth');
+        refuseBudget(input.budget);
         const initial = input.initial_events?.length
           ? parseSessionEvents({ events: input.initial_events })
           : [];
@@ -203,7 +218,15 @@ export function sessionRoutes(options: SessionRoutesOptions): RouteGroup {
           agent: resolved.agent,
           managed,
         });
-        if (initial.length > 0) created.send(initial);
+        if (initial.length > 0) {
+          try {
+            created.send(initial);
+          } catch (err) {
+            // Refused (the tenant's budget, a full host): the request changes nothing, the session included.
+            await host.delete(tenant, created.id).catch(() => undefined);
+            throw err;
+          }
+        }
         return c.json(await view(created.snapshot), 200);
       });
 
@@ -217,17 +240,19 @@ export function sessionRoutes(options: SessionRoutesOptions): RouteGroup {
             throw new BerthError('invalid_request', `statuses: unknown status ${JSON.stringify(s)}`);
           }
         }
-        const gt = time(q['created_at[gt]']) ?? time(q['created_at[gte]']) ?? -Infinity;
-        const lt = time(q['created_at[lt]']) ?? time(q['created_at[lte]']) ?? Infinity;
-        const strictGt = q['created_at[gt]'] !== undefined;
-        const strictLt = q['created_at[lt]'] !== undefined;
+        const gt = time(q['created_at[gt]']) ?? -Infinity;
+        const gte = time(q['created_at[gte]']) ?? -Infinity;
+        const lt = time(q['created_at[lt]']) ?? Infinity;
+        const lte = time(q['created_at[lte]']) ?? Infinity;
         const keep = (r: SessionRecord): boolean =>
           (q.include_archived === 'true' || !r.managed?.archived_at) &&
           (statuses === undefined || statuses.includes(apiSessionStatus(r.status))) &&
           (q.agent_id === undefined || r.managed?.agent?.id === q.agent_id) &&
           (q.agent_version === undefined || r.managed?.agent?.version === q.agent_version) &&
-          (strictGt ? r.createdAt > gt : r.createdAt >= gt) &&
-          (strictLt ? r.createdAt < lt : r.createdAt <= lt);
+          r.createdAt > gt &&
+          r.createdAt >= gte &&
+          r.createdAt < lt &&
+          r.createdAt <= lte;
         const page = await host.list(c.get('tenant'), { limit: q.limit ?? 20, cursor: q.page });
         const data = await Promise.all(page.data.filter(keep).map(view));
         return c.json({ data, next_page: page.next, prev_page: null });
@@ -249,6 +274,8 @@ export function sessionRoutes(options: SessionRoutesOptions): RouteGroup {
           else metadata[key] = value;
         }
         if (input.metadata === null) for (const key of Object.keys(metadata)) delete metadata[key];
+        if (Object.keys(metadata).length > 16)
+          throw new BerthError('invalid_request', 'metadata: at most 16 keys');
         refuseBudget(input.budget);
         await s.update({
           ...(input.title !== undefined && { title: input.title }),
@@ -260,7 +287,14 @@ export function sessionRoutes(options: SessionRoutesOptions): RouteGroup {
       app.post('/v1/sessions/:id/archive', async (c) => {
         const s = await session(c);
         const managed = s.snapshot.managed;
-        if (managed && managed.archived_at === null)
+        if (!managed) {
+          // A group's agent: it ends with its group (DELETE /v1/groups/:id).
+          throw new BerthError(
+            'invalid_request',
+            `Session ${s.id} belongs to a group; it is not archived alone`,
+          );
+        }
+        if (managed.archived_at === null)
           await s.update({ managed: { ...managed, archived_at: Date.now() } });
         // An archived session takes no more events: it ends like a terminated one, its history kept.
         await s.close('archived');

@@ -110,11 +110,11 @@ export function resultUsage(result: SDKResultMessage, costUsd: number): Usage {
  */
 export function modelFailure(events: readonly NewEvent[]): string | undefined {
   for (const e of events) {
-    if (
-      e.type === 'session.error' &&
-      (e.error.type.startsWith('model_') || e.error.type === 'budget_exceeded')
-    ) {
-      return e.error.type;
+    if (e.type !== 'session.error') continue;
+    const type = e.error.type;
+    // A reply cut at the output limit is no failed request: the CLI goes on from it.
+    if ((type.startsWith('model_') && type !== 'model_max_output_tokens') || type === 'budget_exceeded') {
+      return type;
     }
   }
   return undefined;

@@ -29,6 +29,19 @@ export class RecordWriter {
     );
   }
 
+  /**
+   * Writes `patch` after every queued write, and applies it here only once the registry has it: a client
+   * that is told its change was made must find it after a restart. Throws what the registry threw.
+   */
+  async writeNow(patch: Partial<SessionRecord>): Promise<void> {
+    const done = this.writing.then(() =>
+      this.registry.update({ tenant: this.record.tenant, id: this.record.id }, patch),
+    );
+    this.writing = done.catch(() => undefined);
+    await done;
+    this.record = { ...this.record, ...patch, updatedAt: Date.now() };
+  }
+
   /** Resolves once every write queued so far has been tried. */
   written(): Promise<void> {
     return this.writing;

@@ -129,10 +129,9 @@ export class Session {
     return { ...this.record, status: this.status };
   }
 
-  /** Changes what a client may change of the record (once the registry write was tried). */
+  /** Changes what a client may change of the record; resolves once the registry has it, or throws. */
   async update(patch: Pick<Partial<SessionRecord>, 'title' | 'metadata' | 'managed'>): Promise<void> {
-    this.writer.write(patch);
-    await this.writer.written();
+    await this.writer.writeNow(patch);
   }
 
   /** The process-group leader's pid while a subprocess is alive (for tests and metrics). */
