@@ -242,7 +242,7 @@ export const EVENT_ERROR_TYPES = {
   budget_exceeded: {
     in: ['session', 'task'],
     meaning:
-      "the tenant's spend reached its budget (`--tenant-limits usd`); the model proxy refused the request",
+      "the tenant's spend reached its budget (`--tenant-limits usd`), or the session's its `budget`; the model proxy refused the request",
   },
   timed_out: { in: ['task'], meaning: 'the task ran past `timeout_ms`; its process tree was killed' },
   max_turns: { in: ['task'], meaning: 'the agent reached `max_turns`' },

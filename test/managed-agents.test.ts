@@ -336,6 +336,42 @@ describe('the official client against Berth', () => {
     expect(JSON.stringify(request?.body)).toContain('You are overridden.');
   });
 
+  it('stops a session that spends past its budget with budget_reached, until the budget is raised', async () => {
+    const { agent, environment } = await setup('budget');
+    // One cent: the first turn's model request passes (nothing spent yet) and spends more than that.
+    const budget = { type: 'limit' as const, max_list_cost: { amount: '1', currency: 'USD' as const } };
+    const session = await client.beta.sessions.create({
+      agent: agent.id,
+      environment_id: environment.id,
+      budget,
+    });
+    expect(session.budget).toEqual(budget);
+    const stream = await open(session.id);
+    const say = (text: string) =>
+      client.beta.sessions.events.send(session.id, {
+        events: [{ type: 'user.message', content: [{ type: 'text', text }] }],
+      });
+    const requests = () => berth.model.requests.filter((r) => r.isMain).length;
+    await say('first, within the budget');
+    await readUntil(stream, idleWith('end_turn'));
+    expect((await client.beta.sessions.retrieve(session.id)).usage.list_cost?.amount).not.toBe('0');
+    const before = requests();
+    await say('second, past the budget');
+    const stopped = await readUntil(stream, (e) => e.type === 'session.status_idle');
+    expect(stopped.at(-1)).toMatchObject({ stop_reason: { type: 'budget_reached' } });
+    expect(stopped.find((e) => e.type === 'session.error')).toMatchObject({
+      error: { type: 'billing_error', code: 'budget_exceeded' },
+    });
+    // The model never saw the request.
+    expect(requests()).toBe(before);
+    // Raised (removed): the session goes on.
+    expect((await client.beta.sessions.update(session.id, { budget: null })).budget).toBeNull();
+    await say('third, no budget');
+    await readUntil(stream, idleWith('end_turn'));
+    expect(requests()).toBe(before + 1);
+    stream.close();
+  });
+
   it('updates, lists, archives and deletes sessions; conflicts are not retried', async () => {
     const { agent, environment } = await setup('lifecycle');
     const a = await client.beta.sessions.create({

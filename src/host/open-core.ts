@@ -93,6 +93,8 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
       mockModel = model;
       modelEndpoint = model.url;
     }
+    // The host, once made: the stores' and the proxy's callbacks reach it through this.
+    const reportTo: { host?: SessionHost } = {};
     // Agents reach the model only through the proxy, with a token of their own: the real key stays here.
     // It also meters their model use and refuses a tenant over its `usd` budget.
     const proxy = await ModelProxy.start({
@@ -100,6 +102,7 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
       apiKey: config.modelApiKey,
       onError,
       budgetUsd: (tenant) => config.tenantLimits.limitsFor(tenant).usd,
+      ownerBudget: (owner) => sessionBudget(reportTo.host, owner),
     });
     cleanups.add(() => proxy.close());
     // Checked before anything else starts: a host that cannot confine its agents does not start.
@@ -140,7 +143,6 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
       throw new BerthError('invalid_config', `--pattern hybrid is refused: ${hybridUnavailable}`);
     }
     // The mirror (and, on many hosts, the leases) are made before the host they report to.
-    const reportTo: { host?: SessionHost } = {};
     const leases = config.cluster ? clusterLeases(config, stores, reportTo, onError) : undefined;
     const rebalancer: { round?: (hosts: readonly HostEntry[]) => void } = {};
     leases?.onHeartbeat((hosts) => rebalancer.round?.(hosts));
@@ -327,6 +329,18 @@ function bindTranscript(
   if (!session) return undefined;
   leases.bindTranscript(session.snapshot, sdkSessionId);
   return leases.fenceFor('transcript', tenant, sdkSessionId);
+}
+
+/** A session's own budget (the API's `budget`) and its stored spend, for the model proxy. */
+function sessionBudget(
+  host: SessionHost | undefined,
+  owner: { tenant: string; id?: string | undefined },
+): { limitUsd: number; spentUsd: number } | undefined {
+  const record = host?.liveSessions.find(
+    (s) => s.id === owner.id && s.snapshot.tenant === owner.tenant,
+  )?.snapshot;
+  const budget = record?.managed?.budget;
+  return budget ? { limitUsd: budget.max_list_cost_cents / 100, spentUsd: record.usage.cost_usd } : undefined;
 }
 
 /** Background failures as log lines (stack and causes kept: see `formatErrorForLog`). */

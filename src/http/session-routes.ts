@@ -56,17 +56,11 @@ const UNSUPPORTED_EVENTS = new Set([
   'system.message',
 ]);
 
-/**
- * A session budget is refused until Berth enforces one: accepted and not enforced, it would promise a
- * stop that never comes. (Tenant budgets, `--tenant-limits usd`, are enforced by the model proxy.)
- */
-function refuseBudget(budget: unknown): void {
-  if (budget !== undefined && budget !== null) {
-    throw new BerthError(
-      'unsupported',
-      'budget: a session budget is not supported by Berth yet (see --tenant-limits usd)',
-    );
-  }
+/** A budget as the record keeps it: whole cents. */
+function budgetOf(
+  budget: { max_list_cost: { amount: string } } | null | undefined,
+): ManagedSessionFields['budget'] {
+  return budget ? { max_list_cost_cents: Number(budget.max_list_cost.amount) } : null;
 }
 
 /** The query as an object; a `name[]` parameter keeps every value. */
@@ -187,7 +181,6 @@ export function sessionRoutes(options: SessionRoutesOptions): RouteGroup {
           throw new BerthError('unsupported', 'resources: session resources are not supported by Berth');
         if (input.vault_ids?.length)
           throw new BerthError('unsupported', 'vault_ids: vaults are not supported by Berth');
-        refuseBudget(input.budget);
         const initial = input.initial_events?.length
           ? parseSessionEvents({ events: input.initial_events })
           : [];
@@ -207,7 +200,7 @@ export function sessionRoutes(options: SessionRoutesOptions): RouteGroup {
           agent: resolved.ref,
           environment_id: input.environment_id,
           archived_at: null,
-          budget: null,
+          budget: budgetOf(input.budget),
           ...(resolved.overrides && { overrides: resolved.overrides }),
         };
         const created = await host.create(tenant, {
@@ -276,10 +269,18 @@ export function sessionRoutes(options: SessionRoutesOptions): RouteGroup {
         if (input.metadata === null) for (const key of Object.keys(metadata)) delete metadata[key];
         if (Object.keys(metadata).length > 16)
           throw new BerthError('invalid_request', 'metadata: at most 16 keys');
-        refuseBudget(input.budget);
+        const managed = record.managed;
+        if (input.budget !== undefined && !managed) {
+          throw new BerthError(
+            'invalid_request',
+            `budget: session ${s.id} belongs to a group and has no budget`,
+          );
+        }
         await s.update({
           ...(input.title !== undefined && { title: input.title }),
           metadata,
+          ...(managed &&
+            input.budget !== undefined && { managed: { ...managed, budget: budgetOf(input.budget) } }),
         });
         return c.json(await view(s.snapshot));
       });

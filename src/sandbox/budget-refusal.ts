@@ -9,9 +9,15 @@
  */
 
 const REFUSAL_PREFIX = 'budget_exceeded: tenant ';
-const REFUSAL = /budget_exceeded: tenant \S+ has spent \$[0-9.]+ of its budget of \$[0-9.]+[^\n]*/;
+const REFUSAL = /budget_exceeded: (tenant|session) \S+ has spent \$[0-9.]+ of its budget of \$[0-9.]+[^\n]*/;
 
 /** The proxy's reply to a refused request. */
+/** The proxy's reply to a request of a session past its own budget (the API's session `budget`). */
+export function sessionBudgetRefusalBody(session: string, spentUsd: number, budgetUsd: number): string {
+  const message = `budget_exceeded: session ${session} has spent $${spentUsd.toFixed(4)} of its budget of $${budgetUsd} (its max_list_cost); no model request is forwarded for it`;
+  return JSON.stringify({ type: 'error', error: { type: 'rate_limit_error', message } });
+}
+
 export function budgetRefusalBody(tenant: string, spentUsd: number, budgetUsd: number): string {
   const message = `${REFUSAL_PREFIX}${tenant} has spent $${spentUsd.toFixed(4)} of its budget of $${budgetUsd} (--tenant-limits usd=${budgetUsd}); no model request is forwarded until the budget is raised`;
   return JSON.stringify({ type: 'error', error: { type: 'rate_limit_error', message } });

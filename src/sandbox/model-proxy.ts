@@ -10,7 +10,8 @@
  *
  * Each grant is made for an owner (a tenant, and the session or task it serves): the replies to its
  * `POST /v1/messages` are metered for that owner as they stream by (model-meter.ts), and once the tenant's
- * spend reaches its budget its further requests are refused without forwarding (budget-refusal.ts).
+ * spend reaches its budget, or a session's its own, further requests are refused without forwarding
+ * (budget-refusal.ts).
  * Requests already on their way are not cut: spend can pass the budget by what they use.
  */
 import { randomBytes } from 'node:crypto';
@@ -19,7 +20,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { rm } from 'node:fs/promises';
 import { pipeline } from 'node:stream';
-import { budgetRefusalBody } from './budget-refusal.js';
+import { budgetRefusalBody, sessionBudgetRefusalBody } from './budget-refusal.js';
 import { ModelMeter, meterReply, type MeteredUsage } from './model-meter.js';
 import type { SpawnOwner } from './spawn-owner.js';
 
@@ -34,6 +35,12 @@ export interface ModelProxyOptions {
   budgetUsd?: ((tenant: string) => number) | undefined;
   /** Where model use is counted. @default a new meter */
   meter?: ModelMeter | undefined;
+  /**
+   * A session's own budget (the API's `budget`) and what it spent by its stored record, for the owner of a
+   * request; undefined when it has none. What this proxy metered for the owner counts when it is more
+   * (the turn in flight).
+   */
+  ownerBudget?: ((owner: SpawnOwner) => { limitUsd: number; spentUsd: number } | undefined) | undefined;
 }
 
 /** A token for one subprocess: what it is started with, and how its validity ends. */
@@ -184,6 +191,16 @@ export class ModelProxy {
       const body = budgetRefusalBody(owner.tenant, this.meter.spentUsd(owner.tenant), budget);
       res.writeHead(429, { 'content-type': 'application/json', 'x-should-retry': 'false' }).end(body);
       return;
+    }
+    const own = metered && owner.id !== undefined ? this.options.ownerBudget?.(owner) : undefined;
+    if (own && owner.id !== undefined) {
+      const spent = Math.max(own.spentUsd, this.meter.usageOfOwner(owner.tenant, owner.id)?.cost_usd ?? 0);
+      if (spent >= own.limitUsd) {
+        req.resume();
+        const body = sessionBudgetRefusalBody(owner.id, spent, own.limitUsd);
+        res.writeHead(429, { 'content-type': 'application/json', 'x-should-retry': 'false' }).end(body);
+        return;
+      }
     }
     const headers: http.OutgoingHttpHeaders = {};
     for (const [name, value] of Object.entries(req.headers)) {
