@@ -729,6 +729,7 @@ describe('bad input changes nothing', () => {
       [{ resources: [{ type: 'file', file_id: 'file_1', mount_path: '/data' }] }, /resources/],
       [{ vault_ids: ['vlt_1'] }, /vault_ids/],
       [overrides({ skills: [{ type: 'anthropic', skill_id: 'xlsx' }] }), /agent\.skills/],
+      // This host confines its agents (--sandbox bwrap): they could not reach an MCP server.
       [
         overrides({ mcp_servers: [{ type: 'url', name: 'docs', url: 'https://mcp.example.com/sse' }] }),
         /agent\.mcp_servers/,
@@ -775,6 +776,7 @@ describe('bad input changes nothing', () => {
     const before = await state();
     const agent = (extra: Record<string, unknown>) => ({ name: 'bad', model: 'claude-sonnet-4-5', ...extra });
     const create = (body: unknown) => post('/v1/agents', body);
+    const docs = { type: 'url', name: 'docs', url: 'https://mcp.example.com/sse' };
     expectError(await create({}), 400, 'invalid_request', /name/);
     expectError(await create({ name: 'no model' }), 400, 'invalid_request', /model/);
     for (const [body, field] of [
@@ -788,6 +790,21 @@ describe('bad input changes nothing', () => {
       [agent({ tools: [toolset({}), toolset({})] }), /tools\.1.*at most one/],
       [agent({ tools: [toolset({ configs: [{ name: 'bash' }, { name: 'bash' }] })] }), /configured twice/],
       [agent({ tools: [toolset({ configs: [{ name: 'bash', type: 'read' }] })] }), /configs\.0\.type/],
+      // An MCP toolset names one of the agent's servers, each server once, its name free of `__`.
+      [agent({ tools: [{ type: 'mcp_toolset', mcp_server_name: 'docs' }] }), /tools\.0\.mcp_server_name/],
+      [agent({ mcp_servers: [docs, docs] }), /mcp_servers\.1\.name.*twice/],
+      [agent({ mcp_servers: [{ ...docs, name: 'my__docs' }] }), /mcp_servers\.0\.name/],
+      [agent({ mcp_servers: [{ ...docs, url: 'ftp://mcp.example.com' }] }), /mcp_servers\.0\.url/],
+      [
+        agent({
+          mcp_servers: [docs],
+          tools: [
+            { type: 'mcp_toolset', mcp_server_name: 'docs' },
+            { type: 'mcp_toolset', mcp_server_name: 'docs' },
+          ],
+        }),
+        /tools\.1\.mcp_server_name/,
+      ],
     ] as const) {
       expectError(await create(body), 400, 'invalid_request', field);
     }
@@ -796,8 +813,32 @@ describe('bad input changes nothing', () => {
         { tools: [{ type: 'custom', name: 'lookup', description: 'x', input_schema: { type: 'object' } }] },
         /tools\.0: a custom tool/,
       ],
-      [{ tools: [{ type: 'mcp_toolset', mcp_server_name: 'docs' }] }, /tools\.0: an MCP toolset/],
-      [{ mcp_servers: [{ type: 'url', name: 'docs', url: 'https://mcp.example.com/sse' }] }, /mcp_servers/],
+      [
+        {
+          mcp_servers: [docs],
+          tools: [
+            {
+              type: 'mcp_toolset',
+              mcp_server_name: 'docs',
+              default_config: { permission_policy: { type: 'auto' } },
+            },
+          ],
+        },
+        /tools\.0\.default_config\.permission_policy/,
+      ],
+      [
+        {
+          mcp_servers: [docs],
+          tools: [
+            {
+              type: 'mcp_toolset',
+              mcp_server_name: 'docs',
+              configs: [{ name: 'search', permission_policy: { type: 'auto' } }],
+            },
+          ],
+        },
+        /tools\.0\.configs\.0\.permission_policy/,
+      ],
       [{ skills: [{ type: 'anthropic', skill_id: 'xlsx' }] }, /skills/],
       [
         { tools: [toolset({ default_config: { permission_policy: { type: 'auto' } } })] },
@@ -825,6 +866,13 @@ describe('bad input changes nothing', () => {
     expectError(await update({ version: 0, name: 'x' }), 400, 'invalid_request', /version/);
     expectError(await update({ name: '' }), 400, 'invalid_request', /name/);
     expectError(await update({ tools: [toolset({ configs: [{ name: 'Bash' }] })] }), 400, 'invalid_request');
+    // A toolset for a server the agent does not have (it has none).
+    expectError(
+      await update({ tools: [{ type: 'mcp_toolset', mcp_server_name: 'docs' }] }),
+      400,
+      'invalid_request',
+      /tools\.0\.mcp_server_name/,
+    );
     // Based on a version that is not the agent's: a conflict, not a silent overwrite.
     expectError(await update({ version: 99, name: 'stale' }), 409, 'revision_conflict', /version/);
     expect(await state()).toEqual(before);

@@ -14,8 +14,9 @@ import type { Catalog, CatalogEntry, CatalogKind } from '../stores/catalog.js';
 import type { Env, RouteGroup } from './route-group.js';
 import {
   checkAgentExtras,
-  checkMcpServers,
+  checkMcpToolsets,
   normalizeEnvironmentConfig,
+  normalizeMcpServers,
   normalizeModel,
   normalizeTools,
   type NetworkAbility,
@@ -130,7 +131,9 @@ export function agentRoutes({ catalog }: CatalogRoutesOptions): RouteGroup {
       app.post('/v1/agents', async (c) => {
         const input = parse(agentCreateSchema, await readJson(c), 'request body');
         checkAgentExtras(input);
-        checkMcpServers(input.mcp_servers);
+        const mcpServers = normalizeMcpServers(input.mcp_servers);
+        const tools = normalizeTools(input.tools ?? []);
+        checkMcpToolsets(tools, mcpServers);
         const now = Date.now();
         const id = newAgentId();
         const doc = {
@@ -140,8 +143,8 @@ export function agentRoutes({ catalog }: CatalogRoutesOptions): RouteGroup {
           description: input.description ?? null,
           model: normalizeModel(input.model),
           system: input.system ?? null,
-          tools: normalizeTools(input.tools ?? []),
-          mcp_servers: [],
+          tools,
+          mcp_servers: mcpServers,
           skills: [],
           multiagent: null,
           execution_identity: null,
@@ -192,7 +195,6 @@ export function agentRoutes({ catalog }: CatalogRoutesOptions): RouteGroup {
         const id = pathId(c, 'agent_id');
         const input = parse(agentUpdateSchema, await readJson(c), 'request body');
         checkAgentExtras(input);
-        checkMcpServers(input.mcp_servers);
         const tenant = c.get('tenant');
         const current = await head(tenant, id);
         const doc = current.doc;
@@ -212,9 +214,14 @@ export function agentRoutes({ catalog }: CatalogRoutesOptions): RouteGroup {
           ...(input.model !== undefined && { model: normalizeModel(input.model) }),
           ...(input.system !== undefined && { system: input.system }),
           ...(input.tools !== undefined && { tools: normalizeTools(input.tools ?? []) }),
+          ...(input.mcp_servers !== undefined && { mcp_servers: normalizeMcpServers(input.mcp_servers) }),
           metadata: patchMetadata(doc.metadata as Record<string, string>, input.metadata),
         };
-        const changed = ['name', 'description', 'model', 'system', 'tools', 'metadata'].some(
+        checkMcpToolsets(
+          next.tools as Record<string, unknown>[],
+          next.mcp_servers as Record<string, unknown>[],
+        );
+        const changed = ['name', 'description', 'model', 'system', 'tools', 'mcp_servers', 'metadata'].some(
           (k) => JSON.stringify(next[k]) !== JSON.stringify(doc[k]),
         );
         if (!changed) return c.json(doc);

@@ -9,6 +9,7 @@
 import { BerthError } from '../errors.js';
 import type { StoredEvent } from '../session/events.js';
 import type { SessionEventStream } from '../session/event-stream.js';
+import { apiEventType } from './event-view.js';
 
 const MAX_SCANNED = 5000;
 const READ_CHUNK = 500;
@@ -45,7 +46,7 @@ function decode(page: string, order: 'asc' | 'desc'): Cursor {
 }
 
 function matches(event: StoredEvent, q: EventPageQuery): boolean {
-  if (q.types && !q.types.has(event.type)) return false;
+  if (q.types && !q.types.has(apiEventType(event))) return false;
   const at = Date.parse(event.created_at);
   if (q.createdAfter !== undefined && !(at > q.createdAfter)) return false;
   if (q.createdAtOrAfter !== undefined && !(at >= q.createdAtOrAfter)) return false;

@@ -6,6 +6,9 @@
  *   `Last-Event-ID` takes);
  * - `agent.tool_use` with the API's tool name and `evaluated_permission`; `agent.tool_result` pointing at
  *   that event's id, its content as blocks;
+ * - a use of a tool of the agent's MCP servers (stored with the CLI's name, `mcp__server__tool`, and the
+ *   server's) as `agent.mcp_tool_use` with the tool's own name, and its result as `agent.mcp_tool_result`
+ *   (`mcp_tool_use_id`); a group's bus tools, no server of the agent's, stay `agent.tool_use`;
  * - stop reasons and `session.error` types from Managed Agents' sets (Berth's own cause stays as `code`).
  * Berth's own events (`session.status_suspended`) keep their types.
  */
@@ -72,6 +75,14 @@ function contentBlocks(content: unknown): ContentBlock[] {
   return content === undefined || content === null ? [] : [{ type: 'text', text: JSON.stringify(content) }];
 }
 
+/** The type the API shows an event as (an MCP tool's use and result have types of their own). */
+export function apiEventType(event: StoredEvent): string {
+  if (event.type === 'agent.tool_use' && event.mcp_server_name !== undefined) return 'agent.mcp_tool_use';
+  if (event.type === 'agent.tool_result' && event.mcp_server_name !== undefined)
+    return 'agent.mcp_tool_result';
+  return event.type;
+}
+
 /** The event as the API shows it. */
 export function eventView(event: StoredEvent): Record<string, unknown> {
   const base = { id: event.id, type: event.type, processed_at: event.created_at, seq: event.seq };
@@ -95,14 +106,32 @@ export function eventView(event: StoredEvent): Record<string, unknown> {
     case 'agent.thinking':
       // Managed Agents' thinking event has no text; Berth keeps the model's, when it had one.
       return { ...base, thinking: event.thinking };
-    case 'agent.tool_use':
+    case 'agent.tool_use': {
+      const server = event.mcp_server_name;
       return {
         ...base,
-        name: apiToolName(event.name),
+        ...(server !== undefined
+          ? {
+              type: 'agent.mcp_tool_use',
+              mcp_server_name: server,
+              // The CLI's name is mcp__<server>__<tool>.
+              name: event.name.slice(`mcp__${server}__`.length),
+            }
+          : { name: apiToolName(event.name) }),
         input: event.input ?? {},
         evaluated_permission: event.requires_confirmation ? 'ask' : 'allow',
       };
+    }
     case 'agent.tool_result':
+      if (event.mcp_server_name !== undefined) {
+        return {
+          ...base,
+          type: 'agent.mcp_tool_result',
+          mcp_tool_use_id: event.tool_use_event_id ?? event.tool_use_id,
+          content: contentBlocks(event.content),
+          is_error: event.is_error,
+        };
+      }
       return {
         ...base,
         tool_use_id: event.tool_use_event_id ?? event.tool_use_id,

@@ -8,7 +8,7 @@
  */
 import type { z } from 'zod';
 import { BerthError } from '../errors.js';
-import type { AgentConfig, Pattern } from '../stores/types.js';
+import type { AgentConfig, AgentMcpServer, McpToolRule, Pattern } from '../stores/types.js';
 import type {
   agentCreateSchema,
   environmentConfigSchema,
@@ -38,14 +38,15 @@ export function normalizeModel(model: ModelParam, field = 'model'): Record<strin
 /**
  * The tools as the API shows them, with every default filled in (a tool's config names its policy even
  * when it took the toolset's). Refuses what Berth cannot run: custom tools (the client would run them),
- * MCP toolsets, `auto` policies and web search settings.
+ * `auto` policies and web search settings. An MCP toolset's server is checked against the agent's
+ * servers by {@link checkMcpToolsets}, once both are known.
  */
 export function normalizeTools(tools: ToolsParam, field = 'tools'): Record<string, unknown>[] {
   let toolsets = 0;
   return tools.map((tool, index) => {
     const at = `${field}.${index}`;
     if (tool.type === 'custom') throw unsupported(at, 'a custom tool');
-    if (tool.type === 'mcp_toolset') throw unsupported(at, 'an MCP toolset');
+    if (tool.type === 'mcp_toolset') return normalizeMcpToolset(tool, at);
     if (++toolsets > 1) {
       throw new BerthError('invalid_request', `${at}: an agent has at most one agent_toolset_20260401`);
     }
@@ -78,17 +79,80 @@ export function normalizeTools(tools: ToolsParam, field = 'tools'): Record<strin
   });
 }
 
+type McpToolsetParam = Extract<ToolsParam[number], { type: 'mcp_toolset' }>;
+
+/** An MCP toolset as the API shows it; its default policy is Managed Agents' `always_ask`. */
+function normalizeMcpToolset(tool: McpToolsetParam, at: string): Record<string, unknown> {
+  const defaults = {
+    enabled: tool.default_config?.enabled ?? true,
+    permission_policy: checkPolicy(tool.default_config?.permission_policy, `${at}.default_config`) ?? {
+      type: 'always_ask',
+    },
+  };
+  const seen = new Set<string>();
+  const configs = (tool.configs ?? []).map((config, i) => {
+    const where = `${at}.configs.${i}`;
+    if (seen.has(config.name))
+      throw new BerthError('invalid_request', `${where}: ${config.name} is configured twice`);
+    seen.add(config.name);
+    return {
+      name: config.name,
+      enabled: config.enabled ?? defaults.enabled,
+      permission_policy: checkPolicy(config.permission_policy, where) ?? defaults.permission_policy,
+    };
+  });
+  return { type: 'mcp_toolset', mcp_server_name: tool.mcp_server_name, default_config: defaults, configs };
+}
+
 function checkPolicy(policy: Policy | null | undefined, field: string): Policy | undefined {
   if (policy?.type === 'auto') throw unsupported(`${field}.permission_policy`, 'the auto permission policy');
   return policy ?? undefined;
 }
 
-/** Refuses MCP servers: Berth does not connect agents to them yet. */
-export function checkMcpServers(
+/**
+ * The MCP servers as the API shows them. Names are unique and hold no `__`: the CLI names a server's
+ * tools `mcp__<server>__<tool>`, and Berth splits that name at the first `__` after the prefix.
+ */
+export function normalizeMcpServers(
   servers: z.infer<typeof mcpServersSchema> | null | undefined,
   field = 'mcp_servers',
+): Record<string, unknown>[] {
+  const seen = new Set<string>();
+  return (servers ?? []).map((server, i) => {
+    const at = `${field}.${i}.name`;
+    if (seen.has(server.name))
+      throw new BerthError('invalid_request', `${at}: ${server.name} is declared twice`);
+    if (server.name.includes('__'))
+      throw new BerthError(
+        'invalid_request',
+        `${at}: must not hold "__" (the CLI's separator in tool names)`,
+      );
+    seen.add(server.name);
+    return { type: 'url', name: server.name, url: server.url };
+  });
+}
+
+/** Each MCP toolset names a declared server, at most one toolset per server. */
+export function checkMcpToolsets(
+  tools: Record<string, unknown>[],
+  servers: Record<string, unknown>[],
+  field = 'tools',
 ): void {
-  if (servers && servers.length > 0) throw unsupported(field, 'an MCP server');
+  const names = new Set(servers.map((s) => s.name));
+  const seen = new Set<unknown>();
+  tools.forEach((tool, i) => {
+    if (tool.type !== 'mcp_toolset') return;
+    const at = `${field}.${i}.mcp_server_name`;
+    if (!names.has(tool.mcp_server_name)) {
+      throw new BerthError(
+        'invalid_request',
+        `${at}: no MCP server ${JSON.stringify(tool.mcp_server_name)} in the agent's mcp_servers`,
+      );
+    }
+    if (seen.has(tool.mcp_server_name))
+      throw new BerthError('invalid_request', `${at}: the server has a toolset already`);
+    seen.add(tool.mcp_server_name);
+  });
 }
 
 /** Refuses the agent fields Berth has no counterpart for when they are set. */
@@ -106,13 +170,38 @@ export function checkAgentExtras(
 
 interface ToolsetDoc {
   type: string;
+  mcp_server_name?: string;
   default_config: { enabled: boolean; permission_policy: Policy };
   configs: { name: ApiToolName; enabled: boolean; permission_policy: Policy }[];
 }
 
+const mcpRule = (config: { enabled: boolean; permission_policy: Policy }): McpToolRule => ({
+  enabled: config.enabled,
+  // `auto` never gets this far: it is refused when the agent is made.
+  policy: config.permission_policy.type === 'always_allow' ? 'always_allow' : 'always_ask',
+});
+
+/**
+ * The agent's MCP servers with their toolsets' rules. A server without a toolset has none of its tools
+ * enabled: a Managed Agents server's tools reach the agent through its `mcp_toolset`.
+ */
+function mcpServersOf(agent: Record<string, unknown>): AgentMcpServer[] {
+  const toolsets = (agent.tools as ToolsetDoc[] | undefined)?.filter((t) => t.type === 'mcp_toolset') ?? [];
+  return ((agent.mcp_servers as { name: string; url: string }[] | undefined) ?? []).map((server) => {
+    const toolset = toolsets.find((t) => t.mcp_server_name === server.name);
+    return {
+      name: server.name,
+      url: server.url,
+      default: toolset ? mcpRule(toolset.default_config) : { enabled: false, policy: 'always_ask' },
+      tools: Object.fromEntries((toolset?.configs ?? []).map((c) => [c.name, mcpRule(c)])),
+    };
+  });
+}
+
 /**
  * What a session runs with, from its agent (as the API shows it, overrides applied): the CLI's tool
- * set, which tools always ask (`ask_tools`, a PreToolUse hook) and which never do (`allowed_tools`).
+ * set, which tools always ask (`ask_tools`, a PreToolUse hook) and which never do (`allowed_tools`), and
+ * its MCP servers with their toolsets' rules (`mcp_servers`, the same hook).
  */
 export function agentConfigOf(agent: Record<string, unknown>): AgentConfig {
   const model = agent.model as { id: string; effort?: { type: AgentConfig['effort'] } } | undefined;
@@ -129,6 +218,7 @@ export function agentConfigOf(agent: Record<string, unknown>): AgentConfig {
       (config.permission_policy.type === 'always_ask' ? ask : allow).push(cli);
     }
   }
+  const mcp = mcpServersOf(agent);
   return {
     ...(model && { model: model.id }),
     ...(model?.effort && { effort: model.effort.type }),
@@ -138,7 +228,26 @@ export function agentConfigOf(agent: Record<string, unknown>): AgentConfig {
     allowed_tools: allow,
     ask_tools: ask,
     permission_mode: 'default',
+    ...(mcp.length > 0 && { mcp_servers: mcp }),
   };
+}
+
+/**
+ * Refuses an agent's MCP servers where its sessions could not reach them: a confined host's agents reach
+ * only the hosts of a limited network, and MCP servers are not among them (`allow_mcp_servers` is refused
+ * there). Accepting them would start a session whose MCP tools silently fail to connect.
+ */
+export function checkMcpReach(
+  servers: readonly unknown[] | undefined,
+  host: NetworkAbility,
+  field = 'agent.mcp_servers',
+): void {
+  if (host.confined && (servers?.length ?? 0) > 0) {
+    throw unsupported(
+      field,
+      'reaching MCP servers from a host that confines agents (--sandbox bwrap; use --sandbox none)',
+    );
+  }
 }
 
 type EnvironmentConfigParam = z.infer<typeof environmentConfigSchema>;

@@ -20,7 +20,9 @@ import {
   type NetworkAbility,
   normalizeEnvironmentConfig,
   agentConfigOf,
-  checkMcpServers,
+  checkMcpReach,
+  checkMcpToolsets,
+  normalizeMcpServers,
   hostingOf,
   normalizeModel,
   normalizeTools,
@@ -139,13 +141,20 @@ export function sessionRoutes(options: SessionRoutesOptions): RouteGroup {
     if (param.type === 'agent_with_overrides') {
       if (param.skills && param.skills.length > 0)
         throw new BerthError('unsupported', 'agent.skills: a skill is not supported by Berth');
-      checkMcpServers(param.mcp_servers, 'agent.mcp_servers');
       overrides = {
         ...(param.model !== undefined && { model: normalizeModel(param.model, 'agent.model') }),
         ...(param.system !== undefined && { system: param.system }),
         ...(param.tools !== undefined && { tools: normalizeTools(param.tools, 'agent.tools') }),
+        ...(param.mcp_servers !== undefined && {
+          mcp_servers: normalizeMcpServers(param.mcp_servers, 'agent.mcp_servers'),
+        }),
       };
     }
+    const effective = { ...pinned.doc, ...overrides };
+    const mcpServers = effective.mcp_servers as Record<string, unknown>[] | undefined;
+    // Checked on the agent as overridden: an override may drop a server the agent's toolset names.
+    checkMcpToolsets(effective.tools as Record<string, unknown>[], mcpServers ?? [], 'agent.tools');
+    checkMcpReach(mcpServers, options.network);
     const environment = CATALOG_ID.test(input.environment_id)
       ? await catalog.get({ tenant, kind: 'environment', id: input.environment_id })
       : undefined;
@@ -165,7 +174,7 @@ export function sessionRoutes(options: SessionRoutesOptions): RouteGroup {
     const config = normalizeEnvironmentConfig(environment.doc.config as never, options.network);
     const hosting = hostingOf(config);
     const agent = {
-      ...agentConfigOf({ ...pinned.doc, ...overrides }),
+      ...agentConfigOf(effective),
       ...(hosting.network && { network: hosting.network }),
     };
     return { agent, pattern: hosting.pattern, ref: { id: param.id, version }, overrides };

@@ -10,7 +10,7 @@ import { streamSSE, type SSEMessage, type SSEStreamingApi } from 'hono/streaming
 import type { StoredEvent } from '../session/events.js';
 import type { Session } from '../session/session.js';
 import { newEventId } from '../ids.js';
-import { eventView } from './event-view.js';
+import { apiEventType, eventView } from './event-view.js';
 
 /** A client further behind than this is disconnected; it reconnects with Last-Event-ID and replays. */
 const MAX_BUFFERED_EVENTS = 10_000;
@@ -38,6 +38,8 @@ export interface EventSource<E extends StreamEvent> {
   isFinal(event: E): boolean;
   /** The event's SSE data. */
   data(event: E): string;
+  /** The event's SSE event name. @default its `type` */
+  name?(event: E): string;
   /**
    * Sent first, without an id, when events after `after` are no longer all kept (a group's
    * `group.replay_gap`); undefined when none are missing. Read with {@link list}.
@@ -121,7 +123,8 @@ async function send<E extends StreamEvent>(
   source: EventSource<E>,
   event: E,
 ): Promise<void> {
-  await stream.writeSSE({ id: String(event.seq), event: event.type, data: source.data(event) });
+  const name = source.name?.(event) ?? event.type;
+  await stream.writeSSE({ id: String(event.seq), event: name, data: source.data(event) });
   const epilogue = source.isFinal(event) ? source.epilogue?.(event) : undefined;
   if (epilogue) await stream.writeSSE(epilogue);
 }
@@ -150,6 +153,7 @@ export function streamSessionEvents(c: Context, session: Session, options: Strea
       ended: false,
       isFinal: (event) => event.type === 'session.status_terminated',
       data: (event) => JSON.stringify(eventView(event)),
+      name: apiEventType,
       // Its events go with it: `session.deleted` is said on the stream only, as its last word.
       epilogue: (final) =>
         final.type === 'session.status_terminated' && final.reason === 'deleted'

@@ -48,13 +48,22 @@ export interface EventPayloads {
   'user.tool_confirmation': { tool_use_id: string; result: 'allow' | 'deny'; deny_message?: string };
   'agent.message': { content: ContentBlock[] };
   'agent.thinking': { thinking: string };
-  'agent.tool_use': { tool_use_id: string; name: string; input: unknown; requires_confirmation?: boolean };
+  /** `mcp_server_name`: the agent's MCP server whose tool it is (the API shows it as `agent.mcp_tool_use`). */
+  'agent.tool_use': {
+    tool_use_id: string;
+    name: string;
+    input: unknown;
+    requires_confirmation?: boolean;
+    mcp_server_name?: string;
+  };
   /** `tool_use_id` is the CLI's; `tool_use_event_id` the id of the `agent.tool_use` event it answers. */
   'agent.tool_result': {
     tool_use_id: string;
     content: unknown;
     is_error: boolean;
     tool_use_event_id?: string;
+    /** The agent's MCP server whose tool it answers (the API shows it as `agent.mcp_tool_result`). */
+    mcp_server_name?: string;
   };
   'session.status_running': object;
   'session.status_idle': { stop_reason: StopReason; usage?: Usage; duration_ms?: number };

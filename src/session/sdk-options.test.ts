@@ -157,6 +157,46 @@ describe('buildQueryOptions', () => {
   });
 });
 
+describe('buildQueryOptions with MCP servers', () => {
+  const mcpAgent: AgentConfig = {
+    tools: ['Read'],
+    mcp_servers: [
+      {
+        name: 'notes',
+        url: 'https://notes.example.com/mcp',
+        default: { enabled: true, policy: 'always_ask' },
+        tools: { erase_all: { enabled: false, policy: 'always_allow' } },
+      },
+    ],
+  };
+
+  it("passes the agent's servers over stdin, beside an extra option's, and decides their tools in the hook", async () => {
+    const bus = { type: 'sdk' as const, name: 'bus', instance: {} as never };
+    const options = buildQueryOptions(mcpAgent, setup({ mcpServers: { bus } }));
+    expect(options.mcpServers).toEqual({
+      notes: { type: 'http', url: 'https://notes.example.com/mcp' },
+      bus,
+    });
+    expect(options.mcpServersDelivery).toBe('initialize');
+    const hook = options.hooks?.PreToolUse?.at(-1);
+    expect(await decision(hook, 'mcp__notes__write_note')).toBe('ask');
+    expect(await decision(hook, 'mcp__notes__erase_all')).toBe('deny');
+    expect(await decision(hook, 'mcp__elsewhere__x')).toBe('deny');
+  });
+
+  it('passes no MCP servers for an agent without any', () => {
+    const options = buildQueryOptions({ tools: ['Read'] }, setup());
+    expect(options).not.toHaveProperty('mcpServers');
+    expect(options).not.toHaveProperty('mcpServersDelivery');
+  });
+
+  it('never lets a warm spare run an agent with MCP servers (they are fixed at prewarm)', () => {
+    expect(CLAIMABLE_AGENT_KEYS.has('mcp_servers')).toBe(false);
+    expect(spareCanCarry(mcpAgent)).toBe(false);
+    expect(spareCanCarry({ ...mcpAgent, mcp_servers: undefined })).toBe(true);
+  });
+});
+
 describe('buildSpareOptions', () => {
   const spareSetup = (toolPolicy?: () => ToolPolicy | undefined): SpareSetup => ({
     env: { PATH: '/usr/bin' },

@@ -67,6 +67,12 @@ function agentOptions(agent: AgentConfig): Partial<Options> {
   };
 }
 
+/** The agent's MCP servers as the CLI takes them (streamable HTTP), or undefined for none. */
+function mcpServersOf(agent: AgentConfig): Options['mcpServers'] {
+  if (!agent.mcp_servers?.length) return undefined;
+  return Object.fromEntries(agent.mcp_servers.map((s) => [s.name, { type: 'http' as const, url: s.url }]));
+}
+
 /**
  * The agent's tool policy applied to complete options: its hook goes after any `PreToolUse` hooks already
  * there (an extra option's), and allow rules for `ask_tools` tools are dropped. The CLI asks under an
@@ -91,9 +97,16 @@ function withToolPolicy(options: Options, policy: ToolPolicy): Options {
 /** The options of one subprocess started with `query()`. */
 export function buildQueryOptions(agent: AgentConfig, setup: ProcessSetup): Options {
   const transcript = setup.transcript;
+  const mcpServers = mcpServersOf(agent);
   const options: Options = {
     ...setup.extra,
     ...agentOptions(agent),
+    // Added to an extra option's servers (a group's bus), never replacing them; sent over stdin, not on
+    // the command line other users of the machine can read (the bundled CLI takes them there).
+    ...(mcpServers && {
+      mcpServers: { ...mcpServers, ...setup.extra?.mcpServers },
+      mcpServersDelivery: 'initialize' as const,
+    }),
     cwd: setup.cwd,
     env: setup.env,
     settingSources: [],
@@ -124,7 +137,9 @@ export function buildQueryOptions(agent: AgentConfig, setup: ProcessSetup): Opti
  *   to match, not a hook's;
  * - `max_turns`: `maxTurns` is fixed at prewarm, and no claim option sets it;
  * - `network`: the allowlist is granted when the spawner starts the process tree (sandbox, egress proxy),
- *   which for a spare was before its claimer was known.
+ *   which for a spare was before its claimer was known;
+ * - `mcp_servers`: `mcpServers` is fixed at prewarm (the CLI connects to them at start), and no claim
+ *   option sets it.
  */
 export const CLAIMABLE_AGENT_KEYS: ReadonlySet<keyof AgentConfig> = new Set([
   'model',

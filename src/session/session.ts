@@ -23,6 +23,7 @@ import { PUBLIC_STATUS, assertTransition, initialState, type SessionState } from
 import type { ClaimableSpare } from './spare-claim.js';
 import { ProcessSlot } from './process-slot.js';
 import { ToolConfirmations } from './tool-confirmations.js';
+import { toolEvents } from './tool-policy.js';
 import { TurnQueue, type Turn } from './turn-queue.js';
 import type { ProcessInfo, SessionHooks, SessionSetup, UserEvent } from './session-types.js';
 
@@ -69,7 +70,7 @@ export class Session {
     this.confirmations = new ToolConfirmations({
       sessionId: this.id,
       events: options.events,
-      askTools: new Set(options.record.agent.ask_tools),
+      ...toolEvents(options.record.agent),
       timeoutMs: options.timeouts.confirmationMs,
       isClosed: () => this.state === 'closed',
       onWaiting: (eventIds) => {

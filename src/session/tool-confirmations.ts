@@ -19,7 +19,12 @@ export interface ToolConfirmationsOptions {
    * Tools (CLI names) whose every use asks (`AgentConfig.ask_tools`): their `agent.tool_use` says so when
    * it is emitted, before the CLI's permission request arrives (the CLI reports the call first).
    */
-  askTools?: ReadonlySet<string>;
+  askTools?: Pick<ReadonlySet<string>, 'has'>;
+  /**
+   * The agent's MCP server a tool (CLI name) belongs to, undefined for any other tool (a group's bus
+   * included): its `agent.tool_use` and `agent.tool_result` name the server (`mcp_server_name`).
+   */
+  mcpServerOf?: (toolName: string) => string | undefined;
   /** How long a confirmation may wait before it is a deny. */
   timeoutMs: number;
   isClosed: () => boolean;
@@ -38,6 +43,8 @@ export class ToolConfirmations {
   private readonly pending = new Map<string, Pending>();
   /** The CLI's tool_use_id -> the id of its `agent.tool_use` event. */
   private readonly announced = new Map<string, string>();
+  /** The CLI's tool_use_id -> the agent's MCP server whose tool it calls: its result names it too. */
+  private readonly mcpServers = new Map<string, string>();
   /**
    * Tool uses announced as asking (`ask_tools`) that the CLI has not asked about yet: the CLI reports the
    * call before it asks, and a client may answer at once. Event id -> the answer, once it came.
@@ -90,12 +97,22 @@ export class ToolConfirmations {
       if (event.type === 'agent.tool_result') {
         // A result points at its tool use's event, the id clients know it by.
         const eventId = this.announced.get(event.tool_use_id);
-        this.options.events.emit(eventId ? { ...event, tool_use_event_id: eventId } : event);
+        const server = this.mcpServers.get(event.tool_use_id);
+        this.options.events.emit({
+          ...event,
+          ...(eventId && { tool_use_event_id: eventId }),
+          ...(server && { mcp_server_name: server }),
+        });
       } else if (event.type !== 'agent.tool_use') {
         this.options.events.emit(event);
       } else if (!this.announced.has(event.tool_use_id)) {
         const asks = this.options.askTools?.has(event.name) === true;
-        const [stored] = this.options.events.emit(asks ? { ...event, requires_confirmation: true } : event);
+        const server = this.noteMcp(event.tool_use_id, event.name);
+        const [stored] = this.options.events.emit({
+          ...event,
+          ...(asks && { requires_confirmation: true }),
+          ...(server && { mcp_server_name: server }),
+        });
         if (stored) this.announced.set(event.tool_use_id, stored.id);
         if (stored && asks) this.expected.set(stored.id, undefined);
       }
@@ -105,18 +122,28 @@ export class ToolConfirmations {
   /** A turn ended: its tool uses will not be asked about again. */
   endTurn(): void {
     this.announced.clear();
+    this.mcpServers.clear();
     this.expected.clear();
+  }
+
+  /** The agent's MCP server of a tool use, remembered for its result. */
+  private noteMcp(toolUseId: string, toolName: string): string | undefined {
+    const server = this.options.mcpServerOf?.(toolName);
+    if (server) this.mcpServers.set(toolUseId, server);
+    return server;
   }
 
   readonly canUseTool: CanUseTool = async (toolName, input, { signal, toolUseID }) => {
     if (this.options.isClosed()) return { behavior: 'deny', message: 'The session was closed.' };
     if (!this.announced.has(toolUseID)) {
+      const server = this.noteMcp(toolUseID, toolName);
       const [stored] = this.options.events.emit({
         type: 'agent.tool_use',
         tool_use_id: toolUseID,
         name: toolName,
         input,
         requires_confirmation: true,
+        ...(server && { mcp_server_name: server }),
       });
       this.announced.set(toolUseID, stored?.id ?? toolUseID);
     }

@@ -2,7 +2,14 @@ import type { HookCallbackMatcher, PreToolUseHookInput } from '@anthropic-ai/cla
 import { describe, expect, it } from 'vitest';
 import { agentConfigOf } from '../http/managed-config.js';
 import { TOOLSET_TOOLS } from '../http/tool-names.js';
-import { TOOLSET_CLI_TOOLS, decideToolUse, toolPolicyHook, toolPolicyOf } from './tool-policy.js';
+import {
+  TOOLSET_CLI_TOOLS,
+  decideToolUse,
+  splitMcpToolName,
+  toolPolicyHook,
+  toolEvents,
+  toolPolicyOf,
+} from './tool-policy.js';
 
 function preToolUse(toolName: string): PreToolUseHookInput {
   return {
@@ -84,6 +91,92 @@ describe('decideToolUse', () => {
     expect(decideToolUse(group, 'mcp__bus__other')).toBeUndefined();
     const ask = toolPolicyOf({ ask_tools: ['Bash'] });
     for (const tool of ['bash', 'BashOutput', 'Bash ']) expect(decideToolUse(ask, tool)).toBeUndefined();
+  });
+});
+
+describe('decideToolUse for the MCP servers of an agent', () => {
+  // As agentConfigOf makes it from an agent with a `notes` server and its mcp_toolset.
+  const agent = agentConfigOf({
+    tools: [
+      {
+        type: 'agent_toolset_20260401',
+        default_config: { enabled: true, permission_policy: { type: 'always_allow' } },
+        configs: [],
+      },
+      {
+        type: 'mcp_toolset',
+        mcp_server_name: 'notes',
+        default_config: { enabled: true, permission_policy: { type: 'always_allow' } },
+        configs: [
+          { name: 'write_note', enabled: true, permission_policy: { type: 'always_ask' } },
+          { name: 'erase_all', enabled: false, permission_policy: { type: 'always_allow' } },
+        ],
+      },
+    ],
+    mcp_servers: [
+      { type: 'url', name: 'notes', url: 'https://notes.example.com/mcp' },
+      { type: 'url', name: 'bare', url: 'https://bare.example.com/mcp' },
+    ],
+  });
+  const decision = (tool: string) => decideToolUse(toolPolicyOf(agent), tool)?.permissionDecision;
+
+  it('maps the servers and their toolsets onto the agent config', () => {
+    expect(agent.mcp_servers).toEqual([
+      {
+        name: 'notes',
+        url: 'https://notes.example.com/mcp',
+        default: { enabled: true, policy: 'always_allow' },
+        tools: {
+          write_note: { enabled: true, policy: 'always_ask' },
+          erase_all: { enabled: false, policy: 'always_allow' },
+        },
+      },
+      // A server without a toolset: none of its tools reach the agent.
+      {
+        name: 'bare',
+        url: 'https://bare.example.com/mcp',
+        default: { enabled: false, policy: 'always_ask' },
+        tools: {},
+      },
+    ]);
+    expect(agentConfigOf({ tools: [], mcp_servers: [] })).not.toHaveProperty('mcp_servers');
+  });
+
+  it('asks for always_ask, allows always_allow, denies a disabled tool', () => {
+    expect(decision('mcp__notes__write_note')).toBe('ask');
+    expect(decision('mcp__notes__read_note')).toBe('allow');
+    expect(decision('mcp__notes__erase_all')).toBe('deny');
+    expect(decideToolUse(toolPolicyOf(agent), 'mcp__notes__erase_all')?.permissionDecisionReason).toMatch(
+      /erase_all.*not enabled/,
+    );
+  });
+
+  it('denies the tools of a server without a toolset, of an undeclared server, and malformed names', () => {
+    expect(decision('mcp__bare__anything')).toBe('deny');
+    expect(decision('mcp__other__write_note')).toBe('deny');
+    expect(decision('mcp__notes')).toBe('deny');
+    expect(decision('mcp____x')).toBe('deny');
+    // Built-in tools are decided as before.
+    expect(decision('Bash')).toBe('allow');
+  });
+
+  it('tells which tools always ask and whose server a tool is, as the agent.tool_use event shows them', () => {
+    const events = toolEvents({ ...agent, ask_tools: ['Bash'] });
+    expect(events.askTools.has('mcp__notes__write_note')).toBe(true);
+    expect(events.askTools.has('Bash')).toBe(true);
+    expect(events.askTools.has('mcp__notes__read_note')).toBe(false);
+    expect(events.askTools.has('mcp__notes__erase_all')).toBe(false);
+    expect(events.mcpServerOf('mcp__notes__write_note')).toBe('notes');
+    // Not a server of the agent's (a group's bus): no MCP event.
+    expect(events.mcpServerOf('mcp__berth_bus__send_message')).toBeUndefined();
+    expect(toolEvents({ tools: ['Read'] }).mcpServerOf('mcp__notes__write_note')).toBeUndefined();
+    expect(events.mcpServerOf('Bash')).toBeUndefined();
+  });
+
+  it('splits a CLI MCP tool name at the first __ after the prefix', () => {
+    expect(splitMcpToolName('mcp__notes__write__note')).toEqual({ server: 'notes', tool: 'write__note' });
+    expect(splitMcpToolName('Bash')).toBeUndefined();
+    expect(splitMcpToolName('mcp__notes')).toBeUndefined();
   });
 });
 

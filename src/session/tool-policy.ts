@@ -22,7 +22,7 @@
  * - no answer: the CLI's own rules decide.
  */
 import type { HookCallbackMatcher } from '@anthropic-ai/claude-agent-sdk';
-import type { AgentConfig } from '../stores/types.js';
+import type { AgentConfig, AgentMcpServer } from '../stores/types.js';
 
 /**
  * Managed Agents' agent toolset (`agent_toolset_20260401`) by CLI name, in the order an agent with all of
@@ -48,6 +48,11 @@ export interface ToolPolicy {
   readonly ask: ReadonlySet<string>;
   /** Tools that run without asking (bare names; a rule such as `Bash(npm test:*)` is the CLI's to apply). */
   readonly allow: ReadonlySet<string>;
+  /**
+   * The agent's MCP servers by name; undefined when the agent declares none (then MCP tools, such as a
+   * group's message bus, are not governed here).
+   */
+  readonly mcp: ReadonlyMap<string, AgentMcpServer> | undefined;
 }
 
 /** A `PreToolUse` hook's answer for one tool use. */
@@ -68,26 +73,73 @@ export function ruleTool(rule: string): string {
 }
 
 /** The policy of an agent config. */
-export function toolPolicyOf(agent: Pick<AgentConfig, 'tools' | 'allowed_tools' | 'ask_tools'>): ToolPolicy {
+export function toolPolicyOf(
+  agent: Pick<AgentConfig, 'tools' | 'allowed_tools' | 'ask_tools' | 'mcp_servers'>,
+): ToolPolicy {
   return {
     tools: agent.tools && new Set(agent.tools),
     ask: new Set(agent.ask_tools),
     allow: new Set((agent.allowed_tools ?? []).filter(isBareToolName)),
+    mcp: agent.mcp_servers && new Map(agent.mcp_servers.map((s) => [s.name, s])),
   };
 }
 
 /** True when the policy decides anything a `PreToolUse` hook must answer. */
 export function hasToolPolicy(policy: ToolPolicy): boolean {
-  return policy.tools !== undefined || policy.ask.size > 0 || policy.allow.size > 0;
+  return (
+    policy.tools !== undefined || policy.ask.size > 0 || policy.allow.size > 0 || policy.mcp !== undefined
+  );
+}
+
+/**
+ * The server and the tool's own name of a CLI MCP tool name (`mcp__<server>__<tool>`), split at the first
+ * `__` after the prefix: an agent's server names never hold `__` (managed-config.ts refuses them).
+ */
+export function splitMcpToolName(toolName: string): { server: string; tool: string } | undefined {
+  if (!toolName.startsWith('mcp__')) return undefined;
+  const rest = toolName.slice('mcp__'.length);
+  const at = rest.indexOf('__');
+  return at <= 0 ? undefined : { server: rest.slice(0, at), tool: rest.slice(at + 2) };
+}
+
+/** The decision for an MCP tool of an agent that declares MCP servers: its toolset's rule. */
+function decideMcpToolUse(servers: ReadonlyMap<string, AgentMcpServer>, toolName: string): ToolDecision {
+  const name = splitMcpToolName(toolName);
+  const server = name && servers.get(name.server);
+  if (!name || !server) {
+    return {
+      permissionDecision: 'deny',
+      permissionDecisionReason: `${toolName} is not a tool of an MCP server of this agent.`,
+    };
+  }
+  const rule = server.tools[name.tool] ?? server.default;
+  if (!rule.enabled) {
+    return {
+      permissionDecision: 'deny',
+      permissionDecisionReason: `${name.tool} of MCP server ${server.name} is not enabled for this agent.`,
+    };
+  }
+  return rule.policy === 'always_ask'
+    ? {
+        permissionDecision: 'ask',
+        permissionDecisionReason: `${name.tool} of MCP server ${server.name} is always_ask: every use waits for a confirmation.`,
+      }
+    : {
+        permissionDecision: 'allow',
+        permissionDecisionReason: `${name.tool} of MCP server ${server.name} is always_allow.`,
+      };
 }
 
 /**
  * The one decision for a use of `toolName`: `deny` for a built-in tool the agent does not have, `ask` for
  * an `ask_tools` tool (before `allow`: always_ask wins), `allow` for a bare `allowed_tools` name, else
- * none (the CLI's own rules). An MCP tool (`mcp__server__tool`, a group's message bus) is no built-in: the
- * agent's `tools` does not govern it, as the CLI's `tools` option does not.
+ * none (the CLI's own rules). An MCP tool (`mcp__server__tool`) is no built-in: the agent's `tools` does not
+ * govern it, as the CLI's `tools` option does not; an agent with MCP servers decides it by its server's
+ * toolset (disabled: `deny`, always_ask: `ask`, always_allow: `allow`; an undeclared server: `deny`), and
+ * one without (a group's message bus) leaves it to the CLI.
  */
 export function decideToolUse(policy: ToolPolicy, toolName: string): ToolDecision | undefined {
+  if (policy.mcp && toolName.startsWith('mcp__')) return decideMcpToolUse(policy.mcp, toolName);
   if (policy.tools && !policy.tools.has(toolName) && !toolName.startsWith('mcp__')) {
     return {
       permissionDecision: 'deny',
@@ -107,6 +159,25 @@ export function decideToolUse(policy: ToolPolicy, toolName: string): ToolDecisio
     };
   }
   return undefined;
+}
+
+/**
+ * What a tool use's event says before the CLI's permission request arrives, by the agent's policy:
+ * whether every use asks (`ask_tools`, and MCP tools under always_ask), and which of the agent's MCP
+ * servers the tool belongs to (the options of `ToolConfirmations`).
+ */
+export function toolEvents(agent: AgentConfig): {
+  askTools: Pick<ReadonlySet<string>, 'has'>;
+  mcpServerOf: (toolName: string) => string | undefined;
+} {
+  const policy = toolPolicyOf(agent);
+  return {
+    askTools: { has: (toolName) => decideToolUse(policy, toolName)?.permissionDecision === 'ask' },
+    mcpServerOf: (toolName) => {
+      const server = splitMcpToolName(toolName)?.server;
+      return server !== undefined && policy.mcp?.has(server) ? server : undefined;
+    },
+  };
 }
 
 /** The answer of a warm spare's hook before any session claimed it: nothing runs. */

@@ -47,6 +47,28 @@ export interface AgentConfig {
   effort?: 'low' | 'medium' | 'high' | 'xhigh' | 'max';
   /** What the agent may reach besides the model (`--sandbox bwrap` enforces it; nothing else can). */
   network?: AgentNetwork;
+  /**
+   * MCP servers the agent connects to (streamable HTTP), each with its toolset's policy; the CLI names
+   * their tools `mcp__<name>__<tool>`. Absent: no MCP policy (a group's own bus is not governed here).
+   */
+  mcp_servers?: AgentMcpServer[];
+}
+
+/** Whether an MCP tool may be used, and whether each use waits for a confirmation. */
+export interface McpToolRule {
+  enabled: boolean;
+  policy: 'always_allow' | 'always_ask';
+}
+
+/** One MCP server of an agent and its toolset (`mcp_toolset`) as the tool policy reads it. */
+export interface AgentMcpServer {
+  /** Letters, digits, `_` and `-`, never `__` (the separator of the CLI's tool names). */
+  name: string;
+  url: string;
+  /** The rule of a tool without one of its own in `tools`. */
+  default: McpToolRule;
+  /** Rules by the tool's own name (not the CLI's `mcp__...` one). */
+  tools: Record<string, McpToolRule>;
 }
 
 export interface AgentNetwork {
