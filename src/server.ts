@@ -59,7 +59,7 @@ export async function startBerth(config: ServeConfig, options: StartOptions = {}
       cluster: core.leases && new ClusterRouting(core.leases),
       metricsPublic: config.metricsPublic,
       catalog: core.catalog,
-      network: { confined: core.confinesNetwork },
+      network: { confined: core.confinesNetwork, agentMemoryBytes: core.agentMemoryBytes },
     });
     const server = await listen(app.fetch, config.port, config.host);
     cleanups.add(() => closeServer(server));

@@ -14,7 +14,7 @@ import { findProcesses } from '../src/sandbox/process-tree.js';
 import { MODEL_PORT } from '../src/sandbox/bwrap.js';
 import type { ApiEvent } from './helpers/api-events.js';
 import { credentialFingerprint, startMockModel, type MockModel } from '../src/testing/index.js';
-import { TestBerth } from './helpers/berth.js';
+import { TestBerth, UNSANDBOXED } from './helpers/berth.js';
 import { eventually } from './helpers/wait.js';
 
 const ALPHA = { authorization: 'Bearer alpha-key-0001' };
@@ -55,6 +55,9 @@ beforeAll(async () => {
     // 11: its tenant's workspaces directory (a warm spare's cwd): plant a file, or swap its own directory
     // for a symlink to a place the next spawn would bind and chown as root.
     'touch ../planted; mv "$PWD" ../moved && ln -s /etc "$PWD"; echo "tried"',
+    // 12: a bounded hog: gawk peaks at ~330 MB (measured) for a 64 MiB string, which with the CLI's ~200 MB
+    // fits under the suite's 768 MiB and not under an environment's 384 MiB.
+    '(ulimit -v 4000000; awk \'BEGIN { s = "x"; while (length(s) < 2^26) s = s s; print "held " length(s) }\'); echo "hog survived"',
   ];
   model = await startMockModel({
     scenarios: [
@@ -298,6 +301,90 @@ describe('--sandbox bwrap, limits', () => {
     const next = await runProbe(id, 3);
     expect(next.at(-1)).toMatchObject({ type: 'session.status_idle', stop_reason: { type: 'end_turn' } });
     expect(await readFile(path.join(cwdOf(id, ALPHA), 'mine.txt'), 'utf8')).toBe('written-inside\n');
+  });
+});
+
+describe('--sandbox bwrap, an environment with limits.memory_bytes', () => {
+  const MIB = 1024 ** 2;
+  const environment = async (name: string, memoryBytes: number, on = berth) =>
+    on.api(
+      'POST',
+      '/v1/environments',
+      { name, config: { type: 'cloud', limits: { memory_bytes: memoryBytes } } },
+      ALPHA,
+    );
+  const killed = (turn: ApiEvent[]) =>
+    turn.some((e) => e.type === 'session.error' && (e.error as { code?: string }).code === 'memory_limit');
+
+  it("kills a session's agent at its environment's lower limit; the host's limit alone lets it live", async () => {
+    const env = await environment('small', 384 * MIB);
+    expect(env.status, JSON.stringify(env.body)).toBe(200);
+    expect(env.body.config.limits).toEqual({ memory_bytes: 384 * MIB });
+    const res = await berth.api(
+      'POST',
+      '/v1/sessions',
+      { agent: await berth.agent(withBash, ALPHA), environment_id: env.body.id },
+      ALPHA,
+    );
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    const small = res.body.id as string;
+    const roomy = await berth.createSession(withBash, ALPHA);
+
+    const under = await runProbe(roomy, 12);
+    expect(killed(under), JSON.stringify(under)).toBe(false);
+    expect(await readFile(path.join(cwdOf(roomy, ALPHA), 'out.txt'), 'utf8')).toMatch(/held 67108864/);
+
+    const over = await runProbe(small, 12);
+    expect(killed(over), JSON.stringify(over)).toBe(true);
+  });
+
+  it('starts cold past a parked spare (made with the host limit), and is held to its own', async () => {
+    const warm = await TestBerth.start({
+      model,
+      args: ['--api-keys', 'alpha:alpha-key-0001', '--warm-pool', '1', '--session-ram-ceiling', '768MiB'],
+    });
+    try {
+      await eventually(() => warm.server.host.warmPoolStats.parked === 1, 'a parked spare');
+      const env = await environment('small', 384 * MIB, warm);
+      // The agent of the warm start test, which claims a spare in an environment without limits.
+      const agent = await warm.agent({}, ALPHA);
+      const start = async (environmentId: string): Promise<string> => {
+        const res = await warm.api('POST', '/v1/sessions', { agent, environment_id: environmentId }, ALPHA);
+        expect(res.status, JSON.stringify(res.body)).toBe(200);
+        return res.body.id as string;
+      };
+      const small = await start(env.body.id as string);
+      const over = await runProbe(small, 12, ALPHA, warm);
+      expect(killed(over), JSON.stringify(over)).toBe(true);
+      expect(warm.server.host.warmPoolStats.claimed).toBe(0);
+      await runProbe(await start(await warm.environment({}, ALPHA)), 3, ALPHA, warm);
+      expect(warm.server.host.warmPoolStats.claimed).toBe(1);
+    } finally {
+      await warm.dispose();
+    }
+  });
+
+  it("refuses a limit over the host's --session-ram-ceiling by name, and stores nothing", async () => {
+    const res = await environment('too-big', 1024 * MIB);
+    expect(res.status).toBe(400);
+    expect(res.body.error.message).toMatch(/config\.limits\.memory_bytes/);
+    expect(res.body.error.message).toContain(String(768 * MIB));
+    const list = await berth.api('GET', '/v1/environments?limit=100', undefined, ALPHA);
+    expect((list.body.data as { name: string }[]).map((e) => e.name)).not.toContain('too-big');
+  });
+
+  it('is refused by name on a host that cannot enforce it (--sandbox none)', async () => {
+    const plain = await TestBerth.start({
+      model,
+      args: [...UNSANDBOXED, '--api-keys', 'alpha:alpha-key-0001'],
+    });
+    try {
+      const res = await environment('plain', 256 * MIB, plain);
+      expect(res.status).toBe(400);
+      expect(res.body.error.message).toMatch(/config\.limits\.memory_bytes.*--sandbox none/);
+    } finally {
+      await plain.dispose();
+    }
   });
 });
 

@@ -67,6 +67,8 @@ export interface BerthCore {
   readonly catalog: Catalog;
   /** True when agents have no direct network (`--sandbox bwrap`): an environment's network is enforced. */
   readonly confinesNetwork: boolean;
+  /** Each agent's memory limit where agents get a cgroup (a session may ask for less); else undefined. */
+  readonly agentMemoryBytes: number | undefined;
   /** Ends every subprocess (sessions stay resumable) and closes the stores and the scripted model. */
   close(): Promise<void>;
 }
@@ -273,6 +275,7 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
       leases,
       catalog: stores.catalog,
       confinesNetwork: sandbox !== undefined,
+      agentMemoryBytes: sandbox?.agentMemoryBytes,
       close: () => cleanups.run(),
     };
   } catch (err) {

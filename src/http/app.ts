@@ -15,7 +15,7 @@ import type { Catalog } from '../stores/catalog.js';
 import { authenticate, type ApiKeys } from './auth.js';
 import { agentRoutes, environmentRoutes } from './catalog-routes.js';
 import { ClusterRouting, HOST_HEADER } from './forward.js';
-import type { NetworkAbility } from './managed-config.js';
+import type { HostAbilities } from './managed-config.js';
 import { hostMetrics } from './metrics.js';
 import { sessionRoutes } from './session-routes.js';
 import { SessionElsewhere } from '../host/session-leases.js';
@@ -44,8 +44,8 @@ export interface AppOptions {
   cluster?: ClusterRouting | undefined;
   /** Where agents and environments live (`Stores.catalog`). */
   catalog: Catalog;
-  /** What this host's sandbox does with an environment's networking. */
-  network: NetworkAbility;
+  /** What this host can enforce of an environment (networking, a memory limit). */
+  network: HostAbilities;
 }
 
 function errorResponse(c: Context, err: BerthError): Response {

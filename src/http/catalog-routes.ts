@@ -19,7 +19,7 @@ import {
   normalizeMcpServers,
   normalizeModel,
   normalizeTools,
-  type NetworkAbility,
+  type HostAbilities,
 } from './managed-config.js';
 import {
   agentCreateSchema,
@@ -95,7 +95,7 @@ async function listPage(
 
 export interface CatalogRoutesOptions {
   catalog: Catalog;
-  network: NetworkAbility;
+  network: HostAbilities;
 }
 
 export function agentRoutes({ catalog }: CatalogRoutesOptions): RouteGroup {

@@ -239,7 +239,7 @@ export function agentConfigOf(agent: Record<string, unknown>): AgentConfig {
  */
 export function checkMcpReach(
   servers: readonly unknown[] | undefined,
-  host: NetworkAbility,
+  host: HostAbilities,
   field = 'agent.mcp_servers',
 ): void {
   if (host.confined && (servers?.length ?? 0) > 0) {
@@ -252,10 +252,15 @@ export function checkMcpReach(
 
 type EnvironmentConfigParam = z.infer<typeof environmentConfigSchema>;
 
-/** What this host can do with an environment's networking. */
-export interface NetworkAbility {
+/** What this host can enforce of an environment's config: its networking and its limits. */
+export interface HostAbilities {
   /** True when agents run in a sandbox with no direct network (`--sandbox bwrap`): only `limited` works. */
   confined: boolean;
+  /**
+   * The memory limit of each agent's cgroup (`--session-ram-ceiling`) when the host gives agents one
+   * (`--sandbox bwrap` where a cgroup can be made); undefined: no memory limit can be enforced here.
+   */
+  agentMemoryBytes?: number | undefined;
 }
 
 /**
@@ -265,7 +270,7 @@ export interface NetworkAbility {
  */
 export function normalizeEnvironmentConfig(
   config: EnvironmentConfigParam | null | undefined,
-  host: NetworkAbility,
+  host: HostAbilities,
 ): Record<string, unknown> {
   const field = 'config';
   if (config?.type === 'self_hosted')
@@ -305,23 +310,56 @@ export function normalizeEnvironmentConfig(
       allow_package_managers: false,
     };
   }
+  const limits = config?.limits;
+  if (limits?.memory_bytes !== undefined)
+    checkMemoryLimit(limits.memory_bytes, host, `${field}.limits.memory_bytes`);
   return {
     type: 'cloud',
     networking: network,
     packages: { type: 'packages', apt: [], cargo: [], gem: [], go: [], npm: [], pip: [] },
-    // Berth's addition; absent means the host's `--pattern`.
+    // Berth's additions; absent means the host's `--pattern`, and the host's limits.
     ...(config?.pattern && { pattern: config.pattern }),
+    ...(limits && Object.keys(limits).length > 0 && { limits: { ...limits } }),
   };
 }
 
-/** The session's pattern (undefined: the host's) and network, from its environment's (normalized) config. */
+/**
+ * A session's memory limit is its cgroup's, lowered from the host's: refused where there is no cgroup
+ * (accepted and ignored, it would read as a protection the host does not give), and above the host's
+ * limit, which admission counts each session at.
+ */
+function checkMemoryLimit(bytes: number, host: HostAbilities, field: string): void {
+  if (host.agentMemoryBytes === undefined) {
+    throw new BerthError(
+      'invalid_request',
+      `${field}: a memory limit is enforced by an agent's cgroup, and this host has none (--sandbox none, or no cgroup can be made here)`,
+    );
+  }
+  if (bytes > host.agentMemoryBytes) {
+    throw new BerthError(
+      'invalid_request',
+      `${field}: ${bytes} is over this host's memory limit per session (--session-ram-ceiling: ${host.agentMemoryBytes} bytes)`,
+    );
+  }
+}
+
+/**
+ * The session's pattern (undefined: the host's), network and limits (as agent config keys), from its
+ * environment's (normalized) config.
+ */
 export function hostingOf(config: Record<string, unknown>): {
   pattern: Pattern | undefined;
   network: AgentConfig['network'];
+  limits: Pick<AgentConfig, 'memory_bytes' | 'max_turns'>;
 } {
   const networking = config.networking as { type: string; allowed_hosts?: string[] };
+  const limits = (config.limits ?? {}) as { memory_bytes?: number; max_turns?: number };
   return {
     pattern: config.pattern as Pattern | undefined,
+    limits: {
+      ...(limits.memory_bytes !== undefined && { memory_bytes: limits.memory_bytes }),
+      ...(limits.max_turns !== undefined && { max_turns: limits.max_turns }),
+    },
     // No hosts is what a confined agent has anyway: no egress proxy to start for it.
     network:
       networking.type === 'limited' && (networking.allowed_hosts?.length ?? 0) > 0

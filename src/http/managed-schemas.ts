@@ -145,6 +145,14 @@ const networking = z.discriminatedUnion('type', [
   }),
 ]);
 
+/** Berth's addition: per-session limits the host enforces (see `normalizeEnvironmentConfig`). */
+const limits = z.strictObject({
+  /** The session's subprocess tree's memory; at most the host's `--session-ram-ceiling`. */
+  memory_bytes: z.int().positive().optional(),
+  /** Agentic turns one user message may take (the SDK's `maxTurns`). */
+  max_turns: z.int().positive().optional(),
+});
+
 const packages = z.strictObject({
   type: z.literal('packages').optional(),
   apt: z.array(z.string()).nullable().optional(),
@@ -165,6 +173,8 @@ export const environmentConfigSchema = z.discriminatedUnion('type', [
     packages: packages.nullable().optional(),
     /** Berth's addition: how sessions in this environment are hosted. @default long-running */
     pattern: z.enum(ENVIRONMENT_PATTERNS).optional(),
+    /** Berth's addition: per-session limits. @default the host's */
+    limits: limits.optional(),
   }),
   z.strictObject({ type: z.literal('self_hosted') }),
 ]);

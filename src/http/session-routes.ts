@@ -17,7 +17,7 @@ import { eventPage } from './event-pages.js';
 import { eventView } from './event-view.js';
 import { ClusterRouting } from './forward.js';
 import {
-  type NetworkAbility,
+  type HostAbilities,
   normalizeEnvironmentConfig,
   agentConfigOf,
   checkMcpReach,
@@ -44,8 +44,8 @@ import { streamSessionEvents } from './sse.js';
 export interface SessionRoutesOptions {
   host: SessionHost;
   catalog: Catalog;
-  /** What this host's sandbox does with an environment's networking. */
-  network: NetworkAbility;
+  /** What this host can enforce of an environment (networking, a memory limit). */
+  network: HostAbilities;
   heartbeatMs: number;
   cluster?: ClusterRouting | undefined;
 }
@@ -176,6 +176,7 @@ export function sessionRoutes(options: SessionRoutesOptions): RouteGroup {
     const agent = {
       ...agentConfigOf(effective),
       ...(hosting.network && { network: hosting.network }),
+      ...hosting.limits,
     };
     return { agent, pattern: hosting.pattern, ref: { id: param.id, version }, overrides };
   }

@@ -3,8 +3,9 @@
  * - bubblewrap: its own mount, PID, IPC, UTS and network namespaces (see `bwrap.ts`);
  * - its tenant's uid, when the server runs as root (see `agent-uids.ts`); a server that is not root runs
  *   agents as its own uid, which the namespaces still keep away from everything of the server's;
- * - a cgroup per tree with the session's memory ceiling and a process limit (see `cgroups.ts`), or, where
- *   no cgroup can be made, `prlimit --nproc` as the fallback (no memory limit then: say so at start);
+ * - a cgroup per tree with the session's memory ceiling (or the session's own lower limit) and a process
+ *   limit (see `cgroups.ts`), or, where no cgroup can be made, `prlimit --nproc` as the fallback (no
+ *   memory limit then: say so at start);
  * - no network but the model proxy, through its Unix socket.
  * `open` checks all of it at start and refuses to start with the reason when something cannot work.
  */
@@ -140,7 +141,7 @@ export class Sandbox {
         const prlimit = [`--nproc=${this.options.limits.pids}`, '--', 'bwrap', ...args];
         return { command: 'prlimit', args: prlimit, release, env };
       }
-      const cgroup = this.cgroups.create(randomUUID(), this.options.limits);
+      const cgroup = this.cgroups.create(randomUUID(), this.limitsFor(owner));
       const join = `${joinScript(cgroup)}; exec "$@"`;
       return {
         command: '/bin/sh',
@@ -154,6 +155,21 @@ export class Sandbox {
       egress?.revoke();
       throw err;
     }
+  }
+
+  /**
+   * Each agent's memory limit (its cgroup's), or undefined where agents get no cgroup: a session may ask
+   * for less (`SpawnOwner.memoryBytes`), never for more.
+   */
+  get agentMemoryBytes(): number | undefined {
+    return this.cgroups ? this.options.limits.memoryBytes : undefined;
+  }
+
+  /** The host's limits, with the owner's lower memory limit when it has one (never a higher one). */
+  private limitsFor(owner: SpawnOwner): CgroupLimits {
+    const { limits } = this.options;
+    if (owner.memoryBytes === undefined) return limits;
+    return { ...limits, memoryBytes: Math.min(owner.memoryBytes, limits.memoryBytes) };
   }
 
   /**

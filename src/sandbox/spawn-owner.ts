@@ -10,6 +10,8 @@ export interface SpawnOwner {
   id?: string | undefined;
   /** Domains the agent may reach over HTTPS (its `agent.network.allowed_domains`); none when absent. */
   allowedDomains?: readonly string[] | undefined;
+  /** Its tree's memory limit (its `agent.memory_bytes`), when lower than the host's; absent: the host's. */
+  memoryBytes?: number | undefined;
 }
 
 /**

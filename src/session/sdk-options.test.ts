@@ -268,5 +268,7 @@ describe('what a warm spare carries', () => {
     expect(spareCanCarry({ ...TOOLSET_AGENT, effort: 'low' })).toBe(false);
     expect(spareCanCarry({ ...TOOLSET_AGENT, system_prompt: 'x' })).toBe(false);
     expect(spareCanCarry({ ...TOOLSET_AGENT, network: { allowed_domains: ['example.com'] } })).toBe(false);
+    expect(spareCanCarry({ ...TOOLSET_AGENT, memory_bytes: 256 * 1024 ** 2 })).toBe(false);
+    expect(spareCanCarry({ ...TOOLSET_AGENT, max_turns: 3 })).toBe(false);
   });
 });

@@ -138,6 +138,9 @@ export function buildQueryOptions(agent: AgentConfig, setup: ProcessSetup): Opti
  * - `max_turns`: `maxTurns` is fixed at prewarm, and no claim option sets it;
  * - `network`: the allowlist is granted when the spawner starts the process tree (sandbox, egress proxy),
  *   which for a spare was before its claimer was known;
+ * - `memory_bytes`: the cgroup's limit is set when the spawner starts the process tree, which for a spare
+ *   was at prewarm, with the host's limit (the kernel's documented answer to lowering a limit below what a
+ *   cgroup already uses is reclaim, then EBUSY on v1 or an OOM kill on v2: not a claim to race);
  * - `mcp_servers`: `mcpServers` is fixed at prewarm (the CLI connects to them at start), and no claim
  *   option sets it.
  */

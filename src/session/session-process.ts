@@ -39,7 +39,12 @@ export function startSessionProcess(request: SessionProcessRequest): AgentProces
   return AgentProcess.start({
     runtime: setup.runtime,
     createSpawner: setup.createSpawner,
-    owner: { tenant: record.tenant, id: record.id, allowedDomains: record.agent.network?.allowed_domains },
+    owner: {
+      tenant: record.tenant,
+      id: record.id,
+      allowedDomains: record.agent.network?.allowed_domains,
+      memoryBytes: record.agent.memory_bytes,
+    },
     killGraceMs: setup.timeouts.killGraceMs,
     prompt: 'streaming',
     costBaseline: () => costBaseline,

@@ -32,7 +32,13 @@ export interface AgentConfig {
   allowed_tools?: string[];
   disallowed_tools?: string[];
   permission_mode?: 'default' | 'acceptEdits' | 'bypassPermissions' | 'plan' | 'dontAsk';
+  /** Agentic turns one user message may take (the SDK's `maxTurns`); over it the turn ends `max_turns`. */
   max_turns?: number;
+  /**
+   * The memory limit of the session's subprocess tree (its cgroup's), below the host's own; absent: the
+   * host's. Only a host with a cgroup per agent enforces it, and the API refuses it elsewhere.
+   */
+  memory_bytes?: number;
   /**
    * The CLI's built-in tools the agent has (CLI names: `Bash`, `Read`, ...); absent means the CLI's own
    * default set, empty means none. An agent's toolset in the API becomes this list.
