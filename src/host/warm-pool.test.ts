@@ -5,6 +5,7 @@
  */
 import type { HookCallbackMatcher, Options, Query, SpareProcess } from '@anthropic-ai/claude-agent-sdk';
 import { afterEach, describe, expect, it } from 'vitest';
+import { decisionOf } from '../../test/helpers/hooks.js';
 import type { SpawnedTree } from '../sandbox/plain-spawn.js';
 import type { AgentRuntime } from '../session/agent-runtime.js';
 import { TOOLSET_CLI_TOOLS, toolPolicyOf } from '../session/tool-policy.js';
@@ -144,19 +145,7 @@ describe('the warm pool', () => {
 /** The permission decision a spare's `PreToolUse` hook answers for a use of `toolName`. */
 async function hookDecision(options: Options, toolName: string): Promise<string | undefined> {
   const [matcher]: (HookCallbackMatcher | undefined)[] = options.hooks?.PreToolUse ?? [];
-  const input = {
-    hook_event_name: 'PreToolUse',
-    tool_name: toolName,
-    tool_input: {},
-    tool_use_id: 'toolu_1',
-    session_id: 's',
-    transcript_path: '/t',
-    cwd: '/work',
-  } as const;
-  const signal = new AbortController().signal;
-  const answer = (await matcher?.hooks[0]?.(input, 'toolu_1', { signal })) as
-    { hookSpecificOutput?: { permissionDecision?: string } } | undefined;
-  return answer?.hookSpecificOutput?.permissionDecision;
+  return decisionOf(matcher, toolName);
 }
 
 describe("a spare's callbacks, fixed at prewarm", () => {

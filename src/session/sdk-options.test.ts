@@ -1,5 +1,6 @@
-import type { HookCallbackMatcher, Options, PreToolUseHookInput } from '@anthropic-ai/claude-agent-sdk';
+import type { HookCallbackMatcher, Options } from '@anthropic-ai/claude-agent-sdk';
 import { describe, expect, it } from 'vitest';
+import { answers } from '../../test/helpers/hooks.js';
 import type { AgentConfig } from '../stores/types.js';
 import {
   CLAIMABLE_AGENT_KEYS,
@@ -21,24 +22,6 @@ const setup = (extra?: Partial<Options>): ProcessSetup => ({
   abortController: new AbortController(),
   extra,
 });
-
-function preToolUse(toolName: string): PreToolUseHookInput {
-  return {
-    hook_event_name: 'PreToolUse',
-    tool_name: toolName,
-    tool_input: {},
-    tool_use_id: 'toolu_1',
-    session_id: 's',
-    transcript_path: '/t',
-    cwd: '/work',
-  };
-}
-
-/** What `matcher`'s hooks answer for a use of `toolName`. */
-async function answers(matcher: HookCallbackMatcher | undefined, toolName: string): Promise<unknown[]> {
-  const signal = new AbortController().signal;
-  return Promise.all((matcher?.hooks ?? []).map((hook) => hook(preToolUse(toolName), 'toolu_1', { signal })));
-}
 
 /** The permission decision `matcher` answers for `toolName`, or undefined for none. */
 async function decision(matcher: HookCallbackMatcher | undefined, toolName: string): Promise<unknown> {

@@ -1,5 +1,5 @@
-import type { HookCallbackMatcher, PreToolUseHookInput } from '@anthropic-ai/claude-agent-sdk';
 import { describe, expect, it } from 'vitest';
+import { answers, preToolUse } from '../../test/helpers/hooks.js';
 import { agentConfigOf } from '../http/managed-config.js';
 import { TOOLSET_TOOLS } from '../http/tool-names.js';
 import {
@@ -10,24 +10,6 @@ import {
   toolEvents,
   toolPolicyOf,
 } from './tool-policy.js';
-
-function preToolUse(toolName: string): PreToolUseHookInput {
-  return {
-    hook_event_name: 'PreToolUse',
-    tool_name: toolName,
-    tool_input: {},
-    tool_use_id: 'toolu_1',
-    session_id: 's',
-    transcript_path: '/t',
-    cwd: '/work',
-  };
-}
-
-/** What `matcher`'s hooks answer for a use of `toolName`. */
-async function answers(matcher: HookCallbackMatcher | undefined, toolName: string): Promise<unknown[]> {
-  const signal = new AbortController().signal;
-  return Promise.all((matcher?.hooks ?? []).map((hook) => hook(preToolUse(toolName), 'toolu_1', { signal })));
-}
 
 describe('TOOLSET_CLI_TOOLS', () => {
   it('is the API toolset by CLI name, as an agent with every tool enabled passes it', () => {
