@@ -7,13 +7,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiEvent } from './helpers/api-events.js';
 import { createSessionAt } from './helpers/berth.js';
 import { openStores } from '../src/stores/open-stores.js';
 import { startMockModel, type MockModel } from '../src/testing/index.js';
 import { postgresBackend } from './helpers/backends.js';
-import { hostProcesses } from './helpers/processes.js';
+import { hostProcesses, markedProcessesUnder } from './helpers/processes.js';
 import { eventually } from './helpers/wait.js';
 import { expectSameTranscript, localTranscript } from './helpers/transcripts.js';
 
@@ -25,6 +25,9 @@ interface Running {
   stderr: string;
   exit: Promise<number | null>;
 }
+
+/** Every CLI this file started, to be ended if a test fails before it ends it. */
+const started: Running[] = [];
 
 /** Starts the CLI with a clean environment (no ANTHROPIC_API_KEY, no BERTH_*). */
 function run(args: string[], cwd: string): Running {
@@ -41,8 +44,28 @@ function run(args: string[], cwd: string): Running {
   };
   child.stdout.on('data', (c: Buffer) => (running.stdout += c.toString()));
   child.stderr.on('data', (c: Buffer) => (running.stderr += c.toString()));
+  started.push(running);
   return running;
 }
+
+/**
+ * A test that failed before it stopped its servers leaves them and their agents running (seen: a stale
+ * `dist/` failed the first request, and four hosts ran on for 40 minutes). Whatever a test started ends
+ * with it: each CLI still running is killed, then every agent process under this file's directory.
+ */
+afterEach(async () => {
+  const left = started.splice(0).filter((r) => r.child.exitCode === null && r.child.signalCode === null);
+  for (const r of left) r.child.kill('SIGKILL');
+  await Promise.all(left.map((r) => r.exit));
+  if (left.length === 0 || !dir) return;
+  for (const p of await markedProcessesUnder(dir)) {
+    try {
+      process.kill(p.pid, 'SIGKILL');
+    } catch {
+      // gone meanwhile
+    }
+  }
+});
 
 async function waitForOutput(r: Running, pattern: RegExp, timeoutMs = 30_000): Promise<RegExpMatchArray> {
   const deadline = Date.now() + timeoutMs;
