@@ -50,18 +50,10 @@ export function normalizeTools(tools: ToolsParam, field = 'tools'): Record<strin
     if (++toolsets > 1) {
       throw new BerthError('invalid_request', `${at}: an agent has at most one agent_toolset_20260401`);
     }
-    const defaults = {
-      enabled: tool.default_config?.enabled ?? true,
-      permission_policy: checkPolicy(tool.default_config?.permission_policy, `${at}.default_config`) ?? {
-        type: 'always_allow',
-      },
-    };
-    const seen = new Set<string>();
+    const defaults = toolsetDefaults(tool, at, 'always_allow');
     const configs = (tool.configs ?? []).map((config, i) => {
       const where = `${at}.configs.${i}`;
-      if (seen.has(config.name))
-        throw new BerthError('invalid_request', `${where}: ${config.name} is configured twice`);
-      seen.add(config.name);
+      checkOnce(tool.configs!, i, where);
       if (config.type !== undefined && config.type !== config.name) {
         throw new BerthError('invalid_request', `${where}.type: must be ${JSON.stringify(config.name)}`);
       }
@@ -79,22 +71,36 @@ export function normalizeTools(tools: ToolsParam, field = 'tools'): Record<strin
   });
 }
 
+/** A toolset's `default_config` with its defaults filled in (`policy` when it names none). */
+function toolsetDefaults(
+  tool: { default_config?: { enabled?: boolean | null; permission_policy?: Policy | null } | null },
+  at: string,
+  policy: 'always_allow' | 'always_ask',
+): { enabled: boolean; permission_policy: Policy } {
+  return {
+    enabled: tool.default_config?.enabled ?? true,
+    permission_policy: checkPolicy(tool.default_config?.permission_policy, `${at}.default_config`) ?? {
+      type: policy,
+    },
+  };
+}
+
+/** `invalid_request` when the tool of `configs[index]` was configured before it in the same list. */
+function checkOnce(configs: readonly { name: string }[], index: number, where: string): void {
+  const name = configs[index]!.name;
+  if (configs.findIndex((c) => c.name === name) < index) {
+    throw new BerthError('invalid_request', `${where}: ${name} is configured twice`);
+  }
+}
+
 type McpToolsetParam = Extract<ToolsParam[number], { type: 'mcp_toolset' }>;
 
 /** An MCP toolset as the API shows it; its default policy is Managed Agents' `always_ask`. */
 function normalizeMcpToolset(tool: McpToolsetParam, at: string): Record<string, unknown> {
-  const defaults = {
-    enabled: tool.default_config?.enabled ?? true,
-    permission_policy: checkPolicy(tool.default_config?.permission_policy, `${at}.default_config`) ?? {
-      type: 'always_ask',
-    },
-  };
-  const seen = new Set<string>();
+  const defaults = toolsetDefaults(tool, at, 'always_ask');
   const configs = (tool.configs ?? []).map((config, i) => {
     const where = `${at}.configs.${i}`;
-    if (seen.has(config.name))
-      throw new BerthError('invalid_request', `${where}: ${config.name} is configured twice`);
-    seen.add(config.name);
+    checkOnce(tool.configs!, i, where);
     return {
       name: config.name,
       enabled: config.enabled ?? defaults.enabled,
