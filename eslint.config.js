@@ -18,6 +18,36 @@ export default tseslint.config(
     },
   },
   {
+    // The web console: plain browser ES modules, outside the TypeScript project (no build step), so
+    // linted without type information, against the browser's globals.
+    files: ['console/**/*.js'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      sourceType: 'module',
+      parserOptions: { project: false, projectService: false },
+      globals: Object.fromEntries(
+        [
+          'window',
+          'document',
+          'location',
+          'sessionStorage',
+          'fetch',
+          'URL',
+          'URLSearchParams',
+          'AbortController',
+          'TextDecoderStream',
+          'setTimeout',
+          'clearTimeout',
+          'console',
+          'HTMLElement',
+          'HTMLButtonElement',
+          'EventListener',
+          'Node',
+        ].map((name) => [name, 'readonly']),
+      ),
+    },
+  },
+  {
     files: ['**/*.test.ts', 'test/**/*.ts', 'bench/**/*.ts'],
     rules: {
       '@typescript-eslint/no-non-null-assertion': 'off',

@@ -14,6 +14,7 @@
  * session. Inside the Berth server the session's own events are timestamped too, to show where a turn's
  * extra milliseconds go (HTTP in, the SDK turn, SSE out).
  */
+import { makeTelemetry } from '../src/observe/telemetry.js';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -106,7 +107,7 @@ async function run(options: SuiteOptions): Promise<SuiteReport> {
       ],
       { PATH: process.env.PATH },
     );
-    berth = await startBerth(config, { log: options.log });
+    berth = await startBerth(config, { telemetry: makeTelemetry() });
     const bareHome = path.join(root, 'bare', 'home');
     const bareConfig = path.join(root, 'bare', 'claude-config');
     await Promise.all([mkdir(bareHome, { recursive: true }), mkdir(bareConfig, { recursive: true })]);

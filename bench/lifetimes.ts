@@ -25,6 +25,8 @@
  *
  * The file is also the entry point of (3)'s child process (see {@link memoryChild} at the end).
  */
+import { createLogger } from '../src/observe/logger.js';
+import { makeTelemetry } from '../src/observe/telemetry.js';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
@@ -256,7 +258,7 @@ async function startServer(ctx: Context, dataDir: string, args: readonly string[
     ['--port', '0', '--data-dir', dataDir, '--model-endpoint', ctx.model.url, '--sandbox', 'none', ...args],
     { PATH: process.env.PATH },
   );
-  const berth = await startBerth(config, { log: ctx.log });
+  const berth = await startBerth(config, { telemetry: makeTelemetry() });
   ctx.servers.add(berth);
   return berth;
 }
@@ -1105,7 +1107,7 @@ async function memoryChild(): Promise<void> {
   const send = (m: FromChild): void => void process.send?.(m);
   const args = JSON.parse(process.env.BERTH_BENCH_CHILD_ARGS ?? '[]') as string[];
   const berth = await startBerth(parseServeConfig(args, { PATH: process.env.PATH }), {
-    log: (line) => process.stderr.write(`${line}\n`),
+    telemetry: makeTelemetry({ log: await createLogger({ format: 'json', level: 'warn' }) }),
   });
   const gc = (globalThis as { gc?: () => void }).gc;
   const stop = async (): Promise<void> => {
@@ -1167,7 +1169,7 @@ async function measurePlan(ctx: Context): Promise<PlanResults> {
     toolCallsPerTurn: PLAN_TOOL_CALLS,
     tmpDir: ctx.root,
     agentPath: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
-    log: ctx.log,
+    telemetry: makeTelemetry(),
   });
   return { result, sizing: planSizing(result.peakMaxBytes, { hostRamBytes: PLAN_HOST_RAM }) };
 }

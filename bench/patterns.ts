@@ -22,6 +22,7 @@
  * environment of `buildAgentEnv` (its own `CLAUDE_CONFIG_DIR` and `HOME`, auto memory off) and a cwd of
  * its own.
  */
+import { makeTelemetry } from '../src/observe/telemetry.js';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
@@ -318,7 +319,7 @@ async function startServer(
     ['--port', '0', '--data-dir', dataDir, '--model-endpoint', modelEndpoint, '--sandbox', 'none', ...args],
     { PATH: process.env.PATH },
   );
-  const berth = await startBerth(config, { log: ctx.log });
+  const berth = await startBerth(config, { telemetry: makeTelemetry() });
   ctx.servers.add(berth);
   return berth;
 }

@@ -15,6 +15,7 @@
  * process whose environment names its server's data dir), split by program, so that the sandbox's own
  * processes (bwrap, the PID namespace's init, the socat relay) show apart from the CLI.
  */
+import { makeTelemetry } from '../src/observe/telemetry.js';
 import { readFile, readdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -92,7 +93,7 @@ async function run(options: SuiteOptions): Promise<SuiteReport> {
       // No spares on either: a sandboxed host ignores the pool, and a parked spare would skip the start.
       args.push('--warm-pool', '0', '--sandbox', mode);
       const berth = await startBerth(parseServeConfig(args, { PATH: process.env.PATH }), {
-        log: options.log,
+        telemetry: makeTelemetry(),
       });
       started.push(berth);
       return berth;

@@ -23,6 +23,7 @@
  * S3 adapter). Each floor key is its own table, list or key prefix, so no floor pays for a scan or an
  * index. Both sides serialize on append and parse on load, since a store takes and returns objects.
  */
+import { makeTelemetry } from '../src/observe/telemetry.js';
 import { randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -816,7 +817,7 @@ async function measureHydrate(
       ],
       { PATH: process.env.PATH },
     );
-    const berth = await startBerth(config, { log: ctx.log });
+    const berth = await startBerth(config, { telemetry: makeTelemetry() });
     ctx.servers.add(berth);
     return berth;
   };

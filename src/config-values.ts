@@ -48,10 +48,10 @@ export function parseDuration(value: string, what: string): number {
   return Math.round(Number(match[1]) * (DURATION_UNITS[match[2] ?? 'ms'] ?? 1));
 }
 
-export function parsePort(value: string): number {
+export function parsePort(value: string, what = '--port'): number {
   const port = Number(value);
   if (!/^\d+$/.test(value) || port > 65535) {
-    throw new BerthError('invalid_config', `--port: ${JSON.stringify(value)} is not a port (0-65535)`);
+    throw new BerthError('invalid_config', `${what}: ${JSON.stringify(value)} is not a port (0-65535)`);
   }
   return port;
 }

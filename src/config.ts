@@ -6,6 +6,7 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { CLUSTER_OPTIONS, parseClusterConfig, type ClusterConfig } from './config-cluster.js';
+import { OBSERVE_OPTIONS, parseObserveConfig, type ObserveConfig } from './config-observe.js';
 import { BerthError } from './errors.js';
 import type { RecycleLimits } from './host/recycle-policy.js';
 import { DEFAULT_SESSION_CEILING, agentsPerHost, detectHostRam, type HostSizing } from './host/sizing.js';
@@ -81,8 +82,8 @@ export interface ServeConfig {
   drainTimeoutMs: number;
   /** `PATH` given to the agents' tools. */
   agentPath: string;
-  /** `GET /metrics` without an API key, even when keys are configured. */
-  metricsPublic: boolean;
+  /** Logs, metrics and traces (config-observe.ts). */
+  observe: ObserveConfig;
   /** Multi-host mode (`--advertise-url`), or null for a host on its own. */
   cluster: ClusterConfig | null;
 }
@@ -293,12 +294,7 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
     type: 'string',
     help: 'on SIGTERM, grace for running turns before every session is suspended (default 30s)',
   },
-  {
-    flag: 'metrics-public',
-    env: 'BERTH_METRICS_PUBLIC',
-    type: 'boolean',
-    help: 'serve GET /metrics without an API key (by default it needs one when keys are configured)',
-  },
+  ...OBSERVE_OPTIONS,
   ...CLUSTER_OPTIONS,
 ];
 
@@ -403,8 +399,9 @@ export function parseServeConfig(
     throw new BerthError('invalid_config', '--mock-model and --model-endpoint exclude each other');
   }
   const store = str('store') ?? `sqlite:${path.join(dataDir, 'berth.db')}`;
+  const port = parsePort(str('port') ?? '8080');
   return {
-    port: parsePort(str('port') ?? '8080'),
+    port,
     host,
     dataDir,
     store,
@@ -451,7 +448,7 @@ export function parseServeConfig(
     ),
     drainTimeoutMs: parseDuration(str('drain-timeout') ?? '30s', '--drain-timeout'),
     agentPath: env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
-    metricsPublic: v.get('metrics-public') === true,
+    observe: parseObserveConfig(str, (flag) => v.get(flag) === true, env, port),
     cluster: parseClusterConfig(str, store),
   };
 }

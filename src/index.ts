@@ -23,6 +23,11 @@ export { openBerthCore, startBerth } from './server.js';
 export type { BerthCore, BerthServer, StartOptions } from './server.js';
 export { SERVE_OPTIONS, parseDuration, parseServeConfig, parseSize } from './config.js';
 export type { ServeConfig } from './config.js';
+export { makeTelemetry } from './observe/telemetry.js';
+export type { Telemetry } from './observe/telemetry.js';
+export { createLogger, silentLogger } from './observe/logger.js';
+export type { CreateLoggerOptions, Logger, LogFormat, LogLevel } from './observe/logger.js';
+export { Metrics } from './observe/metrics.js';
 export type { DrainResult, HostInfo, SessionHost } from './host/session-host.js';
 export type { StoredEvent, Usage } from './session/events.js';
 

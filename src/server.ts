@@ -8,9 +8,12 @@ import type { ServeConfig } from './config.js';
 import { BerthError } from './errors.js';
 import { Cleanups } from './host/cleanups.js';
 import type { DrainResult } from './host/drain.js';
-import { errorLogger, openBerthCore, type BerthCore, type StartOptions } from './host/open-core.js';
+import { openBerthCore, type BerthCore, type StartOptions } from './host/open-core.js';
+import { errorLogger } from './observe/logger.js';
 import type { SessionHost } from './host/session-host.js';
 import { createApp, type RouteGroup } from './http/app.js';
+import { metricsApp } from './http/metrics.js';
+import type { Telemetry } from './observe/telemetry.js';
 import { ClusterRouting } from './http/forward.js';
 import { groupRoutes } from './http/group-routes.js';
 import { taskRoutes } from './http/task-routes.js';
@@ -21,6 +24,10 @@ export { openBerthCore, type BerthCore, type StartOptions } from './host/open-co
 export interface BerthServer {
   /** `http://HOST:PORT` of the API. */
   readonly url: string;
+  /** `http://HOST:PORT` of the metrics listener (`--metrics-port`); undefined without one. */
+  readonly metricsUrl: string | undefined;
+  /** Where the server's logs, metrics and spans go. */
+  readonly telemetry: Telemetry;
   readonly host: SessionHost;
   /** The built-in scripted model, when the config asked for it. */
   readonly mockModel: MockModel | undefined;
@@ -41,8 +48,9 @@ export interface BerthServer {
 
 /** {@link openBerthCore} plus the HTTP API, listening. */
 export async function startBerth(config: ServeConfig, options: StartOptions = {}): Promise<BerthServer> {
-  const onError = errorLogger(options);
   const core = await openBerthCore(config, options);
+  const { telemetry } = core;
+  const onError = errorLogger(telemetry.log);
   const cleanups = new Cleanups(onError);
   cleanups.add(() => core.close());
   try {
@@ -57,16 +65,27 @@ export async function startBerth(config: ServeConfig, options: StartOptions = {}
       tenantLimits: config.tenantLimits,
       onError,
       cluster: core.leases && new ClusterRouting(core.leases),
-      metricsPublic: config.metricsPublic,
+      metricsPublic: config.observe.metricsPublic,
+      telemetry,
       catalog: core.catalog,
       network: { confined: core.confinesNetwork, agentMemoryBytes: core.agentMemoryBytes },
     });
     const server = await listen(app.fetch, config.port, config.host);
     cleanups.add(() => closeServer(server));
-    const address = server.address() as AddressInfo;
-    const hostPart = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+    let metricsUrl: string | undefined;
+    if (config.observe.metricsPort !== null) {
+      const metricsServer = await listen(
+        metricsApp(telemetry, { apiKeys: config.apiKeys, metricsPublic: config.observe.metricsPublic }).fetch,
+        config.observe.metricsPort,
+        config.host,
+      );
+      cleanups.add(() => closeServer(metricsServer));
+      metricsUrl = urlOf(metricsServer);
+    }
     return {
-      url: `http://${hostPart}:${address.port}`,
+      url: urlOf(server),
+      metricsUrl,
+      telemetry,
       host: core.host,
       mockModel: core.mockModel,
       modelProxyUrl: core.modelProxyUrl,
@@ -113,6 +132,12 @@ function listen(
       reject(new BerthError('invalid_config', `Cannot listen on ${hostname}:${port}: ${err.message}`)),
     );
   });
+}
+
+function urlOf(server: ServerType): string {
+  const address = server.address() as AddressInfo;
+  const hostPart = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return `http://${hostPart}:${address.port}`;
 }
 
 function closeServer(server: ServerType): Promise<void> {

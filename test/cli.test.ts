@@ -245,7 +245,9 @@ describe('berth serve', () => {
       try {
         // The new host swept what the killed one left: the CLI, and the job that escaped into its own session.
         if (sandbox === 'none') {
-          expect(second.stderr).toMatch(/killed \d+ process\(es\) that an earlier host left running/);
+          expect(second.stderr).toMatch(
+            /"killed":[1-9]\d*,"msg":"killed processes that an earlier host left running"/,
+          );
         }
         expect(await hostProcesses(dataDir)).toEqual([]);
         const history = (await api(base2!, 'GET', `/v1/sessions/${id}/events`)).body.data as ApiEvent[];
@@ -377,7 +379,9 @@ describe('berth serve', () => {
     const third = serve();
     const [, base3] = await waitForOutput(third, /listening on (http:\/\/[\d.:]+)/);
     try {
-      expect(third.stderr).toMatch(/killed \d+ process\(es\) that an earlier host left running/);
+      expect(third.stderr).toMatch(
+        /"killed":[1-9]\d*,"msg":"killed processes that an earlier host left running"/,
+      );
       expect(await hostProcesses(dataDir)).toEqual([]);
       const events = await turn(base3!, id, 'which word?');
       expect(JSON.stringify(events)).not.toContain('session.error');

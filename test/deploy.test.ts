@@ -28,7 +28,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { SERVE_OPTIONS, parseServeConfig, type ServeConfig } from '../src/config.js';
 import { agentsPerHost } from '../src/host/sizing.js';
-import { hostMetrics } from '../src/http/metrics.js';
+import type { HostInfo } from '../src/host/host-info.js';
+import { Metrics } from '../src/observe/metrics.js';
 import { ROUTER_OPTIONS, parseRouterConfig, type RouterConfig } from '../src/router/router-config.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -440,7 +441,8 @@ describe('deploy/kubernetes against the Berth CLI', () => {
   });
 
   it('scales on a metric the hosts export, which Prometheus can scrape without a tenant key', async () => {
-    const registry = hostMetrics(() => ({
+    const metrics = new Metrics();
+    const info = (): HostInfo => ({
       status: 'ready',
       capacity: {
         agents_per_host: 16,
@@ -451,8 +453,10 @@ describe('deploy/kubernetes against the Berth CLI', () => {
       slots: { used: 4, sessions: 4, spares: 0, tasks: 0, free: 12 },
       sessions: { loaded: 4, running: 1, suspended: 0 },
       warm_pool: { size: 0, parked: 0, starting: 0, prewarmed: 0, claimed: 0, refused: 0, lost: 0 },
-    }));
-    expect(await registry.metrics()).toMatch(new RegExp(`^${HPA_METRIC} 0\\.25$`, 'm'));
+    });
+    const none = (): { entries: number; oldestSeconds: number } => ({ entries: 0, oldestSeconds: 0 });
+    metrics.watch({ info, sessionStates: () => ({}), subprocessRssBytes: () => 0, mirror: none });
+    expect((await metrics.scrape()).text).toMatch(new RegExp(`^${HPA_METRIC} 0\\.25$`, 'm'));
     const host = named('StatefulSet', 'berth-host').spec as {
       template: { spec: { containers: Array<{ args: string[] }> } };
     };

@@ -85,7 +85,7 @@ describe('the packed package', () => {
         ['--port', '0', '--data-dir', mkdtempSync(path.join(process.cwd(), 'data-')), '--warm-pool', '0'],
         { PATH: process.env.PATH },
       );
-      const server = await berth.startBerth(config, { log: () => undefined });
+      const server = await berth.startBerth(config, { telemetry: berth.makeTelemetry() });
       const health = await (await fetch(server.url + '/healthz')).json();
       const scripted = typeof server.mockModel?.url;
       await server.close();

@@ -9,6 +9,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { BerthError, type ErrorCode } from '../src/errors.js';
+import { memoryLogger } from '../src/observe/logger.js';
 import { rankHosts, routingKey } from '../src/placement.js';
 import { parseRouterConfig, type RouterConfig } from '../src/router/router-config.js';
 import { startRouter, type RouterServer } from '../src/router/start-router.js';
@@ -91,7 +92,8 @@ for (const backend of [postgresBackend(), redisBackend()] as Backend[]) {
     let router: RouterServer;
     let keyed: RouterServer;
     const hosts: StandIn[] = [];
-    const logs: string[] = [];
+    // Warnings and failures the routers log: none is expected.
+    const { log: routerLog, lines: logs } = memoryLogger('warn');
 
     beforeAll(async () => {
       store = await backend.create();
@@ -99,8 +101,8 @@ for (const backend of [postgresBackend(), redisBackend()] as Backend[]) {
       coordination = stores.coordination;
       if (!coordination) throw new Error(`${backend.name}: openStores gives no coordination`);
       for (const id of ['host-a', 'host-b', 'host-c']) hosts.push(await StandIn.start(id));
-      router = await startRouter(routerConfig(store.url), { log: (line) => logs.push(line) });
-      keyed = await startRouter(routerConfig(store.url, true), { log: (line) => logs.push(line) });
+      router = await startRouter(routerConfig(store.url), { log: routerLog });
+      keyed = await startRouter(routerConfig(store.url, true), { log: routerLog });
     });
 
     afterAll(async () => {
@@ -357,7 +359,7 @@ for (const backend of [postgresBackend(), redisBackend()] as Backend[]) {
     it('ends the event streams it relays at once when it closes, without waiting out the grace', async () => {
       const own = await startRouter(routerConfig(store.url), {
         closeGraceMs: 30_000,
-        log: (l) => logs.push(l),
+        log: routerLog,
       });
       const [first] = await hashOrder('default', 'sess_close');
       let upstreamClosed = false;
@@ -511,12 +513,15 @@ describe('berth router (the CLI)', () => {
     const run = cli(['--store', url, '--port', '0']);
     try {
       await eventually(() => run.stderr().includes('listening'), 'the start-up line', { boundMs: 20_000 });
-      const line = run.stderr();
-      expect(line).toMatch(
-        /^berth: router listening on http:\/\/127\.0\.0\.1:\d+ \(store postgres:\/\/postgres:\*\*\*@/,
+      const output = run.stderr();
+      // The first line is a JSON log line (stderr is not a TTY here).
+      const first = JSON.parse(output.split('\n')[0]!) as { level: string; msg: string };
+      expect(first.level).toBe('info');
+      expect(first.msg).toMatch(
+        /^router listening on http:\/\/127\.0\.0\.1:\d+ \(store postgres:\/\/postgres:\*\*\*@/,
       );
-      expect(line).not.toContain(password);
-      const address = /listening on (http:\/\/\S+)/.exec(line)![1]!;
+      expect(output).not.toContain(password);
+      const address = /listening on (http:\/\/\S+)/.exec(first.msg)![1]!;
       expect(await (await fetch(`${address}/healthz`)).json()).toEqual({ status: 'ok' });
       // No host registered: not ready.
       expect((await fetch(`${address}/readyz`)).status).toBe(503);

@@ -24,7 +24,7 @@ afterAll(async () => {
   if (dataDir) await rm(dataDir, { recursive: true, force: true });
 });
 
-it('prints the store URL with its password replaced', async () => {
+it('logs the store URL with its password replaced, in the message and in the field', async () => {
   const url = store.url.replace('postgres://postgres@', `postgres://postgres:${PASSWORD}@`);
   expect(url).toContain(PASSWORD);
   const child = spawn(
@@ -49,7 +49,7 @@ it('prints the store URL with its password replaced', async () => {
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   try {
     const deadline = Date.now() + 30_000;
-    while (!/berth: capacity: /.test(output)) {
+    while (!/"msg":"capacity: /.test(output)) {
       if (child.exitCode !== null || Date.now() > deadline)
         throw new Error(`berth serve did not start:\n${output}`);
       await new Promise((r) => setTimeout(r, 50));
@@ -58,9 +58,16 @@ it('prints the store URL with its password replaced', async () => {
     child.kill('SIGTERM');
     await exited;
   }
-  const line = output.split('\n').find((l) => l.startsWith('berth: store: '));
-  expect(line).toMatch(
-    /^berth: store: postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:5432\/test\?schema=berth_\w+;/,
+  // Not a terminal: JSON lines, each with its level and time.
+  const lines = output
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as { level: string; msg: string; store?: string; time: string });
+  const line = lines.find((l) => l.msg.startsWith('store: '));
+  expect(line?.level).toBe('info');
+  expect(line?.msg).toMatch(
+    /^store: postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:5432\/test\?schema=berth_\w+;/,
   );
+  expect(line?.store).toMatch(/^postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:5432\//);
   expect(output).not.toContain(PASSWORD);
 });

@@ -4,6 +4,7 @@
  * time limits kill the whole tree; paths can never leave the task directory; a warm spare starts a
  * task; tenants never see each other's tasks.
  */
+import { makeTelemetry } from '../src/observe/telemetry.js';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
@@ -473,7 +474,7 @@ describe('a warm task start', () => {
     const dataDir = await mkdtemp(path.join(os.tmpdir(), 'berth-test-'));
     const model = await startMockModel();
     const config = testServeConfig(dataDir, model, ['--warm-pool', '2', ...UNSANDBOXED]);
-    const core = await openBerthCore(config, { log: () => undefined });
+    const core = await openBerthCore(config, { telemetry: makeTelemetry() });
     try {
       // One spare for the default tenant, one for tasks.
       await eventually(() => core.host.warmPoolStats.parked === 2, 'two parked spares');

@@ -10,6 +10,7 @@
  * only tools it is offered, so a proxy offers it Bash for the test of a cold agent without Bash (a spare
  * offers every toolset tool itself).
  */
+import { makeTelemetry } from '../src/observe/telemetry.js';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
@@ -99,7 +100,7 @@ async function startHost(options: { offerBash?: boolean; args?: string[] } = {})
     ],
     { PATH: process.env.PATH },
   );
-  const core = await openBerthCore(config, { log: () => undefined });
+  const core = await openBerthCore(config, { telemetry: makeTelemetry() });
   cleanups.push(() => core.close());
   return {
     create: async (agent) => {

@@ -54,6 +54,13 @@ export interface GroupRegistryOptions {
   renderEvent?: RenderGroupEvent;
 }
 
+/** A group's failures: to `onError` when given, else the host's log with `tenant` and `group_id`. */
+function groupErrors(options: GroupRegistryOptions, tenant: string, id: string): (err: unknown) => void {
+  if (options.onError) return options.onError;
+  const log = options.host.telemetry.log.child({ tenant, group_id: id });
+  return (err) => log.error({ err }, 'group failure');
+}
+
 function newGroupId(): string {
   return `grp_${randomBytes(15).toString('base64url')}`;
 }
@@ -115,10 +122,7 @@ export class GroupRegistry {
     checkGroupIsolation(plans, sharedPath);
 
     const names = plans.map((p) => p.name);
-    const bus = new MessageBus({
-      agents: names,
-      ...(this.options.onError && { onListenerError: this.options.onError }),
-    });
+    const bus = new MessageBus({ agents: names, onListenerError: groupErrors(this.options, tenant, id) });
     const created: Session[] = [];
     try {
       let sharedDir: string | null = null;
@@ -182,7 +186,7 @@ export class GroupRegistry {
         ...(this.options.maxBufferedEvents !== undefined && {
           maxBufferedEvents: this.options.maxBufferedEvents,
         }),
-        ...(this.options.onError && { onError: this.options.onError }),
+        onError: groupErrors(this.options, tenant, id),
         ...(this.options.renderEvent && { renderEvent: this.options.renderEvent }),
       });
       this.groups.set(this.key(tenant, id), group);
@@ -268,7 +272,9 @@ export class GroupRegistry {
     ]);
     await attempt(() => Promise.resolve(group.finish('deleted')));
     if (errors.length > 0) {
-      for (const err of errors.slice(1)) this.options.onError?.(err);
+      // Only the first reaches the caller; the others would be lost without the group's log.
+      const report = groupErrors(this.options, tenant, id);
+      for (const err of errors.slice(1)) report(err);
       throw errors[0];
     }
   }

@@ -38,6 +38,17 @@ export class HostLifecycle {
     this.current = next;
   }
 
+  /**
+   * Throws unless a subprocess may start now: never while the host drains (the message runs on the next
+   * host) or closes (a turn queued before the close must not start a subprocess that close() cannot see).
+   */
+  assertStarting(): void {
+    if (this.current === 'draining') {
+      throw new BerthError('host_draining', 'This host is draining; the message runs on the next host');
+    }
+    this.assertAdmitting();
+  }
+
   /** Throws what a client is told when the host admits nothing new; returns when it is `ready`. */
   assertAdmitting(): void {
     switch (this.current) {

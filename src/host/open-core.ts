@@ -10,13 +10,19 @@
  */
 import path from 'node:path';
 import type { ServeConfig } from '../config.js';
-import { BerthError, formatErrorForLog } from '../errors.js';
+import { BerthError } from '../errors.js';
+import { createLogger, errorLogger, type Logger } from '../observe/logger.js';
+import { makeTelemetry, type Telemetry } from '../observe/telemetry.js';
+import { recordingTracer } from '../observe/spans.js';
+import { tracingParts } from '../observe/tracing.js';
 import { ModelProxy } from '../sandbox/model-proxy.js';
 import { createPlainSpawner, type CreateSpawner } from '../sandbox/plain-spawn.js';
 import { Sandbox } from '../sandbox/sandbox.js';
 import type { AgentRuntime } from '../session/agent-runtime.js';
 import { DurableMirror } from '../stores/durable-mirror.js';
-import { openStores, type Stores } from '../stores/open-stores.js';
+import { openStores, storeBackend, type Stores } from '../stores/open-stores.js';
+import { storeCalls } from '../observe/store-calls.js';
+import { hostFigures } from './host-figures.js';
 import { TaskRunner } from '../tasks/task-runner.js';
 import type { MockModel } from '../testing/mock-model.js';
 import { openBlobStore, type BlobStore } from '../workspace/open-blob-store.js';
@@ -35,8 +41,8 @@ import type { Fence } from '../stores/types.js';
 import type { Catalog } from '../stores/catalog.js';
 
 export interface StartOptions {
-  /** Where background failures go; stderr by default. */
-  log?: (line: string) => void;
+  /** Where logs, metrics and spans go. @default a log on stderr as the config says, no tracing */
+  telemetry?: Telemetry;
   /** Where the agents' subprocesses come from. @default sdkRuntime (the real Agent SDK) */
   runtime?: AgentRuntime;
 }
@@ -69,15 +75,20 @@ export interface BerthCore {
   readonly confinesNetwork: boolean;
   /** Each agent's memory limit where agents get a cgroup (a session may ask for less); else undefined. */
   readonly agentMemoryBytes: number | undefined;
+  /** Where the host's logs, metrics and spans go. */
+  readonly telemetry: Telemetry;
   /** Ends every subprocess (sessions stay resumable) and closes the stores and the scripted model. */
   close(): Promise<void>;
 }
 
 /** The store, the model endpoint (or the built-in scripted model) and the session host, without HTTP. */
 export async function openBerthCore(config: ServeConfig, options: StartOptions = {}): Promise<BerthCore> {
-  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const onError = errorLogger(options);
+  const telemetry = options.telemetry ?? (await defaultTelemetry(config));
+  const log = telemetry.log;
+  const onError = errorLogger(log);
   const cleanups = new Cleanups(onError);
+  // Its own telemetry only, closed last (its spans flushed); a caller's stays the caller's to close.
+  if (!options.telemetry && telemetry.close) cleanups.add(telemetry.close);
   try {
     const lock = await lockDataDir(config.dataDir);
     cleanups.add(() => lock.release());
@@ -105,6 +116,7 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
       onError,
       budgetUsd: (tenant) => config.tenantLimits.limitsFor(tenant).usd,
       ownerBudget: (owner) => sessionBudget(reportTo.host, owner),
+      metrics: telemetry.metrics,
     });
     cleanups.add(() => proxy.close());
     // Checked before anything else starts: a host that cannot confine its agents does not start.
@@ -115,7 +127,7 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
             egressAllowPrivate: config.egressAllowPrivate,
             uids: config.agentUids,
             limits: { memoryBytes: config.sizing.sessionCeilingBytes, pids: config.agentPids },
-            log,
+            log: (line) => log.warn(line),
           })
         : undefined;
     if (sandbox) {
@@ -130,9 +142,12 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
       });
     const leftInCgroups = (await sandbox?.sweep()) ?? 0;
     if (leftInCgroups > 0) {
-      log(`berth: killed ${leftInCgroups} process(es) left in the cgroups of an earlier host's agents`);
+      log.warn({ killed: leftInCgroups }, "killed processes left in the cgroups of an earlier host's agents");
     }
-    const stores: Stores = await openStores(config.store, { timeoutMs: config.storeTimeoutMs });
+    const stores: Stores = await openStores(config.store, {
+      timeoutMs: config.storeTimeoutMs,
+      observe: storeCalls(telemetry, storeBackend(config.store)),
+    });
     cleanups.add(() => stores.close());
     const blob = await openBlobStore(config.blobStore, config.dataDir, { timeoutMs: config.storeTimeoutMs });
     cleanups.add(() => blob.close());
@@ -150,6 +165,7 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
     leases?.onHeartbeat((hosts) => rebalancer.round?.(hosts));
     let { transcriptStore, registry, eventLog } = stores;
     let flushTranscripts: ((signal: AbortSignal) => Promise<void>) | undefined;
+    let backlog = (): { entries: number; oldestSeconds: number } => ({ entries: 0, oldestSeconds: 0 });
     if (stores.shared) {
       // A networked store can be down; the mirror keeps every write on this host's disk until it is back.
       const mirror = new DurableMirror({
@@ -171,16 +187,17 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
           },
         }),
         onRecovered: (backlog) =>
-          log(`berth: the transcript store is back; shipping ${backlog} spooled batch(es)`),
+          log.info({ backlog }, 'the transcript store is back; shipping the spooled batches'),
       });
       cleanups.add(async () => {
         await mirror.drain(AbortSignal.timeout(MIRROR_DRAIN_MS)).catch(() => {
-          log(`berth: ${mirror.backlog} transcript batch(es) stay spooled for the next start`);
+          log.warn({ backlog: mirror.backlog }, 'transcript batches stay spooled for the next start');
         });
         await mirror.close();
       });
       transcriptStore = mirror;
       flushTranscripts = (signal) => mirror.drain(signal);
+      backlog = () => mirror.backlogFigures;
       registry = mirror.registry;
       eventLog = mirror.eventLog;
     }
@@ -211,6 +228,7 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
       recyclePolicy: new RecyclePolicy(config.recycle),
       rssSampleIntervalMs: config.rssSampleIntervalMs,
       onError,
+      telemetry,
       sizing: config.sizing,
       capacity: agentsPerHost(config.sizing),
       canSuspend: !config.store.startsWith('memory:'),
@@ -219,7 +237,9 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
         blob,
         dataDir: config.dataDir,
         maxSnapshotBytes: config.snapshotLimitBytes,
+        tracer: recordingTracer(telemetry),
       }),
+      agentTelemetry: (config.observe.agentTelemetry && config.observe.otlpEndpoint) || undefined,
       ...(flushTranscripts && { flushTranscripts }),
       warmPoolSize: config.warmPool,
       // A task spare serves any tenant: sandboxed, it could run neither as the task's uid nor in its directory.
@@ -232,11 +252,12 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
       leases,
     });
     reportTo.host = host;
+    telemetry.metrics.watch(hostFigures(host, backlog));
     // Cleanups run backwards: the leases go back once every subprocess has stopped, not before.
     if (leases) cleanups.add(() => leases.stop());
     cleanups.add(() => host.close());
     const orphans = await host.start(lock);
-    if (orphans > 0) log(`berth: killed ${orphans} process(es) that an earlier host left running`);
+    if (orphans > 0) log.warn({ killed: orphans }, 'killed processes that an earlier host left running');
     if (leases) {
       // Sessions move between hosts only when their workspaces can follow them.
       if (stores.shared && blob.shared) {
@@ -259,11 +280,13 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
       createSpawner,
       enforcesNetwork: sandbox !== undefined,
       onError,
+      log,
       runtime: options.runtime,
     });
     cleanups.add(() => tasks.close());
     const swept = await tasks.sweep();
-    if (swept > 0) log(`berth: removed ${swept} task sandbox(es) an earlier host left; those tasks failed`);
+    if (swept > 0)
+      log.warn({ removed: swept }, 'removed task sandboxes an earlier host left; those tasks failed');
     return {
       host,
       modelEndpoint,
@@ -276,6 +299,7 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
       catalog: stores.catalog,
       confinesNetwork: sandbox !== undefined,
       agentMemoryBytes: sandbox?.agentMemoryBytes,
+      telemetry,
       close: () => cleanups.run(),
     };
   } catch (err) {
@@ -346,8 +370,14 @@ function sessionBudget(
   return budget ? { limitUsd: budget.max_list_cost_cents / 100, spentUsd: record.usage.cost_usd } : undefined;
 }
 
-/** Background failures as log lines (stack and causes kept: see `formatErrorForLog`). */
-export function errorLogger(options: StartOptions): (err: unknown) => void {
-  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  return (err) => log(`berth: ${formatErrorForLog(err)}`);
+/**
+ * What `openBerthCore` reports to when its caller gave nothing: a log as the config says, and spans to
+ * the OTLP endpoint when one is configured (its `close` flushes and unregisters them).
+ */
+export async function defaultTelemetry(config: ServeConfig, log?: Logger): Promise<Telemetry> {
+  const { logFormat, logLevel, otlpTracesUrl } = config.observe;
+  return makeTelemetry({
+    log: log ?? (await createLogger({ level: logLevel, ...(logFormat && { format: logFormat }) })),
+    ...(await tracingParts(otlpTracesUrl, config.cluster?.hostId)),
+  });
 }

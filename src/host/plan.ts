@@ -12,6 +12,7 @@
  * Throwaway data dir layout (removed at the end): `<tmpDir>/berth-plan-XXXXXX/`, the usual data dir of
  * SessionHost (workspaces/, tenants/, berth.db).
  */
+import type { Telemetry } from '../observe/telemetry.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -67,8 +68,8 @@ export interface MeasureSessionRamOptions {
   agentPath?: string;
   /** Stops the measurement: everything it started is cleaned up, then it rejects with the signal's reason. */
   signal?: AbortSignal;
-  /** Background failures of the host; stderr by default (as for `openBerthCore`). */
-  log?: (line: string) => void;
+  /** Where the measured host's logs go. @default a log on stderr (as for `openBerthCore`) */
+  telemetry?: Telemetry;
 }
 
 /** One session's numbers. Sizes are the summed RSS of the session's whole subprocess tree, in bytes. */
@@ -270,7 +271,7 @@ export async function measureSessionRam(options: MeasureSessionRamOptions = {}):
       BERTH_HOST_OVERHEAD: '0',
       BERTH_SESSION_RAM_CEILING: '1GiB',
     });
-    core = await openBerthCore(config, options.log ? { log: options.log } : {});
+    core = await openBerthCore(config, options.telemetry ? { telemetry: options.telemetry } : {});
     stop.signal.throwIfAborted();
     if (!core.mockModel) throw new Error('berth plan needs the built-in scripted model');
     core.mockModel.setScenarios([planScenario(opts.toolCallsPerTurn, opts.toolFileBytes)]);

@@ -5,9 +5,8 @@ const MiB = 1024 ** 2;
 const fresh = { turnsSinceSpawn: 0, rssBytes: 200 * MiB, ageMs: 1000 };
 
 describe('RecyclePolicy', () => {
-  it('never recycles without limits, and needs no RSS samples', () => {
+  it('never recycles without limits', () => {
     const policy = new RecyclePolicy();
-    expect(policy.needsRss).toBe(false);
     expect(policy.atTurnBoundary({ turnsSinceSpawn: 1e6, rssBytes: 1e12, ageMs: 1e12 })).toBeNull();
     expect(policy.overHardLimit(1e12)).toBeNull();
   });
@@ -22,7 +21,6 @@ describe('RecyclePolicy', () => {
 
   it('recycles over the soft RSS limit, and not without a sample', () => {
     const policy = new RecyclePolicy({ softRssBytes: 512 * MiB });
-    expect(policy.needsRss).toBe(true);
     expect(policy.atTurnBoundary({ ...fresh, rssBytes: 512 * MiB })).toBeNull();
     expect(policy.atTurnBoundary({ ...fresh, rssBytes: undefined })).toBeNull();
     expect(policy.atTurnBoundary({ ...fresh, rssBytes: 612 * MiB })).toBe(
@@ -38,7 +36,6 @@ describe('RecyclePolicy', () => {
 
   it('reports the hard limit separately from the soft ones', () => {
     const policy = new RecyclePolicy({ hardRssBytes: 1024 * MiB });
-    expect(policy.needsRss).toBe(true);
     expect(policy.atTurnBoundary({ ...fresh, rssBytes: 2048 * MiB })).toBeNull();
     expect(policy.overHardLimit(1024 * MiB)).toBeNull();
     expect(policy.overHardLimit(1536 * MiB)).toBe('rss 1.5 GiB over the hard limit 1 GiB');

@@ -36,11 +36,6 @@ export class RecyclePolicy {
     this.limits = { ...NO_RECYCLING, ...limits };
   }
 
-  /** Whether any limit needs RSS samples (otherwise the host need not take them). */
-  get needsRss(): boolean {
-    return this.limits.softRssBytes > 0 || this.limits.hardRssBytes > 0;
-  }
-
   /** Why the subprocess should be recycled at this turn boundary, or null. */
   atTurnBoundary(usage: ProcessUsage): string | null {
     const { afterTurns, softRssBytes, maxAgeMs } = this.limits;

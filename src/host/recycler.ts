@@ -1,8 +1,9 @@
 /**
  * Recycling: replacing a session's subprocess before its memory growth gets it killed. The policy
  * (recycle-policy.ts) decides; this module feeds it and acts:
- * - every `sampleIntervalMs` (only when a limit needs RSS) it reads the RSS of each live subprocess tree,
- *   one tree at a time to keep the pass cheap, and kills a tree over the hard limit mid-turn;
+ * - every `sampleIntervalMs` it reads the RSS of each live subprocess tree, one tree at a time to keep the
+ *   pass cheap (`berth_subprocess_rss_bytes` reads the samples), and kills a tree over the hard limit
+ *   mid-turn;
  * - at each turn boundary it asks the soft limits (turns, RSS, age) and recycles the subprocess when one
  *   is crossed: the next turn resumes the transcript in a fresh subprocess.
  * A sample belongs to the subprocess it was taken of (by leader pid): a replaced subprocess starts with none.
@@ -30,17 +31,16 @@ interface RssSample {
 
 export class Recycler {
   private readonly rss = new WeakMap<Session, RssSample>();
-  private readonly timer: NodeJS.Timeout | undefined;
+  private readonly timer: NodeJS.Timeout;
   private sampling: Promise<void> | undefined;
   private closed = false;
 
   constructor(private readonly options: RecyclerOptions) {
-    if (options.policy.needsRss) {
-      this.timer = setInterval(() => {
-        this.sampling ??= this.sampleAll().finally(() => (this.sampling = undefined));
-      }, options.sampleIntervalMs);
-      this.timer.unref();
-    }
+    // Sampled whether or not a limit needs it: the metric does.
+    this.timer = setInterval(() => {
+      this.sampling ??= this.sampleAll().finally(() => (this.sampling = undefined));
+    }, options.sampleIntervalMs);
+    this.timer.unref();
   }
 
   /** The last RSS sample of the session's current subprocess tree, in bytes. */

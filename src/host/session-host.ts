@@ -14,13 +14,16 @@
  * The data dir's lock (data-dir-lock.ts) is taken before a host is made (open-core.ts); `start` asks for
  * it, sweeps what an earlier host left, and only then starts the warm pool.
  */
-import { rm } from 'node:fs/promises';
-import path from 'node:path';
 import type { Options, SessionStore } from '@anthropic-ai/claude-agent-sdk';
 import { BerthError } from '../errors.js';
 import { createPlainSpawner, type CreateSpawner } from '../sandbox/plain-spawn.js';
 import type { AgentRuntime } from '../session/agent-runtime.js';
 import { SessionEventStream } from '../session/event-stream.js';
+import { makeTelemetry, type Telemetry } from '../observe/telemetry.js';
+import { inSpan, recordingTracer } from '../observe/spans.js';
+import { agentTelemetryEnv } from './agent-telemetry-env.js';
+import { sessionTelemetry } from './session-telemetry.js';
+import { removeSessionData } from './session-removal.js';
 import { Session, type SessionPaths, type SessionTimeouts } from '../session/session.js';
 import type { ClaimableSpare } from '../session/spare-claim.js';
 import { scopeTranscriptStore } from '../stores/scoped-store.js';
@@ -91,6 +94,10 @@ export interface SessionHostOptions {
   rssSampleIntervalMs?: number;
   /** Failures that no client sees (a registry write that failed in the background). */
   onError?: (err: unknown) => void;
+  /** Where sessions' logs, metrics and spans go (session-telemetry.ts). @default quiet */
+  telemetry?: Telemetry;
+  /** Agents' CLIs export their own telemetry to this OTLP endpoint (agent-telemetry-env.ts). @default none */
+  agentTelemetry?: string | undefined;
   /** The sizing inputs, shown in the host's info. */
   sizing?: HostSizing;
   /** How many subprocess trees (sessions', warm spares' and tasks') may live at once. @default Infinity */
@@ -130,10 +137,12 @@ export class SessionHost {
   private draining: Promise<DrainResult> | undefined;
   private closing: Promise<void> | undefined;
   private started = false;
+  readonly telemetry: Telemetry;
   /** Sessions created with extra process options (group agents), which a spare cannot carry. */
   private readonly customized = new WeakSet<Session>();
 
   constructor(private readonly options: SessionHostOptions) {
+    this.telemetry = options.telemetry ?? makeTelemetry();
     this.layout = new DataDirLayout(options);
     const live = (): Iterable<Session> => this.sessions.values();
     const poolSize = options.warmPoolSize ?? 0;
@@ -287,21 +296,12 @@ export class SessionHost {
     const session = await this.get(tenant, id);
     const record = session.snapshot;
     await session.close('deleted');
-    const ref = { tenant, id };
-    const store = scopeTranscriptStore(this.options.transcriptStore, tenant);
-    await store.delete?.({ projectKey: tenant, sessionId: record.sdkSessionId });
-    await this.options.eventLog.deleteSession(sessionKey(ref));
-    await this.options.registry.delete(ref);
-    // Only now: a request meanwhile finds the closed session, not its record loaded back from the registry.
-    this.sessions.delete(sessionKey(ref));
-    await this.options.workspaces?.remove(ref);
-    await this.options.leases?.forget(ref);
-    const paths = this.pathsFor(record);
-    await rm(paths.cwd, { recursive: true, force: true });
-    if (record.pattern === 'multi-agent') {
-      // A multi-agent session's config dir and home are its own (see pathsFor), so they go with it.
-      await rm(path.dirname(paths.configDir), { recursive: true, force: true });
-    }
+    const { eventLog, registry, workspaces, leases } = this.options;
+    await removeSessionData(record, {
+      ...{ eventLog, registry, workspaces, leases, paths: this.pathsFor(record) },
+      transcriptStore: scopeTranscriptStore(this.options.transcriptStore, tenant),
+      forget: () => this.sessions.delete(sessionKey(record)),
+    });
   }
 
   /**
@@ -407,24 +407,18 @@ export class SessionHost {
 
   /** Before a subprocess starts: nothing starts unless the host is ready; the workspace restored if it must be. */
   private async prepareStart(session: Session): Promise<void> {
-    this.refuseStartsWhileStopping();
+    this.life.assertStarting();
     const leases = this.options.leases;
     if (leases && !(await this.stillOwned(session, leases))) {
       throw new BerthError('lease_lost', 'Another host ran this session since; send the message again');
     }
     const record = session.snapshot;
-    await this.options.workspaces?.prepare(record, this.pathsFor(record).cwd);
+    const { workspaces } = this.options;
+    const attributes = { 'berth.tenant': record.tenant, 'berth.session_id': record.id };
+    const hydrate = () => workspaces!.prepare(record, this.pathsFor(record).cwd);
+    if (workspaces) await inSpan(recordingTracer(this.telemetry), 'berth.hydrate', attributes, hydrate);
     // A restore takes seconds: the host may have begun draining or closing meanwhile.
-    this.refuseStartsWhileStopping();
-  }
-
-  /** No subprocess starts while the host drains (the message runs on the next host) or closes. */
-  private refuseStartsWhileStopping(): void {
-    if (this.life.state === 'draining') {
-      throw new BerthError('host_draining', 'This host is draining; the message runs on the next host');
-    }
-    // A turn queued before the host began closing must not start a subprocess that close() cannot see.
-    this.life.assertAdmitting();
+    this.life.assertStarting();
   }
 
   /** A session's directories, made (and, sandboxed, given to its tenant's uid: a claimed spare writes there). */
@@ -435,7 +429,8 @@ export class SessionHost {
 
   /** What a spare for `tenant` runs with: the same as a session's own spawn, minus the claimable part. */
   private async spareSetup(tenant: string): Promise<SpareEnvironment> {
-    const { env, cwd, dirs } = await this.layout.spareEnvironment(tenant);
+    const { env: base, cwd, dirs } = await this.layout.spareEnvironment(tenant);
+    const env = { ...base, ...agentTelemetryEnv(this.options.agentTelemetry, { tenant }) };
     // Task spares keep no transcript; a tenant's spare mirrors into the tenant's scope.
     if (dirs) return { env, cwd, dirs };
     return { env, cwd, transcriptStore: scopeTranscriptStore(this.options.transcriptStore, tenant) };
@@ -472,23 +467,27 @@ export class SessionHost {
     processOptions?: () => Partial<Options>,
   ): { session: Session; paths: SessionPaths } {
     const paths = this.pathsFor(record);
+    const seen = sessionTelemetry(this.telemetry, record);
     const session = new Session({
       record,
       events: new SessionEventStream(sessionKey(record), this.options.eventLog, lastSeq),
       registry: this.options.registry,
       transcriptStore: scopeTranscriptStore(this.options.transcriptStore, record.tenant),
       paths,
-      env: this.layout.agentEnv(paths),
+      env: { ...this.layout.agentEnv(paths), ...agentTelemetryEnv(this.options.agentTelemetry, record) },
       timeouts: this.options.timeouts,
       runtime: this.options.runtime,
       createSpawner: this.options.createSpawner,
-      onError: this.options.onError,
+      // The session's own log, with its tenant and id; else whatever the host reports to.
+      onError: this.options.telemetry ? seen.onError : this.options.onError,
+      observer: seen.observer,
       onTurnEnd: (s) => this.recycler.onTurnEnd(s),
       admit: (s, needsSlot) => this.admission.admit(s, needsSlot),
       prepareStart: (s) => this.prepareStart(s),
       claimSpare: (s) => this.admission.claimSpare(s),
       processOptions,
     });
+    session.events.subscribe(seen.onEvent);
     if (processOptions) this.customized.add(session);
     this.options.leases?.bindObject(session, record);
     this.sessions.set(sessionKey(record), session);

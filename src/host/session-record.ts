@@ -2,7 +2,7 @@
 import { BerthError } from '../errors.js';
 import { ID_PATTERN, newSessionId } from '../ids.js';
 import { ZERO_USAGE } from '../session/events.js';
-import { newSdkSessionId } from '../session/session.js';
+import { newSdkSessionId } from '../session/session-process.js';
 import type { AgentConfig, ManagedSessionFields, Pattern, SessionRecord } from '../stores/types.js';
 
 export interface CreateSessionInput {

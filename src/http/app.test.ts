@@ -2,12 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { BerthError, formatErrorForLog } from '../errors.js';
 import type { SessionHost } from '../host/session-host.js';
 import type { Catalog } from '../stores/catalog.js';
+import { makeTelemetry } from '../observe/telemetry.js';
 import { createApp } from './app.js';
 
 /** The app with one extra route that throws `thrown`; the host is never reached by these requests. */
 function appThrowing(thrown: unknown, logged: unknown[]) {
   return createApp({
     host: {} as SessionHost,
+    telemetry: makeTelemetry(),
     apiKeys: new Map(),
     maxBodyBytes: 1024,
     heartbeatMs: 1000,

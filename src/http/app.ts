@@ -14,9 +14,13 @@ import { TenantLimitsTable } from '../host/tenant-limits.js';
 import type { Catalog } from '../stores/catalog.js';
 import { authenticate, type ApiKeys } from './auth.js';
 import { agentRoutes, environmentRoutes } from './catalog-routes.js';
+import { consoleRoutes } from './console-routes.js';
 import { ClusterRouting, HOST_HEADER } from './forward.js';
 import type { HostAbilities } from './managed-config.js';
-import { hostMetrics } from './metrics.js';
+import { scrape } from './metrics.js';
+import { observeRequests } from './observe-requests.js';
+import type { Telemetry } from '../observe/telemetry.js';
+import { openApiDocument } from './openapi.js';
 import { sessionRoutes } from './session-routes.js';
 import { SessionElsewhere } from '../host/session-leases.js';
 import { ID_PATTERN, newRequestId } from '../ids.js';
@@ -40,6 +44,8 @@ export interface AppOptions {
   onError?: (err: unknown) => void;
   /** `/metrics` answers without an API key even when keys are configured (`--metrics-public`). */
   metricsPublic?: boolean;
+  /** Where requests' spans, durations and log lines go. @default the host's */
+  telemetry?: Telemetry;
   /** Multi-host mode: requests for sessions another host runs are forwarded there (forward.ts). */
   cluster?: ClusterRouting | undefined;
   /** Where agents and environments live (`Stores.catalog`). */
@@ -58,6 +64,7 @@ function errorResponse(c: Context, err: BerthError): Response {
 
 export function createApp(options: AppOptions): Hono<Env> {
   const { host, cluster } = options;
+  const telemetry = options.telemetry ?? host.telemetry;
   const app = new Hono<Env>();
 
   app.onError(async (err, c) => {
@@ -88,6 +95,7 @@ export function createApp(options: AppOptions): Hono<Env> {
     });
   }
 
+  app.use('*', observeRequests(telemetry));
   app.use('*', async (c, next) => {
     const requestId = newRequestId();
     c.set('requestId', requestId);
@@ -96,20 +104,17 @@ export function createApp(options: AppOptions): Hono<Env> {
   });
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
+  app.get('/openapi.json', (c) => c.json(openApiDocument()));
+  // The web console's static files: no key needed for them; its API calls carry one.
+  consoleRoutes().register(app);
   app.get('/readyz', (c) => {
     const info = host.info();
     const ready = options.isReady() && info.status === 'ready';
     return c.json({ ...info, status: ready ? 'ready' : 'draining' }, ready ? 200 : 503);
   });
 
-  // Made at the first scrape: a host nobody scrapes pays nothing for it (prom-client's default metrics
-  // start an event-loop monitor).
-  let metrics: ReturnType<typeof hostMetrics> | undefined;
-  app.get('/metrics', async (c) => {
-    if (!options.metricsPublic) authenticate(c.req.raw.headers, options.apiKeys);
-    metrics ??= hostMetrics(() => host.info());
-    return c.body(await metrics.metrics(), 200, { 'content-type': metrics.contentType });
-  });
+  const access = { apiKeys: options.apiKeys, metricsPublic: options.metricsPublic ?? false };
+  app.get('/metrics', (c) => scrape(c, telemetry, access));
 
   app.use('/v1/*', async (c, next) => {
     c.set('tenant', authenticate(c.req.raw.headers, options.apiKeys));
@@ -118,7 +123,15 @@ export function createApp(options: AppOptions): Hono<Env> {
   const streams = new StreamQuota(options.tenantLimits ?? TenantLimitsTable.none());
   app.use('/v1/*', async (c, next) => {
     if (!c.req.path.endsWith('/events/stream')) return next();
-    const release = streams.acquire(c.get('tenant'));
+    const quota = streams.acquire(c.get('tenant'));
+    telemetry.metrics.sseClients.inc();
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      telemetry.metrics.sseClients.dec();
+      quota();
+    };
     c.set('releaseStream', release);
     await next();
     // A stream that did not start (an unknown id, a bad query) counts no more; one that did, until it ends.

@@ -69,7 +69,7 @@ export const createGroupSchema = z.strictObject({
   title: z.string().max(500).optional(),
 });
 
-const roundsEvent = z.strictObject({
+export const roundsEvent = z.strictObject({
   type: z.literal('group.rounds'),
   rounds: z.number().int().min(1).max(MAX_ROUNDS),
   content: z
@@ -79,7 +79,7 @@ const roundsEvent = z.strictObject({
     .optional(),
 });
 
-const agentName = z.string().regex(ID_PATTERN, 'must be an agent name of this group');
+export const agentName = z.string().regex(ID_PATTERN, 'must be an agent name of this group');
 
 /** The event types a client sends to a group. */
 export const GROUP_EVENT_TYPES: readonly string[] = [...KNOWN_USER_EVENTS, 'group.rounds'];

@@ -81,7 +81,7 @@ export const mcpServersSchema = z
   )
   .max(20);
 
-const effort = z.enum(['low', 'medium', 'high', 'xhigh', 'max']);
+export const effort = z.enum(['low', 'medium', 'high', 'xhigh', 'max']);
 
 export const modelSchema = z.union([
   z.string().min(1).max(200),

@@ -45,7 +45,7 @@ export const createTaskSchema = z.strictObject({
   max_turns: z.number().int().min(1).max(10_000).optional(),
 });
 
-const createTaskQuery = z.strictObject({ wait: z.enum(['true', 'false']).optional() });
+export const createTaskQuery = z.strictObject({ wait: z.enum(['true', 'false']).optional() });
 
 export function taskRoutes(options: TaskRoutesOptions): RouteGroup {
   const { tasks } = options;

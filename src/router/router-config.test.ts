@@ -35,6 +35,8 @@ describe('parseRouterConfig', () => {
       apiKeys: new Map(),
       refreshMs: 1000,
       maxBodyBytes: 1024 * 1024,
+      logFormat: null,
+      logLevel: 'info',
       warnings: [],
     });
   });

@@ -8,6 +8,8 @@
  * variable, so that one secret or config map serves both; the router's own (port, bind address, refresh)
  * do not, since a router and a host started from one environment must not bind the same port.
  */
+import { parseLogFlags } from '../config-observe.js';
+import type { LogFormat, LogLevel } from '../observe/logger.js';
 import { parseArgs } from 'node:util';
 import {
   isLoopback,
@@ -40,6 +42,9 @@ export interface RouterConfig {
   maxBodyBytes: number;
   /** What the operator should know about the config (a key given on the command line). */
   warnings: string[];
+  /** `json` or `pretty`; null: pretty on a terminal, JSON otherwise. */
+  logFormat: LogFormat | null;
+  logLevel: LogLevel;
 }
 
 /** One option: its flag, its environment variables (first set wins) and its help line. */
@@ -81,6 +86,16 @@ export const ROUTER_OPTIONS: readonly RouterOptionSpec[] = [
     flag: 'max-body',
     env: ['BERTH_ROUTER_MAX_BODY', 'BERTH_MAX_BODY'],
     help: "largest request body, as the hosts' --max-body (default 1MiB; /v1/tasks allows 48MiB)",
+  },
+  {
+    flag: 'log-format',
+    env: ['BERTH_ROUTER_LOG_FORMAT', 'BERTH_LOG_FORMAT'],
+    help: 'json (one object per line) or pretty (default: pretty on a terminal, else json)',
+  },
+  {
+    flag: 'log-level',
+    env: ['BERTH_ROUTER_LOG_LEVEL', 'BERTH_LOG_LEVEL'],
+    help: 'fatal, error, warn, info, debug, trace or silent (default info)',
   },
 ];
 
@@ -164,6 +179,8 @@ export function parseRouterConfig(
       `--host ${host}: without --api-keys the router only listens on loopback, since every caller would be tenant "default"`,
     );
   }
+  const { format: logFormat, level: logLevel } = parseLogFlags(v.get('log-format'), v.get('log-level'));
+  const logFlags = { logFormat, logLevel };
   return {
     port: parsePort(v.get('port') ?? '8080'),
     host,
@@ -176,6 +193,7 @@ export function parseRouterConfig(
     refreshMs: parseRefresh(v.get('refresh') ?? '1000'),
     maxBodyBytes: positive(parseSize(v.get('max-body') ?? '1MiB', '--max-body'), '--max-body'),
     warnings,
+    ...logFlags,
   };
 }
 

@@ -4,7 +4,8 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { BerthError, describeError, formatErrorForLog } from '../errors.js';
+import { BerthError, describeError } from '../errors.js';
+import { createLogger, type Logger } from '../observe/logger.js';
 import { redactUrl } from '../redact.js';
 import { openStores, type Stores } from '../stores/open-stores.js';
 import { HostDirectory } from './host-directory.js';
@@ -14,8 +15,8 @@ import { Router } from './router.js';
 
 /** Options of {@link startRouter}. */
 export interface StartRouterOptions {
-  /** Where failures of the router and the store go; stderr by default. */
-  log?: (line: string) => void;
+  /** Where failures of the router and the store go. @default a log on stderr as the config says */
+  log?: Logger;
   /**
    * On {@link RouterServer.close}, how long requests in flight (not event streams, which end at once) may
    * take to finish before their connections are closed, in ms.
@@ -40,8 +41,10 @@ export async function startRouter(
   config: RouterConfig,
   options: StartRouterOptions = {},
 ): Promise<RouterServer> {
-  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const onError = (err: unknown): void => log(`berth: ${formatErrorForLog(err)}`);
+  const log =
+    options.log ??
+    (await createLogger({ level: config.logLevel, ...(config.logFormat && { format: config.logFormat }) }));
+  const onError = (err: unknown): void => log.error({ err }, 'router failure');
   const stores = await openStores(config.store, { timeoutMs: config.storeTimeoutMs });
   const { coordination } = stores;
   if (!coordination) {

@@ -22,6 +22,8 @@ import { rm } from 'node:fs/promises';
 import { pipeline } from 'node:stream';
 import { budgetRefusalBody, sessionBudgetRefusalBody } from './budget-refusal.js';
 import { ModelMeter, meterReply, type MeteredUsage } from './model-meter.js';
+import { costUsd, type TokenCounts } from './model-prices.js';
+import type { Metrics } from '../observe/metrics.js';
 import type { SpawnOwner } from './spawn-owner.js';
 
 export interface ModelProxyOptions {
@@ -41,6 +43,8 @@ export interface ModelProxyOptions {
    * (the turn in flight).
    */
   ownerBudget?: ((owner: SpawnOwner) => { limitUsd: number; spentUsd: number } | undefined) | undefined;
+  /** Counts model requests by status, and tokens and cost by tenant. @default not counted */
+  metrics?: Metrics | undefined;
 }
 
 /** A token for one subprocess: what it is started with, and how its validity ends. */
@@ -185,8 +189,12 @@ export class ModelProxy {
       return refuse(req, res, 403, 'permission_error', `${pathname} is not available to agents`);
     }
     const metered = req.method === 'POST' && /^\/v1\/messages\/?$/.test(pathname);
+    const count = (status: string): void => {
+      if (metered) this.options.metrics?.modelRequests.inc({ tenant: owner.tenant, status });
+    };
     const budget = this.options.budgetUsd?.(owner.tenant) ?? Infinity;
     if (metered && this.meter.spentUsd(owner.tenant) >= budget) {
+      count('refused');
       req.resume();
       const body = budgetRefusalBody(owner.tenant, this.meter.spentUsd(owner.tenant), budget);
       res.writeHead(429, { 'content-type': 'application/json', 'x-should-retry': 'false' }).end(body);
@@ -196,6 +204,7 @@ export class ModelProxy {
     if (own && owner.id !== undefined) {
       const spent = Math.max(own.spentUsd, this.meter.usageOfOwner(owner.tenant, owner.id)?.cost_usd ?? 0);
       if (spent >= own.limitUsd) {
+        count('refused');
         req.resume();
         const body = sessionBudgetRefusalBody(owner.id, spent, own.limitUsd);
         res.writeHead(429, { 'content-type': 'application/json', 'x-should-retry': 'false' }).end(body);
@@ -220,6 +229,7 @@ export class ModelProxy {
         if (value !== undefined && !NOT_FORWARDED.has(name)) replyHeaders[name] = value;
       }
       res.writeHead(reply.statusCode ?? 502, replyHeaders);
+      count(String(reply.statusCode ?? 502));
       // SSE: each chunk goes on as it arrives; nothing is held back (the meter reads a copy).
       res.flushHeaders();
       const done = (err: Error | null): void => {
@@ -231,13 +241,17 @@ export class ModelProxy {
       }
       const meter = meterReply(
         reply.headers,
-        (model, tokens, first) => this.meter.add(owner, model, tokens, first),
+        (model, tokens, first) => {
+          this.meter.add(owner, model, tokens, first);
+          if (this.options.metrics) countTokens(this.options.metrics, owner.tenant, model, tokens);
+        },
         this.options.onError,
       );
       pipeline(reply, meter, res, done);
     });
     upstream.on('error', (err) => {
       if (!res.headersSent) {
+        count('unreachable');
         const body = JSON.stringify({
           type: 'error',
           error: { type: 'api_error', message: `the model endpoint could not be reached: ${err.message}` },
@@ -251,6 +265,19 @@ export class ModelProxy {
     res.on('close', () => upstream.destroy());
     pipeline(req, upstream, () => undefined);
   }
+}
+
+/** A reply's tokens by kind, and its cost at list prices, in the tenant's series. */
+function countTokens(metrics: Metrics, tenant: string, model: string, tokens: TokenCounts): void {
+  const kinds = {
+    input: tokens.input_tokens,
+    output: tokens.output_tokens,
+    cache_read: tokens.cache_read_input_tokens,
+    cache_creation: tokens.cache_creation_input_tokens,
+  };
+  for (const [kind, n] of Object.entries(kinds)) if (n > 0) metrics.modelTokens.inc({ tenant, kind }, n);
+  const usd = costUsd(model, tokens);
+  if (usd > 0) metrics.modelCost.inc({ tenant }, usd);
 }
 
 /** Paths that spend money the meter cannot read (batches, the legacy completions API): refused. */

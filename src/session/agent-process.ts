@@ -58,6 +58,8 @@ export interface AgentProcessOptions {
   costBaseline?: (() => number) | undefined;
   /** Failures no caller sees (a refused spare that could not be killed). */
   onError?: ((err: unknown) => void) | undefined;
+  /** Called at the process's first message, with whether a warm spare sent it (start-time metrics). */
+  onFirstMessage?: ((warm: boolean) => void) | undefined;
 }
 
 /** The subprocess currently serving: the claimed spare, or a spawned one. */
@@ -157,16 +159,25 @@ export class AgentProcess {
 
   /** The process's messages until it ends. Read it once, for the process's whole life. */
   async *messages(): AsyncGenerator<SDKMessage, void> {
+    let first = this.options.onFirstMessage;
     try {
-      if (this.claim) {
-        const served = yield* this.readClaimed(this.claim);
-        if (served) return;
-        await this.fallBack();
+      for await (const message of this.serve()) {
+        first?.(this.warm);
+        first = undefined;
+        yield message;
       }
-      yield* this.read(this.serving.query);
     } finally {
       this.markFinished();
     }
+  }
+
+  private async *serve(): AsyncGenerator<SDKMessage, void> {
+    if (this.claim) {
+      const served = yield* this.readClaimed(this.claim);
+      if (served) return;
+      await this.fallBack();
+    }
+    yield* this.read(this.serving.query);
   }
 
   /**

@@ -9,6 +9,7 @@
  * close, and a retry after the session's deletion would bring its events back. A retry may find events
  * of the failed write stored after all (its answer was lost): `appendEventsOnce` stores only the rest.
  */
+import { AsyncResource } from 'node:async_hooks';
 import { newEventId } from '../ids.js';
 import { appendEventsOnce } from '../stores/event-append.js';
 import type { EventLog } from '../stores/types.js';
@@ -24,6 +25,7 @@ export class SessionEventStream {
   private readonly listeners = new Set<EventListener>();
   /** Emitted events the log does not hold yet, in seq order. */
   private readonly pending: StoredEvent[] = [];
+  private emitScope: AsyncResource | undefined;
   /** The write in flight, which also writes what is emitted meanwhile; undefined when none runs. */
   private writing: Promise<void> | undefined;
   /** Set when a write failed: the events it held may be in the log after all. */
@@ -64,6 +66,9 @@ export class SessionEventStream {
     this.recent.push(...stored);
     if (this.recent.length > RECENT_EVENTS) this.recent.splice(0, this.recent.length - RECENT_EVENTS);
     this.pending.push(...stored);
+    // The next append runs in the async context of the latest emit (the turn that emitted: its span),
+    // not in that of the emit that started the write loop, which may be an earlier turn's.
+    this.emitScope = new AsyncResource('berth.events');
     // A failure stays with the pending events, for the next flush() to report.
     this.write().catch(() => undefined);
     for (const event of stored) {
@@ -98,8 +103,9 @@ export class SessionEventStream {
         while (this.pending.length > 0) {
           const batch = this.pending.slice();
           try {
-            if (this.retrying) await appendEventsOnce(this.log, this.key, batch);
-            else await this.log.append(this.key, batch);
+            const append = (): Promise<unknown> =>
+              this.retrying ? appendEventsOnce(this.log, this.key, batch) : this.log.append(this.key, batch);
+            await (this.emitScope ? this.emitScope.runInAsyncScope(append) : append());
           } catch (err) {
             this.retrying = true;
             throw err instanceof Error ? err : new Error(String(err));

@@ -16,12 +16,21 @@ export interface SessionProcessRequest {
   /** The session's own options. */
   setup: Pick<
     SessionSetup,
-    'paths' | 'env' | 'transcriptStore' | 'runtime' | 'createSpawner' | 'timeouts' | 'processOptions'
+    | 'paths'
+    | 'env'
+    | 'transcriptStore'
+    | 'runtime'
+    | 'createSpawner'
+    | 'timeouts'
+    | 'processOptions'
+    | 'observer'
   >;
   record: SessionRecord;
   canUseTool: CanUseTool;
   /** A warm spare to claim (only for a session without a transcript). */
   spare: ClaimableSpare | undefined;
+  /** When the turn that starts it began (epoch ms), and whether a workspace was restored for it. */
+  start: { at: number | undefined; hydrated: boolean };
   report: (err: unknown) => void;
 }
 
@@ -49,6 +58,11 @@ export function startSessionProcess(request: SessionProcessRequest): AgentProces
     prompt: 'streaming',
     costBaseline: () => costBaseline,
     onError: request.report,
+    onFirstMessage: (warm) => {
+      const { at, hydrated } = request.start;
+      if (at === undefined) return;
+      setup.observer?.started(warm ? 'warm' : hydrated ? 'hydrate' : 'cold', Date.now() - at);
+    },
     spare: spare && {
       spare,
       request: {

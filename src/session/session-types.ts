@@ -74,6 +74,21 @@ export interface SessionSetup {
   processOptions?: (() => Partial<Options>) | undefined;
   /** Called after every change of state (for metrics and tests). */
   onTransition?: ((from: SessionState, to: SessionState) => void) | undefined;
+  /** Telemetry's view of the session's turns and starts (see host/session-telemetry.ts). */
+  observer?: SessionObserver | undefined;
+}
+
+/** How a subprocess started: spawned (`cold`), a claimed warm spare (`warm`), or after a restore (`hydrate`). */
+export type StartKind = 'cold' | 'warm' | 'hydrate';
+
+/** What telemetry sees of a session from inside it (the rest it reads from the session's events). */
+export interface SessionObserver {
+  /** Runs one turn (a span around it: what the turn does is traced inside it). */
+  readonly turn: (run: () => Promise<void>) => Promise<void>;
+  /** A subprocess sent its first message, `ms` after its turn began. */
+  readonly started: (kind: StartKind, ms: number) => void;
+  /** A subprocess was ended by a failure of this type (`hard_rss_exceeded`, `memory_limit`, ...). */
+  readonly ended: (errorType: string) => void;
 }
 
 /** The host's hooks into a session's life; `S` is the session (`Session`). */

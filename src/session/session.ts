@@ -6,9 +6,8 @@
  * resumes the transcript from the SessionStore. Turns run one at a time: user messages queue here, and
  * each is handed to the SDK only after the previous turn's `result`, so the CLI never merges them.
  *
- * The host may also retire a subprocess on purpose (see `recycle`, `killProcess` and `suspend`): the
- * process is detached from the session at once, and a turn that starts while it is still ending waits
- * for it, so two subprocesses of one session never write its transcript together.
+ * The host may also retire a subprocess on purpose (`recycle`, `killProcess`, `suspend`): it is detached
+ * at once, and a turn that starts while it ends waits for it: two never write one transcript together.
  */
 import type { SDKMessage, SDKResultMessage, SDKUserMessage } from '@anthropic-ai/claude-agent-sdk';
 import { BerthError, describeError, isBerthError } from '../errors.js';
@@ -30,7 +29,6 @@ import type { ProcessInfo, SessionHooks, SessionSetup, UserEvent } from './sessi
 export type { SessionState } from './session-state.js';
 export type { ProcessInfo, SessionPaths, SessionTimeouts, UserEvent } from './session-types.js';
 export { MAX_QUEUED_MESSAGES } from './turn-queue.js';
-export { newSdkSessionId } from './session-process.js';
 
 /** A session's options: what it is made of, and the host's hooks into its life (see `session-types.ts`). */
 export type SessionOptions = SessionSetup & SessionHooks<Session>;
@@ -38,8 +36,7 @@ export type SessionOptions = SessionSetup & SessionHooks<Session>;
 export class Session {
   readonly id: string;
   private state: SessionState;
-  /** Where a `starting` session returns when its start fails. */
-  private startingFrom: 'cold' | 'suspended' = 'cold';
+  private startingFrom: 'cold' | 'suspended' = 'cold'; // where a `starting` session returns when it fails
   private readonly writer: RecordWriter;
   private readonly slot: ProcessSlot;
   private readonly turns: TurnQueue;
@@ -60,6 +57,7 @@ export class Session {
     });
     this.turns = new TurnQueue({
       run: (message, turn) => this.runTurn(message, turn),
+      around: options.observer?.turn,
       isClosed: () => this.isClosed(),
       onDrained: () => {
         // A start that no turn took up (the turns failed before a spawn) gives its slot back.
@@ -378,6 +376,7 @@ export class Session {
       record: this.record,
       canUseTool: this.confirmations.canUseTool,
       spare,
+      start: { at: this.turns.current?.startedAt, hydrated: this.startingFrom === 'suspended' },
       report: (err) => this.report(err),
     });
     this.slot.set(proc);
@@ -389,7 +388,8 @@ export class Session {
   private async read(proc: AgentProcess, spare: ClaimableSpare | undefined): Promise<void> {
     let failure: unknown;
     try {
-      for await (const message of proc.messages()) this.onMessage(proc, message, spare);
+      for await (const message of proc.messages())
+        this.turns.inTurn(() => this.onMessage(proc, message, spare));
     } catch (err) {
       failure = err;
     }
@@ -467,6 +467,7 @@ export class Session {
   ): void {
     if (this.proc !== proc) return;
     error ??= proc.limitHit();
+    if (error) this.options.observer?.ended(error.type);
     this.slot.detach();
     // Whatever the CLI left behind (a background job of a tool) goes with it, before the next one starts.
     void this.slot.chain(proc.kill());

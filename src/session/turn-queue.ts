@@ -2,6 +2,7 @@
  * A session's turns, one at a time: user messages wait here, and each is handed to the CLI only after
  * the previous turn has ended, so the CLI never merges two of them into one turn.
  */
+import { AsyncResource } from 'node:async_hooks';
 import type { SDKUserMessage } from '@anthropic-ai/claude-agent-sdk';
 import { BerthError } from '../errors.js';
 import type { ContentBlock } from './events.js';
@@ -17,6 +18,8 @@ export interface Turn {
   interrupted: boolean;
   /** The `session.error` type of a model request of the turn that failed (the turn failed with it). */
   failedWith?: string | undefined;
+  /** The turn's async context, inside its span: the CLI's messages are handled in it (see `inTurn`). */
+  scope?: AsyncResource | undefined;
 }
 
 export interface TurnQueueOptions {
@@ -25,10 +28,22 @@ export interface TurnQueueOptions {
   isClosed: () => boolean;
   /** Called each time the queue has run dry. */
   onDrained: () => void;
+  /** Wraps each turn's run (telemetry's span around it). */
+  around?: ((run: () => Promise<void>) => Promise<void>) | undefined;
+}
+
+/**
+ * A message waiting for its turn, with the async context of the call that sent it: the turn runs in it,
+ * so that what is kept there (the HTTP request's span, the turn's parent) is the sender's, not that of
+ * the call that started the pump, whose loop runs every turn queued behind the first.
+ */
+interface Waiting {
+  readonly message: SDKUserMessage;
+  readonly sender: AsyncResource;
 }
 
 export class TurnQueue {
-  private readonly waiting: SDKUserMessage[] = [];
+  private readonly waiting: Waiting[] = [];
   private pumping = false;
   private turn: Turn | undefined;
   private notBusyWaiters: (() => void)[] = [];
@@ -65,12 +80,25 @@ export class TurnQueue {
     );
   }
 
+  /**
+   * Runs `fn` in the current turn's async context, so that what it does (storing the turn's events) is
+   * traced inside the turn, not inside whatever started the subprocess's reader (an earlier turn).
+   */
+  inTurn(fn: () => void): void {
+    const scope = this.turn?.scope;
+    if (scope) scope.runInAsyncScope(fn);
+    else fn();
+  }
+
   /** Queues a user message for its turn. */
   push(content: string | ContentBlock[]): void {
     this.waiting.push({
-      type: 'user',
-      message: { role: 'user', content: content as SDKUserMessage['message']['content'] },
-      parent_tool_use_id: null,
+      message: {
+        type: 'user',
+        message: { role: 'user', content: content as SDKUserMessage['message']['content'] },
+        parent_tool_use_id: null,
+      },
+      sender: new AsyncResource('berth.turn'),
     });
   }
 
@@ -98,7 +126,12 @@ export class TurnQueue {
           const turn = newTurn();
           this.turn = turn;
           try {
-            await this.options.run(next, turn);
+            const { message, sender } = next;
+            const run = (): Promise<void> => {
+              turn.scope = new AsyncResource('berth.turn');
+              return this.options.run(message, turn);
+            };
+            await sender.runInAsyncScope(() => (this.options.around ? this.options.around(run) : run()));
           } finally {
             this.endCurrent(turn);
           }

@@ -106,6 +106,9 @@ export function withDeadline<T>(
   return new Deadline(what, ms, signal).run(work);
 }
 
+/** Runs one store call (`what`, e.g. `store append events`) inside telemetry: a span, an error count. */
+export type StoreObserver = <T>(what: string, call: () => Promise<T>) => Promise<T>;
+
 /**
  * The writes of one store that passed their deadline and may still land. Every later call waits for them
  * first (within its own deadline), so that a write abandoned at its deadline cannot land after a newer
@@ -113,6 +116,9 @@ export function withDeadline<T>(
  */
 export class AbandonedWrites {
   private readonly pending = new Set<Promise<unknown>>();
+
+  /** `observe`: telemetry's wrapper around every call (a span, the store's error count). */
+  constructor(private readonly observe?: StoreObserver) {}
 
   /** Runs a write under a deadline, after the abandoned writes; stopped before it answers, it is abandoned. */
   write<T>(
@@ -139,7 +145,18 @@ export class AbandonedWrites {
     return this.pending.size;
   }
 
-  private async call<T>(
+  private call<T>(
+    what: string,
+    ms: number,
+    signal: AbortSignal | undefined,
+    work: (signal: AbortSignal) => Promise<T>,
+    isWrite: boolean,
+  ): Promise<T> {
+    const run = (): Promise<T> => this.callNow(what, ms, signal, work, isWrite);
+    return this.observe ? this.observe(what, run) : run();
+  }
+
+  private async callNow<T>(
     what: string,
     ms: number,
     signal: AbortSignal | undefined,

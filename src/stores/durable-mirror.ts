@@ -36,7 +36,7 @@ import { canonicalJson } from './canonical-json.js';
 import { DEFAULT_STORE_TIMEOUT_MS } from './deadline.js';
 import { appendEventsOnce } from './event-append.js';
 import type { StoredEvent } from '../session/events.js';
-import { MAIN, openSpool, rowFence, sameTarget, transcriptKey } from './spool.js';
+import { MAIN, openSpool, rowFence, sameTarget, spoolFigures, spoolWrite, transcriptKey } from './spool.js';
 import type { Coordination, FencedSessionStore } from './coordination.js';
 import { isBerthError } from '../errors.js';
 import type { Kind, OpRow, SpoolStatements } from './spool.js';
@@ -116,6 +116,11 @@ export class DurableMirror implements SessionStore {
   /** Writes waiting to be shipped. */
   get backlog(): number {
     return this.sql.count.get()!.n;
+  }
+
+  /** Spooled entries (transcript entries, events, registry writes) and the oldest one's age, for metrics. */
+  get backlogFigures(): { entries: number; oldestSeconds: number } {
+    return spoolFigures(this.sql);
   }
 
   /** True while the store is refusing writes. */
@@ -308,15 +313,7 @@ export class DurableMirror implements SessionStore {
 
   private spool(kind: Kind, scope: string, name: string, subpath: string, payload: unknown): void {
     const fence = this.options.fenceFor?.(kind, scope, name);
-    this.sql.insert.run(
-      kind,
-      scope,
-      name,
-      subpath,
-      JSON.stringify(payload),
-      fence?.lease ?? null,
-      fence?.token ?? null,
-    );
+    spoolWrite(this.sql, { kind, scope, name, subpath }, payload, fence);
     this.wake?.();
   }
 

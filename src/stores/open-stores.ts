@@ -9,7 +9,7 @@ import path from 'node:path';
 import { BerthError, describeError } from '../errors.js';
 import { DEFAULT_POSTGRES_SCHEMA } from './postgres/schema.js';
 import { DEFAULT_REDIS_PREFIX } from './redis/keys.js';
-import { DEFAULT_STORE_TIMEOUT_MS } from './deadline.js';
+import { DEFAULT_STORE_TIMEOUT_MS, type StoreObserver } from './deadline.js';
 import type { Stores } from './types.js';
 import { storesWithDeadlines } from './with-deadlines.js';
 
@@ -23,6 +23,8 @@ export interface OpenStoresOptions {
    * @default 10000
    */
   timeoutMs?: number;
+  /** Telemetry's wrapper around every store call (see `StoreObserver`). @default none */
+  observe?: StoreObserver | undefined;
 }
 
 export const STORE_URL_FORMS = [
@@ -42,7 +44,16 @@ export function storeHasLeases(url: string): boolean {
 }
 
 export async function openStores(url: string, options: OpenStoresOptions = {}): Promise<Stores> {
-  return storesWithDeadlines(await openBackend(url), options.timeoutMs ?? DEFAULT_STORE_TIMEOUT_MS);
+  const timeoutMs = options.timeoutMs ?? DEFAULT_STORE_TIMEOUT_MS;
+  return storesWithDeadlines(await openBackend(url), timeoutMs, options.observe);
+}
+
+/** The backend a `--store` URL names, as metrics label it: `sqlite`, `memory`, `postgres`, `redis`, `s3`. */
+export function storeBackend(url: string): string {
+  const scheme = url.slice(0, Math.max(0, url.indexOf(':'))).toLowerCase();
+  if (scheme === 'postgresql') return 'postgres';
+  if (scheme === 'rediss') return 'redis';
+  return ['sqlite', 'memory', 'postgres', 'redis', 's3'].includes(scheme) ? scheme : 'other';
 }
 
 async function openBackend(url: string): Promise<Stores> {

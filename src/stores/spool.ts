@@ -71,19 +71,36 @@ export function openSpool(file: string): { db: Database.Database; sql: SpoolStat
     payload TEXT NOT NULL
   );
   CREATE INDEX IF NOT EXISTS ops_by_target ON ops (kind, scope, name, subpath, seq);`);
-  // A spool from before fencing gets the columns (null: unfenced, as it was written).
-  const columns = db.prepare<[], { name: string }>('PRAGMA table_info(ops)').all();
-  if (!columns.some((c) => c.name === 'fence_lease')) {
-    db.exec('ALTER TABLE ops ADD COLUMN fence_lease TEXT; ALTER TABLE ops ADD COLUMN fence_token INTEGER;');
-  }
+  // A spool from an earlier version gets the columns it lacks, each on its own and all in one
+  // transaction, so that a crash mid-way leaves either every column or none. Null in an old row:
+  // unfenced, as it was written (fence_*); one entry spooled at an unknown time (entries, spooled_at:
+  // the backlog's metrics).
+  const added: readonly [string, string][] = [
+    ['fence_lease', 'TEXT'],
+    ['fence_token', 'INTEGER'],
+    ['entries', 'INTEGER'],
+    ['spooled_at', 'INTEGER'],
+  ];
+  db.transaction(() => {
+    const columns = new Set(
+      db
+        .prepare<[], { name: string }>('PRAGMA table_info(ops)')
+        .all()
+        .map((c) => c.name),
+    );
+    for (const [name, type] of added) {
+      if (!columns.has(name)) db.exec(`ALTER TABLE ops ADD COLUMN ${name} ${type}`);
+    }
+  })();
   return { db, sql: prepare(db) };
 }
 
 type Statement<P extends unknown[], R = unknown> = Database.Statement<P, R>;
 
 export interface SpoolStatements {
-  insert: Statement<[Kind, string, string, string, string, string | null, number | null]>;
+  insert: Statement<[Kind, string, string, string, string, string | null, number | null, number, number]>;
   count: Statement<[], { n: number }>;
+  figures: Statement<[], { entries: number; oldest: number | null }>;
   exists: Statement<[number], { seq: number }>;
   countScope: Statement<[Kind, string], { n: number }>;
   oldest: Statement<[number], OpRow>;
@@ -98,10 +115,15 @@ export interface SpoolStatements {
 
 function prepare(db: Database.Database): SpoolStatements {
   return {
-    insert: db.prepare<[Kind, string, string, string, string, string | null, number | null]>(
-      'INSERT INTO ops (kind, scope, name, subpath, payload, fence_lease, fence_token) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    insert: db.prepare<[Kind, string, string, string, string, string | null, number | null, number, number]>(
+      'INSERT INTO ops (kind, scope, name, subpath, payload, fence_lease, fence_token, entries, spooled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
     ),
     count: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM ops'),
+    figures: db.prepare<[], { entries: number; oldest: number | null }>(
+      // The oldest row is the first by seq (rows are appended in time order): found by the primary key.
+      `SELECT coalesce(sum(coalesce(entries, 1)), 0) AS entries,
+              (SELECT spooled_at FROM ops ORDER BY seq LIMIT 1) AS oldest FROM ops`,
+    ),
     exists: db.prepare<[number], { seq: number }>('SELECT seq FROM ops WHERE seq = ?'),
     countScope: db.prepare<[Kind, string], { n: number }>(
       'SELECT count(*) AS n FROM ops WHERE kind = ? AND scope = ?',
@@ -127,4 +149,23 @@ function prepare(db: Database.Database): SpoolStatements {
       'DELETE FROM ops WHERE kind = ? AND scope = ? AND name = ?',
     ),
   };
+}
+
+/** Spools one write, with its fence (multi-host mode) and, for the metrics, its entry count and time. */
+export function spoolWrite(
+  sql: SpoolStatements,
+  target: { kind: Kind; scope: string; name: string; subpath: string },
+  payload: unknown,
+  fence: Fence | undefined,
+): void {
+  const { kind, scope, name, subpath } = target;
+  const entries = Array.isArray(payload) ? payload.length : 1;
+  const row = [kind, scope, name, subpath, JSON.stringify(payload)] as const;
+  sql.insert.run(...row, fence?.lease ?? null, fence?.token ?? null, entries, Date.now());
+}
+
+/** The spool's backlog: entries waiting (transcript entries, events, registry writes), the oldest's age. */
+export function spoolFigures(sql: SpoolStatements): { entries: number; oldestSeconds: number } {
+  const { entries, oldest } = sql.figures.get()!;
+  return { entries, oldestSeconds: oldest === null ? 0 : Math.max(0, (Date.now() - oldest) / 1000) };
 }

@@ -16,7 +16,7 @@
 import type { SessionKey, SessionStore, SessionStoreEntry } from '@anthropic-ai/claude-agent-sdk';
 import type { Catalog } from './catalog.js';
 import type { Coordination, FencedSessionStore } from './coordination.js';
-import { AbandonedWrites } from './deadline.js';
+import { AbandonedWrites, type StoreObserver } from './deadline.js';
 import type { EventLog, SessionRegistry, StoreCallOptions, Stores } from './types.js';
 
 const WRAPPED = new WeakSet<object>();
@@ -32,9 +32,13 @@ function under(options: StoreCallOptions | undefined, signal: AbortSignal): Stor
 }
 
 /** `registry` with a deadline of `timeoutMs` on every call. */
-export function registryWithDeadlines(registry: SessionRegistry, timeoutMs: number): SessionRegistry {
+export function registryWithDeadlines(
+  registry: SessionRegistry,
+  timeoutMs: number,
+  observe?: StoreObserver,
+): SessionRegistry {
   if (WRAPPED.has(registry)) return registry;
-  const calls = new AbandonedWrites();
+  const calls = new AbandonedWrites(observe);
   return mark({
     create: (record, options) =>
       calls.write('store create session', timeoutMs, options?.signal, (signal) =>
@@ -60,9 +64,9 @@ export function registryWithDeadlines(registry: SessionRegistry, timeoutMs: numb
 }
 
 /** `catalog` with a deadline of `timeoutMs` on every call. */
-export function catalogWithDeadlines(catalog: Catalog, timeoutMs: number): Catalog {
+export function catalogWithDeadlines(catalog: Catalog, timeoutMs: number, observe?: StoreObserver): Catalog {
   if (WRAPPED.has(catalog)) return catalog;
-  const calls = new AbandonedWrites();
+  const calls = new AbandonedWrites(observe);
   return mark({
     create: (entry, options) =>
       calls.write('store create catalog entry', timeoutMs, options?.signal, (signal) =>
@@ -88,9 +92,9 @@ export function catalogWithDeadlines(catalog: Catalog, timeoutMs: number): Catal
 }
 
 /** `log` with a deadline of `timeoutMs` on every call. */
-export function eventLogWithDeadlines(log: EventLog, timeoutMs: number): EventLog {
+export function eventLogWithDeadlines(log: EventLog, timeoutMs: number, observe?: StoreObserver): EventLog {
   if (WRAPPED.has(log)) return log;
-  const calls = new AbandonedWrites();
+  const calls = new AbandonedWrites(observe);
   return mark({
     append: (key, events, options) =>
       calls.write('store append events', timeoutMs, options?.signal, (signal) =>
@@ -115,9 +119,13 @@ export function eventLogWithDeadlines(log: EventLog, timeoutMs: number): EventLo
  * `store` with a deadline of `timeoutMs` on every call; optional methods stay optional. `append` passes
  * Berth's options on (a store that only implements the SDK's interface ignores them).
  */
-export function sessionStoreWithDeadlines(store: SessionStore, timeoutMs: number): FencedSessionStore {
+export function sessionStoreWithDeadlines(
+  store: SessionStore,
+  timeoutMs: number,
+  observe?: StoreObserver,
+): FencedSessionStore {
   if (WRAPPED.has(store)) return store;
-  const calls = new AbandonedWrites();
+  const calls = new AbandonedWrites(observe);
   // The SDK's interface has no third parameter; a store without one ignores the options.
   const fenced: FencedSessionStore = store;
   const wrapped: FencedSessionStore = {
@@ -154,9 +162,13 @@ export function sessionStoreWithDeadlines(store: SessionStore, timeoutMs: number
  * (an acquire that timed out may still have taken the lease), so later calls wait for it as they do for
  * the other stores' writes.
  */
-export function coordinationWithDeadlines(coordination: Coordination, timeoutMs: number): Coordination {
+export function coordinationWithDeadlines(
+  coordination: Coordination,
+  timeoutMs: number,
+  observe?: StoreObserver,
+): Coordination {
   if (WRAPPED.has(coordination)) return coordination;
-  const calls = new AbandonedWrites();
+  const calls = new AbandonedWrites(observe);
   const c = coordination;
   return mark({
     heartbeat: (host, ttlMs, options) =>
@@ -209,15 +221,15 @@ export function coordinationWithDeadlines(coordination: Coordination, timeoutMs:
 }
 
 /** `stores` with every call of its stores under a deadline of `timeoutMs`. */
-export function storesWithDeadlines(stores: Stores, timeoutMs: number): Stores {
+export function storesWithDeadlines(stores: Stores, timeoutMs: number, observe?: StoreObserver): Stores {
   return {
     ...stores,
-    transcriptStore: sessionStoreWithDeadlines(stores.transcriptStore, timeoutMs),
-    registry: registryWithDeadlines(stores.registry, timeoutMs),
-    eventLog: eventLogWithDeadlines(stores.eventLog, timeoutMs),
-    catalog: catalogWithDeadlines(stores.catalog, timeoutMs),
+    transcriptStore: sessionStoreWithDeadlines(stores.transcriptStore, timeoutMs, observe),
+    registry: registryWithDeadlines(stores.registry, timeoutMs, observe),
+    eventLog: eventLogWithDeadlines(stores.eventLog, timeoutMs, observe),
+    catalog: catalogWithDeadlines(stores.catalog, timeoutMs, observe),
     ...(stores.coordination && {
-      coordination: coordinationWithDeadlines(stores.coordination, timeoutMs),
+      coordination: coordinationWithDeadlines(stores.coordination, timeoutMs, observe),
     }),
     close: () => stores.close(),
     ...(stores.destroy && { destroy: stores.destroy.bind(stores) }),

@@ -48,6 +48,7 @@ import { sweepTaskDirs } from './task-sweep.js';
 
 import { fitsSpare } from './task-agent.js';
 import { cutShort, runTaskProcess, type Outcome } from './task-process.js';
+import { silentLogger, type Logger } from '../observe/logger.js';
 
 /** What the runner needs of the session host (see `SessionHost`). */
 export interface TaskHost {
@@ -72,6 +73,8 @@ export interface TaskRunnerOptions {
   enforcesNetwork?: boolean | undefined;
   /** Failures no client sees (a record that could not be written, a directory not removed). */
   onError?: (err: unknown) => void;
+  /** Each task's lines (a child with `tenant` and `task_id`). @default silent */
+  log?: Logger;
   /** @default DEFAULT_INPUT_LIMITS (100 files, 10 MiB each, 32 MiB in all) */
   inputLimits?: InputLimits;
   /** @default DEFAULT_ARTIFACT_LIMITS (1000 files, 256 MiB in all) */
@@ -110,6 +113,8 @@ interface Run {
   startedAt: number;
   /** The initial record's write, which the final one must not overtake. */
   written: Promise<void>;
+  /** The task's log lines, with `tenant` and `task_id`. */
+  log: Logger;
 }
 
 export class TaskRunner {
@@ -213,7 +218,9 @@ export class TaskRunner {
       // Not awaited: the process starts meanwhile. A crash before it lands leaves a record-less
       // directory, which the sweep still reports.
       written: this.store.putRecord(tenant, record).catch(this.report),
+      log: (this.options.log ?? silentLogger()).child({ tenant, task_id: id }),
     };
+    run.log.info({ timeout_ms: timeoutMs, inputs: files.length, warm: spare !== undefined }, 'task queued');
     this.live.set(liveKey(tenant, id), run);
     // After the current call stack (the HTTP handler) has answered: spawning is ~20 ms of synchronous work.
     setImmediate(() => {
@@ -320,9 +327,13 @@ export class TaskRunner {
     });
   }
 
-  private readonly report = (err: unknown): void => {
-    this.options.onError?.(err);
-  };
+  private readonly report = (err: unknown): void => void this.options.onError?.(err);
+
+  /** A task's failure: to its log (with `tenant` and `task_id`) when there is one, else to `onError`. */
+  private reportFor(run: Run, err: unknown, what: string): void {
+    if (this.options.log) run.log.error({ err }, what);
+    else this.report(err);
+  }
 
   private discardSpare(spare: ClaimableSpare): void {
     void this.endSpare(spare)
@@ -377,7 +388,7 @@ export class TaskRunner {
       await this.finish(run, cutShort(outcome, run.stop, run.timeoutMs));
     } catch (err) {
       // A bug, not a task failure; but the task must still end, or its waiters (and close()) never would.
-      this.report(err);
+      this.reportFor(run, err, 'the task could not be finished');
       run.release();
       if (!run.task.isFinal) {
         const error = { type: 'internal', message: `The task could not be finished: ${describeError(err)}` };
@@ -401,7 +412,7 @@ export class TaskRunner {
       killGraceMs: this.options.killGraceMs,
       signal: run.cutShort.signal,
       onStart: (proc) => (run.proc = proc),
-      onError: this.report,
+      onError: (err) => this.reportFor(run, err, 'task failure'),
     });
   }
 
@@ -463,14 +474,15 @@ export class TaskRunner {
       await this.store.putRecord(tenant, { ...task.record, ...patch, status });
     } catch (err) {
       stored = false;
-      this.report(new Error(`task ${task.id}: its final record could not be stored: ${describeError(err)}`));
+      this.reportFor(run, err, 'the final record could not be stored');
     }
     task.transition(status, patch);
     try {
       await this.store.putEvents(tenant, task.id, task.events());
     } catch (err) {
-      this.report(new Error(`task ${task.id}: its events could not be stored: ${describeError(err)}`));
+      this.reportFor(run, err, 'the events could not be stored');
     }
+    run.log.info({ status, duration_ms: patch.duration_ms, cost_usd: patch.cost_usd }, 'task finished');
     // A record the store did not take stays readable here until the host stops.
     if (stored) this.live.delete(liveKey(tenant, task.id));
   }

@@ -14,11 +14,16 @@
  *   <version>   an untouched copy of that snapshot: restore only if `current` moved on;
  *   `unsaved`   a subprocess ran here since: this copy is the newest, snapshot it when suspending.
  * The marker is on disk, so a host that restarts on its data dir still knows which copies hold work.
+ *
+ * With a tracer, each restore and snapshot is a span (`berth.workspace.restore`, `berth.workspace.snapshot`)
+ * under whatever span is active: a turn's hydrate step, a suspension.
  */
 import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
+import type { Tracer } from '@opentelemetry/api';
 import { ID_PATTERN } from '../ids.js';
+import { inSpan } from '../observe/spans.js';
 import type { SessionRef } from '../stores/types.js';
 import type { BlobStore } from './blob-store.js';
 import { restoreWorkspace, snapshotWorkspace, type SnapshotInfo } from './snapshot.js';
@@ -31,6 +36,8 @@ export interface WorkspaceSyncOptions {
   dataDir: string;
   /** The largest workspace (uncompressed) a snapshot may hold. */
   maxSnapshotBytes: number;
+  /** Records restores and snapshots as spans; given only when tracing is on. @default none */
+  tracer?: Tracer | undefined;
 }
 
 export class WorkspaceSync {
@@ -74,11 +81,15 @@ export class WorkspaceSync {
     const current = await this.current(ref);
     if (current === undefined || current === marker) return false;
     await mkdir(this.tmpDir, { recursive: true });
-    const restored = await restoreWorkspace(cwd, this.options.blob, snapshotKey(ref, current), {
-      tmpDir: this.tmpDir,
+    const attributes = { ...spanAttributes(ref), 'berth.workspace.version': current };
+    return inSpan(this.options.tracer, 'berth.workspace.restore', attributes, async (span) => {
+      const restored = await restoreWorkspace(cwd, this.options.blob, snapshotKey(ref, current), {
+        tmpDir: this.tmpDir,
+      });
+      span?.setAttribute('berth.workspace.restored', restored);
+      if (restored) await this.writeMarker(ref, current);
+      return restored;
     });
-    if (restored) await this.writeMarker(ref, current);
-    return restored;
   }
 
   /** Runs `work` after every earlier operation on the same session's copy has settled. */
@@ -105,19 +116,27 @@ export class WorkspaceSync {
   private async saveNow(ref: SessionRef, cwd: string): Promise<SnapshotInfo | undefined> {
     if ((await this.readMarker(ref)) !== UNSAVED) return undefined;
     const version = `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;
-    await mkdir(this.tmpDir, { recursive: true });
-    await mkdir(cwd, { recursive: true });
-    const info = await snapshotWorkspace(cwd, this.options.blob, snapshotKey(ref, version), {
-      maxBytes: this.options.maxSnapshotBytes,
-      tmpDir: this.tmpDir,
+    const attributes = { ...spanAttributes(ref), 'berth.workspace.version': version };
+    return inSpan(this.options.tracer, 'berth.workspace.snapshot', attributes, async (span) => {
+      await mkdir(this.tmpDir, { recursive: true });
+      await mkdir(cwd, { recursive: true });
+      const info = await snapshotWorkspace(cwd, this.options.blob, snapshotKey(ref, version), {
+        maxBytes: this.options.maxSnapshotBytes,
+        tmpDir: this.tmpDir,
+      });
+      span?.setAttributes({
+        'berth.workspace.bytes': info.bytes,
+        'berth.workspace.files': info.files,
+        'berth.workspace.stored_bytes': info.storedBytes,
+      });
+      const previous = await this.current(ref);
+      await this.options.blob.putBuffer(currentKey(ref), Buffer.from(version));
+      await this.writeMarker(ref, version);
+      if (previous !== undefined && previous !== version) {
+        await this.options.blob.delete(snapshotKey(ref, previous));
+      }
+      return info;
     });
-    const previous = await this.current(ref);
-    await this.options.blob.putBuffer(currentKey(ref), Buffer.from(version));
-    await this.writeMarker(ref, version);
-    if (previous !== undefined && previous !== version) {
-      await this.options.blob.delete(snapshotKey(ref, previous));
-    }
-    return info;
   }
 
   /** Deletes the session's snapshots and marker. */
@@ -162,6 +181,10 @@ export class WorkspaceSync {
     await mkdir(path.dirname(this.markerPath(ref)), { recursive: true });
     await writeFile(this.markerPath(ref), value);
   }
+}
+
+function spanAttributes(ref: SessionRef): Record<string, string> {
+  return { 'berth.tenant': ref.tenant, 'berth.session_id': ref.id };
 }
 
 function prefix(ref: SessionRef): string {

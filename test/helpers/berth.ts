@@ -5,6 +5,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { makeTelemetry, type Telemetry } from '../../src/observe/telemetry.js';
 import { parseServeConfig, type ServeConfig } from '../../src/config.js';
 import { textOf, type ApiEvent } from './api-events.js';
 import { startBerth, type BerthServer } from '../../src/server.js';
@@ -21,6 +22,8 @@ export interface TestBerthOptions {
   scenarios?: Scenario[];
   /** Environment variables the server reads (its own, not the agents'), e.g. `ANTHROPIC_API_KEY`. */
   env?: Record<string, string>;
+  /** Where the server logs and counts. @default quiet (a silent log, its own metrics) */
+  telemetry?: Telemetry;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- tests read response bodies loosely
@@ -44,7 +47,7 @@ export class TestBerth {
     const dataDir = options.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'berth-test-')));
     const config = testServeConfig(dataDir, model, options.args, options.env);
     try {
-      const server = await startBerth(config, { log: () => undefined });
+      const server = await startBerth(config, { telemetry: options.telemetry ?? makeTelemetry() });
       return new TestBerth(server, model, dataDir, !options.model, !options.dataDir);
     } catch (err) {
       // A server that refused to start (a test of bad config) must not leave its model or data dir.
