@@ -12,12 +12,13 @@ import { cluster } from './cluster.js';
 import { core } from './core.js';
 import type { Suite } from './lib.js';
 import { lifetimes } from './lifetimes.js';
+import { observe } from './observe.js';
 import { patterns } from './patterns.js';
 import { proxy } from './proxy.js';
 import { sandbox } from './sandbox.js';
 import { stores } from './stores.js';
 
-const SUITES: readonly Suite[] = [core, stores, lifetimes, patterns, proxy, sandbox, cluster];
+const SUITES: readonly Suite[] = [core, stores, lifetimes, patterns, proxy, sandbox, cluster, observe];
 /** Every suite together must finish well within this (2 cores); a hang ends the run instead. */
 const WATCHDOG_MS = 12 * 60_000;
 
