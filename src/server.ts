@@ -2,6 +2,7 @@
  * Berth's server: the core that a config opens (host/open-core.ts: the data dir's lock, the stores, the
  * model endpoint, the session host and the task runner) plus the HTTP API, listening.
  */
+import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { serve, type ServerType } from '@hono/node-server';
 import type { ServeConfig } from './config.js';
@@ -21,6 +22,12 @@ import type { MockModel } from './testing/mock-model.js';
 
 export { openBerthCore, type BerthCore, type StartOptions } from './host/open-core.js';
 
+/**
+ * How long the API's open responses get, at shutdown, to finish before their connections are cut: event
+ * streams sending their last events (a drain's), then ending. Bounds a client that stops reading.
+ */
+const RESPONSES_SETTLE_MS = 2000;
+
 export interface BerthServer {
   /** `http://HOST:PORT` of the API. */
   readonly url: string;
@@ -37,11 +44,15 @@ export interface BerthServer {
   readonly confinement: string;
   /** Multi-host mode: the live hosts at the last heartbeat (this one included); 1 on a host of its own. */
   readonly liveHosts: number;
-  /** Stops accepting requests, ends every subprocess (sessions stay resumable), closes the stores. */
+  /**
+   * Stops accepting requests, ends open event streams (each sends what was published first, then ends),
+   * ends every subprocess (sessions stay resumable), closes the stores.
+   */
   close(): Promise<void>;
   /**
    * The graceful shutdown of SIGTERM: `/readyz` turns 503, nothing new is admitted, running turns get
-   * the drain timeout, every session is suspended; then {@link close}.
+   * the drain timeout, every session is suspended; then {@link close}, so open event streams get the
+   * drain's events (`session.status_suspended`) before they end.
    */
   drain(): Promise<DrainResult>;
 }
@@ -55,12 +66,14 @@ export async function startBerth(config: ServeConfig, options: StartOptions = {}
   cleanups.add(() => core.close());
   try {
     let ready = true;
+    const streamsClosing = new AbortController();
     const app = createApp({
       host: core.host,
       apiKeys: config.apiKeys,
       maxBodyBytes: config.maxBodyBytes,
       heartbeatMs: config.heartbeatMs,
       isReady: () => ready,
+      streamsClosing: streamsClosing.signal,
       routes: extraRoutes(core, config),
       tenantLimits: config.tenantLimits,
       onError,
@@ -71,7 +84,14 @@ export async function startBerth(config: ServeConfig, options: StartOptions = {}
       network: { confined: core.confinesNetwork, agentMemoryBytes: core.agentMemoryBytes },
     });
     const server = await listen(app.fetch, config.port, config.host);
-    cleanups.add(() => closeServer(server));
+    const responses = trackResponses(server);
+    cleanups.add(async () => {
+      // Streams end once they have sent what was published (all of a drain's events: this runs after
+      // it); their connections are cut only then, so a socket is never destroyed with events unsent.
+      streamsClosing.abort();
+      await responses.settled(RESPONSES_SETTLE_MS);
+      await closeServer(server);
+    });
     let metricsUrl: string | undefined;
     if (config.observe.metricsPort !== null) {
       const metricsServer = await listen(
@@ -140,9 +160,29 @@ function urlOf(server: ServerType): string {
   return `http://${hostPart}:${address.port}`;
 }
 
+/** The server's responses in flight; `settled` waits at most `ms` for those open now to finish. */
+function trackResponses(server: ServerType): { settled(ms: number): Promise<void> } {
+  const open = new Set<Promise<void>>();
+  (server as http.Server).on('request', (_req, res: http.ServerResponse) => {
+    // 'close' also comes when the client goes away first.
+    const done = new Promise<void>((resolve) => res.once('close', () => resolve()));
+    open.add(done);
+    void done.then(() => open.delete(done));
+  });
+  return {
+    async settled(ms) {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+      await Promise.race([Promise.all(open), timeout]);
+      clearTimeout(timer);
+    },
+  };
+}
+
 function closeServer(server: ServerType): Promise<void> {
   return new Promise((resolve) => {
-    // Open SSE streams would hold close() forever; the sessions behind them are already stopped.
+    // A stream that has not ended by now (a forwarded one, a client that stopped reading) would hold
+    // close() forever.
     (server as { closeAllConnections?: () => void }).closeAllConnections?.();
     server.close(() => resolve());
   });

@@ -2,6 +2,8 @@
  * Graceful drain on SIGTERM, as an operator sees it: `berth serve` as a child process is signalled during
  * a turn; `/readyz` turns 503 and new sessions are refused, the running turn finishes, the session is
  * suspended and the process exits 0 leaving no subprocess. The next server on the data dir hydrates it.
+ * An event stream open through the drain (SIGTERM or Ctrl-C's SIGINT) gets its `session.status_suspended`
+ * before it ends, not only after a reconnect.
  * Then the drain's two ends in-process: turns and tasks that end within the grace period are waited for
  * (however long the grace), and a turn that runs past it is stopped before the sessions are suspended.
  */
@@ -14,6 +16,7 @@ import { textOf, type ApiEvent } from './helpers/api-events.js';
 import { startMockModel, type Scenario } from '../src/testing/index.js';
 import { TestBerth, createSessionAt, sessionBodyAt } from './helpers/berth.js';
 import { hostProcesses, markedProcessesUnder } from './helpers/processes.js';
+import { SseClient } from './helpers/sse.js';
 import { eventually } from './helpers/wait.js';
 
 const BIN = path.resolve('bin/berth.js');
@@ -181,6 +184,31 @@ describe('SIGTERM drain', () => {
       await model.close();
     }
   });
+  // Ctrl-C is SIGINT, an orchestrator's stop SIGTERM: either way the drain's events reach open streams.
+  it.each(['SIGTERM', 'SIGINT'] as const)(
+    'sends %s-drain events to open streams before it closes them',
+    async (signal) => {
+      const model = await startMockModel({ scenarios });
+      const dataDir = await mkdtemp(path.join(os.tmpdir(), 'berth-test-drain-'));
+      dirs.push(dataDir);
+      try {
+        const server = await serve(dataDir, model.url);
+        children.push(server.child);
+        const id = await createSessionAt(server.url);
+        const stream = new SseClient(`${server.url}/v1/sessions/${id}/events/stream`);
+        expect(await stream.status).toBe(200);
+        // The stream subscribes before its response starts (sse.ts): no event is needed to know it listens.
+        server.child.kill(signal);
+        const suspended = await stream.waitFor((e) => e.type === 'session.status_suspended');
+        expect(suspended).toMatchObject({ reason: 'host_draining' });
+        await stream.waitForEnd();
+        expect(stream.events.at(-1)?.type).toBe('session.status_suspended');
+        expect(await server.exit).toBe(0);
+      } finally {
+        await model.close();
+      }
+    },
+  );
 });
 
 describe('the drain, in-process', () => {

@@ -37,6 +37,11 @@ export interface AppOptions {
   heartbeatMs: number;
   /** False while the host drains; `/readyz` answers 503. */
   isReady: () => boolean;
+  /**
+   * Aborted when the server shuts down, after a drain's events are published: event streams send what
+   * they have, then end. @default never
+   */
+  streamsClosing?: AbortSignal | undefined;
   /** Per-tenant limits; the API enforces `streams`. @default none */
   tenantLimits?: TenantLimitsTable | undefined;
   /** More route groups (tasks, groups), registered after auth and the body limit. */
@@ -133,6 +138,7 @@ export function createApp(options: AppOptions): Hono<Env> {
       quota();
     };
     c.set('releaseStream', release);
+    if (options.streamsClosing) c.set('streamsClosing', options.streamsClosing);
     await next();
     // A stream that did not start (an unknown id, a bad query) counts no more; one that did, until it ends.
     if (!c.res.headers.get('content-type')?.startsWith('text/event-stream')) release();

@@ -238,6 +238,7 @@ export function groupRoutes(options: GroupRoutesOptions): RouteGroup & { registr
           after,
           heartbeatMs: options.heartbeatMs,
           onClose: c.get('releaseStream'),
+          closing: c.get('streamsClosing'),
         });
       });
     },

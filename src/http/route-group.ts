@@ -7,6 +7,8 @@ export type Env = {
     requestId: string;
     /** Set for an event stream: ends its count against the tenant's `streams` limit (see stream-quota.ts). */
     releaseStream?: () => void;
+    /** Aborted when the server shuts down: event streams send what they have, then end (see sse.ts). */
+    streamsClosing?: AbortSignal;
   };
 };
 

@@ -360,6 +360,7 @@ export function sessionRoutes(options: SessionRoutesOptions): RouteGroup {
           after: resumeAfter(c, after),
           heartbeatMs: options.heartbeatMs,
           onClose: c.get('releaseStream'),
+          closing: c.get('streamsClosing'),
         });
       });
     },

@@ -3,7 +3,9 @@
  * `Last-Event-ID` (or `?after=SEQ`) gets exactly what it missed, then live events, with no gap and no
  * duplicate: the subscription starts before history is read, and live events at or below the last
  * replayed `seq` are dropped. A stream ends after its source's final event, or when its source has
- * ended and everything is sent; a client that goes away ends its subscription, not the source.
+ * ended and everything is sent; a client that goes away ends its subscription, not the source. When
+ * the server shuts down (`closing`), a stream first sends every event published so far (a drain's
+ * `session.status_suspended`), then ends: the client reconnects to where the session runs next.
  */
 import type { Context } from 'hono';
 import { streamSSE, type SSEMessage, type SSEStreamingApi } from 'hono/streaming';
@@ -55,6 +57,11 @@ export interface StreamOptions {
   heartbeatMs: number;
   /** Called once the stream has ended (it no longer counts against its tenant's `streams` limit). */
   onClose?: (() => void) | undefined;
+  /**
+   * Aborted when the server shuts down: the stream sends the events it has received, then ends.
+   * @default never
+   */
+  closing?: AbortSignal | undefined;
 }
 
 /** Streams `source`'s events: the replay after `options.after`, then live ones, with heartbeat comments. */
@@ -68,6 +75,7 @@ export function streamEvents<E extends StreamEvent>(
     let wake: (() => void) | undefined;
     let overflow = false;
     let closed = false;
+    let closing = false;
     const unsubscribe = source.subscribe((event) => {
       if (buffered.length >= MAX_BUFFERED_EVENTS) overflow = true;
       else buffered.push(event);
@@ -88,6 +96,12 @@ export function streamEvents<E extends StreamEvent>(
     };
     stream.onAbort(stop);
     const stopListening = source.onEnd?.(stop);
+    const finish = (): void => {
+      closing = true;
+      wake?.();
+    };
+    if (options.closing?.aborted) finish();
+    options.closing?.addEventListener('abort', finish, { once: true });
     try {
       if (gap) await stream.writeSSE(gap);
       for await (const event of replay) {
@@ -99,7 +113,7 @@ export function streamEvents<E extends StreamEvent>(
       while (!closed && !overflow) {
         const event = buffered.shift();
         if (!event) {
-          if (ended) return;
+          if (ended || closing) return;
           await new Promise<void>((resolve) => (wake = resolve));
           wake = undefined;
           continue;
@@ -113,6 +127,7 @@ export function streamEvents<E extends StreamEvent>(
       clearInterval(heartbeat);
       unsubscribe();
       stopListening?.();
+      options.closing?.removeEventListener('abort', finish);
       options.onClose?.();
     }
   });

@@ -103,6 +103,7 @@ export function taskRoutes(options: TaskRoutesOptions): RouteGroup {
           after,
           heartbeatMs: options.heartbeatMs,
           onClose: c.get('releaseStream'),
+          closing: c.get('streamsClosing'),
         });
       });
     },
