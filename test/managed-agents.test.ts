@@ -49,7 +49,12 @@ let other: Anthropic;
 const sent: string[] = [];
 
 beforeAll(async () => {
-  berth = await TestBerth.start({ scenarios, args: [KEYS, 'acme:key-acme-0001,globex:key-globex-0002'] });
+  // Estimated token counts, priced at list price: the tests read usage, list cost and a budget spent.
+  berth = await TestBerth.start({
+    scenarios,
+    args: [KEYS, 'acme:key-acme-0001,globex:key-globex-0002'],
+    modelUsage: 'estimate',
+  });
   client = new Anthropic({
     baseURL: berth.url,
     apiKey: 'key-acme-0001',

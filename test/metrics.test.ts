@@ -56,7 +56,8 @@ describe('GET /metrics', () => {
   });
 
   it('counts a turn: its start, duration, model use, HTTP requests and open streams, with bounded labels', async () => {
-    berth = await TestBerth.start({ args: ['--warm-pool', '0'] });
+    // Estimated token counts: a scripted reply otherwise uses none, and the meter would count 0.
+    berth = await TestBerth.start({ args: ['--warm-pool', '0'], modelUsage: 'estimate' });
     const id = await berth.createSession();
     const stream = berth.stream(id);
     await waitForSample('berth_sse_clients', 1);
@@ -130,7 +131,7 @@ describe('GET /metrics', () => {
     const acme = { authorization: 'Bearer sk-metrics-acme-key-0003' };
     const globex = { authorization: 'Bearer sk-metrics-globex-key-04' };
     const keys = ['--api-keys', 'acme:sk-metrics-acme-key-0003,globex:sk-metrics-globex-key-04'];
-    berth = await TestBerth.start({ args: [...keys, '--warm-pool', '0'] });
+    berth = await TestBerth.start({ args: [...keys, '--warm-pool', '0'], modelUsage: 'estimate' });
     const id = await berth.createSession({}, acme);
     await berth.send(id, [{ type: 'user.message', content: [{ type: 'text', text: 'hello' }] }], acme);
     const deadline = Date.now() + 60_000;

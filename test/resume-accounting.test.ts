@@ -28,7 +28,8 @@ async function resumeDirs(): Promise<Set<string>> {
 }
 
 it('charges each turn once across a restart, a recycle and a hydrate after a drain', async () => {
-  model = await startMockModel();
+  // Estimated token counts: each turn must cost something for the test to tell its cost from the others'.
+  model = await startMockModel({ usage: 'estimate' });
   const before = await resumeDirs();
   const first = await TestBerth.start({ model, args: ['--recycle-after-turns', '3'] });
   const servers: TestBerth[] = [];

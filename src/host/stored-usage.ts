@@ -4,6 +4,7 @@
  * budget starts from when a host starts).
  */
 import type { SessionRegistry } from '../stores/types.js';
+import { addUsd } from '../usd.js';
 
 /** Records read per registry call. */
 const PAGE = 200;
@@ -30,7 +31,7 @@ export async function storedSpendUsd(registry: SessionRegistry, tenant: string):
   let cursor: string | undefined;
   do {
     const page = await registry.list(tenant, { limit: PAGE, cursor });
-    for (const record of page.data) spent += record.usage?.cost_usd ?? 0;
+    for (const record of page.data) spent = addUsd(spent, record.usage?.cost_usd ?? 0);
     cursor = page.next ?? undefined;
   } while (cursor !== undefined);
   return spent;

@@ -160,6 +160,28 @@ describe('meterReply', () => {
   });
 });
 
+describe('ModelMeter sums', () => {
+  it('keeps costs to a billionth of a dollar, however many replies are added', () => {
+    const meter = new ModelMeter();
+    // 2,300 input and 3 output tokens of Opus 5.5 (USD 4 and 20 per million): 0.00926 a reply, which
+    // plain floating-point addition sums to 0.046299999999999994 five times over.
+    const tokens: TokenCounts = {
+      input_tokens: 2300,
+      output_tokens: 3,
+      cache_creation_input_tokens: 0,
+      cache_read_input_tokens: 0,
+      cache_creation_1h_input_tokens: 0,
+    };
+    expect(costUsd('claude-opus-5-5', tokens)).toBe(0.00926);
+    for (let i = 0; i < 5; i++) meter.add(ALPHA, 'claude-opus-5-5', tokens, true);
+    expect(meter.usageOf('alpha').cost_usd).toBe(0.0463);
+    expect(meter.usageOfOwner('alpha', 'sess_1')?.cost_usd).toBe(0.0463);
+    meter.seed('alpha', 0.1);
+    meter.seed('alpha', 0.2);
+    expect(meter.spentUsd('alpha')).toBe(0.3463);
+  });
+});
+
 describe('model prices', () => {
   it('prices an unknown model at the dearest price, never zero, and a dated id as its model', () => {
     for (const [, price] of MODEL_PRICES) {

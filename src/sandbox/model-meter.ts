@@ -14,6 +14,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { StringDecoder } from 'node:string_decoder';
 import { Transform } from 'node:stream';
+import { addUsd } from '../usd.js';
 import { costUsd, type TokenCounts } from './model-prices.js';
 import type { SpawnOwner } from './spawn-owner.js';
 
@@ -60,7 +61,7 @@ export class ModelMeter {
         output_tokens: t.output_tokens + tokens.output_tokens,
         cache_creation_input_tokens: t.cache_creation_input_tokens + tokens.cache_creation_input_tokens,
         cache_read_input_tokens: t.cache_read_input_tokens + tokens.cache_read_input_tokens,
-        cost_usd: t.cost_usd + cost,
+        cost_usd: addUsd(t.cost_usd, cost),
         requests: t.requests + (firstOfReply ? 1 : 0),
       };
     };
@@ -75,12 +76,12 @@ export class ModelMeter {
 
   /** Records spend from before this meter started (what the tenant's stored records say it spent). */
   seed(tenant: string, usd: number): void {
-    this.baseline.set(tenant, (this.baseline.get(tenant) ?? 0) + usd);
+    this.baseline.set(tenant, addUsd(this.baseline.get(tenant) ?? 0, usd));
   }
 
   /** What the tenant has spent: the seeded baseline plus what was metered since. */
   spentUsd(tenant: string): number {
-    return (this.baseline.get(tenant) ?? 0) + (this.tenants.get(tenant)?.cost_usd ?? 0);
+    return addUsd(this.baseline.get(tenant) ?? 0, this.tenants.get(tenant)?.cost_usd ?? 0);
   }
 
   /** What this meter counted for the tenant (its processes' model use, warm spares' included). */

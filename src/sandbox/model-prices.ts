@@ -8,11 +8,14 @@
  * takes its model's price. A model of a known family that the table does not name (a newer Sonnet) takes the
  * dearest price of its family, and any other model the dearest price of all (Opus 4's): an unknown model is
  * over-counted, never free. The scripted model (src/testing/mock-model.ts) answers as the model it was asked
- * for (`claude-opus-5-5` by default), and is priced as that model.
+ * for (`claude-opus-5-5` by default), and is priced as that model; its replies report no tokens unless a
+ * scenario or its `usage` option asks for some, so a scripted turn costs nothing.
  *
  * Not modelled: the long-context rates (prompts over 200k tokens on some models), the 1.1x of US-only
  * inference, batch discounts, and server tools (web search) billed per use.
  */
+
+import { roundUsd } from '../usd.js';
 
 /** USD per million tokens. */
 export interface ModelPrice {
@@ -97,7 +100,7 @@ export interface TokenCounts {
   cache_creation_1h_input_tokens: number;
 }
 
-/** What `tokens` of `model` cost, in USD. */
+/** What `tokens` of `model` cost, in USD, rounded to a billionth (see usd.ts). */
 export function costUsd(model: string, tokens: TokenCounts): number {
   const { price: p } = priceOf(model);
   const oneHour = Math.min(tokens.cache_creation_1h_input_tokens, tokens.cache_creation_input_tokens);
@@ -107,5 +110,5 @@ export function costUsd(model: string, tokens: TokenCounts): number {
     (tokens.cache_creation_input_tokens - oneHour) * p.cacheWrite +
     oneHour * p.cacheWrite1h +
     tokens.cache_read_input_tokens * p.cacheRead;
-  return perMillion / 1e6;
+  return roundUsd(perMillion / 1e6);
 }

@@ -17,6 +17,7 @@ import type {
 } from '@anthropic-ai/claude-agent-sdk';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describeError } from '../errors.js';
+import { roundUsd } from '../usd.js';
 import {
   createPlainSpawner,
   type CreateSpawner,
@@ -154,7 +155,7 @@ export class AgentProcess {
   turnCostUsd(result: SDKResultMessage): number {
     const before = this.costSoFar ?? this.options.costBaseline?.() ?? 0;
     this.costSoFar = Math.max(before, result.total_cost_usd);
-    return Math.max(0, result.total_cost_usd - before);
+    return Math.max(0, roundUsd(result.total_cost_usd - before));
   }
 
   /** The process's messages until it ends. Read it once, for the process's whole life. */

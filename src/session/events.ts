@@ -4,9 +4,11 @@
  * (`seq`, from 1, no gaps) that is also its SSE `id`, so a reconnecting client can ask for what it missed.
  */
 
+import { addUsd } from '../usd.js';
+
 export type ContentBlock = { type: string; [k: string]: unknown };
 
-/** Token usage and cost, summed over a turn or a session's lifetime. */
+/** Token usage and cost, summed over a turn or a session's lifetime; `cost_usd` is rounded (see usd.ts). */
 export interface Usage {
   input_tokens: number;
   output_tokens: number;
@@ -29,7 +31,7 @@ export function addUsage(a: Usage, b: Usage): Usage {
     output_tokens: a.output_tokens + b.output_tokens,
     cache_creation_input_tokens: a.cache_creation_input_tokens + b.cache_creation_input_tokens,
     cache_read_input_tokens: a.cache_read_input_tokens + b.cache_read_input_tokens,
-    cost_usd: a.cost_usd + b.cost_usd,
+    cost_usd: addUsd(a.cost_usd, b.cost_usd),
   };
 }
 

@@ -49,6 +49,7 @@ import { sweepTaskDirs } from './task-sweep.js';
 import { fitsSpare } from './task-agent.js';
 import { cutShort, runTaskProcess, type Outcome } from './task-process.js';
 import { silentLogger, type Logger } from '../observe/logger.js';
+import { roundUsd } from '../usd.js';
 
 /** What the runner needs of the session host (see `SessionHost`). */
 export interface TaskHost {
@@ -460,8 +461,8 @@ export class TaskRunner {
     const finishedAt = Date.now();
     const patch: Partial<TaskRecord> = {
       result: result?.subtype === 'success' ? result.result : outcome.lastText,
-      usage: result ? resultUsage(result, result.total_cost_usd) : null,
-      cost_usd: result ? result.total_cost_usd : null,
+      usage: result ? resultUsage(result, roundUsd(result.total_cost_usd)) : null,
+      cost_usd: result ? roundUsd(result.total_cost_usd) : null,
       num_turns: result ? result.num_turns : null,
       duration_ms: finishedAt - run.startedAt,
       error,

@@ -155,6 +155,42 @@ describe('mock model', () => {
     });
   });
 
+  describe('usage', () => {
+    const ZERO = {
+      input_tokens: 0,
+      output_tokens: 0,
+      cache_creation_input_tokens: 0,
+      cache_read_input_tokens: 0,
+    };
+
+    it('reports no tokens by default, so a scripted reply costs nothing', async () => {
+      expect((await ask([userMessage('x'.repeat(400))])).usage).toEqual(ZERO);
+    });
+
+    it('reports the counts a reply gives, and 0 for the others', async () => {
+      model.setScenarios([{ match: {}, steps: [{ text: 'ok', usage: { output_tokens: 500 } }] }]);
+      expect((await ask([userMessage('hi')])).usage).toEqual({ ...ZERO, output_tokens: 500 });
+    });
+
+    it('estimates counts at 4 characters a token when asked to, where a reply gives none', async () => {
+      const estimating = await startMockModel({
+        usage: 'estimate',
+        scenarios: [{ match: { userText: 'given' }, steps: [{ text: 'ok', usage: { input_tokens: 7 } }] }],
+      });
+      try {
+        const { ask: askEstimating } = wireClient(() => estimating);
+        const estimated = (await askEstimating([userMessage('x'.repeat(400))])).usage;
+        expect(estimated.input_tokens).toBeGreaterThanOrEqual(100);
+        expect(estimated.output_tokens).toBeGreaterThan(0);
+        const given = (await askEstimating([userMessage('given')])).usage;
+        expect(given.input_tokens).toBe(7);
+        expect(given.output_tokens).toBeGreaterThan(0);
+      } finally {
+        await estimating.close();
+      }
+    });
+  });
+
   describe('request log', () => {
     it('records requests without credentials', async () => {
       await ask(

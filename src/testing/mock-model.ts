@@ -9,6 +9,11 @@
  * - `POST /v1/messages/count_tokens`: `{ input_tokens }`, estimated at 4 characters a token.
  * - anything else: 404 with an Anthropic error body; malformed bodies: 400.
  *
+ * Replies report no token use unless asked to ({@link MockModelOptions.usage}, {@link Reply.usage}): the `claude`
+ * CLI prices a reply's usage at the list price of the model it asked for (an id it does not know at its
+ * default model's), and so does Berth's model meter, so estimated counts would make every scripted turn
+ * cost what a real one of that size would (about USD 0.05 for a first turn). A scripted turn is free.
+ *
  * This module routes a request and decides the reply: the scenario step (`scenario-matcher.ts`) and the
  * fault. Writing it (SSE, JSON, the faults' delays and drops) is `mock-model-http.ts`; the request log that
  * tests read and wait on is `request-log.ts`.
@@ -54,6 +59,13 @@ export interface MockModelOptions {
   scenarios?: Scenario[];
   /** The request log keeps this many of the newest requests. @default 10_000 */
   maxRecordedRequests?: number;
+  /**
+   * The token counts a reply reports where its {@link Reply.usage} gives none: `'none'` reports 0, so the
+   * reply costs nothing; `'estimate'` reports estimates of 4 characters a token (the request's input, the
+   * reply's output), which the CLI and Berth's meter price at the requested model's list price.
+   * @default 'none'
+   */
+  usage?: 'none' | 'estimate';
 }
 
 /** A running mock model. */
@@ -111,10 +123,12 @@ class MockModelServer implements MockModel {
   #toolUseIds = 0;
   #port = 0;
   #fault: { fault: Fault; remaining: number | undefined } | null = null;
+  readonly #estimateUsage: boolean;
   #closing: Promise<void> | null = null;
 
   constructor(options: MockModelOptions) {
     this.#host = options.host ?? '127.0.0.1';
+    this.#estimateUsage = options.usage === 'estimate';
     this.#log = new RequestLog(options.maxRecordedRequests ?? 10_000);
     this.#matcher = new ScenarioMatcher(
       options.scenarios ?? [],
@@ -361,8 +375,10 @@ class MockModelServer implements MockModel {
       usage: {
         input_tokens:
           plan.usage?.input_tokens ??
-          estimateTokens({ system: body.system, messages: body.messages, tools: body.tools }),
-        output_tokens: plan.usage?.output_tokens ?? estimateTokens(content),
+          (this.#estimateUsage
+            ? estimateTokens({ system: body.system, messages: body.messages, tools: body.tools })
+            : 0),
+        output_tokens: plan.usage?.output_tokens ?? (this.#estimateUsage ? estimateTokens(content) : 0),
         cache_creation_input_tokens: 0,
         cache_read_input_tokens: 0,
       },

@@ -72,7 +72,10 @@ export interface Reply {
   content?: ContentBlockSpec[];
   /** @default 'tool_use' when the reply holds a tool_use block, else 'end_turn' */
   stopReason?: string;
-  /** @default estimates of 4 characters a token */
+  /**
+   * The token counts the reply reports, priced at the requested model's list price by the CLI and by
+   * Berth's meter. @default per count, what the mock model's `usage` option says: 0, or an estimate
+   */
   usage?: { input_tokens?: number; output_tokens?: number };
   /** Faults for this reply only; they override a global fault field by field. */
   fault?: Fault;

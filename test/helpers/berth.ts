@@ -20,6 +20,11 @@ export interface TestBerthOptions {
   /** Reuse a scripted model. */
   model?: MockModel;
   scenarios?: Scenario[];
+  /**
+   * The token counts the scripted model reports (see `MockModelOptions.usage`); ignored with `model`.
+   * @default 'none' (a scripted turn uses no tokens and costs nothing)
+   */
+  modelUsage?: 'none' | 'estimate';
   /** Environment variables the server reads (its own, not the agents'), e.g. `ANTHROPIC_API_KEY`. */
   env?: Record<string, string>;
   /** Where the server logs and counts. @default quiet (a silent log, its own metrics) */
@@ -43,7 +48,9 @@ export class TestBerth {
   ) {}
 
   static async start(options: TestBerthOptions = {}): Promise<TestBerth> {
-    const model = options.model ?? (await startMockModel({ scenarios: options.scenarios ?? [] }));
+    const model =
+      options.model ??
+      (await startMockModel({ scenarios: options.scenarios ?? [], usage: options.modelUsage ?? 'none' }));
     const dataDir = options.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'berth-test-')));
     const config = testServeConfig(dataDir, model, options.args, options.env);
     try {
