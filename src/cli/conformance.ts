@@ -6,7 +6,7 @@
  * written. The shared cases open that namespace several times, as several Berth processes would.
  */
 import { randomBytes } from 'node:crypto';
-import { parseCommandArgs } from './args.js';
+import { HELP_OPTION, formatOptions, parseCommandArgs, type CommandOption } from './args.js';
 import { BerthError, describeError, isBerthError } from '../errors.js';
 import { redactUrl } from '../redact.js';
 import { isolatedStoreUrl, openStores, storeHasLeases } from '../stores/open-stores.js';
@@ -22,16 +22,26 @@ import {
 import type { ConformanceCase, ConformanceResult, InstancesUnderTest } from '../testing/conformance/index.js';
 import { waitForShutdownSignal } from './signals.js';
 
+/** `berth conformance`'s flags: its `parseArgs` options and its help. */
+const CONFORMANCE_OPTIONS = {
+  json: { type: 'boolean', help: 'print the results as one JSON document instead of a table' },
+  only: {
+    type: 'string',
+    value: 'PATTERN',
+    help: 'run only the cases whose "SUITE > [GROUP >] CASE" matches this regular expression\n(case-insensitive)',
+  },
+  help: HELP_OPTION,
+} as const satisfies Record<string, CommandOption>;
+
 const HELP = `Usage: berth conformance STORE_URL [--json] [--only PATTERN]
 
 Runs Berth's store conformance suites (SessionStore, SessionRegistry, EventLog, Catalog, and on
-PostgreSQL and Redis the Coordination suite of many hosts) against the backend STORE_URL names, e.g. postgres://USER@HOST:5432/DB?schema=berth. Each case gets a namespace of its own,
-removed after it: a file beside a SQLite database, the schema <schema>_c_<tag>, the Redis prefix
-<prefix>:c:<tag>, the S3 prefix PREFIX/c-<tag>. The URL's own data is never touched.
+PostgreSQL and Redis the Coordination suite of many hosts) against the backend STORE_URL names, e.g.
+postgres://USER@HOST:5432/DB?schema=berth. Each case gets a namespace of its own, removed after it: a
+file beside a SQLite database, the schema <schema>_c_<tag>, the Redis prefix <prefix>:c:<tag>, the S3
+prefix PREFIX/c-<tag>. The URL's own data is never touched.
 
-  --json            print the results as one JSON document instead of a table
-  --only PATTERN    run only the cases whose "SUITE > [GROUP >] CASE" matches this regular expression
-                    (case-insensitive)
+${formatOptions(CONFORMANCE_OPTIONS)}
 
 Exit status: 0 when no case failed, 1 when one did, 2 for bad arguments, a bad URL or an unreachable
 backend.`;
@@ -55,7 +65,7 @@ export async function runConformanceCommand(argv: readonly string[]): Promise<nu
     args: [...argv],
     allowPositionals: true,
     strict: true,
-    options: { json: { type: 'boolean' }, only: { type: 'string' }, help: { type: 'boolean' } },
+    options: CONFORMANCE_OPTIONS,
   });
   const { values, positionals } = parsed;
   if (values.help) {

@@ -7,23 +7,49 @@ import { SERVE_OPTIONS, parseServeConfig } from '../config.js';
 import { describeError, formatErrorForLog, isBerthError } from '../errors.js';
 import { parseRouterConfig, routerHelp } from '../router/router-config.js';
 
+/** The commands `main` dispatches: each one's arguments and summary, as the usage lists them. */
+const COMMANDS = {
+  serve: ['', 'run the server (npm start)'],
+  router: ['', 'route one API over many hosts that share a PostgreSQL or Redis store'],
+  run: ['"PROMPT"', 'run one task and print its result'],
+  'mock-model': ['', 'run the scripted Messages API server alone'],
+  conformance: ['URL', 'run the store conformance suites against a live backend'],
+  plan: ['', "measure a session's RAM and size a host (agents per host)"],
+  help: ['[command]', "show a command's help"],
+} as const;
+
+type Command = keyof typeof COMMANDS;
+
 const USAGE = `Usage: berth <command> [options]
 
 Commands:
-  serve              run the server (npm start)
-  router             route one API over many hosts that share a PostgreSQL or Redis store
-  run "PROMPT"       run one task and print its result
-  mock-model         run the scripted Messages API server alone
-  conformance URL    run the store conformance suites against a live backend
-  plan               measure a session's RAM and size a host (agents per host)
-  help [command]     show help
+${Object.entries(COMMANDS)
+  .map(([name, [args, summary]]) => `  ${`${name} ${args}`.padEnd(18)} ${summary}`)
+  .join('\n')}
 
-Run "berth help serve" for the server's options, "berth help router" for the router's, "berth help plan"
-for sizing.`;
+"berth help COMMAND" (or "berth COMMAND --help") lists a command's options.`;
+
+function isCommand(name: string): name is Command {
+  return Object.hasOwn(COMMANDS, name);
+}
 
 function serveHelp(): string {
   const lines = SERVE_OPTIONS.map((o) => `  --${o.flag.padEnd(22)} ${o.env.padEnd(28)} ${o.help}`);
   return `Usage: berth serve [options]\n\nEach option can also be set by its environment variable.\n\n${lines.join('\n')}`;
+}
+
+/** `--help` or `-h` among a command's arguments, for the commands whose parsers read env vars too. */
+function asksForHelp(args: readonly string[]): boolean {
+  return args.includes('--help') || args.includes('-h');
+}
+
+/** Not a command: exit 2, naming the commands there are. */
+function unknownCommand(name: string): number {
+  const names = Object.keys(COMMANDS).join(', ');
+  process.stderr.write(
+    `berth: unknown command ${JSON.stringify(name)}; the commands are ${names}\n\n${USAGE}\n`,
+  );
+  return 2;
 }
 
 /** Runs a command; resolves to the process exit code. */
@@ -32,13 +58,13 @@ export async function main(argv: readonly string[]): Promise<number> {
   try {
     switch (command) {
       case 'serve': {
-        if (rest.includes('--help')) return print(serveHelp());
+        if (asksForHelp(rest)) return print(serveHelp());
         const config = parseServeConfig(rest, process.env);
         const { runServeCommand } = await import('./serve.js');
         return await runServeCommand(config);
       }
       case 'router': {
-        if (rest.includes('--help')) return print(routerHelp());
+        if (asksForHelp(rest)) return print(routerHelp());
         const config = parseRouterConfig(rest, process.env);
         const { runRouterCommand } = await import('./router.js');
         return await runRouterCommand(config);
@@ -54,13 +80,15 @@ export async function main(argv: readonly string[]): Promise<number> {
       case undefined:
       case 'help':
       case '--help':
-      case '-h':
-        if (rest[0] === 'plan') return print((await import('./plan.js')).PLAN_HELP);
-        if (rest[0] === 'router') return print(routerHelp());
-        return print(rest[0] === 'serve' ? serveHelp() : USAGE);
+      case '-h': {
+        const [topic] = rest;
+        if (topic === undefined || topic === 'help') return print(USAGE);
+        if (!isCommand(topic)) return unknownCommand(topic);
+        // Each command prints its own help, from the table it parses its flags with.
+        return await main([topic, '--help']);
+      }
       default:
-        process.stderr.write(`berth: unknown command ${JSON.stringify(command)}\n\n${USAGE}\n`);
-        return 2;
+        return unknownCommand(command);
     }
   } catch (err) {
     // A mistake of the caller (a bad flag) is its message; a failure of Berth or a backend keeps its

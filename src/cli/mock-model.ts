@@ -1,23 +1,28 @@
-import { parseCommandArgs } from './args.js';
+import { HELP_OPTION, formatOptions, parseCommandArgs, type CommandOption } from './args.js';
 import { BerthError } from '../errors.js';
 import { startMockModel } from '../testing/index.js';
 import { loadScenarioFile } from '../testing/scenario-file.js';
 import { waitForShutdownSignal } from './signals.js';
 
-const HELP = `Usage: berth mock-model [--port N] [--host ADDR] [--script FILE]
+/** `berth mock-model`'s flags: its `parseArgs` options and its help. */
+const MOCK_MODEL_OPTIONS = {
+  port: { type: 'string', value: 'N', help: 'port to listen on (default 0: a free one)' },
+  host: { type: 'string', value: 'ADDR', help: 'address to bind (default 127.0.0.1)' },
+  script: { type: 'string', value: 'FILE', help: 'a JSON file holding an array of scenarios' },
+  help: HELP_OPTION,
+} as const satisfies Record<string, CommandOption>;
 
-Runs the scripted Messages API server alone. Point a claude CLI (or Berth) at it with
-ANTHROPIC_BASE_URL=<printed URL>. --script takes a JSON file holding an array of scenarios.`;
+const HELP = `Usage: berth mock-model [options]
+
+Runs the scripted Messages API server alone and prints its URL. Point a claude CLI (or Berth) at it with
+ANTHROPIC_BASE_URL=<printed URL>. Without --script every message gets "Scripted reply to: ...".
+
+${formatOptions(MOCK_MODEL_OPTIONS)}`;
 
 export async function runMockModelCommand(argv: readonly string[]): Promise<number> {
   const { values } = parseCommandArgs({
     args: [...argv],
-    options: {
-      port: { type: 'string' },
-      host: { type: 'string' },
-      script: { type: 'string' },
-      help: { type: 'boolean' },
-    },
+    options: MOCK_MODEL_OPTIONS,
     strict: true,
   });
   if (values.help) {

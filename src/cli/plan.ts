@@ -14,8 +14,45 @@ import {
   type SizingPlan,
 } from '../host/plan.js';
 import { GIB, detectHostRam } from '../host/sizing.js';
-import { parseCommandArgs } from './args.js';
+import { HELP_OPTION, formatOptions, parseCommandArgs, type CommandOption } from './args.js';
 import { waitForShutdownSignal } from './signals.js';
+
+/** `berth plan`'s flags: its `parseArgs` options and its help. */
+const PLAN_OPTIONS = {
+  turns: { type: 'string', value: 'N', help: 'turns per session (default 10)' },
+  'tool-calls': {
+    type: 'string',
+    value: 'N',
+    help: 'Bash tool calls per turn; each writes a 64 KiB file and lists the\nworkspace (default 2)',
+  },
+  sessions: {
+    type: 'string',
+    value: 'N',
+    help: `sessions run at the same time, 1-${MAX_PLAN_SESSIONS} (default 1)`,
+  },
+  'host-ram': {
+    type: 'string',
+    value: 'SIZE',
+    help: 'RAM of the host or container (default: detected, the cgroup limit if lower)',
+  },
+  'host-overhead': {
+    type: 'string',
+    value: 'SIZE',
+    help: 'RAM the host keeps for Berth, its stores and the OS (default 1GiB)',
+  },
+  headroom: {
+    type: 'string',
+    value: 'PCT',
+    help: `suggested ceiling = measured peak + PCT%, rounded up to 64 MiB (default ${DEFAULT_HEADROOM_PERCENT})`,
+  },
+  'sample-interval': {
+    type: 'string',
+    value: 'DURATION',
+    help: "how often the trees' RSS is sampled (default 200ms)",
+  },
+  json: { type: 'boolean', help: 'print {"measurement": ..., "sizing": ...} as JSON' },
+  help: HELP_OPTION,
+} as const satisfies Record<string, CommandOption>;
 
 export const PLAN_HELP = `Usage: berth plan [options]
 
@@ -24,15 +61,7 @@ tokens) in a throwaway data dir, samples the RSS of its whole subprocess tree, a
 peak, a suggested per-session ceiling and the sizing formula
   agents per host = (host RAM - host overhead) / per-session ceiling
 
-  --turns N                 turns per session (default 10)
-  --tool-calls N            Bash tool calls per turn; each writes a 64 KiB file and lists the
-                            workspace (default 2)
-  --sessions N              sessions run at the same time, 1-${MAX_PLAN_SESSIONS} (default 1)
-  --host-ram SIZE           RAM of the host or container (default: detected, the cgroup limit if lower)
-  --host-overhead SIZE      RAM the host keeps for Berth, its stores and the OS (default 1GiB)
-  --headroom PCT            suggested ceiling = measured peak + PCT%, rounded up to 64 MiB (default ${DEFAULT_HEADROOM_PERCENT})
-  --sample-interval DURATION  how often the trees' RSS is sampled (default 200ms)
-  --json                    print {"measurement": ..., "sizing": ...} as JSON
+${formatOptions(PLAN_OPTIONS)}
 
 Exit status: 0 when measured, 1 when the session failed, 2 for bad options, 130 when interrupted.`;
 
@@ -72,17 +101,7 @@ function parsePlanOptions(argv: readonly string[]): PlanCommandOptions | 'help' 
     args: [...argv],
     allowPositionals: false,
     strict: true,
-    options: {
-      turns: { type: 'string' },
-      'tool-calls': { type: 'string' },
-      sessions: { type: 'string' },
-      'host-ram': { type: 'string' },
-      'host-overhead': { type: 'string' },
-      headroom: { type: 'string' },
-      'sample-interval': { type: 'string' },
-      json: { type: 'boolean' },
-      help: { type: 'boolean' },
-    },
+    options: PLAN_OPTIONS,
   });
   if (values.help) return 'help';
   const hostRam = values['host-ram'];

@@ -15,27 +15,60 @@ import { pipeline } from 'node:stream/promises';
 import { parseDuration, parseServeConfig } from '../config.js';
 import { BerthError, describeError } from '../errors.js';
 import { DEFAULT_TENANT } from '../http/auth.js';
+import { TOOLSET_TOOLS, cliToolName, type ApiToolName } from '../http/tool-names.js';
 import { openBerthCore } from '../server.js';
 import { relativePathProblem, type TaskFileInput } from '../tasks/inputs.js';
 import type { TaskAgent, TaskRecord } from '../tasks/task.js';
-import { parseCommandArgs } from './args.js';
+import { TOOL_DENIED_MARK } from '../tasks/task-agent.js';
+import { HELP_OPTION, formatOptions, parseCommandArgs, type CommandOption } from './args.js';
 
-const HELP = `Usage: berth run "PROMPT" [options]
+/** `berth run`'s flags: its `parseArgs` options and its help. */
+const RUN_OPTIONS = {
+  file: {
+    type: 'string',
+    multiple: true,
+    value: 'PATH',
+    help: "an input file, placed in the task's directory under its name (repeatable)",
+  },
+  out: { type: 'string', value: 'DIR', help: "where the task's artifacts are written (default ./berth-out)" },
+  server: {
+    type: 'string',
+    value: 'URL',
+    help: 'run the task on this Berth server (BERTH_SERVER); without one it runs in-process',
+  },
+  'api-key': { type: 'string', value: 'KEY', help: "the server's API key (BERTH_API_KEY)" },
+  timeout: { type: 'string', value: 'DURATION', help: "the task's time limit (default 10m, at most 1h)" },
+  'allowed-tools': {
+    type: 'string',
+    value: 'LIST',
+    help: 'tools the agent may use, comma-separated, e.g. Bash,Write\n(every other tool is denied: a task has no one to confirm a tool use)',
+  },
+  'system-prompt': { type: 'string', value: 'TEXT', help: "the agent's system prompt" },
+  model: { type: 'string', value: 'NAME', help: 'the model' },
+  'max-turns': { type: 'string', value: 'N', help: 'the most agentic turns' },
+  json: { type: 'boolean', help: "print the task's final record as JSON instead of its result text" },
+  'model-endpoint': { type: 'string', value: 'URL', help: 'as for "berth serve" (in-process only)' },
+  'mock-model': { type: 'boolean', help: 'as for "berth serve" (in-process only)' },
+  'mock-script': { type: 'string', value: 'FILE', help: 'as for "berth serve" (in-process only)' },
+  help: HELP_OPTION,
+} as const satisfies Record<string, CommandOption>;
+
+/** Flags of the in-process run, which a task on a server has no use for. */
+const IN_PROCESS_ONLY = ['model-endpoint', 'mock-model', 'mock-script'] as const;
+
+export const RUN_HELP = `Usage: berth run "PROMPT" [options]
 
 Runs one ephemeral task: prints its result and writes the files it created or changed to --out.
-Exits 0 when the task succeeded, 1 otherwise.
+Tools are denied unless --allowed-tools names them. Exits 0 when the task succeeded, 1 otherwise,
+2 for bad options.
 
-  --file PATH             an input file, placed in the task's directory under its name (repeatable)
-  --out DIR               where the task's artifacts are written (default ./berth-out)
-  --server URL            run the task on this Berth server (BERTH_SERVER); without one it runs in-process
-  --api-key KEY           the server's API key (BERTH_API_KEY)
-  --timeout DURATION      the task's time limit (default 10m, at most 1h)
-  --allowed-tools LIST    tools the agent may use, comma-separated (the others are denied)
-  --system-prompt TEXT    the agent's system prompt
-  --model NAME            the model
-  --max-turns N           the most agentic turns
-  --json                  print the task's final record as JSON instead of its result text
-  --model-endpoint URL, --mock-model, --mock-script FILE: as for "berth serve" (in-process only)`;
+${formatOptions(RUN_OPTIONS)}`;
+
+/** A finished task and the tools it was denied. */
+interface Ran {
+  record: TaskRecord;
+  denied: string[];
+}
 
 /** The body of `POST /v1/tasks`. */
 interface TaskBody {
@@ -51,25 +84,10 @@ export async function runRunCommand(argv: readonly string[], env: NodeJS.Process
     args: [...argv],
     allowPositionals: true,
     strict: true,
-    options: {
-      file: { type: 'string', multiple: true },
-      out: { type: 'string' },
-      server: { type: 'string' },
-      'api-key': { type: 'string' },
-      'allowed-tools': { type: 'string' },
-      'system-prompt': { type: 'string' },
-      model: { type: 'string' },
-      'max-turns': { type: 'string' },
-      timeout: { type: 'string' },
-      json: { type: 'boolean' },
-      'model-endpoint': { type: 'string' },
-      'mock-model': { type: 'boolean' },
-      'mock-script': { type: 'string' },
-      help: { type: 'boolean' },
-    },
+    options: RUN_OPTIONS,
   });
   if (values.help) {
-    process.stdout.write(`${HELP}\n`);
+    process.stdout.write(`${RUN_HELP}\n`);
     return 0;
   }
   const prompt = positionals.join(' ').trim();
@@ -80,6 +98,16 @@ export async function runRunCommand(argv: readonly string[], env: NodeJS.Process
   }
   const server = values.server ?? env.BERTH_SERVER;
   const serverUrl = server === undefined || server === '' ? undefined : parseServerUrl(server);
+  const localOnly = IN_PROCESS_ONLY.filter((flag) => values[flag] !== undefined);
+  if (serverUrl && localOnly.length > 0) {
+    // The server runs the task with its own model: these would be silently ignored.
+    const given = localOnly.map((flag) => `--${flag}`).join(', ');
+    const from = values.server === undefined ? 'BERTH_SERVER' : '--server';
+    throw new BerthError(
+      'invalid_config',
+      `${given}: only for a task run in-process; with ${from} the task runs on the server, with its model`,
+    );
+  }
   const agent: TaskAgent = {
     ...(values['allowed-tools'] !== undefined && {
       allowed_tools: values['allowed-tools']
@@ -99,21 +127,31 @@ export async function runRunCommand(argv: readonly string[], env: NodeJS.Process
   };
   const outDir = path.resolve(values.out ?? 'berth-out');
 
-  let record: TaskRecord;
+  let ran: Ran;
   if (serverUrl) {
     const apiKey = values['api-key'] ?? env.BERTH_API_KEY;
-    record = await runOnServer(serverUrl, apiKey, body, outDir);
+    ran = await runOnServer(serverUrl, apiKey, body, outDir);
   } else {
     const serveArgs: string[] = [];
     if (values['model-endpoint'] !== undefined) serveArgs.push('--model-endpoint', values['model-endpoint']);
     if (values['mock-model']) serveArgs.push('--mock-model');
     if (values['mock-script'] !== undefined) serveArgs.push('--mock-script', values['mock-script']);
-    record = await runInProcess(serveArgs, env, body, outDir);
+    ran = await runInProcess(serveArgs, env, body, outDir);
   }
+  const { record, denied } = ran;
 
   process.stdout.write(values.json ? `${JSON.stringify(record)}\n` : `${record.result ?? ''}\n`);
   if (record.artifacts.length > 0) {
     process.stderr.write(`berth: wrote ${record.artifacts.length} artifact(s) to ${outDir}\n`);
+  }
+  if (denied.length > 0) {
+    // The agent asked for a tool and was told no: without this note a run that should have written files
+    // just prints the model's apology, and nothing says why.
+    const tools = [...new Set(denied)];
+    process.stderr.write(
+      `berth: the agent was denied ${tools.join(', ')}: a task's tools are denied unless --allowed-tools ` +
+        `names them (e.g. --allowed-tools ${tools.join(',')})\n`,
+    );
   }
   if (record.status !== 'succeeded') {
     const why = record.error ? `${record.error.type}: ${record.error.message}` : 'no reason given';
@@ -164,7 +202,7 @@ async function runInProcess(
   env: NodeJS.ProcessEnv,
   body: TaskBody,
   outDir: string,
-): Promise<TaskRecord> {
+): Promise<Ran> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'berth-run-'));
   try {
     // One task: no spare would ever be claimed, so none is prewarmed.
@@ -186,7 +224,7 @@ async function runInProcess(
         const opened = await core.tasks.openArtifact(DEFAULT_TENANT, record.id, artifact.path);
         await writeArtifact(outDir, artifact.path, Readable.from(opened.stream));
       }
-      return record;
+      return { record, denied: deniedTools(task.events()) };
     } finally {
       await core.close();
     }
@@ -200,7 +238,7 @@ async function runOnServer(
   apiKey: string | undefined,
   body: TaskBody,
   outDir: string,
-): Promise<TaskRecord> {
+): Promise<Ran> {
   const headers: Record<string, string> = apiKey ? { authorization: `Bearer ${apiKey}` } : {};
   const created = await request(new URL('v1/tasks?wait=true', withSlash(base)), {
     method: 'POST',
@@ -220,7 +258,53 @@ async function runOnServer(
     }
     await writeArtifact(outDir, artifact.path, res.body);
   }
-  return record;
+  return { record, denied: await serverDeniedTools(base, headers, record.id) };
+}
+
+/**
+ * The tools a server denied the task, from its stored events (the stream of a finished task ends after its
+ * final status). Only for the note: a server that cannot say (an older one, a network error) denied none.
+ */
+async function serverDeniedTools(base: URL, headers: Record<string, string>, id: string): Promise<string[]> {
+  try {
+    const url = new URL(`v1/tasks/${encodeURIComponent(id)}/events/stream`, withSlash(base));
+    const res = await request(url, { method: 'GET', headers: { ...headers, accept: 'text/event-stream' } });
+    const text = (await readAll(res.body)).toString('utf8');
+    if (res.status !== 200) return [];
+    const events = text
+      .split('\n')
+      .filter((line) => line.startsWith('data:'))
+      .map((line) => JSON.parse(line.slice('data:'.length)) as unknown);
+    return deniedTools(events);
+  } catch {
+    return [];
+  }
+}
+
+/** The name `--allowed-tools` takes: the API shows toolset tools by their own names (`bash`). */
+function cliName(name: string): string {
+  return Object.hasOwn(TOOLSET_TOOLS, name) ? cliToolName(name as ApiToolName) : name;
+}
+
+/**
+ * The tools whose use the task's tool gate denied (tasks/task-agent.ts), by name, in the order asked. A
+ * denial reaches the events as an erroring `agent.tool_result` carrying the gate's message, which names
+ * `allowed_tools`; the result points at its `agent.tool_use` by that event's id (`tool_use_event_id` as
+ * stored, `tool_use_id` as the API shows it). Works on both.
+ */
+export function deniedTools(events: readonly unknown[]): string[] {
+  const uses = new Map<string, string>();
+  const denied: string[] = [];
+  for (const event of events as ReadonlyArray<Record<string, unknown>>) {
+    if (event.type === 'agent.tool_use' && typeof event.id === 'string') {
+      uses.set(event.id, cliName(String(event.name)));
+    } else if (event.type === 'agent.tool_result' && event.is_error === true) {
+      if (!JSON.stringify(event.content ?? '').includes(TOOL_DENIED_MARK)) continue;
+      const useId = event.tool_use_event_id ?? event.tool_use_id;
+      denied.push((typeof useId === 'string' && uses.get(useId)) || 'a tool');
+    }
+  }
+  return denied;
 }
 
 /** Writes one artifact under `outDir`; its path is checked again here, whoever sent it. */

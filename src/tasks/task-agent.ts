@@ -7,6 +7,9 @@ import type { AgentConfig } from '../stores/types.js';
 import type { TaskAgent } from './task.js';
 
 /** Agent keys a claimed spare can carry (model and permission mode go in the claim; see `toolGate`). */
+/** What the gate's refusal says (and `berth run` looks for in a task's events to report a denial). */
+export const TOOL_DENIED_MARK = "is not in this task's agent.allowed_tools";
+
 const CLAIMABLE_AGENT_KEYS: ReadonlySet<string> = new Set(['model', 'permission_mode', 'allowed_tools']);
 
 /** A tool name on its own (`Bash`), as opposed to a rule with a specifier (`Bash(npm test:*)`). */
@@ -42,7 +45,7 @@ export function toolGate(agent: TaskAgent): CanUseTool {
         ? { behavior: 'allow', updatedInput: input }
         : {
             behavior: 'deny',
-            message: `${toolName} is not in this task's agent.allowed_tools, and a task has no one to confirm a tool use.`,
+            message: `${toolName} ${TOOL_DENIED_MARK}, and a task has no one to confirm a tool use.`,
           },
     );
 }
