@@ -9,7 +9,7 @@
  *     streaming-input `query()`, open side by side and taking turns one at a time, the same number of
  *     turns each, their first turn (start-up) excluded. Two such pairs; all turns pooled.
  *
- * The baseline gets the isolation Berth applies (FACTS.md): `settingSources: []` and the same
+ * The baseline gets the isolation Berth applies: `settingSources: []` and the same
  * environment (`buildAgentEnv`: its own CLAUDE_CONFIG_DIR and HOME, auto memory off), a fresh cwd per
  * session. Inside the Berth server the session's own events are timestamped too, to show where a turn's
  * extra milliseconds go (HTTP in, the SDK turn, SSE out).

@@ -93,7 +93,7 @@ describe('recycling at a turn boundary', () => {
 });
 
 describe('the hard RSS limit', () => {
-  // The CLI's own tree is ~200-300 MB during a turn (FACTS.md); the tool takes ~900 MB more and holds it,
+  // The CLI's own tree is ~200-300 MB during a turn (measured); the tool takes ~900 MB more and holds it,
   // so only the tool call crosses the limit and the resumed turn afterwards does not.
   const scenarios: Scenario[] = [
     {

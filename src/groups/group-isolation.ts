@@ -1,6 +1,6 @@
 /**
- * The isolation check a group passes before any of its sessions exists (the multi-agent pattern of
- * DESIGN.md): agents share the bus and, when asked, one directory, and nothing else.
+ * The isolation check a group passes before any of its sessions exists (the multi-agent pattern,
+ * README): agents share the bus and, when asked, one directory, and nothing else.
  */
 import path from 'node:path';
 import { BerthError } from '../errors.js';

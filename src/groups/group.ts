@@ -1,5 +1,5 @@
 /**
- * One multi-agent group (the multi-agent pattern of DESIGN.md): several sessions on one host, one per
+ * One multi-agent group (the multi-agent pattern, README): several sessions on one host, one per
  * agent, that share a message bus and, optionally, a directory. The group itself lives in this host's
  * memory only; its agents are ordinary sessions (pattern `multi-agent`) that outlive it as sessions if
  * the host restarts.

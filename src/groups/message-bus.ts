@@ -2,7 +2,7 @@
  * The message bus of one multi-agent group: each agent has an inbox; `send` appends to the recipient's
  * inbox (or to every other agent's, for `to: "*"`), `read` drains the caller's own inbox, oldest first.
  * Everything is in memory and synchronous: the agents of a group share one container and one Berth
- * process (DESIGN.md, multi-agent pattern), so a message is delivered the moment the tool call runs.
+ * process (the multi-agent pattern, README), so a message is delivered the moment the tool call runs.
  *
  * The agents reach the bus through tools (see `bus-mcp.ts`); every failure here is a {@link BerthError}
  * whose message is written for the agent that made the call, since it is what the tool reports back.

@@ -1,6 +1,6 @@
 /**
  * Spare subprocesses, started with the SDK's `prewarm()` before any session needs them, so that a new
- * session's first turn skips the CLI's start-up (FACTS.md: a claim answers in ~0.2 s against ~0.8 s cold).
+ * session's first turn skips the CLI's start-up (measured: a claim answers in ~0.2 s against ~0.8 s cold).
  *
  * What a spare runs with is fixed at prewarm: the environment (so the tenant's config dir and home), the
  * transcript store's tenant scope, `settingSources`, the tools and the system prompt. A spare therefore

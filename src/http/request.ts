@@ -41,7 +41,7 @@ export function resumeAfter(c: Context, after: number | undefined): number | und
 }
 
 /**
- * Refuses `bypassPermissions` when agents would run as root: the CLI refuses it then (FACTS.md), and a
+ * Refuses `bypassPermissions` when agents would run as root: the CLI refuses it then (measured: it exits at start-up), and a
  * 400 here beats a session, task or group that can never run a turn. `subject` starts the message.
  */
 export function refuseBypassAsRoot(permissionMode: string | undefined, subject: string): void {

@@ -1,7 +1,7 @@
 /**
- * The subprocess environment, built from nothing: `options.env` replaces the CLI's environment
- * (FACTS.md), and nothing of the server's own environment (its credentials, its database URLs) may reach
- * the agent unless the agent needs it to run.
+ * The subprocess environment, built from nothing: `options.env` replaces the CLI's environment (the
+ * SDK passes it instead of the server's, not merged with it), and nothing of the server's own
+ * environment (its credentials, its database URLs) may reach the agent unless the agent needs it to run.
  */
 
 export interface AgentEnvOptions {
