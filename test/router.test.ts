@@ -121,8 +121,12 @@ for (const backend of [postgresBackend(), redisBackend()] as Backend[]) {
       for (const { host, state = 'ready', slotsFree = 8 } of entries) {
         await coordination!.heartbeat({ id: host.id, url: host.url, state, capacity: 8, slotsFree }, 60_000);
       }
-      await router.directory.refresh();
-      await keyed.directory.refresh();
+      // refresh() joins a read already in flight (the 100 ms timer's), which may have begun before the
+      // changes above: the second read begins after it, so it sees them.
+      for (const directory of [router.directory, keyed.directory]) {
+        await directory.refresh();
+        await directory.refresh();
+      }
     }
 
     const hashOrder = async (tenant: string, id: string): Promise<string[]> =>
