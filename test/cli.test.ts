@@ -149,9 +149,9 @@ describe('berth serve', () => {
     await mkdir(cwd);
     const first = run(['serve', '--port', '0'], cwd);
     const [, base] = await waitForOutput(first, /listening on (http:\/\/[\d.:]+)/);
-    expect(first.stderr).toMatch(/built-in scripted model/);
-    expect(first.stderr).toMatch(/no ANTHROPIC_API_KEY/);
-    expect(first.stderr).toContain(`sqlite:${path.join(cwd, '.berth', 'berth.db')}`);
+    // Each start-up line is a log line of its own, written after "listening on": waited for, not assumed.
+    await waitForOutput(first, /built-in scripted model.*no ANTHROPIC_API_KEY/);
+    await waitForOutput(first, new RegExp(`sqlite:${path.join(cwd, '.berth', 'berth.db')}`));
 
     const id = await createSessionAt(base!, { title: 'survives restarts' });
     await turn(base!, id, 'the secret word is pelican');
