@@ -31,14 +31,14 @@ export async function scrape(c: Context, telemetry: Telemetry, access: MetricsAc
 export function onlyTenant(text: string, tenant: string): string {
   // Label values are escaped as the text format escapes them (backslash, quote, newline).
   const value = tenant.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
-  const own = `tenant="${value}"`;
+  const own = new RegExp(`(^|,)${escapeRegExp(`tenant="${value}"`)}(,|$)`);
   return text
     .split('\n')
     .filter((line) => {
       if (line.startsWith('#')) return true;
       const labels = /^[^{ ]*\{(.*)\}\s/.exec(line)?.[1];
       if (labels === undefined || !/(^|,)tenant="/.test(labels)) return true;
-      return new RegExp(`(^|,)${escapeRegExp(own)}(,|$)`).test(labels);
+      return own.test(labels);
     })
     .join('\n');
 }
