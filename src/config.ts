@@ -140,7 +140,7 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
     flag: 'mock-script',
     env: 'BERTH_MOCK_SCRIPT',
     type: 'string',
-    help: 'scenario file (JSON) for the built-in scripted model',
+    help: 'scenario file (JSON) for the built-in scripted model, instead of its built-in scenarios (docs/scripted-model.md)',
   },
   {
     flag: 'pattern',

@@ -60,10 +60,18 @@ export async function runServeCommand(config: ServeConfig): Promise<number> {
 export function logStartup(log: Logger, server: BerthServer, config: ServeConfig): void {
   for (const warning of config.warnings) log.warn(warning);
   log.info({ url: server.url, metrics_url: server.metricsUrl }, `listening on ${server.url}`);
-  const model = server.mockModel
-    ? `the built-in scripted model at ${server.mockModel.url} (no ANTHROPIC_API_KEY set: agents get scripted replies; set it, or --model-endpoint, for a real model)`
+  const { mockModel } = server;
+  const model = mockModel
+    ? `the built-in scripted model at ${mockModel.url} (no ANTHROPIC_API_KEY set: agents get scripted replies; set it, or --model-endpoint, for a real model)`
     : redactUrl(config.modelEndpoint ?? '');
-  log.info({ scripted: server.mockModel !== undefined }, `model: ${model}`);
+  log.info({ scripted: mockModel !== undefined }, `model: ${model}`);
+  if (mockModel) {
+    const names = mockModel.scenarioNames;
+    const source = config.mockScript
+      ? `${names.length} scenario(s) from ${config.mockScript}`
+      : 'the built-in scenarios (say "help" to an agent; docs/scripted-model.md)';
+    log.info({ scenarios: names }, `scripted model: ${source}: ${names.join(', ') || 'none'}`);
+  }
   const auth =
     config.apiKeys.size > 0
       ? `${config.apiKeys.size} API key(s)`

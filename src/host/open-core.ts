@@ -96,11 +96,14 @@ export async function openBerthCore(config: ServeConfig, options: StartOptions =
     let modelEndpoint = config.modelEndpoint;
     if (modelEndpoint === null) {
       // Loaded here only: a server with a real model never loads src/testing/ (scripts/check-production-imports.ts).
-      const [{ startMockModel }, { loadScenarioFile }] = await Promise.all([
+      const [{ startMockModel }, { loadScenarioFile }, { DEFAULT_SCENARIOS }] = await Promise.all([
         import('../testing/mock-model.js'),
         import('../testing/scenario-file.js'),
+        import('../testing/default-scenarios.js'),
       ]);
-      const scenarios = config.mockScript ? await loadScenarioFile(config.mockScript, '--mock-script') : [];
+      const scenarios = config.mockScript
+        ? await loadScenarioFile(config.mockScript, '--mock-script')
+        : DEFAULT_SCENARIOS;
       const model = await startMockModel({ scenarios });
       cleanups.add(() => model.close());
       mockModel = model;

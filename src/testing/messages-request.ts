@@ -36,6 +36,10 @@ export interface AnalyzedRequest {
   stepIndex: number;
   /** The JSON schema of `output_config.format`, when the caller wants structured output. */
   outputSchema: unknown;
+  /** The session's working directory as the CLI states it to the model; null when it does not. */
+  cwd: string | null;
+  /** The user's words before `userText` in this conversation, oldest first (earlier turns, resumed ones too). */
+  earlierUserTexts: string[];
 }
 
 type JsonObject = Record<string, unknown>;
@@ -62,27 +66,73 @@ function contentBlocks(message: unknown): JsonObject[] {
   return Array.isArray(message.content) ? message.content.filter(isObject) : [];
 }
 
-function stripReminders(text: string): string {
+/** `text` without its `<system-reminder>` parts, trimmed. */
+export function stripReminders(text: string): string {
   return text.replace(SYSTEM_REMINDER, '').trim();
 }
 
 /** Markers the CLI writes into user messages itself, e.g. after an interrupt. */
 const CLI_MARKER = /^\[Request interrupted by user[^\]]*\]$/;
 
-/**
- * The latest words a person typed in a user message: its last text block that is neither a
- * `<system-reminder>` nor a CLI marker; null when there is none (e.g. a message of tool results only).
- * Only the last block counts because the CLI folds consecutive user turns into one message (after an
- * interrupt, the interrupted prompt, a marker and the new prompt arrive together).
- */
-export function userTextOf(message: unknown): string | null {
-  let latest: string | null = null;
+/** The words a person typed in a user message: its text blocks that are neither `<system-reminder>`s nor CLI markers. */
+function userTextsOf(message: unknown): string[] {
+  const texts: string[] = [];
   for (const block of contentBlocks(message)) {
     if (block.type !== 'text' || typeof block.text !== 'string') continue;
     const text = stripReminders(block.text);
-    if (text !== '' && !CLI_MARKER.test(text)) latest = text;
+    if (text !== '' && !CLI_MARKER.test(text)) texts.push(text);
   }
-  return latest;
+  return texts;
+}
+
+/**
+ * The latest words a person typed in a user message; null when there are none (e.g. a message of tool
+ * results only). Only the last block counts because the CLI folds consecutive user turns into one message
+ * (after an interrupt, the interrupted prompt, a marker and the new prompt arrive together).
+ */
+export function userTextOf(message: unknown): string | null {
+  return userTextsOf(message).at(-1) ?? null;
+}
+
+/** Every user's words up to and including `messages[index]`, oldest first. */
+function userTextsUpTo(messages: readonly unknown[], index: number): string[] {
+  const texts: string[] = [];
+  for (const message of messages.slice(0, index + 1)) {
+    if (role(message) === 'user') texts.push(...userTextsOf(message));
+  }
+  return texts;
+}
+
+// The CLI states the working directory in an environment section: in a system message, the system prompt,
+// or (a process fed by streaming input) a `<system-reminder>` of the first user message.
+const WORKING_DIRECTORY = /^\s*-?\s*Primary working directory:[ \t]*(\S[^\n]*?)\s*$/m;
+
+function textOfContent(content: unknown): string {
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) return '';
+  return content
+    .filter(isObject)
+    .map((block) => (typeof block.text === 'string' ? block.text : ''))
+    .join('\n');
+}
+
+/** The working directory the CLI told the model about; null when it told none. */
+function workingDirectoryOf(body: JsonObject, messages: readonly unknown[]): string | null {
+  const reminders = (message: unknown): string[] =>
+    contentBlocks(message).flatMap((block) =>
+      typeof block.text === 'string' ? (block.text.match(SYSTEM_REMINDER) ?? []) : [],
+    );
+  const sources = [
+    textOfContent(body.system),
+    ...messages.filter((m) => role(m) === 'system').map((m) => textOfContent(isObject(m) ? m.content : '')),
+    // Only the CLI's reminders in a user message, never the words a person typed there.
+    ...messages.filter((m) => role(m) === 'user').flatMap(reminders),
+  ];
+  for (const text of sources) {
+    const found = WORKING_DIRECTORY.exec(text);
+    if (found?.[1] !== undefined) return found[1];
+  }
+  return null;
 }
 
 function toolResultText(content: unknown): string {
@@ -154,6 +204,7 @@ export function analyzeRequest(body: JsonObject & { messages: unknown[] }): Anal
   const userTextIndex = findLastUserMessage(messages, 0, (m) => userTextOf(m) !== null);
   const last = lastUserIndex(messages);
   const format = isObject(body.output_config) ? body.output_config.format : undefined;
+  const spoken = userTextIndex >= 0 ? userTextsUpTo(messages, userTextIndex) : [];
   return {
     messages,
     model: typeof body.model === 'string' && body.model !== '' ? body.model : 'mock-model',
@@ -165,6 +216,8 @@ export function analyzeRequest(body: JsonObject & { messages: unknown[] }): Anal
     toolResults: last >= 0 ? toolResultsOf(messages[last]) : [],
     stepIndex: countAssistantTurns(messages, userTextIndex),
     outputSchema: isObject(format) && format.type === 'json_schema' ? format.schema : undefined,
+    cwd: workingDirectoryOf(body, messages),
+    earlierUserTexts: spoken.slice(0, -1),
   };
 }
 

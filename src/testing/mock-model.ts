@@ -56,7 +56,7 @@ export interface MockModelOptions {
   /** @default '127.0.0.1' */
   host?: string;
   /** Tried in order; the first match answers. @default [] (every request gets the default reply) */
-  scenarios?: Scenario[];
+  scenarios?: readonly Scenario[];
   /** The request log keeps this many of the newest requests. @default 10_000 */
   maxRecordedRequests?: number;
   /**
@@ -77,8 +77,10 @@ export interface MockModel {
   readonly requests: readonly RecordedRequest[];
   /** Responses still being written (streams in progress, stalls). */
   readonly openResponses: number;
+  /** The names of the scenarios it tries, in order (`#<index>` for an unnamed one). */
+  readonly scenarioNames: readonly string[];
   /** Replaces the scenarios. @throws BerthError `invalid_config` */
-  setScenarios(scenarios: Scenario[]): void;
+  setScenarios(scenarios: readonly Scenario[]): void;
   /** Appends a scenario, tried after the existing ones. @throws BerthError `invalid_config` */
   addScenario(scenario: Scenario): void;
   /**
@@ -165,7 +167,11 @@ class MockModelServer implements MockModel {
     return this.#open.size;
   }
 
-  setScenarios(scenarios: Scenario[]): void {
+  get scenarioNames(): readonly string[] {
+    return this.#matcher.names;
+  }
+
+  setScenarios(scenarios: readonly Scenario[]): void {
     this.#matcher.set(scenarios);
   }
 

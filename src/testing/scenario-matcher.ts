@@ -7,6 +7,7 @@ import type { WireContentBlock } from './anthropic-sse.js';
 import {
   countAssistantTurns,
   findLastUserMessage,
+  stripReminders,
   toolResultsOf,
   type AnalyzedRequest,
   type ToolResultSummary,
@@ -36,6 +37,55 @@ interface Entry {
 
 const MAX_ECHO_CHARS = 200;
 const SCHEMA_DEPTH_LIMIT = 8;
+const MAX_TOOL_RESULT_CHARS = 4_000;
+const PLACEHOLDER = /\{\{(userText|cwd|toolResult|history|match\.[A-Za-z0-9_]+)\}\}/g;
+
+/** What a reply's placeholders are filled in from (see `Placeholder` in scenario.ts). */
+interface TemplateValues {
+  request: AnalyzedRequest;
+  /** The scenario's `userText` pattern matched against the user's words; null without a pattern. */
+  match: RegExpExecArray | null;
+}
+
+function historyLines(texts: readonly string[]): string {
+  if (texts.length === 0) return '(nothing before this message)';
+  return texts.map((text, i) => `${i + 1}. ${text}`).join('\n');
+}
+
+function placeholderValue(name: string, { request, match }: TemplateValues): string {
+  switch (name) {
+    case 'userText':
+      return request.userText ?? '';
+    case 'cwd':
+      return request.cwd ?? '';
+    case 'history':
+      return historyLines(request.earlierUserTexts);
+    case 'toolResult': {
+      // The CLI appends `<system-reminder>`s to some results; they are not the tool's output.
+      const text = request.toolResults.map((result) => stripReminders(result.text)).join('\n');
+      return text.length > MAX_TOOL_RESULT_CHARS ? `${text.slice(0, MAX_TOOL_RESULT_CHARS)}…` : text;
+    }
+    default: {
+      const group = name.slice('match.'.length);
+      const value = /^\d+$/.test(group) ? match?.[Number(group)] : match?.groups?.[group];
+      return value ?? '';
+    }
+  }
+}
+
+function fill(template: string, values: TemplateValues): string {
+  return template.replace(PLACEHOLDER, (_, name: string) => placeholderValue(name, values));
+}
+
+/** `value` with every string inside it filled in. */
+function fillDeep(value: unknown, values: TemplateValues): unknown {
+  if (typeof value === 'string') return fill(value, values);
+  if (Array.isArray(value)) return value.map((item) => fillDeep(item, values));
+  if (typeof value === 'object' && value !== null) {
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, fillDeep(item, values)]));
+  }
+  return value;
+}
 
 function compile(pattern: string | TextPattern | undefined): RegExp | null {
   if (pattern === undefined || typeof pattern === 'string') return null;
@@ -107,13 +157,18 @@ export class ScenarioMatcher {
   readonly #newToolUseId: () => string;
 
   /** @param newToolUseId makes an id for a tool_use block that has none; ids must be unique. */
-  constructor(scenarios: Scenario[], newToolUseId: () => string) {
+  constructor(scenarios: readonly Scenario[], newToolUseId: () => string) {
     this.#newToolUseId = newToolUseId;
     this.set(scenarios);
   }
 
+  /** The scenarios' names (`#<index>` for an unnamed one), in the order they are tried. */
+  get names(): string[] {
+    return this.#entries.map((entry) => entry.name);
+  }
+
   /** Replaces all scenarios (and forgets their `times` counts). */
-  set(scenarios: Scenario[]): void {
+  set(scenarios: readonly Scenario[]): void {
     const parsed = parseScenarios(scenarios);
     this.#entries = [];
     for (const scenario of parsed) this.#push(scenario);
@@ -141,19 +196,23 @@ export class ScenarioMatcher {
       if (!request.isMain && scenario.sideRequests !== true) continue;
 
       const { userText, toolResult } = scenario.match;
+      let match: RegExpExecArray | null = null;
       if (userText !== undefined) {
         if (request.userText === null) continue;
-        const ok =
-          typeof userText === 'string'
-            ? request.userText.includes(userText)
-            : entry.pattern?.test(request.userText);
-        if (ok !== true) continue;
+        if (typeof userText === 'string') {
+          if (!request.userText.includes(userText)) continue;
+        } else {
+          match = entry.pattern?.exec(request.userText) ?? null;
+          if (match === null) continue;
+        }
       }
 
       let anchor = request.userTextIndex;
       let turnKey = `u${anchor}:${request.userText ?? ''}`;
       if (toolResult !== undefined) {
-        const from = Math.max(0, request.userTextIndex);
+        // Only results after the user's words: a result in the same message answers a tool use of the
+        // turn before (the CLI folds an interrupted tool's result and the next prompt into one message).
+        const from = request.userTextIndex + 1;
         anchor = findLastUserMessage(request.messages, from, (m) =>
           toolResultsOf(m).some((r) => toolResultMatches(r, toolResult)),
         );
@@ -176,7 +235,7 @@ export class ScenarioMatcher {
       const stepIndex = countAssistantTurns(request.messages, anchor);
       const reply = scenario.steps[stepIndex];
       if (reply === undefined) return this.#defaultPlan(request, stepIndex);
-      const content = this.#render(reply, request.userText);
+      const content = this.#render(reply, { request, match });
       // The CLI fails a turn whose tool_use names a tool it did not offer.
       const offered = content.every(
         (block) =>
@@ -204,19 +263,20 @@ export class ScenarioMatcher {
     return uses < fault.times ? fault : undefined;
   }
 
-  #render(reply: Reply, userText: string | null): WireContentBlock[] {
+  #render(reply: Reply, values: TemplateValues): WireContentBlock[] {
     const blocks: WireContentBlock[] = [];
     if (reply.thinking !== undefined) {
       blocks.push({ type: 'thinking', thinking: reply.thinking, signature: fakeSignature(reply.thinking) });
     }
     if (reply.text !== undefined) {
-      blocks.push({ type: 'text', text: reply.text.replaceAll('{{userText}}', userText ?? '') });
+      blocks.push({ type: 'text', text: fill(reply.text, values) });
     }
     for (const block of reply.content ?? []) blocks.push({ ...block });
     const toolUses =
       reply.toolUse === undefined ? [] : Array.isArray(reply.toolUse) ? reply.toolUse : [reply.toolUse];
     for (const use of toolUses) {
-      blocks.push({ type: 'tool_use', id: use.id ?? this.#newToolUseId(), name: use.name, input: use.input });
+      const input = fillDeep(use.input, values);
+      blocks.push({ type: 'tool_use', id: use.id ?? this.#newToolUseId(), name: use.name, input });
     }
     return blocks;
   }

@@ -44,11 +44,26 @@ export interface Fault {
   scope?: 'all' | 'main' | 'side';
 }
 
+/**
+ * Placeholders a reply's `text` and every string inside a tool use's `input` may hold, filled in from the
+ * request being answered:
+ * - `{{userText}}`: the user's words of the turn;
+ * - `{{match.1}}`, `{{match.name}}`: a numbered or named capture group of the scenario's `userText`
+ *   pattern (empty when the group did not take part);
+ * - `{{cwd}}`: the session's working directory, as the CLI tells the model (the CLI's file tools want
+ *   absolute paths);
+ * - `{{toolResult}}`: the text of the tool results the request carries (at most 4,000 characters);
+ * - `{{history}}`: the user's earlier words in the conversation, one numbered line each, resumed turns
+ *   included.
+ * Anything else in double braces is left as it is.
+ */
+export type Placeholder = 'userText' | 'match.N' | 'cwd' | 'toolResult' | 'history';
+
 /** A `tool_use` block for the CLI to execute. */
 export interface ToolUseSpec {
   /** The tool's name; it must be among the request's `tools`, else the default reply is sent. */
   name: string;
-  /** The tool's input, a JSON object. */
+  /** The tool's input, a JSON object; its strings may hold {@link Placeholder}s. */
   input: unknown;
   /** The block id. @default a fresh `toolu_mock_...` id per reply */
   id?: string;
@@ -62,7 +77,7 @@ export interface ContentBlockSpec {
 
 /** One scripted model reply. Blocks are sent as thinking, text, `content`, then tool uses. */
 export interface Reply {
-  /** A text block; `{{userText}}` is replaced by the user's words of the turn. */
+  /** A text block; it may hold {@link Placeholder}s such as `{{userText}}`. */
   text?: string;
   /** A thinking block (with a fake signature). */
   thinking?: string;
@@ -93,8 +108,10 @@ export interface ScenarioMatch {
   /** The user's words of the turn contain this string, or match this pattern. */
   userText?: string | TextPattern;
   /**
-   * A user message of the turn holds a matching `tool_result`; the scenario's steps then count
-   * from the latest such message, so its first step answers the request carrying the result.
+   * A user message after the user's words holds a matching `tool_result`; the scenario's steps then
+   * count from the latest such message, so its first step answers the request carrying the result. (A
+   * result in the same message as the words answers the turn before: the CLI folds an interrupted
+   * tool's result and the next prompt into one message.)
    */
   toolResult?: { contains?: string; isError?: boolean };
 }
