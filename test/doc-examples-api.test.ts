@@ -20,9 +20,7 @@
  * next example. Every other block is in {@link EXAMPLES}, run by its own code or skipped with a reason;
  * a block neither run nor listed fails the first test.
  */
-import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -40,6 +38,7 @@ import {
 } from './helpers/doc-blocks.js';
 import type { ApiEvent } from './helpers/api-events.js';
 import { DocChecker } from './helpers/doc-compare.js';
+import { TYPESCRIPT_STEP_MS, runTypeScript } from './helpers/doc-run.js';
 import { SseClient, type SseFrame } from './helpers/sse.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -213,10 +212,7 @@ async function runShell(walk: Walk, block: DocBlock, response: DocBlock | undefi
       for (const [name, value] of Object.entries(doc.headers)) {
         const real = answer.headers.get(name);
         if (real === null) problems.push(`${where}: header ${name}: documented, missing`);
-        else
-          problems.push(
-            ...walk.compare(value, real, false).map((p) => `${where}: header ${name}${p.slice(1)}`),
-          );
+        else problems.push(...walk.compare(value, real, false, name).map((p) => `${where}: header ${p}`));
       }
       problems.push(...walk.checkJson(doc.body, answer, doc.status).map((p) => `${where}: ${p}`));
     } else if (shown) {
@@ -388,39 +384,14 @@ const EXAMPLES: Example[] = [
  */
 async function runClientExample(walk: Walk, block: DocBlock): Promise<string[]> {
   if (!block.text.includes(DOC_BASE_URL)) return [`the example does not use ${DOC_BASE_URL}`];
-  // Under node_modules so that `@anthropic-ai/sdk` resolves from the file as it would in a user's project.
-  const cache = path.join(ROOT, 'node_modules', '.cache');
-  await mkdir(cache, { recursive: true });
-  const dir = await mkdtemp(path.join(cache, 'doc-example-'));
-  try {
-    const file = path.join(dir, 'example.mts');
-    await writeFile(file, block.text.replaceAll(DOC_BASE_URL, walk.berth.url));
-    const flags = ['--ignoreConfig', '--noEmit', '--strict', '--noUncheckedIndexedAccess', '--skipLibCheck'];
-    const types = ['--module', 'nodenext', '--target', 'es2022', '--types', 'node'];
-    const checked = await run('tsc', [...flags, ...types, file], dir);
-    if (checked.code !== 0) return [`the example does not type-check: ${checked.stdout}${checked.stderr}`];
-    const ran = await run('tsx', [file], dir);
-    if (ran.code !== 0) return [`the example exited ${ran.code}: ${ran.stderr.slice(0, 2000)}`];
-    // It prints the agent's messages: the scripted turn's, before and after the confirmation.
-    const printed = ran.stdout.trim().split('\n');
-    const scripted = scenarios[0]!.steps.map((s) => s.text);
-    return JSON.stringify(printed) === JSON.stringify(scripted)
-      ? []
-      : [`printed ${JSON.stringify(printed)}, expected ${JSON.stringify(scripted)}`];
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
-
-/** Runs a tool of node_modules/.bin, bounded: a hung one is killed. */
-function run(bin: string, args: string[], cwd: string) {
-  return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    const file = path.join(ROOT, 'node_modules', '.bin', bin);
-    execFile(file, args, { cwd, timeout: 45_000, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
+  const ran = await runTypeScript(block.text.replaceAll(DOC_BASE_URL, walk.berth.url), process.env);
+  if (ran.code !== 0) return [`the example exited ${ran.code}: ${ran.stderr.slice(0, 2000)}`];
+  // It prints the agent's messages: the scripted turn's, before and after the confirmation.
+  const printed = ran.stdout.trim().split('\n');
+  const scripted = scenarios[0]!.steps.map((s) => s.text);
+  return JSON.stringify(printed) === JSON.stringify(scripted)
+    ? []
+    : [`printed ${JSON.stringify(printed)}, expected ${JSON.stringify(scripted)}`];
 }
 
 interface Step {
@@ -475,12 +446,17 @@ describe(`${DOC} examples`, () => {
       it.skip(`${name}: ${example.skip}`, () => undefined);
       continue;
     }
-    it(name, async () => {
-      await example?.before?.(walk);
-      const problems = example?.run
-        ? await example.run(walk, block, response)
-        : await runShell(walk, block, response);
-      expect(problems).toEqual([]);
-    });
+    it(
+      name,
+      async () => {
+        await example?.before?.(walk);
+        const problems = example?.run
+          ? await example.run(walk, block, response)
+          : await runShell(walk, block, response);
+        expect(problems).toEqual([]);
+        // Room for an example run with tsc and tsx (each bounded by TYPESCRIPT_STEP_MS) and the walk's waits.
+      },
+      3 * TYPESCRIPT_STEP_MS,
+    );
   }
 });

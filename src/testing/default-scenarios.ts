@@ -6,14 +6,20 @@
  *
  * Paths are relative to the session's working directory: the CLI's file tools want absolute paths, so the
  * replies prefix the directory the CLI reports (`{{cwd}}`). Patterns are anchored at both ends so that an
- * ordinary sentence which merely contains "run" or "read" is echoed rather than executed.
+ * ordinary sentence which merely contains "read" or "recall" is echoed rather than acted on; everything after
+ * a leading "run", though, is the command.
  */
 import type { Scenario } from './scenario.js';
 
-/** A file path as a person types it: no spaces, optionally in backticks, optionally ending a sentence. */
+/** A file path as a person types it: no spaces, optionally in backticks. */
 const PATH = '`?([^\\s`]+?)`?';
-const POLITE = '^\\s*(?:please\\s+)?';
-const END = '\\s*[.!]?\\s*$';
+/**
+ * The start of every pattern. The user's words arrive trimmed; the length cap bounds the backtracking of the
+ * lazy groups below (quadratic in the length) on words that almost match, such as a long run of spaces.
+ */
+const POLITE = '^(?=[\\s\\S]{1,2000}$)(?:please\\s+)?';
+/** The end of a request that names a file or a number: a sentence may end with a period. */
+const END = '[.!]?$';
 
 /** What `help` answers, and the summary `berth serve` logs. */
 export const DEFAULT_SCENARIO_HELP = [
@@ -26,6 +32,11 @@ export const DEFAULT_SCENARIO_HELP = [
   'Anything else is echoed back.',
 ].join('\n');
 
+/**
+ * The built-in scenarios, tried in this order: a failed tool call first, then one per request of
+ * {@link DEFAULT_SCENARIO_HELP}. The write and read scenarios need the working directory the CLI states
+ * (`{{cwd}}`); without it they are not used.
+ */
 export const DEFAULT_SCENARIOS: readonly Scenario[] = [
   {
     // First, so that a denied or failed tool call of any scenario below is reported, not described as done.
@@ -36,7 +47,7 @@ export const DEFAULT_SCENARIOS: readonly Scenario[] = [
   {
     name: 'shell',
     match: {
-      userText: { regex: `${POLITE}run\\s+(?:the\\s+command\\s+)?\`?([^\`]+?)\`?\\s*$`, flags: 'is' },
+      userText: { regex: `${POLITE}run\\s+(?:the\\s+command\\s+)?\`?([^\`]+?)\`?$`, flags: 'is' },
     },
     steps: [
       {
@@ -69,7 +80,7 @@ export const DEFAULT_SCENARIOS: readonly Scenario[] = [
     name: 'read',
     match: {
       userText: {
-        regex: `${POLITE}(?:read|show(?:\\s+me)?|cat)\\s+(?:the\\s+file\\s+)?${PATH}${END}`,
+        regex: `${POLITE}(?:read|show(?:\\s+me)?|cat)\\s+(?!me[.!]?$)(?:the\\s+file\\s+)?${PATH}${END}`,
         flags: 'i',
       },
     },
@@ -109,7 +120,7 @@ export const DEFAULT_SCENARIOS: readonly Scenario[] = [
     name: 'recall',
     match: {
       userText: {
-        regex: '\\b(?:what\\s+(?:did|have)\\s+I\\s+(?:say|said|ask|asked|tell|told)|recall|remind\\s+me)\\b',
+        regex: `${POLITE}(?:what\\s+(?:did|have)\\s+I\\s+(?:say|said|ask|asked|tell|told)(?:\\s+(?:you|so\\s+far|before|earlier))?|recall|remind\\s+me\\s+what\\s+I\\s+(?:said|asked))[?.!]?$`,
         flags: 'i',
       },
     },
@@ -117,7 +128,7 @@ export const DEFAULT_SCENARIOS: readonly Scenario[] = [
   },
   {
     name: 'help',
-    match: { userText: { regex: '^\\s*(?:help|what\\s+can\\s+you\\s+do)\\s*[?.!]?\\s*$', flags: 'i' } },
+    match: { userText: { regex: `${POLITE}(?:help|what\\s+can\\s+you\\s+do)[?.!]?$`, flags: 'i' } },
     steps: [{ text: DEFAULT_SCENARIO_HELP }],
   },
 ];

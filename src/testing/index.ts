@@ -6,3 +6,4 @@
 export * from './conformance/index.js';
 export * from './mock-model.js';
 export * from './scenario.js';
+export { DEFAULT_SCENARIOS, DEFAULT_SCENARIO_HELP } from './default-scenarios.js';

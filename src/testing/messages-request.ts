@@ -103,9 +103,20 @@ function userTextsUpTo(messages: readonly unknown[], index: number): string[] {
   return texts;
 }
 
-// The CLI states the working directory in an environment section: in a system message, the system prompt,
-// or (a process fed by streaming input) a `<system-reminder>` of the first user message.
-const WORKING_DIRECTORY = /^\s*-?\s*Primary working directory:[ \t]*(\S[^\n]*?)\s*$/m;
+const WORKING_DIRECTORY = 'Primary working directory:';
+
+/** The directory an environment section states (a line `- Primary working directory: DIR`); null without one. */
+function statedDirectory(text: string): string | null {
+  // Line by line with string operations: the text may be long and is partly the caller's.
+  for (const raw of text.split('\n')) {
+    let line = raw.trim();
+    if (line.startsWith('-')) line = line.slice(1).trimStart();
+    if (!line.startsWith(WORKING_DIRECTORY)) continue;
+    const dir = line.slice(WORKING_DIRECTORY.length).trim();
+    if (dir !== '') return dir;
+  }
+  return null;
+}
 
 function textOfContent(content: unknown): string {
   if (typeof content === 'string') return content;
@@ -116,21 +127,25 @@ function textOfContent(content: unknown): string {
     .join('\n');
 }
 
-/** The working directory the CLI told the model about; null when it told none. */
+/**
+ * The working directory the CLI told the model about; null when it told none. The CLI states it in an
+ * environment section: a system message, or (a process fed by streaming input) a text block of the first
+ * user message that holds only `<system-reminder>`s. Those are looked at first, and the system prompt (which
+ * the API's caller writes) last; a block where a person typed words is never read.
+ */
 function workingDirectoryOf(body: JsonObject, messages: readonly unknown[]): string | null {
-  const reminders = (message: unknown): string[] =>
-    contentBlocks(message).flatMap((block) =>
-      typeof block.text === 'string' ? (block.text.match(SYSTEM_REMINDER) ?? []) : [],
-    );
+  const firstUser = messages.find((m) => role(m) === 'user');
+  const reminderBlocks = contentBlocks(firstUser)
+    .map((block) => (typeof block.text === 'string' ? block.text : ''))
+    .filter((text) => text !== '' && stripReminders(text) === '');
   const sources = [
-    textOfContent(body.system),
     ...messages.filter((m) => role(m) === 'system').map((m) => textOfContent(isObject(m) ? m.content : '')),
-    // Only the CLI's reminders in a user message, never the words a person typed there.
-    ...messages.filter((m) => role(m) === 'user').flatMap(reminders),
+    ...reminderBlocks,
+    textOfContent(body.system),
   ];
   for (const text of sources) {
-    const found = WORKING_DIRECTORY.exec(text);
-    if (found?.[1] !== undefined) return found[1];
+    const dir = statedDirectory(text);
+    if (dir !== null) return dir;
   }
   return null;
 }

@@ -37,14 +37,21 @@ interface Entry {
 
 const MAX_ECHO_CHARS = 200;
 const SCHEMA_DEPTH_LIMIT = 8;
-const MAX_TOOL_RESULT_CHARS = 4_000;
+const MAX_FILLED_CHARS = 4_000;
 const PLACEHOLDER = /\{\{(userText|cwd|toolResult|history|match\.[A-Za-z0-9_]+)\}\}/g;
 
-/** What a reply's placeholders are filled in from (see `Placeholder` in scenario.ts). */
+/** What a reply's placeholders are filled in from (see `Reply.text` in scenario.ts). */
 interface TemplateValues {
   request: AnalyzedRequest;
   /** The scenario's `userText` pattern matched against the user's words; null without a pattern. */
   match: RegExpExecArray | null;
+}
+
+/** `text` cut to {@link MAX_FILLED_CHARS} characters (code points, so no pair is split), marked with `…`. */
+function truncate(text: string): string {
+  if (text.length <= MAX_FILLED_CHARS) return text;
+  const points = [...text];
+  return points.length > MAX_FILLED_CHARS ? `${points.slice(0, MAX_FILLED_CHARS).join('')}…` : text;
 }
 
 function historyLines(texts: readonly string[]): string {
@@ -59,12 +66,10 @@ function placeholderValue(name: string, { request, match }: TemplateValues): str
     case 'cwd':
       return request.cwd ?? '';
     case 'history':
-      return historyLines(request.earlierUserTexts);
-    case 'toolResult': {
+      return truncate(historyLines(request.earlierUserTexts));
+    case 'toolResult':
       // The CLI appends `<system-reminder>`s to some results; they are not the tool's output.
-      const text = request.toolResults.map((result) => stripReminders(result.text)).join('\n');
-      return text.length > MAX_TOOL_RESULT_CHARS ? `${text.slice(0, MAX_TOOL_RESULT_CHARS)}…` : text;
-    }
+      return truncate(request.toolResults.map((result) => stripReminders(result.text)).join('\n'));
     default: {
       const group = name.slice('match.'.length);
       const value = /^\d+$/.test(group) ? match?.[Number(group)] : match?.groups?.[group];
@@ -235,6 +240,10 @@ export class ScenarioMatcher {
       const stepIndex = countAssistantTurns(request.messages, anchor);
       const reply = scenario.steps[stepIndex];
       if (reply === undefined) return this.#defaultPlan(request, stepIndex);
+      // A path made from a directory the CLI did not state would point at `/`: the step is not sent.
+      if (request.cwd === null && JSON.stringify(reply).includes('{{cwd}}')) {
+        return this.#defaultPlan(request, stepIndex);
+      }
       const content = this.#render(reply, { request, match });
       // The CLI fails a turn whose tool_use names a tool it did not offer.
       const offered = content.every(

@@ -44,26 +44,11 @@ export interface Fault {
   scope?: 'all' | 'main' | 'side';
 }
 
-/**
- * Placeholders a reply's `text` and every string inside a tool use's `input` may hold, filled in from the
- * request being answered:
- * - `{{userText}}`: the user's words of the turn;
- * - `{{match.1}}`, `{{match.name}}`: a numbered or named capture group of the scenario's `userText`
- *   pattern (empty when the group did not take part);
- * - `{{cwd}}`: the session's working directory, as the CLI tells the model (the CLI's file tools want
- *   absolute paths);
- * - `{{toolResult}}`: the text of the tool results the request carries (at most 4,000 characters);
- * - `{{history}}`: the user's earlier words in the conversation, one numbered line each, resumed turns
- *   included.
- * Anything else in double braces is left as it is.
- */
-export type Placeholder = 'userText' | 'match.N' | 'cwd' | 'toolResult' | 'history';
-
 /** A `tool_use` block for the CLI to execute. */
 export interface ToolUseSpec {
   /** The tool's name; it must be among the request's `tools`, else the default reply is sent. */
   name: string;
-  /** The tool's input, a JSON object; its strings may hold {@link Placeholder}s. */
+  /** The tool's input, a JSON object; its strings may hold the placeholders of {@link Reply.text}. */
   input: unknown;
   /** The block id. @default a fresh `toolu_mock_...` id per reply */
   id?: string;
@@ -77,7 +62,20 @@ export interface ContentBlockSpec {
 
 /** One scripted model reply. Blocks are sent as thinking, text, `content`, then tool uses. */
 export interface Reply {
-  /** A text block; it may hold {@link Placeholder}s such as `{{userText}}`. */
+  /**
+   * A text block. It, and every string inside a tool use's `input`, may hold placeholders, filled in from
+   * the request being answered:
+   * - `{{userText}}`: the user's words of the turn;
+   * - `{{match.1}}`, `{{match.name}}`: a numbered or named capture group of the scenario's `userText`
+   *   pattern (empty when the group did not take part);
+   * - `{{cwd}}`: the session's working directory, as the CLI tells the model (the CLI's file tools want
+   *   absolute paths); a step that uses it is not sent when the CLI stated none (the default reply is);
+   * - `{{toolResult}}`: the text of the tool results the request carries;
+   * - `{{history}}`: the user's earlier words in the conversation, one numbered line each, resumed turns
+   *   included.
+   * `{{toolResult}}` and `{{history}}` are cut at 4,000 characters. Anything else in double braces is left
+   * as it is, and what a placeholder is filled with is not filled again.
+   */
   text?: string;
   /** A thinking block (with a fake signature). */
   thinking?: string;

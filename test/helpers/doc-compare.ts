@@ -1,7 +1,7 @@
 /**
  * Compares the answers a document shows with real ones: every documented key exists with the same JSON
- * type, recursively, and arrays have the same length; values are equal except ids (the first real answer
- * that shows a documented id teaches it, and the same documented id must then always be the same real
+ * type, recursively, and arrays have the same length; values are equal except ids (under id keys: the first
+ * real answer that shows a documented id teaches it, and the same documented id must then always be the same real
  * one), timestamps (any ISO 8601 string), strings that elide with `...` (a pattern) and the values under
  * the caller's run-specific keys (type only). An example without `...` is the whole answer.
  */
@@ -12,6 +12,16 @@ type JsonObject = Record<string, unknown>;
 
 /** Ids as the page writes them: `PREFIX_` and a random part, or `PREFIX_...` for one it elides. */
 const ID = /^(agent|env|sess|sevt|req|grp|task)_(?:[A-Za-z0-9_-]{6,}|[A-Za-z0-9]*\.\.\.)$/;
+/**
+ * Whether the value at `at` (a path such as `$.data[0].stop_reason.event_ids[1]`) is an id: under `id`, a
+ * `*_id`, `*_ids` or `*-id` (a header) key, or `agent`. Elsewhere a string shaped like an id (`agent_toolset_20260401`) is an
+ * ordinary value and must be equal.
+ */
+function isIdPath(at: string): boolean {
+  const key = /([A-Za-z_-]+)(?:\[\d+\])*$/.exec(at)?.[1] ?? '';
+  return key === 'id' || key === 'agent' || /[_-]ids?$/.test(key);
+}
+
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 
 /** A real answer: its status and body text. */
@@ -46,9 +56,9 @@ export class DocChecker {
   }
 
   /** What differs between a documented value and the real one, as `path: what` lines. */
-  compare(doc: unknown, real: unknown, whole: boolean): string[] {
+  compare(doc: unknown, real: unknown, whole: boolean, root = '$'): string[] {
     const out: string[] = [];
-    this.compareAt(doc, real, '$', whole, false, out);
+    this.compareAt(doc, real, root, whole, false, out);
     return out;
   }
 
@@ -70,15 +80,15 @@ export class DocChecker {
         for (const key of Object.keys(fields))
           if (!(key in documented)) out.push(`${at}.${key}: not documented`);
     } else if (!loose && typeof doc === 'string') {
-      const problem = this.compareString(doc, real as string);
+      const problem = this.compareString(doc, real as string, at);
       if (problem) out.push(`${at}: ${problem}`);
     } else if (!loose && doc !== real) {
       out.push(`${at}: documented ${JSON.stringify(doc)}, got ${JSON.stringify(real)}`);
     }
   }
 
-  private compareString(doc: string, real: string): string | undefined {
-    const id = ID.exec(doc);
+  private compareString(doc: string, real: string, at: string): string | undefined {
+    const id = isIdPath(at) ? ID.exec(doc) : null;
     if (id) {
       if (!real.startsWith(`${id[1]}_`)) return `documented an id ${doc}, got ${real}`;
       if (doc.endsWith('...')) return undefined;
