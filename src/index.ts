@@ -51,6 +51,7 @@ export type { AgentRuntime } from './session/agent-runtime.js';
 export { PATTERNS, sessionKey } from './stores/types.js';
 export type {
   AgentConfig,
+  CompleteSessionStore,
   EventLog,
   ListPage,
   ManagedSessionFields,

@@ -3,7 +3,8 @@
  * suites (and, on PostgreSQL and Redis, the Coordination suite: host registry, leases, fencing) against the
  * live backend a store URL names. Each case runs in a namespace of its own beside the URL's
  * (see `isolatedStoreUrl`), removed after it with `Stores.destroy()`; the URL's own data is never read or
- * written. The shared cases open that namespace several times, as several Berth processes would.
+ * written. The shared cases open that namespace several times, as several Berth processes would. The
+ * cases run with `requireAll`: an optional method missing from one of Berth's adapters fails its cases.
  */
 import { randomBytes } from 'node:crypto';
 import { HELP_OPTION, formatOptions, parseCommandArgs, type CommandOption } from './args.js';
@@ -39,7 +40,9 @@ Runs Berth's store conformance suites (SessionStore, SessionRegistry, EventLog, 
 PostgreSQL and Redis the Coordination suite of many hosts) against the backend STORE_URL names, e.g.
 postgres://USER@HOST:5432/DB?schema=berth. Each case gets a namespace of its own, removed after it: a
 file beside a SQLite database, the schema <schema>_c_<tag>, the Redis prefix <prefix>:c:<tag>, the S3
-prefix PREFIX/c-<tag>. The URL's own data is never touched.
+prefix PREFIX/c-<tag>. The URL's own data is never touched. Every store a URL opens is one of Berth's,
+which implement every optional method of the SDK's SessionStore: a case that needs one the store lacks
+fails rather than being skipped.
 
 ${formatOptions(CONFORMANCE_OPTIONS)}
 
@@ -169,6 +172,9 @@ export async function runConformanceCommand(argv: readonly string[]): Promise<nu
         },
         {
           ...(noSharedReason ? { noSharedReason } : { sharedFactory: shared }),
+          // A URL only ever opens Berth's own adapters, which have every method; one that lost `delete`
+          // would keep deleted sessions' transcripts, so its absence is a failure, not a skip.
+          requireAll: true,
           signal: controller.signal,
           onResult: (result) => table?.row(result),
         },

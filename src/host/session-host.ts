@@ -14,7 +14,7 @@
  * The data dir's lock (data-dir-lock.ts) is taken before a host is made (open-core.ts); `start` asks for
  * it, sweeps what an earlier host left, and only then starts the warm pool.
  */
-import type { Options, SessionStore } from '@anthropic-ai/claude-agent-sdk';
+import type { Options } from '@anthropic-ai/claude-agent-sdk';
 import { BerthError } from '../errors.js';
 import { createPlainSpawner, type CreateSpawner } from '../sandbox/plain-spawn.js';
 import type { AgentRuntime } from '../session/agent-runtime.js';
@@ -29,6 +29,7 @@ import type { ClaimableSpare } from '../session/spare-claim.js';
 import { scopeTranscriptStore } from '../stores/scoped-store.js';
 import {
   sessionKey,
+  type CompleteSessionStore,
   type EventLog,
   type ListPage,
   type Pattern,
@@ -64,8 +65,8 @@ export type { HostState } from './host-state.js';
 export interface SessionHostOptions {
   registry: SessionRegistry;
   eventLog: EventLog;
-  /** The transcript store; the host gives each tenant its own scope of it. */
-  transcriptStore: SessionStore;
+  /** The transcript store, with every method (removing a session deletes its transcript); scoped per tenant. */
+  transcriptStore: CompleteSessionStore;
   dataDir: string;
   /** The Messages API the subprocesses use. */
   modelEndpoint: string;

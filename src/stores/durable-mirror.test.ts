@@ -205,6 +205,20 @@ describe('DurableMirror', () => {
     expect(await m.load(KEY)).toBeNull();
   });
 
+  it('refuses to delete over a backend without delete, and drops nothing', async () => {
+    const { inner } = backend();
+    // A third-party store may leave delete out; the mirror must not pretend the transcript is gone.
+    const m = mirror({
+      append: (key, entries) => inner.append(key, entries),
+      load: (key) => inner.load(key),
+    });
+    await m.append(KEY, [entry(1)]);
+    await m.drain();
+    await m.append(KEY, [entry(2)]);
+    await expect(m.delete(KEY)).rejects.toThrow('the backend store cannot delete transcripts');
+    expect((await m.load(KEY))!.map((e) => e.n)).toEqual([1, 2]);
+  });
+
   it('reports a backend that hangs as delayed, and ships each entry once when it answers late', async () => {
     const store = backend();
     // The first append hangs until released, then writes: a Redis stopped with SIGSTOP and continued.
@@ -364,6 +378,8 @@ runSessionStoreConformance(
     };
   },
   {
+    // Berth's own adapter has every optional method: one it lost fails its cases instead of skipping them.
+    requireAll: true,
     // Three hosts, each with its own spool, in front of one backend.
     sharedFactory: async () => {
       const spoolDir = await mkdtemp(path.join(tmpdir(), 'berth-mirror-conf-'));

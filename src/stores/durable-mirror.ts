@@ -44,7 +44,7 @@ import type { EventLog, Fence, ListPage, SessionRecord, SessionRef, SessionRegis
 import { eventLogWithDeadlines, registryWithDeadlines, sessionStoreWithDeadlines } from './with-deadlines.js';
 
 export interface DurableMirrorOptions {
-  /** Where transcript entries end up. */
+  /** Where transcript entries end up; without `delete`, {@link DurableMirror.delete} refuses. */
   backend: SessionStore;
   /** Where session events end up; without it, {@link DurableMirror.eventLog} is unavailable. */
   eventLog?: EventLog;
@@ -83,7 +83,7 @@ export interface DurableMirrorOptions {
 /** How many spooled rows one shipping round reads. */
 const SHIP_ROWS = 200;
 
-export class DurableMirror implements SessionStore {
+export class DurableMirror implements Required<SessionStore> {
   private readonly db: Database.Database;
   private readonly sql: SpoolStatements;
   private readonly backend: FencedSessionStore;
@@ -177,12 +177,14 @@ export class DurableMirror implements SessionStore {
     return this.backend.listSessionSummaries(projectKey);
   }
 
-  /** Under the lock, so that no batch of the key that is being shipped lands after the delete. */
+  /** Under the lock, so that no batch being shipped lands after it. Refuses if the backend cannot delete. */
   delete(key: SessionKey): Promise<void> {
+    const remove = this.backend.delete?.bind(this.backend);
+    if (!remove) return Promise.reject(new Error('the backend store cannot delete transcripts'));
     return this.exclusive(async () => {
       if (key.subpath === undefined) this.sql.dropSession.run('transcript', key.projectKey, key.sessionId);
       else this.sql.dropTarget.run('transcript', key.projectKey, key.sessionId, key.subpath);
-      await this.backend.delete?.(key);
+      await remove(key);
     });
   }
 

@@ -7,7 +7,11 @@
  * another tenant's transcripts.
  */
 import type { SessionKey, SessionStore } from '@anthropic-ai/claude-agent-sdk';
+import type { CompleteSessionStore } from './types.js';
 
+/** `store` seen by `tenant`; it has the optional methods `store` has (all of them, for a complete store). */
+export function scopeTranscriptStore(store: CompleteSessionStore, tenant: string): CompleteSessionStore;
+export function scopeTranscriptStore(store: SessionStore, tenant: string): SessionStore;
 export function scopeTranscriptStore(store: SessionStore, tenant: string): SessionStore {
   const scoped = (key: SessionKey): SessionKey => ({ ...key, projectKey: tenant });
   const view: SessionStore = {

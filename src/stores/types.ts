@@ -181,11 +181,21 @@ export interface EventLog {
 }
 
 /**
+ * The SDK's `SessionStore` with every optional method (`listSessions`, `listSessionSummaries`, `delete`,
+ * `listSubkeys`) required: what each of Berth's adapters is, and what every store a `--store` URL opens
+ * is. The SDK lets a store leave them out (a store without `delete` makes deleting a no-op), so other
+ * stores that Berth takes (the durable mirror's backend) stay plain `SessionStore`s; Berth's adapters
+ * declare this type so that one that lost a method does not compile, and their conformance runs use
+ * `requireAll` so that it does not pass either.
+ */
+export type CompleteSessionStore = Required<SessionStore>;
+
+/**
  * Everything one `--store URL` names: where transcripts, the session registry, the event log and the
  * catalog (agents and environments) live.
  */
 export interface Stores {
-  transcriptStore: SessionStore;
+  transcriptStore: CompleteSessionStore;
   registry: SessionRegistry;
   eventLog: EventLog;
   catalog: Catalog;

@@ -17,7 +17,7 @@ import type { SessionKey, SessionStore, SessionStoreEntry } from '@anthropic-ai/
 import type { Catalog } from './catalog.js';
 import type { Coordination, FencedSessionStore } from './coordination.js';
 import { AbandonedWrites, type StoreObserver } from './deadline.js';
-import type { EventLog, SessionRegistry, StoreCallOptions, Stores } from './types.js';
+import type { CompleteSessionStore, EventLog, SessionRegistry, StoreCallOptions, Stores } from './types.js';
 
 const WRAPPED = new WeakSet<object>();
 
@@ -116,9 +116,20 @@ export function eventLogWithDeadlines(log: EventLog, timeoutMs: number, observe?
 }
 
 /**
- * `store` with a deadline of `timeoutMs` on every call; optional methods stay optional. `append` passes
- * Berth's options on (a store that only implements the SDK's interface ignores them).
+ * `store` with a deadline of `timeoutMs` on every call; optional methods stay optional (and a complete
+ * store stays complete). `append` passes Berth's options on (a store that only implements the SDK's
+ * interface ignores them).
  */
+export function sessionStoreWithDeadlines(
+  store: CompleteSessionStore,
+  timeoutMs: number,
+  observe?: StoreObserver,
+): FencedSessionStore & CompleteSessionStore;
+export function sessionStoreWithDeadlines(
+  store: SessionStore,
+  timeoutMs: number,
+  observe?: StoreObserver,
+): FencedSessionStore;
 export function sessionStoreWithDeadlines(
   store: SessionStore,
   timeoutMs: number,

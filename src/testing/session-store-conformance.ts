@@ -9,8 +9,13 @@
  *   return { store: new MyStore({ client, prefix }), cleanup: () => dropPrefix(client, prefix) };
  * });
  * ```
+ *
+ * The SDK's optional methods (`listSessions`, `listSessionSummaries`, `delete`, `listSubkeys`) may be
+ * absent: the cases that need one are skipped and name it. An adapter meant to have them all passes
+ * `{ requireAll: true }`, so that one it lost fails those cases instead (Berth's own adapters do).
  */
 import type { SessionStore } from '@anthropic-ai/claude-agent-sdk';
+import { requireEveryMethod } from './conformance/runner.js';
 import { sessionStoreConformanceCases } from './conformance/session-store-cases.js';
 import { registerConformanceCases } from './conformance-vitest.js';
 
@@ -41,13 +46,22 @@ export interface SessionStoreConformanceOptions {
    * @default 120000
    */
   slowCaseTimeoutMs?: number;
+  /**
+   * Every optional method of the SDK's interface (`listSessions`, `listSessionSummaries`, `delete`,
+   * `listSubkeys`) is required: a case that needs one the store lacks fails, its message naming the method,
+   * instead of being skipped. For an adapter meant to implement them all, where a lost method must not
+   * pass as a skip: a store without `delete` keeps every deleted session's transcript.
+   * @default false (absent optional methods skip the cases that need them)
+   */
+  requireAll?: boolean;
 }
 
 /**
  * Registers a vitest `describe` block named after `name` with one case per contract. Each case calls
  * `factory` for fresh, isolated state and calls its `cleanup` at the end, pass or fail. The factory is also
  * called once while the cases are collected, to learn which optional methods the store has: a case that
- * needs an absent method is registered as skipped, its title naming the method.
+ * needs an absent method is registered as skipped, its title naming the method (under `requireAll` it is
+ * registered as usual and fails, naming the method).
  */
 export function runSessionStoreConformance(
   name: string,
@@ -57,7 +71,7 @@ export function runSessionStoreConformance(
   const { sharedFactory } = options;
   registerConformanceCases(
     `SessionStore conformance: ${name}`,
-    sessionStoreConformanceCases,
+    options.requireAll ? requireEveryMethod(sessionStoreConformanceCases) : sessionStoreConformanceCases,
     async () => {
       const { store, cleanup } = await factory();
       return { instance: store, cleanup };

@@ -256,7 +256,7 @@ export async function migratePostgresSchema(
       checkVersion(await readVersion(pool, migrations), schema) === POSTGRES_SCHEMA_VERSION
     )
       return;
-    const client = await pool.connect();
+    const { client, release } = await checkOut(pool);
     let broken: Error | undefined;
     try {
       await client.query('BEGIN');
@@ -281,7 +281,7 @@ export async function migratePostgresSchema(
       broken = await rollback(client, err);
       throw err;
     } finally {
-      client.release(broken);
+      release(broken);
     }
   } catch (err) {
     throw toStoreError(err, `migrate schema ${schema}`);
@@ -375,6 +375,35 @@ export function toStoreError(err: unknown, action: string): BerthError {
     });
   }
   return new BerthError('store_unavailable', message, { cause: err });
+}
+
+/** A client checked out of the pool, and how to give it back. */
+export interface CheckedOut {
+  client: PoolClient;
+  /** Back to the pool; destroyed instead when `broken` is given or its connection failed meanwhile. */
+  release: (broken?: Error) => void;
+}
+
+/**
+ * Checks a client out for a transaction. pg-pool listens for a client's errors only while it is idle, and
+ * pg emits `error` on a checked-out client whose connection ends (a network cut), even with a query in
+ * flight: with no listener that error would end the process. The query in flight rejects with the error
+ * all the same, so the listener here only keeps it, for `release` to destroy the client.
+ */
+export async function checkOut(pool: Pool): Promise<CheckedOut> {
+  const client = await pool.connect();
+  let failed: Error | undefined;
+  const onError = (err: Error): void => {
+    failed ??= err;
+  };
+  client.on('error', onError);
+  return {
+    client,
+    release: (broken) => {
+      client.off('error', onError);
+      client.release(broken ?? failed);
+    },
+  };
 }
 
 /**

@@ -6,9 +6,10 @@ import type { SessionKey, SessionStoreEntry, SessionSummaryEntry } from '@anthro
 import type { Pool, PoolClient } from 'pg';
 import { checkAborted } from '../abort.js';
 import type { FencedSessionStore } from '../coordination.js';
-import type { Fence, StoreCallOptions } from '../types.js';
+import type { CompleteSessionStore, Fence, StoreCallOptions } from '../types.js';
 import { checkFence, checkFenceIn, FENCE_TOKEN, fenceCte, fenceHolds } from './fence.js';
 import {
+  checkOut,
   DEFAULT_POSTGRES_SCHEMA,
   ensurePostgresSchema,
   pgTask,
@@ -67,7 +68,7 @@ const KNOWN_SUMMARIES_MAX = 1000;
  * writer in between, a replayed entry) it takes the general path: a transaction that locks the key row,
  * inserts, and folds what was actually inserted onto the summary it read under the lock.
  */
-export class PostgresSessionStore implements FencedSessionStore {
+export class PostgresSessionStore implements FencedSessionStore, CompleteSessionStore {
   private readonly pool: Pool;
   private readonly schema: string;
   private readonly quotedSchema: string;
@@ -121,7 +122,7 @@ export class PostgresSessionStore implements FencedSessionStore {
     const known = this.known.get(cacheKey);
     this.known.delete(cacheKey);
     if (known && (await this.appendIfUnchanged(key, known, batchOf))) return;
-    const client = await pgTask('append', () => this.pool.connect());
+    const { client, release } = await pgTask('append', () => checkOut(this.pool));
     let broken: Error | undefined;
     try {
       this.remember(cacheKey, await this.appendLocked(client, key, batchOf));
@@ -129,7 +130,7 @@ export class PostgresSessionStore implements FencedSessionStore {
       broken = await rollback(client, err);
       throw toStoreError(err, 'append');
     } finally {
-      client.release(broken);
+      release(broken);
     }
   }
 

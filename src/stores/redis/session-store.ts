@@ -22,7 +22,7 @@ import { foldSessionSummary } from '@anthropic-ai/claude-agent-sdk';
 import type { SessionKey, SessionStoreEntry, SessionSummaryEntry } from '@anthropic-ai/claude-agent-sdk';
 import { BerthError } from '../../errors.js';
 import type { FencedSessionStore } from '../coordination.js';
-import type { StoreCallOptions } from '../types.js';
+import type { CompleteSessionStore, StoreCallOptions } from '../types.js';
 import { checkRedisClient, redisCall, replyArray, replyNumber, replyString } from './client.js';
 import type { RedisClient } from './client.js';
 import { checkFenceReply, fenceParams } from './fence.js';
@@ -83,7 +83,7 @@ interface MetaState {
  * thing. Fencing needs a standalone Redis: on Cluster the lease and the transcript are in different slots
  * (`redis/fence.ts` says what Cluster would need), and a fenced append is refused with `invalid_config`.
  */
-export class RedisSessionStore implements FencedSessionStore {
+export class RedisSessionStore implements FencedSessionStore, CompleteSessionStore {
   private readonly redis: RedisClient;
   private readonly prefix: string;
   private readonly ttl: string;

@@ -61,12 +61,7 @@
  * Keys are limited by S3's 1024 bytes per object key: a projectKey, sessionId and subpath of a few hundred
  * characters together are fine.
  */
-import type {
-  SessionKey,
-  SessionStore,
-  SessionStoreEntry,
-  SessionSummaryEntry,
-} from '@anthropic-ai/claude-agent-sdk';
+import type { SessionKey, SessionStoreEntry, SessionSummaryEntry } from '@anthropic-ai/claude-agent-sdk';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { normalizePrefix, S3Bucket } from './client.js';
 import type { ListedObject } from './client.js';
@@ -76,6 +71,7 @@ import { absorb, fresh, keyId, MAIN, parseListing, readKey, viewFrom } from './t
 import type { KeyView, Part, PartBody } from './transcript-objects.js';
 import { pruneSummaries, summaryDir, summaryVersions, writeSummary } from './transcript-summaries.js';
 import type { SummaryBody } from './transcript-summaries.js';
+import type { CompleteSessionStore } from '../types.js';
 
 /** Options of {@link S3SessionStore}. */
 export interface S3SessionStoreOptions {
@@ -113,7 +109,7 @@ export interface S3SessionStoreOptions {
  * maintained with `foldSessionSummary`, and long transcripts are compacted so that a load takes one listing
  * and a handful of parallel GETs. Failures of the backend reject with `BerthError('store_unavailable')`.
  */
-export class S3SessionStore implements SessionStore {
+export class S3SessionStore implements CompleteSessionStore {
   private readonly bucket: S3Bucket;
   private readonly root: string;
   private readonly compactAfterParts: number;

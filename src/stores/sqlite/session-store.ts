@@ -3,14 +3,10 @@
  * `sqlite/database.ts`.
  */
 import { foldSessionSummary } from '@anthropic-ai/claude-agent-sdk';
-import type {
-  SessionKey,
-  SessionStore,
-  SessionStoreEntry,
-  SessionSummaryEntry,
-} from '@anthropic-ai/claude-agent-sdk';
+import type { SessionKey, SessionStoreEntry, SessionSummaryEntry } from '@anthropic-ai/claude-agent-sdk';
 import { migrateSqliteDatabase, sqliteTask } from './database.js';
 import type { SqliteDatabase } from './database.js';
+import type { CompleteSessionStore } from '../types.js';
 
 /** Options of {@link SqliteSessionStore}. */
 export interface SqliteSessionStoreOptions {
@@ -36,7 +32,7 @@ const MAIN = '';
  * can append to the same key without losing entries. The work is synchronous; failures come back as
  * rejected promises with code `store_unavailable`.
  */
-export class SqliteSessionStore implements SessionStore {
+export class SqliteSessionStore implements CompleteSessionStore {
   private readonly db: SqliteDatabase;
   private readonly sql: ReturnType<typeof prepareStatements>;
   private readonly appendTx: (key: SessionKey, entries: SessionStoreEntry[]) => void;

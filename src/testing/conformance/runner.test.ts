@@ -88,6 +88,68 @@ describe('runConformance', () => {
     expect(cleaned).toBe(made);
   }, 60_000);
 
+  it('under requireAll, fails each case that needs a method the store lost, naming it, and no case skips', async () => {
+    // Berth's SQLite store without its delete: what a refactor that dropped the method would leave.
+    const withoutDelete = (store: SessionStore): SessionStore => ({
+      append: (key, entries) => store.append(key, entries),
+      load: (key) => store.load(key),
+      listSessions: (projectKey) => store.listSessions!(projectKey),
+      listSessionSummaries: (projectKey) => store.listSessionSummaries!(projectKey),
+      listSubkeys: (key) => store.listSubkeys!(key),
+    });
+    const needing = sessionStoreConformanceCases.filter((kase) => kase.requires?.length);
+    const results = await runConformance(
+      needing,
+      () => {
+        const stores = openSqliteStores(':memory:');
+        return Promise.resolve({
+          instance: withoutDelete(stores.sessionStore),
+          cleanup: () => stores.close(),
+        });
+      },
+      { requireAll: true },
+    );
+    const deleting = needing.filter((kase) => kase.requires!.includes('delete')).map((kase) => kase.name);
+    expect(deleting.length).toBeGreaterThan(0);
+    expect(results.filter((r) => r.status === 'fail').map((r) => r.name)).toEqual(deleting);
+    for (const result of results.filter((r) => r.status === 'fail')) {
+      expect(result.error).toBe('delete is absent, and every optional method is required here (requireAll)');
+    }
+    expect(results.filter((r) => r.status === 'skip')).toEqual([]);
+
+    // Without requireAll the same store passes with those cases skipped, as a third-party adapter may.
+    const lenient = await runConformance(needing, () => {
+      const stores = openSqliteStores(':memory:');
+      return Promise.resolve({ instance: withoutDelete(stores.sessionStore), cleanup: () => stores.close() });
+    });
+    expect(lenient.filter((r) => r.status === 'skip').map((r) => [r.name, r.reason])).toEqual(
+      deleting.map((name) => [name, 'delete is absent']),
+    );
+    expect(lenient.filter((r) => r.status === 'fail')).toEqual([]);
+
+    // A shared case needs the method on every instance, not only the first.
+    const stores = openSqliteStores(':memory:');
+    const shared: ConformanceCase<SessionStore> = {
+      suite: 'SessionStore',
+      name: 'deletes from any instance',
+      requires: ['delete'],
+      shared: true,
+      run: () => Promise.resolve(),
+    };
+    const [sharedResult] = await runConformance([shared], () => Promise.reject(new Error('unused')), {
+      requireAll: true,
+      sharedFactory: () =>
+        Promise.resolve({
+          instances: [stores.sessionStore, withoutDelete(stores.sessionStore)],
+          cleanup: () => stores.close(),
+        }),
+    });
+    expect(sharedResult).toMatchObject({
+      status: 'fail',
+      error: expect.stringMatching(/^delete is absent,/),
+    });
+  }, 60_000);
+
   it('passes a correct store, shared cases included', async () => {
     const opened: Array<{ close(): Promise<void> }> = [];
     const results = await runConformance(
@@ -97,6 +159,7 @@ describe('runConformance', () => {
         return Promise.resolve({ instance: stores.sessionStore, cleanup: () => stores.close() });
       },
       {
+        requireAll: true,
         // One in-memory database seen through one store three times: enough to exercise the runner.
         sharedFactory: () => {
           const stores = openSqliteStores(':memory:');
@@ -131,8 +194,9 @@ describe('runConformance', () => {
         },
       });
     };
-    const [timedOut, passed] = await runConformance([hang, fine], factory(false), { timeoutMs: 100 });
-    expect(timedOut).toMatchObject({ status: 'fail', error: 'the case timed out after 100 ms' });
+    // The deadline bounds a hang; the real case after it must get room on a loaded machine, so it is long.
+    const [timedOut, passed] = await runConformance([hang, fine], factory(false), { timeoutMs: 2_000 });
+    expect(timedOut).toMatchObject({ status: 'fail', error: 'the case timed out after 2000 ms' });
     expect(passed).toMatchObject({ status: 'pass' });
     expect(cleanups).toEqual(['ok', 'ok']);
 

@@ -32,7 +32,10 @@ export interface ConformanceCase<T> {
   group?: string;
   /** What the case checks; unique within its suite. */
   name: string;
-  /** Optional methods the case needs: without them the case is skipped, and says which are absent. */
+  /**
+   * Optional methods the case needs: without them the case is skipped and says which are absent, or, under
+   * `requireAll`, fails naming them.
+   */
   requires?: readonly (keyof T & string)[];
   /** Needs several instances over one state (separate clients, as separate Berth processes would have). */
   shared?: true;
@@ -103,6 +106,14 @@ export interface RunConformanceOptions<T> {
   skip?: Readonly<Record<string, string>>;
   /** Stops the run: the case in flight fails, its cleanup runs, and `runConformance` rejects. */
   signal?: AbortSignal;
+  /**
+   * Every optional method a case needs is required: a case whose instance lacks one fails, naming it,
+   * instead of being skipped. For adapters meant to implement the whole interface, where a lost method
+   * must not pass as a skip (Berth runs its own adapters with it; a `SessionStore` without `delete` would
+   * keep every deleted session's transcript). See {@link requireEveryMethod}.
+   * @default false (an absent optional method skips the cases that need it)
+   */
+  requireAll?: boolean;
 }
 
 /** The factories a case needs; what {@link runConformanceCase} takes. */
@@ -123,11 +134,37 @@ export function absentReason(absent: readonly string[]): string {
   return `${absent.join(' and ')} ${absent.length > 1 ? 'are' : 'is'} absent`;
 }
 
+/** The failure of a case whose instance lacks methods that `requireAll` makes required. */
+export function requiredReason(absent: readonly string[]): string {
+  return `${absentReason(absent)}, and every optional method is required here (requireAll)`;
+}
+
+/**
+ * `cases` with their optional methods made required (what `requireAll` does): a case that needs methods
+ * an instance lacks no longer skips, it fails naming them. Cases that need no optional method are
+ * returned as they are.
+ */
+export function requireEveryMethod<T>(cases: readonly ConformanceCase<T>[]): ConformanceCase<T>[] {
+  return cases.map((kase) => {
+    const { requires, ...rest } = kase;
+    if (!requires?.length) return kase;
+    return {
+      ...rest,
+      run: async (ctx) => {
+        const absent = [...new Set(ctx.instances.flatMap((instance) => absentMethods(kase, instance)))];
+        if (absent.length > 0) throw new Error(requiredReason(absent));
+        await kase.run(ctx);
+      },
+    };
+  });
+}
+
 /**
  * Runs every case in order, each on fresh state from `factory` (or `options.sharedFactory` for the
  * `shared` ones), and resolves to one result per case. A case fails when it throws, times out, or its
- * cleanup fails; it is skipped when it needs an optional method the instance lacks, or several instances
- * and there is no `sharedFactory`. Never rejects for a failing case; rejects only when `signal` aborts.
+ * cleanup fails; it is skipped when it needs an optional method the instance lacks (it fails instead
+ * under `requireAll`), or several instances and there is no `sharedFactory`. Never rejects for a failing
+ * case; rejects only when `signal` aborts.
  */
 export async function runConformance<T>(
   cases: readonly ConformanceCase<T>[],
@@ -135,7 +172,7 @@ export async function runConformance<T>(
   options: RunConformanceOptions<T> = {},
 ): Promise<ConformanceResult[]> {
   const results: ConformanceResult[] = [];
-  for (const kase of cases) {
+  for (const kase of options.requireAll ? requireEveryMethod(cases) : cases) {
     options.signal?.throwIfAborted();
     const result = await runOne(kase, factory, options);
     results.push(result);
