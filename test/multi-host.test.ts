@@ -234,6 +234,9 @@ describe('many hosts, one service', () => {
       'the slow turn to start',
     );
     const storedBeforePause = await history(router(), id);
+    // The pause must land mid-turn: while the model is still streaming the reply, the CLI cannot have
+    // finished the turn, so the host cannot have stored its end.
+    await eventually(() => model.openResponses > 0, 'the slow reply to be streaming');
     host.child.kill('SIGSTOP');
     // Past the lease: the next request takes the session over on another host. (A stopped host still
     // accepts connections, so the test waits until the routers no longer list it.)
@@ -247,8 +250,18 @@ describe('many hosts, one service', () => {
         boundMs: 20_000,
       },
     );
-    // ...and until every host's list (a heartbeat every third of the TTL) and every router's has caught up.
-    await new Promise((r) => setTimeout(r, 1000));
+    // ...and until every router has caught up (listing the hosts refreshes a router's own list).
+    await eventually(
+      async () => {
+        for (const { url } of cluster.routers) {
+          const listed = await call<{ data: Array<{ id: string }> }>(url, 'GET', '/v1/hosts');
+          if (listed.body.data.some((h) => h.id === owner)) return false;
+        }
+        return true;
+      },
+      'every router to drop the owner',
+      { boundMs: 20_000 },
+    );
     const events = await turn(router(), id, 'after the takeover');
     expect(events.some((e) => e.type === 'agent.message')).toBe(true);
     const newOwner = await holderOf(id);

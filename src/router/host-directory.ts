@@ -72,7 +72,7 @@ export class HostDirectory {
 
   /** The live hosts, read within the last `maxAgeMs` (for `/readyz` and `/v1/hosts`); throws when the store fails. */
   async fresh(maxAgeMs: number): Promise<HostEntry[]> {
-    if (this.list && Date.now() - this.list.readAt <= maxAgeMs) return this.list.hosts;
+    if (this.list && Date.now() - this.list.readAt < maxAgeMs) return this.list.hosts;
     return this.refresh();
   }
 
