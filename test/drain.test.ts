@@ -1,14 +1,17 @@
 /**
  * Graceful drain on SIGTERM, as an operator sees it: `berth serve` as a child process is signalled during
- * a turn; `/readyz` turns 503 and new sessions are refused, the running turn finishes, the session is
- * suspended and the process exits 0 leaving no subprocess. The next server on the data dir hydrates it.
+ * a turn (its tool waits for a file the test writes only once the drain began, so the signal provably
+ * lands mid-turn); `/readyz` turns 503 and new sessions are refused, the running turn finishes, the
+ * session is suspended and the process exits 0 leaving no subprocess. The next server on the data dir
+ * hydrates it.
  * An event stream open through the drain (SIGTERM or Ctrl-C's SIGINT) gets its `session.status_suspended`
  * before it ends, not only after a reconnect.
  * Then the drain's two ends in-process: turns and tasks that end within the grace period are waited for
  * (however long the grace), and a turn that runs past it is stopped before the sessions are suspended.
+ * The emergency paths (a second signal, the timeout running out, a failed suspension) are in
+ * drain-emergency.test.ts.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -16,19 +19,25 @@ import { textOf, type ApiEvent } from './helpers/api-events.js';
 import { startMockModel, type Scenario } from '../src/testing/index.js';
 import { TestBerth, createSessionAt, sessionBodyAt } from './helpers/berth.js';
 import { hostProcesses, markedProcessesUnder } from './helpers/processes.js';
+import { api, history, killServeProcesses, sendText, serveProcess, within } from './helpers/serve-process.js';
 import { SseClient } from './helpers/sse.js';
 import { eventually } from './helpers/wait.js';
 
-const BIN = path.resolve('bin/berth.js');
-
 const scenarios: Scenario[] = [
   {
-    name: 'slow-write',
-    match: { userText: 'write the plan slowly' },
+    // Its tool waits for a file the test writes, so the turn ends only when the test lets it.
+    name: 'gated-write',
+    match: { userText: 'write the plan once released' },
     steps: [
-      { toolUse: { name: 'Bash', input: { command: 'echo drained-safely > plan.txt && echo wrote' } } },
-      // Long enough for the signal to land mid-turn, well inside the drain timeout.
-      { text: 'The plan is written, slowly.', fault: { chunkDelayMs: 400 } },
+      {
+        toolUse: {
+          name: 'Bash',
+          input: {
+            command: 'until [ -e release ]; do sleep 0.05; done; cat release; echo drained-safely > plan.txt',
+          },
+        },
+      },
+      { text: 'The plan is written once released.' },
     ],
   },
   {
@@ -48,75 +57,10 @@ const scenarios: Scenario[] = [
   },
 ];
 
-interface Server {
-  child: ChildProcess;
-  output: string;
-  exit: Promise<number | null>;
-  url: string;
-}
-
-async function serve(dataDir: string, modelUrl: string): Promise<Server> {
-  const child = spawn(
-    process.execPath,
-    [BIN, 'serve', '--port', '0', '--data-dir', dataDir, '--model-endpoint', modelUrl],
-    {
-      env: {
-        PATH: process.env.PATH,
-        HOME: dataDir,
-        BERTH_WARM_POOL: '0',
-        BERTH_DRAIN_TIMEOUT: '20s',
-        BERTH_KILL_GRACE: '1s',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  const server: Server = {
-    child,
-    output: '',
-    exit: new Promise((resolve) => child.on('exit', (code) => resolve(code))),
-    url: '',
-  };
-  child.stdout.on('data', (c: Buffer) => (server.output += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (server.output += c.toString()));
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const match = /listening on (http:\/\/[\d.:]+)/.exec(server.output);
-    if (match) {
-      server.url = match[1]!;
-      return server;
-    }
-    if (child.exitCode !== null || Date.now() > deadline)
-      throw new Error(`serve did not start:\n${server.output}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- tests read response bodies loosely
-type Loose = any;
-
-async function api(
-  base: string,
-  method: string,
-  route: string,
-  body?: unknown,
-): Promise<{ status: number; body: Loose }> {
-  const res = await fetch(`${base}${route}`, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: res.status, body: await res.json() };
-}
-
-async function history(base: string, id: string): Promise<ApiEvent[]> {
-  return (await api(base, 'GET', `/v1/sessions/${id}/events?limit=1000`)).body.data as ApiEvent[];
-}
-
 const dirs: string[] = [];
-const children: ChildProcess[] = [];
 const servers: TestBerth[] = [];
 afterAll(async () => {
-  for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+  await killServeProcesses();
   await Promise.allSettled(servers.map((s) => s.dispose()));
   await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
 });
@@ -127,59 +71,66 @@ describe('SIGTERM drain', () => {
     const dataDir = await mkdtemp(path.join(os.tmpdir(), 'berth-test-drain-'));
     dirs.push(dataDir);
     try {
-      const first = await serve(dataDir, model.url);
-      children.push(first.child);
+      const first = await serveProcess(dataDir, model.url);
       const id = await createSessionAt(first.url, { allow: ['bash', 'read'] });
       const idle = await createSessionAt(first.url);
       const another = await sessionBodyAt(first.url);
-      await api(first.url, 'POST', `/v1/sessions/${id}/events`, {
-        events: [{ type: 'user.message', content: [{ type: 'text', text: 'write the plan slowly' }] }],
-      });
+      const sent = await sendText(first.url, id, 'write the plan once released');
       await eventually(
-        async () => (await history(first.url, id)).some((e) => e.type === 'agent.tool_result'),
-        'the tool result',
+        async () => (await history(first.url, id)).some((e) => e.type === 'agent.tool_use'),
+        'the gated tool to start',
       );
+      // The turn cannot end before the test releases its tool, which it does only once the drain began.
+      expect((await api(first.url, 'GET', `/v1/sessions/${id}`)).body.status).toBe('running');
 
       first.child.kill('SIGTERM');
-      // Polled often: the 503 lasts only as long as the drain.
       await eventually(
         async () => (await fetch(`${first.url}/readyz`)).status === 503,
         '/readyz to turn 503',
-        { everyMs: 50 },
       );
       const refused = await api(first.url, 'POST', '/v1/sessions', another);
       expect(refused.status).toBe(503);
       expect(refused.body.error.details.error_code).toBe('host_draining');
-      expect(await first.exit).toBe(0);
+      const beforeRelease = (await history(first.url, id)).filter((e) => e.seq > sent);
+      expect(beforeRelease.map((e) => e.type)).not.toContain('agent.tool_result');
+      expect(first.child.exitCode).toBeNull();
+      await writeFile(
+        path.join(dataDir, 'workspaces', 'default', id, 'release'),
+        'released after the signal\n',
+      );
+      expect(await within(first.exit, 60_000, 'the drained exit')).toBe(0);
       expect(first.output).toMatch(/"suspended":2,"failed":0,"stopped_turns":0,"msg":"drained"/);
       expect(await markedProcessesUnder(dataDir)).toEqual([]);
 
-      const second = await serve(dataDir, model.url);
-      children.push(second.child);
+      const second = await serveProcess(dataDir, model.url);
       for (const sid of [id, idle]) {
         expect((await api(second.url, 'GET', `/v1/sessions/${sid}`)).body.berth.status).toBe('suspended');
       }
-      const events = await history(second.url, id);
-      // Nothing lost: the turn that was running when the signal came finished, then the session was suspended.
-      const texts = events.flatMap((e) => (e.type === 'agent.message' ? [textOf(e.content)] : []));
-      expect(texts).toContain('The plan is written, slowly.');
-      expect(events.at(-1)).toMatchObject({ type: 'session.status_suspended', reason: 'host_draining' });
+      // Nothing lost: the turn that was running when the signal came went on past it (its tool read what
+      // the test wrote after the signal) and finished, then the session was suspended.
+      const turn = (await history(second.url, id)).filter((e) => e.seq > sent);
+      const types = turn.map((e) => e.type);
+      expect(JSON.stringify(turn.find((e) => e.type === 'agent.tool_result'))).toContain(
+        'released after the signal',
+      );
+      const texts = turn.flatMap((e) => (e.type === 'agent.message' ? [textOf(e.content)] : []));
+      expect(texts).toContain('The plan is written once released.');
+      expect(types).not.toContain('session.error');
+      expect(types.indexOf('agent.tool_result')).toBeLessThan(types.indexOf('session.status_idle'));
+      expect(turn.at(-1)).toMatchObject({ type: 'session.status_suspended', reason: 'host_draining' });
 
-      const sent = await api(second.url, 'POST', `/v1/sessions/${id}/events`, {
-        events: [{ type: 'user.message', content: [{ type: 'text', text: 'read the plan' }] }],
-      });
-      expect(sent.status).toBe(200);
+      const read = await sendText(second.url, id, 'read the plan');
       let after: ApiEvent[] = [];
       await eventually(async () => {
-        after = (await history(second.url, id)).filter((e) => e.seq > sent.body.data[0].seq);
+        after = (await history(second.url, id)).filter((e) => e.seq > read);
         return after.some((e) => e.type === 'session.status_idle');
       }, 'the hydrated turn');
       expect(JSON.stringify(after.find((e) => e.type === 'agent.tool_result'))).toContain('drained-safely');
       const request = model.requests.findLast((r) => r.isMain && r.userText === 'read the plan');
-      expect(JSON.stringify(request?.body)).toContain('write the plan slowly');
+      expect(JSON.stringify(request?.body)).toContain('write the plan once released');
 
       second.child.kill('SIGTERM');
-      expect(await second.exit).toBe(0);
+      expect(await within(second.exit, 60_000, 'the second exit')).toBe(0);
     } finally {
       await model.close();
     }
@@ -192,8 +143,7 @@ describe('SIGTERM drain', () => {
       const dataDir = await mkdtemp(path.join(os.tmpdir(), 'berth-test-drain-'));
       dirs.push(dataDir);
       try {
-        const server = await serve(dataDir, model.url);
-        children.push(server.child);
+        const server = await serveProcess(dataDir, model.url);
         const id = await createSessionAt(server.url);
         const stream = new SseClient(`${server.url}/v1/sessions/${id}/events/stream`);
         expect(await stream.status).toBe(200);
@@ -223,18 +173,26 @@ describe('the drain, in-process', () => {
     const host = berth.server.host;
     const busy = await berth.createSession({ allow: ['bash'] });
     const quiet = await berth.createSession();
-    const [sent] = await berth.send(busy, [{ type: 'user.message', content: 'write the plan slowly' }]);
+    const [sent] = await berth.send(busy, [
+      { type: 'user.message', content: 'write the plan once released' },
+    ]);
     await eventually(
-      () => berth.model.requests.some((r) => r.userText === 'write the plan slowly'),
-      'the turn to reach the model',
+      async () => (await berth.history(busy)).some((e) => e.type === 'agent.tool_use'),
+      'the gated tool to start',
     );
 
     // Longer than this test may run: only the turn ending lets the drain go on.
-    const result = await host.drain(10 * 60_000);
-    expect(result).toEqual({ suspended: 2, failed: 0, stoppedTurns: 0 });
+    const drained = host.drain(10 * 60_000);
+    expect(host.state).toBe('draining');
+    // The drain waits while the tool does; the test lets the tool end only now.
+    expect((await berth.history(busy)).map((e) => e.type)).not.toContain('agent.tool_result');
+    const cwd = host.pathsFor({ tenant: 'default', id: busy }).cwd;
+    await writeFile(path.join(cwd, 'release'), 'released during the drain\n');
+    expect(await drained).toEqual({ suspended: 2, failed: 0, stoppedTurns: 0 });
     expect(host.state).toBe('draining');
     const after = (await berth.history(busy)).filter((e) => e.seq > sent!.seq);
-    expect(JSON.stringify(after)).toContain('The plan is written, slowly.');
+    expect(JSON.stringify(after)).toContain('released during the drain');
+    expect(JSON.stringify(after)).toContain('The plan is written once released.');
     expect(after.map((e) => e.type)).not.toContain('session.error');
     expect(after.at(-1)).toMatchObject({ type: 'session.status_suspended', reason: 'host_draining' });
     expect((await berth.history(quiet)).at(-1)).toMatchObject({ type: 'session.status_suspended' });
