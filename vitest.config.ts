@@ -8,7 +8,11 @@ export default defineConfig({
     maxWorkers: 2,
     testTimeout: 60_000,
     hookTimeout: 60_000,
+    // Refuses a dist/ older than src/, gives the run a temp root of its own (TMPDIR, inherited by the
+    // workers) and fails the run on processes a test left behind: see test/global-setup.ts.
     globalSetup: ['test/global-setup.ts'],
+    // A variable a test stubs (vi.stubEnv) is back to its value before the next test starts.
+    unstubEnvs: true,
     env: {
       // The AWS SDK warns once per process that its releases after January 2027 need Node 22, which the
       // S3 tests' clients print once per test file; the variable is its own documented off switch

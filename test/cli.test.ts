@@ -4,6 +4,7 @@
  * `berth run`, `berth mock-model`, and bad flags.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -29,18 +30,28 @@ interface Running {
 /** Every CLI this file started, to be ended if a test fails before it ends it. */
 const started: Running[] = [];
 
-/** Starts the CLI with a clean environment (no ANTHROPIC_API_KEY, no BERTH_*). */
+/**
+ * Starts the CLI with a clean environment (no ANTHROPIC_API_KEY, no BERTH_*). Its TMPDIR is this file's
+ * directory, so what it makes there (`berth run`'s data dir, the SDK's resume dirs) is this file's to
+ * check and the run's to clean up.
+ */
 function run(args: string[], cwd: string): Running {
   const child = spawn(process.execPath, [BIN, ...args], {
     cwd,
-    env: { PATH: process.env.PATH, HOME: cwd },
+    env: { PATH: process.env.PATH, HOME: cwd, TMPDIR: dir },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const running: Running = {
     child,
     stdout: '',
     stderr: '',
-    exit: new Promise((resolve) => child.on('exit', (code) => resolve(code))),
+    exit: new Promise((resolve) => {
+      child.on('exit', (code) => resolve(code));
+      child.on('error', (err) => {
+        running.stderr += `spawn failed: ${err.message}\n`;
+        resolve(null);
+      });
+    }),
   };
   child.stdout.on('data', (c: Buffer) => (running.stdout += c.toString()));
   child.stderr.on('data', (c: Buffer) => (running.stderr += c.toString()));
@@ -48,16 +59,19 @@ function run(args: string[], cwd: string): Running {
   return running;
 }
 
+const exited = (r: Running): boolean => r.child.exitCode !== null || r.child.signalCode !== null;
+
 /**
  * A test that failed before it stopped its servers leaves them and their agents running (seen: a stale
  * `dist/` failed the first request, and four hosts ran on for 40 minutes). Whatever a test started ends
- * with it: each CLI still running is killed, then every agent process under this file's directory.
+ * with it: each CLI still running is killed and awaited, then every agent process under this file's
+ * directory (a host the test SIGKILLed leaves its unsandboxed agents, whether or not a CLI is left).
  */
 afterEach(async () => {
-  const left = started.splice(0).filter((r) => r.child.exitCode === null && r.child.signalCode === null);
+  const left = started.splice(0).filter((r) => !exited(r));
   for (const r of left) r.child.kill('SIGKILL');
   await Promise.all(left.map((r) => r.exit));
-  if (left.length === 0 || !dir) return;
+  if (!dir) return;
   for (const p of await markedProcessesUnder(dir)) {
     try {
       process.kill(p.pid, 'SIGKILL');
@@ -67,16 +81,23 @@ afterEach(async () => {
   }
 });
 
-async function waitForOutput(r: Running, pattern: RegExp, timeoutMs = 30_000): Promise<RegExpMatchArray> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const match = (r.stderr + r.stdout).match(pattern);
-    if (match) return match;
-    if (r.child.exitCode !== null || Date.now() > deadline) {
-      throw new Error(`no ${pattern} in output:\n${r.stderr}\n${r.stdout}`);
-    }
-    await new Promise((res) => setTimeout(res, 50));
-  }
+/** Waits until the CLI's output matches `pattern`; fails at once if the CLI exits first. */
+async function waitForOutput(r: Running, pattern: RegExp, boundMs = 30_000): Promise<RegExpMatchArray> {
+  let match: RegExpMatchArray | null = null;
+  await eventually(
+    () => {
+      match = (r.stderr + r.stdout).match(pattern);
+      if (!match && exited(r)) {
+        throw new Error(
+          `the CLI exited (${r.child.exitCode ?? r.child.signalCode}) before printing ${pattern}:\n${r.stderr}\n${r.stdout}`,
+        );
+      }
+      return match !== null;
+    },
+    () => `${pattern} in the CLI's output:\n${r.stderr}\n${r.stdout}`,
+    { boundMs, everyMs: 50 },
+  );
+  return match!;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- tests read response bodies loosely
@@ -96,16 +117,18 @@ async function turn(base: string, id: string, content: string): Promise<ApiEvent
   });
   expect(sent.status).toBe(200);
   const after = sent.body.data[0].seq as number;
-  for (let i = 0; i < 600; i++) {
-    const all = (await api(base, 'GET', `/v1/sessions/${id}/events?limit=1000`)).body.data as ApiEvent[];
-    const events = all.filter((e) => e.seq > after);
-    const idle = events.find(
-      (e) => e.type === 'session.status_idle' && e.stop_reason.type !== 'requires_action',
-    );
-    if (idle) return events;
-    await new Promise((res) => setTimeout(res, 50));
-  }
-  throw new Error('turn did not finish');
+  let events: ApiEvent[] = [];
+  await eventually(
+    async () => {
+      const all = (await api(base, 'GET', `/v1/sessions/${id}/events?limit=1000`)).body.data as ApiEvent[];
+      events = all.filter((e) => e.seq > after);
+      return events.some((e) => e.type === 'session.status_idle' && e.stop_reason.type !== 'requires_action');
+    },
+    () =>
+      `the turn ${JSON.stringify(content)} of ${id} to end; its events so far: ${events.map((e) => e.type).join(', ')}`,
+    { everyMs: 50 },
+  );
+  return events;
 }
 
 /**
@@ -120,10 +143,15 @@ async function transcripts(
   const stores = await openStores(storeUrl ?? `sqlite:${path.join(dataDir, 'berth.db')}`);
   try {
     let stored: unknown[] = [];
-    for (let i = 0; i < 100 && stored.length < entries.length; i++) {
-      if (i > 0) await new Promise((r) => setTimeout(r, 100));
-      stored = (await stores.transcriptStore.load({ projectKey: 'default', sessionId: sdkSessionId })) ?? [];
-    }
+    const load = async () =>
+      (stored =
+        (await stores.transcriptStore.load({ projectKey: 'default', sessionId: sdkSessionId })) ?? []);
+    // Bounded; a store still short at the bound is the caller's comparison to fail, entry by entry.
+    await eventually(
+      async () => (await load()).length >= entries.length,
+      'the store to hold the local transcript',
+      { boundMs: 10_000 },
+    ).catch(() => undefined);
     return { local: entries, stored };
   } finally {
     await stores.close();
@@ -194,6 +222,8 @@ describe('berth serve', () => {
       const cwd = path.join(dir, `crash-${backend?.name ?? 'sqlite'}`);
       await mkdir(cwd);
       const script = path.join(cwd, 'scenarios.json');
+      // The daemon's name is this test's own: the wait below finds its daemon, not another run's.
+      const daemon = `berthd-${randomBytes(4).toString('hex')}`;
       await writeFile(
         script,
         JSON.stringify([
@@ -207,7 +237,10 @@ describe('berth serve', () => {
                   name: 'Bash',
                   input: {
                     command:
-                      'cp "$(command -v sleep)" ./berthd && { setsid ./berthd 4800 >/dev/null 2>&1 & } ; until grep -qsa "^\\\\./berthd.4800" /proc/[0-9]*/cmdline; do :; done; echo ok',
+                      `cp "$(command -v sleep)" ./${daemon} && { setsid ./${daemon} 4800 >/dev/null 2>&1 & } ; ` +
+                      `i=0; until grep -qsa "^\\\\./${daemon}.4800" /proc/[0-9]*/cmdline; do ` +
+                      `i=$((i+1)); [ $i -lt 300 ] || { echo "${daemon} never started"; exit 1; }; sleep 0.1; done; ` +
+                      `echo "${daemon} is running"`,
                   },
                 },
               },
@@ -220,13 +253,23 @@ describe('berth serve', () => {
       const [, base] = await waitForOutput(first, /listening on (http:\/\/[\d.:]+)/);
       const id = await createSessionAt(base!, { allow: ['bash'] });
       await turn(base!, id, 'remember the number 8675309');
-      await turn(base!, id, 'start the daemon');
+      const daemonTurn = await turn(base!, id, 'start the daemon');
+      expect(JSON.stringify(daemonTurn.find((e) => e.type === 'agent.tool_result'))).toContain(
+        `${daemon} is running`,
+      );
       const dataDir = path.join(cwd, '.berth');
       expect((await hostProcesses(dataDir)).length).toBeGreaterThan(0);
       await api(base!, 'POST', `/v1/sessions/${id}/events`, {
         events: [{ type: 'user.message', content: [{ type: 'text', text: 'stall forever' }] }],
       });
-      await new Promise((res) => setTimeout(res, 500));
+      // The host dies mid-turn: once the CLI has written the message to its transcript.
+      await eventually(
+        async () =>
+          JSON.stringify((await localTranscript(dataDir).catch(() => undefined))?.entries ?? []).includes(
+            'stall forever',
+          ),
+        "the CLI to take the 'stall forever' turn",
+      );
       first.child.kill('SIGKILL');
       await first.exit;
       if (sandbox === 'bwrap') {
@@ -287,9 +330,10 @@ describe('berth serve', () => {
       const [, base] = await waitForOutput(first, /listening on (http:\/\/[\d.:]+)/);
       const id = await createSessionAt(base!);
       await turn(base!, id, 'hello before the second server');
-      for (let i = 0; i < 600 && (await api(base!, 'GET', '/v1/hosts/self')).body.warm_pool.parked < 2; i++) {
-        await new Promise((res) => setTimeout(res, 50));
-      }
+      await eventually(
+        async () => (await api(base!, 'GET', '/v1/hosts/self')).body.warm_pool.parked === 2,
+        'two parked spares',
+      );
       const agents = await hostProcesses(dataDir);
       const taskSpares = await readdir(path.join(dataDir, 'tenants', '_tasks'));
       expect(taskSpares.length).toBe(1);
@@ -341,8 +385,9 @@ describe('berth serve', () => {
         { match: { userText: 'stall forever' }, steps: [{ text: 'never', fault: { stallMs: 1e12 } }] },
       ]),
     );
+    // The servers' TMPDIR is `dir` (see run()), where the SDK makes its resume dirs.
     const resumeDirs = async (): Promise<string[]> =>
-      (await readdir(os.tmpdir())).filter((name) => name.startsWith('claude-resume-'));
+      (await readdir(dir)).filter((name) => name.startsWith('claude-resume-'));
     const before = new Set(await resumeDirs());
     const serve = (): Running =>
       // Unsandboxed: a sandboxed agent dies with its host, so there would be nothing to sweep.
@@ -364,11 +409,10 @@ describe('berth serve', () => {
     });
     try {
       let resumed: number[] = [];
-      for (let i = 0; i < 300 && resumed.length === 0; i++) {
-        await new Promise((res) => setTimeout(res, 50));
-        resumed = await hostProcesses(dataDir);
-      }
-      expect(resumed.length, 'no subprocess runs with a config dir under the data dir').toBeGreaterThan(0);
+      await eventually(
+        async () => (resumed = await hostProcesses(dataDir)).length > 0,
+        'a subprocess with a config dir under the data dir',
+      );
       const environ = await readFile(`/proc/${Math.min(...resumed)}/environ`, 'utf8');
       expect(environ.split('\0')).toContain(`CLAUDE_CONFIG_DIR=${configDir}`);
     } finally {
@@ -411,11 +455,12 @@ describe('berth serve', () => {
 
 describe('berth run and berth mock-model', () => {
   it('runs one task and prints its result, leaving nothing behind', async () => {
-    const before = new Set(await readdir(os.tmpdir()));
+    // `berth run` makes its throwaway data dir in its TMPDIR: `dir` (see run()).
+    const before = new Set(await readdir(dir));
     const r = run(['run', 'say hello to the harbour'], dir);
     expect(await r.exit, r.stderr).toBe(0);
     expect(r.stdout.trim()).toBe('Scripted reply to: say hello to the harbour');
-    const after = await readdir(os.tmpdir());
+    const after = await readdir(dir);
     expect(after.filter((name) => name.startsWith('berth-run-') && !before.has(name))).toEqual([]);
   });
 

@@ -62,7 +62,9 @@ describe("an environment's limited network (allowed_hosts)", () => {
       expect(out).toContain(`http://127.0.0.1:${port}/ refused`);
       expect(out.match(/refused/g)?.length).toBe(2);
       // The proxy token is in the agent's environment, never in an argv anyone on the host can read.
-      const live = await findProcesses((p) => p.env.some((v) => v.startsWith('HTTPS_PROXY=')));
+      // This server's agents only: another run on the machine may have agents with a proxy too.
+      const ours = (p: { env: string[] }): boolean => p.env.some((v) => v.includes(berth.dataDir));
+      const live = await findProcesses((p) => ours(p) && p.env.some((v) => v.startsWith('HTTPS_PROXY=')));
       expect(live.length).toBeGreaterThan(0);
       expect((await findProcesses((p) => p.cmdline.includes('HTTPS_PROXY'))).map((p) => p.cmdline)).toEqual(
         [],

@@ -247,7 +247,12 @@ describe('warm pool', () => {
     for (const pid of spare) process.kill(pid, 'SIGSTOP');
     const id = await berth.createSession();
     const [sent] = await berth.send(id, [{ type: 'user.message', content: 'hello after a refusal' }]);
-    await new Promise((r) => setTimeout(r, 300));
+    // The claim is made once the session's process is the spare's: only then may the spare die.
+    const session = await berth.server.host.get('default', id);
+    await eventually(
+      () => session.pid !== undefined && spare.includes(session.pid),
+      'the session to claim the frozen spare',
+    );
     // All of them; one may be gone already (the PID namespace's init takes its members with it).
     for (const pid of spare) {
       try {

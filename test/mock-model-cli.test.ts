@@ -8,7 +8,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { query, type Query, type SDKMessage, type SDKUserMessage } from '@anthropic-ai/claude-agent-sdk';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { findProcesses } from '../src/sandbox/process-tree.js';
 import { startMockModel, type MockModel } from '../src/testing/mock-model.js';
+import { eventually } from './helpers/wait.js';
 
 interface Sandbox {
   root: string;
@@ -59,34 +61,21 @@ function start(prompt: string | AsyncIterable<SDKUserMessage>): Query {
 }
 
 /**
- * Pids of live processes whose environment holds this test's config dir: the `claude` subprocess
- * and anything it spawned. Linux only, like the CI this runs on.
+ * Pids of live processes whose environment holds this test's own config dir (a fresh temp dir): the
+ * `claude` subprocess it started and anything that spawned, and nothing of another test or run.
  */
 async function claudeProcesses(configDir: string): Promise<number[]> {
-  const marker = `CLAUDE_CONFIG_DIR=${configDir}\0`;
-  const pids: number[] = [];
-  for (const entry of await fs.readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const environ = await fs.readFile(`/proc/${entry}/environ`, 'latin1');
-      const stat = await fs.readFile(`/proc/${entry}/stat`, 'latin1');
-      // A zombie has exited; it only waits for its parent to reap it.
-      if (environ.includes(marker) && !/^\d+ \(.*\) Z /.test(stat)) pids.push(Number(entry));
-    } catch {
-      // The process exited while we looked.
-    }
-  }
-  return pids;
+  const own = `CLAUDE_CONFIG_DIR=${configDir}`;
+  return (await findProcesses((p) => p.env.includes(own))).map((p) => p.pid);
 }
 
-async function waitForNoClaudeProcess(configDir: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const pids = await claudeProcesses(configDir);
-    if (pids.length === 0) return;
-    if (Date.now() > deadline) throw new Error(`claude processes left running: ${pids.join(', ')}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+async function waitForNoClaudeProcess(configDir: string): Promise<void> {
+  let pids: number[] = [];
+  await eventually(
+    async () => (pids = await claudeProcesses(configDir)).length === 0,
+    () => `the claude processes of ${configDir} to end (still running: ${pids.join(', ')})`,
+    { boundMs: 15_000 },
+  );
 }
 
 function userMessage(content: string): SDKUserMessage {

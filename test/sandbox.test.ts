@@ -3,6 +3,7 @@
  * would, through the API with the real CLI and its Bash tool, with two tenants: what it can see of the
  * host, of the server and of the other tenant.
  */
+import { randomInt } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { lstat, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -16,6 +17,11 @@ import type { ApiEvent } from './helpers/api-events.js';
 import { credentialFingerprint, startMockModel, type MockModel } from '../src/testing/index.js';
 import { TestBerth, UNSANDBOXED } from './helpers/berth.js';
 import { eventually } from './helpers/wait.js';
+
+// Jobs that scrub their environment are found by their command line, which is made this run's own: another
+// run on the machine (a CI run beside a developer's) must not be counted.
+const HIDDEN_SLEEP = 100_000 + randomInt(800_000);
+const BOMB_SLEEP = HIDDEN_SLEEP + 1;
 
 const ALPHA = { authorization: 'Bearer alpha-key-0001' };
 const REAL_KEY = 'sk-ant-real-key-of-the-sandbox-test';
@@ -37,7 +43,7 @@ beforeAll(async () => {
     'ps -eo pid,comm',
     'echo written-inside > mine.txt',
     // A job that leaves the process group and scrubs its environment (the tree marker with it).
-    '(setsid env -i /bin/sleep 3017 > /dev/null 2>&1 &); echo started',
+    `(setsid env -i /bin/sleep ${HIDDEN_SLEEP} > /dev/null 2>&1 &); echo started`,
     // 5: who it is, and who owns what it writes.
     'echo "uid=$(id -u) gid=$(id -g)"; touch owned.txt; stat -c "owner=%u" owned.txt',
     // 6: addresses by TCP (targets.txt: `HOST PORT` lines the test writes into the cwd).
@@ -45,7 +51,7 @@ beforeAll(async () => {
     // 7: every environment it can read, for the real key.
     'echo "env=$(env | grep -c sk-ant-real)"; echo "proc=$(cat /proc/[0-9]*/environ 2>/dev/null | tr "\\0" "\\n" | grep -c sk-ant-real)"',
     // 8: a bounded fork bomb (dash: no retry on EAGAIN), each process named so the host can count them.
-    'sh -c \'i=0; while [ $i -lt 400 ]; do /bin/sleep 6061 & i=$((i+1)); done\' ; echo "bomb done"',
+    `sh -c 'i=0; while [ $i -lt 400 ]; do /bin/sleep ${BOMB_SLEEP} & i=$((i+1)); done' ; echo "bomb done"`,
     // 9: a memory hog that touches its pages itself (a string doubled until the kernel kills it). Not
     // `... | tail`: that one may instead get ENOMEM from a pipe or a read, and exit without being killed.
     // `ulimit -v` bounds it (4 GB, far above the 768 MiB limit) should the cgroup ever fail to.
@@ -213,7 +219,7 @@ describe('--sandbox bwrap, a job that hides', () => {
     const id = await berth.createSession(withBash, ALPHA);
     expect(await probe(id, 4)).toContain('started');
     const escapees = async (): Promise<number> =>
-      (await findProcesses((p) => p.cmdline.includes('sleep 3017'))).length;
+      (await findProcesses((p) => p.cmdline.includes(`sleep ${HIDDEN_SLEEP}`))).length;
     expect(await escapees()).toBe(1);
     expect((await berth.api('DELETE', `/v1/sessions/${id}`, undefined, ALPHA)).status).toBe(200);
     await eventually(async () => (await escapees()) === 0, 'the escaped job gone');
@@ -274,7 +280,7 @@ describe('--sandbox bwrap, the network', () => {
 
 describe('--sandbox bwrap, limits', () => {
   const bombs = async (): Promise<number> =>
-    (await findProcesses((p) => p.cmdline.includes('sleep 6061'))).length;
+    (await findProcesses((p) => p.cmdline.includes(`sleep ${BOMB_SLEEP}`))).length;
 
   it('stops a fork bomb at the process limit, and the host keeps serving the other tenant', async () => {
     const a = await berth.createSession(withBash, ALPHA);

@@ -2,9 +2,13 @@
  * Store URLs with isolated state on the real backends: a fresh PostgreSQL schema, a fresh Redis key
  * prefix, a fresh bucket on a local S3 server. Each comes with a cleanup that removes what it made. A
  * backend that is not reachable fails the test with a message that says how to start it.
+ *
+ * An S3 store opened from its URL takes credentials from the AWS SDK's provider chain, i.e. from
+ * `process.env` in this process: an open S3 backend puts s3rver's there, and its `close()` puts back
+ * what was there before. A child process gets them explicitly instead ({@link S3RVER_ENV}).
  */
 import { randomBytes } from 'node:crypto';
-import { startS3Server, type S3TestServer } from './s3-server.js';
+import { S3RVER_CREDENTIALS, startS3Server, type S3TestServer } from './s3-server.js';
 
 export interface TestStore {
   /** A `--store` URL. */
@@ -78,14 +82,42 @@ export function redisBackend(): Backend {
   };
 }
 
+/** What a process needs in its environment to reach s3rver through the AWS SDK's provider chain. */
+export const S3RVER_ENV: Readonly<Record<string, string>> = {
+  AWS_ACCESS_KEY_ID: S3RVER_CREDENTIALS.accessKeyId,
+  AWS_SECRET_ACCESS_KEY: S3RVER_CREDENTIALS.secretAccessKey,
+  // The provider chain must never reach for an instance metadata service from a test.
+  AWS_EC2_METADATA_DISABLED: 'true',
+};
+
+/** Open S3 backends in this process, and the variables they replaced (undefined: it was unset). */
+let envHolders = 0;
+let replacedEnv: Record<string, string | undefined> = {};
+
+function holdS3rverEnv(): void {
+  if (envHolders++ > 0) return;
+  replacedEnv = Object.fromEntries(Object.keys(S3RVER_ENV).map((name) => [name, process.env[name]]));
+  Object.assign(process.env, S3RVER_ENV);
+}
+
+function releaseS3rverEnv(): void {
+  if (--envHolders > 0) return;
+  for (const [name, value] of Object.entries(replacedEnv)) {
+    if (value === undefined) delete process.env[name];
+    else process.env[name] = value;
+  }
+}
+
 export function s3Backend(): Backend {
   let server: Promise<S3TestServer> | undefined;
+  let holdsEnv = false;
   return {
     name: 's3',
     async create() {
-      // openS3Stores takes credentials from the AWS SDK's provider chain; s3rver accepts these.
-      process.env.AWS_ACCESS_KEY_ID ??= 'S3RVER';
-      process.env.AWS_SECRET_ACCESS_KEY ??= 'S3RVER';
+      if (!holdsEnv) {
+        holdsEnv = true;
+        holdS3rverEnv();
+      }
       server ??= startS3Server();
       const s3 = await server;
       const bucket = `berth-${unique()}`.toLowerCase();
@@ -97,6 +129,10 @@ export function s3Backend(): Backend {
       };
     },
     async close() {
+      if (holdsEnv) {
+        holdsEnv = false;
+        releaseS3rverEnv();
+      }
       if (server) await (await server).close();
     },
   };

@@ -9,6 +9,7 @@ import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { ApiEvent } from './api-events.js';
+import { S3RVER_ENV } from './backends.js';
 
 const BIN = path.resolve('bin/berth.js');
 
@@ -34,7 +35,8 @@ export async function freePort(): Promise<number> {
 
 function start(name: string, args: string[], env: Record<string, string>, url: string): Proc {
   const child = spawn(process.execPath, [BIN, ...args], {
-    env: { PATH: process.env.PATH ?? '', HOME: os.tmpdir(), ...env },
+    // TMPDIR too: what a host makes there (its sockets' directory, resume dirs) stays in the run's root.
+    env: { PATH: process.env.PATH ?? '', HOME: os.tmpdir(), TMPDIR: os.tmpdir(), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const proc: Proc = {
@@ -73,11 +75,7 @@ export class Cluster {
   constructor(private readonly options: ClusterOptions) {}
 
   private get env(): Record<string, string> {
-    return {
-      AWS_ACCESS_KEY_ID: 'S3RVER',
-      AWS_SECRET_ACCESS_KEY: 'S3RVER',
-      AWS_EC2_METADATA_DISABLED: 'true',
-    };
+    return { ...S3RVER_ENV };
   }
 
   /** Starts `berth serve` as host `id` and waits until it listens and has joined. */

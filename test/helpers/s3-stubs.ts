@@ -5,14 +5,14 @@
  */
 import { createServer } from 'node:net';
 import { vi } from 'vitest';
-import { S3RVER_CREDENTIALS } from './s3-server.js';
+import { S3RVER_ENV } from './backends.js';
 
-/** Puts s3rver's credentials in the environment until `vi.unstubAllEnvs()`. */
+/**
+ * Puts s3rver's credentials in the environment until `vi.unstubAllEnvs()`, which vitest.config.ts has
+ * vitest call before every test (`unstubEnvs`): they never outlive the test that stubbed them.
+ */
 export function stubS3rverCredentials(): void {
-  vi.stubEnv('AWS_ACCESS_KEY_ID', S3RVER_CREDENTIALS.accessKeyId);
-  vi.stubEnv('AWS_SECRET_ACCESS_KEY', S3RVER_CREDENTIALS.secretAccessKey);
-  // The provider chain must never reach for an instance metadata service from a test.
-  vi.stubEnv('AWS_EC2_METADATA_DISABLED', 'true');
+  for (const [name, value] of Object.entries(S3RVER_ENV)) vi.stubEnv(name, value);
 }
 
 /** A port on 127.0.0.1 that nothing listens on (it was free a moment ago). */
