@@ -330,8 +330,9 @@ describe('bad input changes nothing', () => {
         [`/v1/environments/${raw}`, ['invalid_id', 'not_found', 'environment_not_found']],
       ] as const) {
         const res = await rawRequest('GET', route, ACME);
-        expect([400, 404], `${route}: ${JSON.stringify(res.body)}`).toContain(res.status);
-        expect(codes).toContain(res.body.error.details.error_code);
+        const code = res.body.error?.details?.error_code as string;
+        expect(codes, `${route}: ${JSON.stringify(res.body)}`).toContain(code);
+        expectError(res, code === 'invalid_id' ? 400 : 404, code, undefined, route);
       }
     }
     expectError(await rawRequest('GET', '/v1/sessions/a%00b', ACME), 400, 'invalid_id');
@@ -419,8 +420,35 @@ describe('bad input changes nothing', () => {
     );
     expectError(await berth.api('POST', '/v1/agents', { name: 'x', model: 'm' }), 401, 'unauthorized');
     expectError(await berth.api('GET', `/v1/environments/${environmentId}`), 401, 'unauthorized');
-    expect((await berth.api('GET', '/v1/sessions', undefined, { 'x-api-key': 'key-acme-0001' })).status).toBe(
-      200,
+    // `x-api-key` names its key's tenant, as `Authorization: Bearer` does: each tenant sees its own and
+    // only its own.
+    const acmeKey = { 'x-api-key': 'key-acme-0001' };
+    const globexKey = { 'x-api-key': 'key-globex-0002' };
+    expect(await get<ApiSession>(`/v1/sessions/${sessionId}`, acmeKey)).toMatchObject({
+      id: sessionId,
+      title: 'kept',
+    });
+    expectError(
+      await berth.api('GET', `/v1/sessions/${sessionId}`, undefined, globexKey),
+      404,
+      'session_not_found',
+    );
+    for (const list of ['/v1/sessions', '/v1/agents', '/v1/environments']) {
+      const acme = await get(list, acmeKey);
+      const globex = await get(list, globexKey);
+      expect(acme.data.length, list).toBeGreaterThan(0);
+      expect(acme, list).toEqual(await get(list, ACME));
+      expect(globex, list).toEqual(await get(list, GLOBEX));
+      expect(
+        globex.data.map((x) => x.id),
+        list,
+      ).not.toContain(acme.data[0]?.id);
+    }
+    expect((await get('/v1/sessions', acmeKey)).data.map((s) => s.id)).toContain(sessionId);
+    expectError(
+      await berth.api('GET', '/v1/sessions', undefined, { 'x-api-key': 'wrong-key-000' }),
+      401,
+      'unauthorized',
     );
     expect((await berth.api('GET', '/healthz')).status).toBe(200);
     expect(await state()).toEqual(before);

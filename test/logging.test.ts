@@ -126,8 +126,12 @@ describe('a store that fails under a group', () => {
       });
     }
     // The thrown one reaches the server's log through the HTTP layer, with its stack too.
-    const failures = memory.lines.filter((l) => l.level === 'error' && l.err !== undefined);
-    expect(failures.length).toBeGreaterThanOrEqual(2);
+    const thrown = memory.lines.filter((l) => l.level === 'error' && l.err !== undefined && !l.group_id);
+    expect(thrown.length, JSON.stringify(memory.lines.slice(-10))).toBeGreaterThanOrEqual(1);
+    for (const line of thrown) expect((line.err as Line).stack, JSON.stringify(line)).toMatch(/\n\s+at /);
+    expect(thrown.map((l) => (l.err as Line).message)).toContainEqual(
+      expect.stringMatching(/does not exist/),
+    );
     expect(JSON.stringify(memory.lines)).not.toContain(PASSWORD);
   });
 });

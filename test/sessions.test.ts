@@ -1,12 +1,18 @@
 /**
  * Sessions end to end: the HTTP API, the real `claude` subprocess, the scripted model, the embedded store.
  */
+import { randomInt } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findProcesses } from '../src/sandbox/process-tree.js';
+import { findProcesses, treeMarkerOf } from '../src/sandbox/process-tree.js';
 import type { Scenario } from '../src/testing/index.js';
 import { TestBerth, replyTexts } from './helpers/berth.js';
+import { hostProcesses } from './helpers/processes.js';
+
+// The jobs' names carry a number of this run's own: they are found by command line (one scrubs its
+// environment by escaping), and another run on the machine must not be counted.
+const JOB = 100_000 + randomInt(800_000);
 
 const scenarios: Scenario[] = [
   {
@@ -41,10 +47,11 @@ const scenarios: Scenario[] = [
           // CLI refuses commands that start with `sleep`, so the jobs run a copy of it under another name.
           input: {
             command:
-              'cp "$(command -v sleep)" ./berthd && { setsid ./berthd 4713 >/dev/null 2>&1 & } ; ' +
+              `cp "$(command -v sleep)" ./berthd && { setsid ./berthd ${JOB + 2} >/dev/null 2>&1 & } ; ` +
               // Wait until the escapee has called setsid and exec'd, or the CLI's own cleanup may win the race.
-              'until grep -qsa "^\\\\./berthd.4713" /proc/[0-9]*/cmdline; do :; done; ' +
-              './berthd 4711 >/dev/null 2>&1 & (./berthd 4712 >/dev/null 2>&1 &); echo started',
+              // Bounded: a job that never shows up fails the turn instead of hanging it.
+              `for i in $(seq 2000); do grep -qsa "^\\./berthd.${JOB + 2}" /proc/[0-9]*/cmdline && break; sleep 0.01; done; ` +
+              `./berthd ${JOB} >/dev/null 2>&1 & (./berthd ${JOB + 1} >/dev/null 2>&1 &); echo started`,
           },
         },
       },
@@ -63,6 +70,25 @@ afterAll(async () => {
   await berth?.dispose();
 });
 
+/**
+ * The leader of the session's subprocess tree as the kernel knows it: its pid, its start time (which tells
+ * a reused pid apart) and its tree marker. A respawned subprocess differs in all three.
+ */
+async function subprocessLeader(id: string): Promise<{ pid: number; startTime: string; marker: string }> {
+  const pid = (await berth.server.host.get('default', id)).pid;
+  if (pid === undefined) throw new Error(`session ${id} has no subprocess`);
+  // One of this host's subprocess trees, found in /proc by its config dir and marker.
+  expect(await hostProcesses(berth.dataDir)).toContain(pid);
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // fields[0] is field 3 of proc(5) (state); field 6 is the session id, field 22 the start time.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  expect(fields[0], stat).not.toBe('Z');
+  expect(Number(fields[3]), 'the leader of its own session').toBe(pid);
+  const marker = treeMarkerOf(readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0'));
+  if (marker === undefined) throw new Error(`process ${pid} carries no tree marker`);
+  return { pid, startTime: fields[19]!, marker };
+}
+
 /** Live processes whose command line is exactly `command`. */
 async function processesMatching(command: string): Promise<number[]> {
   return (await findProcesses((p) => p.cmdline === command)).map((p) => p.pid);
@@ -72,6 +98,7 @@ describe('sessions on the real SDK', () => {
   it('holds a two-turn conversation, and the second request carries the first turn', async () => {
     const id = await berth.createSession({ title: 'two turns' });
     const first = await berth.turn(id, 'my favourite colour is ultramarine');
+    const leader = await subprocessLeader(id);
     expect(first.map((e) => e.type)).toEqual(
       expect.arrayContaining(['session.status_running', 'agent.message', 'session.status_idle']),
     );
@@ -84,7 +111,9 @@ describe('sessions on the real SDK', () => {
     const request = berth.model.requests.findLast((r) => r.isMain && r.userText?.includes('what did I say?'));
     expect(JSON.stringify(request?.messages)).toContain('ultramarine');
 
-    // One subprocess held open across both turns.
+    // One subprocess held open across both turns: the same process leads the tree. (The CLI's session id
+    // alone would not tell: a respawned process resumes the same session and sends the same id.)
+    expect(await subprocessLeader(id)).toEqual(leader);
     const mains = berth.model.requests.filter(
       (r) => r.isMain && JSON.stringify(r.messages).includes('ultramarine'),
     );
@@ -255,13 +284,13 @@ describe('sessions on the real SDK', () => {
     await berth.turn(id, 'start a daemon');
     const jobs = async () =>
       [
-        ...(await processesMatching('./berthd 4711')),
-        ...(await processesMatching('./berthd 4712')),
-        ...(await processesMatching('./berthd 4713')),
+        ...(await processesMatching(`./berthd ${JOB}`)),
+        ...(await processesMatching(`./berthd ${JOB + 1}`)),
+        ...(await processesMatching(`./berthd ${JOB + 2}`)),
       ].length;
     // The CLI itself ends the jobs left in the tool shell's process group; the one that escaped into a
     // session of its own survives it, and only Berth's tree kill can find it.
-    expect(await processesMatching('./berthd 4713')).toHaveLength(1);
+    expect(await processesMatching(`./berthd ${JOB + 2}`)).toHaveLength(1);
     const res = await berth.api('DELETE', `/v1/sessions/${id}`);
     expect(res.status).toBe(200);
     expect(await jobs()).toBe(0);

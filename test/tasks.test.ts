@@ -5,7 +5,7 @@
  * task; tenants never see each other's tasks.
  */
 import { makeTelemetry } from '../src/observe/telemetry.js';
-import { createHash } from 'node:crypto';
+import { createHash, randomInt } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -14,10 +14,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openBerthCore } from '../src/host/open-core.js';
 import { findProcesses } from '../src/sandbox/process-tree.js';
 import { startMockModel, type Scenario } from '../src/testing/index.js';
-import { TestBerth, UNSANDBOXED, testServeConfig } from './helpers/berth.js';
+import { TestBerth, UNSANDBOXED, testServeConfig, type ApiResponse } from './helpers/berth.js';
 import { hostProcesses } from './helpers/processes.js';
 import { SseClient } from './helpers/sse.js';
 import { eventually } from './helpers/wait.js';
+
+// The jobs' names carry a number of this run's own: they are found by command line (one scrubs its
+// environment by escaping), and another run on the machine must not be counted.
+const JOB = 100_000 + randomInt(800_000);
 
 const scenarios: Scenario[] = [
   {
@@ -60,9 +64,10 @@ const scenarios: Scenario[] = [
           // own (the CLI refuses commands that start with `sleep`, so they run a copy under another name).
           input: {
             command:
-              'cp "$(command -v sleep)" ./taskd && { setsid ./taskd 4823 >/dev/null 2>&1 & } ; ' +
-              'until grep -qsa "^\\./taskd.4823" /proc/[0-9]*/cmdline; do :; done; ' +
-              './taskd 4821 >/dev/null 2>&1 & (./taskd 4822 >/dev/null 2>&1 &); echo started',
+              `cp "$(command -v sleep)" ./taskd && { setsid ./taskd ${JOB + 2} >/dev/null 2>&1 & } ; ` +
+              // Bounded: a job that never shows up fails the turn instead of hanging it.
+              `for i in $(seq 2000); do grep -qsa "^\\./taskd.${JOB + 2}" /proc/[0-9]*/cmdline && break; sleep 0.01; done; ` +
+              `./taskd ${JOB} >/dev/null 2>&1 & (./taskd ${JOB + 1} >/dev/null 2>&1 &); echo started`,
           },
         },
       },
@@ -105,6 +110,32 @@ async function download(berth: TestBerth, route: string, headers: Record<string,
 }
 
 const sha256 = (data: string | Buffer): string => createHash('sha256').update(data).digest('hex');
+
+/**
+ * Everything a task request could change on the host: the files under the data dir (a task's sandbox, its
+ * record and events in the blob store, which is `DATA_DIR/blobs` here), the slots (a task holds one while
+ * it runs), this host's subprocesses, and the requests the model has had. A refused request changes none.
+ */
+async function hostState(berth: TestBerth): Promise<unknown> {
+  const self = await berth.api('GET', '/v1/hosts/self');
+  expect(self.status).toBe(200);
+  return {
+    files: (await readdir(berth.dataDir, { recursive: true })).sort(),
+    slots: self.body.slots,
+    processes: await hostProcesses(berth.dataDir),
+    modelRequests: berth.model.requests.length,
+  };
+}
+
+/** A refused request: its status, its stable code, and a message that names what was wrong. */
+function expectRefused(res: ApiResponse, status: number, code: string, message?: string | RegExp): void {
+  expect(res.status, JSON.stringify(res.body)).toBe(status);
+  expect(res.body, JSON.stringify(res.body)).toMatchObject({
+    type: 'error',
+    error: { details: { error_code: code } },
+  });
+  if (message !== undefined) expect(res.body.error.message).toMatch(message);
+}
 
 /** Entries under the tenant's task directories (the sandboxes of tasks that have not ended). */
 async function taskDirs(berth: TestBerth, tenant = 'default'): Promise<string[]> {
@@ -177,9 +208,15 @@ describe('an ephemeral task', () => {
       agent: { allowed_tools: ['Bash'] },
     });
     expect(res.body).toMatchObject({ status: 'succeeded', result: 'The jobs are running.' });
+    // The jobs did start: the command prints `started` only once the escapee is running.
+    const started = berth.model.requests.findLast((r) => r.isMain && r.toolResults.length > 0);
+    expect(started?.toolResults[0]).toMatchObject({
+      is_error: false,
+      text: expect.stringContaining('started'),
+    });
     // The copied binary is an artifact like any file the task made.
     expect(res.body.artifacts).toEqual([expect.objectContaining({ path: 'taskd' })]);
-    for (const job of ['./taskd 4821', './taskd 4822', './taskd 4823']) {
+    for (const job of [`./taskd ${JOB}`, `./taskd ${JOB + 1}`, `./taskd ${JOB + 2}`]) {
       expect(await findProcesses((p) => p.cmdline === job), job).toEqual([]);
     }
     expect(await hostProcesses(berth.dataDir)).toEqual([]);
@@ -301,7 +338,7 @@ describe('an ephemeral task', () => {
   });
 
   it('refuses input paths that would leave the task directory, and writes nothing', async () => {
-    const before = await readdir(berth.dataDir, { recursive: true });
+    const before = await hostState(berth);
     for (const bad of ['../x', '/etc/x', 'a/../../x', 'a/./b', 'a//b', 'dir/', '..', 'a\\..\\x', 'nul\0x']) {
       const res = await berth.api('POST', '/v1/tasks', {
         prompt: 'please make the report',
@@ -310,63 +347,67 @@ describe('an ephemeral task', () => {
           { path: bad, content: 'pwned' },
         ],
       });
-      expect(res.status, bad).toBe(400);
-      expect(res.body.error.details.error_code, bad).toBe('invalid_path');
-      expect(res.body.error.message).toContain('files.1.path');
+      expectRefused(res, 400, 'invalid_path', 'files.1.path');
     }
     // A file where another needs a directory, and the same path twice.
-    for (const files of [
+    for (const [files, message] of [
       [
-        { path: 'a', content: '' },
-        { path: 'a/b', content: '' },
+        [
+          { path: 'a', content: '' },
+          { path: 'a/b', content: '' },
+        ],
+        /files\.0\.path "a" is a file/,
       ],
       [
-        { path: 'a', content: '' },
-        { path: 'a', content: '' },
+        [
+          { path: 'a', content: '' },
+          { path: 'a', content: '' },
+        ],
+        /files\.1\.path "a" is given twice/,
       ],
-    ]) {
+    ] as const) {
       const res = await berth.api('POST', '/v1/tasks', { prompt: 'x', files });
-      expect(res.status).toBe(400);
-      expect(res.body.error.details.error_code).toBe('invalid_path');
+      expectRefused(res, 400, 'invalid_path', message);
     }
-    expect(await readdir(berth.dataDir, { recursive: true })).toEqual(before);
+    expect(await hostState(berth)).toEqual(before);
     expect(existsSync(path.join(berth.dataDir, 'x'))).toBe(false);
   });
 
-  it('refuses inputs over the limits with a clear error', async () => {
+  it('refuses inputs over the limits with a clear error, and changes nothing', async () => {
+    const before = await hostState(berth);
     const many = Array.from({ length: 101 }, (_, i) => ({ path: `f${i}.txt`, content: 'x' }));
     const tooMany = await berth.api('POST', '/v1/tasks', { prompt: 'x', files: many });
-    expect(tooMany.status).toBe(413);
-    expect(tooMany.body.error).toMatchObject({ details: { error_code: 'limit_exceeded' } });
-    expect(tooMany.body.error.message).toContain('at most 100');
+    expectRefused(tooMany, 413, 'limit_exceeded', 'at most 100');
 
     const big = await berth.api('POST', '/v1/tasks', {
       prompt: 'x',
       files: [{ path: 'big.txt', content: 'x'.repeat(10 * 1024 * 1024 + 1) }],
     });
-    expect(big.status).toBe(413);
-    expect(big.body.error.message).toContain('big.txt');
+    expectRefused(big, 413, 'limit_exceeded', 'big.txt');
 
     const chunk = 'y'.repeat(9 * 1024 * 1024);
     const total = await berth.api('POST', '/v1/tasks', {
       prompt: 'x',
       files: [0, 1, 2, 3].map((i) => ({ path: `part${i}`, content: chunk })),
     });
-    expect(total.status).toBe(413);
-    expect(total.body.error.message).toContain('together');
+    expectRefused(total, 413, 'limit_exceeded', 'together');
 
     const notBase64 = await berth.api('POST', '/v1/tasks', {
       prompt: 'x',
       files: [{ path: 'a.bin', content: 'not base64!', encoding: 'base64' }],
     });
-    expect(notBase64.status).toBe(400);
+    expectRefused(notBase64, 400, 'invalid_request', /files\.0.*base64/);
 
     const tooLong = await berth.api('POST', '/v1/tasks', { prompt: 'x', timeout_ms: 3_600_001 });
-    expect(tooLong.status).toBe(400);
-    expect(tooLong.body.error.message).toContain('timeout_ms');
+    expectRefused(tooLong, 400, 'invalid_request', 'timeout_ms');
 
     const unknown = await berth.api('POST', '/v1/tasks', { prompt: 'x', colour: 'red' });
-    expect(unknown.status).toBe(400);
+    expectRefused(unknown, 400, 'invalid_request', 'colour');
+
+    const blank = await berth.api('POST', '/v1/tasks', { prompt: '   ' });
+    expectRefused(blank, 400, 'invalid_request', 'prompt');
+
+    expect(await hostState(berth)).toEqual(before);
     expect(await taskDirs(berth)).toEqual([]);
   });
 
@@ -377,22 +418,25 @@ describe('an ephemeral task', () => {
       files: [{ path: 'input.txt', content: 'abc' }],
     });
     const id = res.body.id as string;
-    for (const attempt of [
-      '..%2F..%2F..%2Fetc%2Fpasswd',
-      '%2Fetc%2Fpasswd',
-      'out/..%2F..%2Finput.txt',
-      '%2e%2e/%2e%2e/etc/passwd',
-      'out%00/report.txt',
-    ]) {
+    for (const [attempt, status, code] of [
+      ['..%2F..%2F..%2Fetc%2Fpasswd', 400, 'invalid_path'],
+      ['%2Fetc%2Fpasswd', 400, 'invalid_path'],
+      ['out/..%2F..%2Finput.txt', 400, 'invalid_path'],
+      // The URL parser takes `%2e%2e` for `..`: the path leaves the task's routes, not its directory.
+      ['%2e%2e/%2e%2e/etc/passwd', 404, 'not_found'],
+      ['out%00/report.txt', 400, 'invalid_path'],
+    ] as const) {
       const got = await download(berth, `/v1/tasks/${id}/artifacts/${attempt}`);
-      expect([400, 404], attempt).toContain(got.status);
       expect(got.body.toString()).not.toContain('root:');
+      expectRefused({ ...got, body: JSON.parse(got.body.toString()) }, status, code);
     }
     // An input file is not an artifact, and a path that is not in the list is not found.
-    expect((await download(berth, `/v1/tasks/${id}/artifacts/input.txt`)).status).toBe(404);
-    expect((await download(berth, `/v1/tasks/${id}/artifacts/out/nothing`)).status).toBe(404);
-    expect((await berth.api('GET', '/v1/tasks/task_doesNotExist')).status).toBe(404);
-    expect((await berth.api('GET', '/v1/tasks/..%2Fsessions')).status).toBe(400);
+    for (const artifact of ['input.txt', 'out/nothing']) {
+      const got = await download(berth, `/v1/tasks/${id}/artifacts/${artifact}`);
+      expectRefused({ ...got, body: JSON.parse(got.body.toString()) }, 404, 'artifact_not_found', artifact);
+    }
+    expectRefused(await berth.api('GET', '/v1/tasks/task_doesNotExist'), 404, 'task_not_found');
+    expectRefused(await berth.api('GET', '/v1/tasks/..%2Fsessions'), 400, 'invalid_id');
   });
 });
 
@@ -463,10 +507,14 @@ describe('tasks and tenants', () => {
     const other = await berth.api('GET', `/v1/tasks/${id}`, undefined, globex);
     expect(other.status).toBe(404);
     expect(other.body.error.details.error_code).toBe('task_not_found');
-    expect((await download(berth, `/v1/tasks/${id}/artifacts/out/report.txt`, globex)).status).toBe(404);
-    expect((await download(berth, `/v1/tasks/${id}/artifacts/out/report.txt`, acme)).status).toBe(200);
-    expect((await download(berth, `/v1/tasks/${id}/events/stream`, globex)).status).toBe(404);
-    expect((await berth.api('GET', `/v1/tasks/${id}`)).status).toBe(401);
+    for (const route of [`/v1/tasks/${id}/artifacts/out/report.txt`, `/v1/tasks/${id}/events/stream`]) {
+      const got = await download(berth, route, globex);
+      expectRefused({ ...got, body: JSON.parse(got.body.toString()) }, 404, 'task_not_found');
+    }
+    const own = await download(berth, `/v1/tasks/${id}/artifacts/out/report.txt`, acme);
+    expect(own.status).toBe(200);
+    expect(own.body.toString()).toBe('Q');
+    expectRefused(await berth.api('GET', `/v1/tasks/${id}`), 401, 'unauthorized');
   });
 });
 

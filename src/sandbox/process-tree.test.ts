@@ -1,7 +1,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { TREE_MARKER_VAR, killTree, listTree, treeRssBytes } from './process-tree.js';
 
 function stateOf(pid: number): string {
@@ -38,7 +38,33 @@ describe('process trees', () => {
   });
 
   it('is a no-op for a tree that is already gone', async () => {
-    await killTree({ leaderPid: 2 ** 22 - 1, marker: randomUUID() }, { graceMs: 10 });
+    const env = { PATH: process.env.PATH };
+    // A tree whose leader has exited and been reaped, and a live process of another tree.
+    const marker = randomUUID();
+    const gone = spawn('true', [], {
+      detached: true,
+      stdio: 'ignore',
+      env: { ...env, [TREE_MARKER_VAR]: marker },
+    });
+    await new Promise((resolve) => gone.once('exit', resolve));
+    const bystander = spawn('sleep', ['60'], {
+      detached: true,
+      stdio: 'ignore',
+      env: { ...env, [TREE_MARKER_VAR]: randomUUID() },
+    });
+    const tree = { leaderPid: gone.pid!, marker };
+    const kill = vi.spyOn(process, 'kill');
+    try {
+      expect(await listTree(tree)).toEqual([]);
+      await killTree(tree, { graceMs: 10 });
+      // No signal at all: not to the gone leader's group (its pgid may be reused), nor to any pid.
+      expect(kill).not.toHaveBeenCalled();
+      expect(stateOf(bystander.pid!)).not.toMatch(/^(gone|Z)$/);
+      expect(await listTree(tree)).toEqual([]);
+    } finally {
+      kill.mockRestore();
+      bystander.kill('SIGKILL');
+    }
   });
 });
 
