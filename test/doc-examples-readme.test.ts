@@ -49,7 +49,8 @@ const SKIPPED: Record<string, string> = {
 
 /** The agents' environment and the server's: no model key, so the built-in scripted model answers. */
 function serverEnv(home: string): NodeJS.ProcessEnv {
-  return { PATH: process.env.PATH, HOME: home, BERTH_KILL_GRACE: '1s' };
+  // TMPDIR: the run's temp root, so that what the commands make there is the run's to check and remove.
+  return { PATH: process.env.PATH, HOME: home, TMPDIR: os.tmpdir(), BERTH_KILL_GRACE: '1s' };
 }
 
 interface Server {
@@ -100,7 +101,12 @@ async function serve(dir: string): Promise<Server> {
 
 /** SIGKILL to the server's group, and to every agent process under its data dir (sandboxes lead their own). */
 async function kill(server: Server): Promise<void> {
-  const pids = [-server.child.pid!, ...(await hostProcesses(path.join(server.dir, '.berth')))];
+  // The group only while its leader lives: a reaped leader's group id may belong to someone else by now.
+  const alive = server.child.exitCode === null && server.child.signalCode === null;
+  const pids = [
+    ...(alive ? [-server.child.pid!] : []),
+    ...(await hostProcesses(path.join(server.dir, '.berth'))),
+  ];
   for (const pid of pids) {
     try {
       process.kill(pid, 'SIGKILL');

@@ -217,6 +217,8 @@ describe('a suspension that fails during the drain', () => {
         expect(server.output).toMatch(
           /"suspended":0,"failed":1,"stopped_turns":0,"msg":"drained, but some sessions could not be suspended"/,
         );
+        // Everything the server sent has been read once the stream has ended.
+        await stream.waitForEnd(10_000);
         expect(stream.events.map((e) => e.type)).not.toContain('session.status_suspended');
         expect(await markedProcessesUnder(dir)).toEqual([]);
       });

@@ -33,7 +33,10 @@ const scenarios: Scenario[] = [
         toolUse: {
           name: 'Bash',
           input: {
-            command: 'until [ -e release ]; do sleep 0.05; done; cat release; echo drained-safely > plan.txt',
+            // Bounded (a minute), so that a test that fails before its release leaves no tool waiting.
+            command:
+              'for i in $(seq 1200); do [ -e release ] && break; sleep 0.05; done; ' +
+              'cat release; echo drained-safely > plan.txt',
           },
         },
       },
@@ -134,7 +137,7 @@ describe('SIGTERM drain', () => {
     } finally {
       await model.close();
     }
-  });
+  }, 150_000);
   // Ctrl-C is SIGINT, an orchestrator's stop SIGTERM: either way the drain's events reach open streams.
   it.each(['SIGTERM', 'SIGINT'] as const)(
     'sends %s-drain events to open streams before it closes them',
@@ -183,11 +186,15 @@ describe('the drain, in-process', () => {
 
     // Longer than this test may run: only the turn ending lets the drain go on.
     const drained = host.drain(10 * 60_000);
-    expect(host.state).toBe('draining');
-    // The drain waits while the tool does; the test lets the tool end only now.
-    expect((await berth.history(busy)).map((e) => e.type)).not.toContain('agent.tool_result');
     const cwd = host.pathsFor({ tenant: 'default', id: busy }).cwd;
-    await writeFile(path.join(cwd, 'release'), 'released during the drain\n');
+    try {
+      expect(host.state).toBe('draining');
+      // The drain waits while the tool does; the test lets the tool end only now.
+      expect((await berth.history(busy)).map((e) => e.type)).not.toContain('agent.tool_result');
+    } finally {
+      // Whatever failed above, the tool (and with it the drain) must not be left waiting.
+      await writeFile(path.join(cwd, 'release'), 'released during the drain\n');
+    }
     expect(await drained).toEqual({ suspended: 2, failed: 0, stoppedTurns: 0 });
     expect(host.state).toBe('draining');
     const after = (await berth.history(busy)).filter((e) => e.seq > sent!.seq);

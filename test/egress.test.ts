@@ -66,9 +66,9 @@ describe("an environment's limited network (allowed_hosts)", () => {
       const ours = (p: { env: string[] }): boolean => p.env.some((v) => v.includes(berth.dataDir));
       const live = await findProcesses((p) => ours(p) && p.env.some((v) => v.startsWith('HTTPS_PROXY=')));
       expect(live.length).toBeGreaterThan(0);
-      expect((await findProcesses((p) => p.cmdline.includes('HTTPS_PROXY'))).map((p) => p.cmdline)).toEqual(
-        [],
-      );
+      expect(
+        (await findProcesses((p) => ours(p) && p.cmdline.includes('HTTPS_PROXY'))).map((p) => p.cmdline),
+      ).toEqual([]);
     } finally {
       await berth.dispose();
     }

@@ -40,7 +40,7 @@ export async function removeSessionData(record: SessionRecord, removal: SessionR
   const { transcriptStore } = removal;
   if (!transcriptStore.delete) {
     throw new BerthError(
-      'internal',
+      'invalid_config',
       `cannot delete session ${record.id}: its transcript store has no delete(), so the transcript would stay`,
     );
   }

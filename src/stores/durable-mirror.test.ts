@@ -215,7 +215,7 @@ describe('DurableMirror', () => {
     await m.append(KEY, [entry(1)]);
     await m.drain();
     await m.append(KEY, [entry(2)]);
-    await expect(m.delete(KEY)).rejects.toThrow('the backend store cannot delete transcripts');
+    await expect(m.delete(KEY)).rejects.toThrow('the backend cannot delete transcripts');
     expect((await m.load(KEY))!.map((e) => e.n)).toEqual([1, 2]);
   });
 

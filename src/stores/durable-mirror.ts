@@ -31,6 +31,7 @@ import type {
   SessionSummaryEntry,
 } from '@anthropic-ai/claude-agent-sdk';
 import type Database from 'better-sqlite3';
+import { BerthError } from '../errors.js';
 import { checkAborted } from './abort.js';
 import { canonicalJson } from './canonical-json.js';
 import { DEFAULT_STORE_TIMEOUT_MS } from './deadline.js';
@@ -180,7 +181,8 @@ export class DurableMirror implements Required<SessionStore> {
   /** Under the lock, so that no batch being shipped lands after it. Refuses if the backend cannot delete. */
   delete(key: SessionKey): Promise<void> {
     const remove = this.backend.delete?.bind(this.backend);
-    if (!remove) return Promise.reject(new Error('the backend store cannot delete transcripts'));
+    if (!remove)
+      return Promise.reject(new BerthError('invalid_config', 'the backend cannot delete transcripts'));
     return this.exclusive(async () => {
       if (key.subpath === undefined) this.sql.dropSession.run('transcript', key.projectKey, key.sessionId);
       else this.sql.dropTarget.run('transcript', key.projectKey, key.sessionId, key.subpath);

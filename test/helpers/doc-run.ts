@@ -5,8 +5,10 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { markedProcessesUnder } from './processes.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -63,13 +65,16 @@ export const TYPESCRIPT_STEP_MS = 45_000;
 
 /**
  * A TypeScript example as its own file: type-checked (strict) against the pinned packages, then run with
- * tsx, from a directory under node_modules where `@anthropic-ai/sdk` and `berth` (this package, built)
- * resolve as they would in a user's project. `env` is the environment it runs in.
+ * tsx. The file lives in a directory under node_modules, where `@anthropic-ai/sdk` and `berth` (this
+ * package, built) resolve as they would in a user's project; it runs in a fresh directory under the run's
+ * temp root (what it makes, a `./.berth` say, lands there), and every Berth agent process it left there is
+ * killed afterwards (agents lead sessions of their own, out of reach of the group kill).
  */
 export async function runTypeScript(text: string, env: NodeJS.ProcessEnv): Promise<RunResult> {
   const cache = path.join(ROOT, 'node_modules', '.cache');
   await mkdir(cache, { recursive: true });
   const dir = await mkdtemp(path.join(cache, 'doc-example-'));
+  const cwd = await mkdtemp(path.join(os.tmpdir(), 'doc-example-run-'));
   try {
     await mkdir(path.join(dir, 'node_modules'));
     await symlink(ROOT, path.join(dir, 'node_modules', 'berth'));
@@ -85,8 +90,16 @@ export async function runTypeScript(text: string, env: NodeJS.ProcessEnv): Promi
     if (checked.code !== 0) {
       return { ...checked, stderr: `the example does not type-check: ${checked.stdout}${checked.stderr}` };
     }
-    return await runBounded(bin('tsx'), [file], { cwd: dir, env, timeoutMs: TYPESCRIPT_STEP_MS });
+    return await runBounded(bin('tsx'), [file], { cwd, env, timeoutMs: TYPESCRIPT_STEP_MS });
   } finally {
+    for (const p of await markedProcessesUnder(cwd)) {
+      try {
+        process.kill(p.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
     await rm(dir, { recursive: true, force: true });
+    await rm(cwd, { recursive: true, force: true });
   }
 }

@@ -15,12 +15,25 @@ export interface ServeProcess {
   child: ChildProcess;
   /** stdout and stderr so far, interleaved. */
   output: string;
-  /** The exit code (null when a signal ended it). */
+  /**
+   * The exit code (null when a signal ended it), once its output has all arrived too (or 2 s after the
+   * exit, should a grandchild hold the pipes): the last log lines are written just before the exit.
+   */
   exit: Promise<number | null>;
   url: string;
 }
 
 const started: { server: ServeProcess; dataDir: string }[] = [];
+
+function exitWithOutput(child: ChildProcess): Promise<number | null> {
+  const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
+  return new Promise((resolve) => {
+    child.once('exit', (code) => {
+      const bound = new Promise<void>((r) => setTimeout(r, 2_000).unref());
+      void Promise.race([closed, bound]).then(() => resolve(code));
+    });
+  });
+}
 
 /** Starts `berth serve --port 0 --data-dir DATA_DIR --model-endpoint URL ...args`; resolves once it listens. */
 export async function serveProcess(
@@ -46,7 +59,7 @@ export async function serveProcess(
   const server: ServeProcess = {
     child,
     output: '',
-    exit: new Promise((resolve) => child.on('exit', (code) => resolve(code))),
+    exit: exitWithOutput(child),
     url: '',
   };
   started.push({ server, dataDir });
