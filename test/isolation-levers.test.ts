@@ -10,13 +10,21 @@
  *   next subprocess of its session;
  * - auto memory off: a `MEMORY.md` planted where the CLI looks for one never reaches the model.
  * Each runs under the default sandbox (bwrap) and `--sandbox none`: the levers do not rest on the sandbox.
+ *
+ * A plant that did nothing under Berth proves the levers only if the same plant does something without
+ * them: a control runs it through a bare SDK `query()` with every setting source on and auto memory not
+ * disabled, and expects each effect there ({@link CONTROL_EFFECTS}), so that a plant an upgraded CLI no
+ * longer reads fails the control instead of passing the levers' test for the wrong reason.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
+import { query, type CanUseTool, type SDKResultMessage } from '@anthropic-ai/claude-agent-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listTree } from '../src/sandbox/process-tree.js';
-import type { Scenario } from '../src/testing/index.js';
+import { createPlainSpawner } from '../src/sandbox/plain-spawn.js';
+import { listTree, treeMarkerOf } from '../src/sandbox/process-tree.js';
+import { startMockModel, type MockModel, type RecordedRequest, type Scenario } from '../src/testing/index.js';
 import type { ApiEvent } from './helpers/api-events.js';
 import { TestBerth, UNSANDBOXED } from './helpers/berth.js';
 import { eventually } from './helpers/wait.js';
@@ -33,21 +41,23 @@ const CANARIES: Record<string, string> = {
 const REAL_KEY = 'sk-ant-canary-real-model-key-3e5f7a';
 /** What the planted files say; none of it may reach the model. */
 const PLANTED = 'PLANTED-INSTRUCTION-q8w4z';
+/** {@link PLANTED} and which planted file said it (its suffix). */
+const PLANTED_TEXT = new RegExp(`${PLANTED}(-[a-z]+)?`, 'g');
 /**
  * {@link PLANTED} as the planting command spells it, inside single quotes: split in two, so that the
  * command (which the model's requests carry, as the tool use it is) does not contain it.
  */
-/** {@link PLANTED} and which planted file said it. */
-const PLANTED_TEXT = new RegExp(`${PLANTED}(-[a-z]+)?`, 'g');
 const PLANTED_QUOTED = `${PLANTED.slice(0, 10)}''${PLANTED.slice(10)}`;
 
+/** The hook events a turn with one tool use passes. */
+const HOOK_EVENTS = ['SessionStart', 'UserPromptSubmit', 'PreToolUse', 'PostToolUse', 'Stop'];
+
 /**
- * Settings with a hook (which leaves `hook-SOURCE-EVENT` in the cwd) for every event a turn passes, an
- * `env`, a deny rule for one Bash command (`touch denied`) and every project MCP server allowed. No single quotes: they go into
- * a shell command in single quotes.
+ * Settings with a hook (which leaves `hook-SOURCE-EVENT` in the cwd and prints {@link PLANTED}`-hook`)
+ * for every event a turn passes, an `env`, a deny rule for one Bash command (`touch denied`) and every
+ * project MCP server allowed. No single quotes: they go into a shell command in single quotes.
  */
 function plantedSettings(source: string): string {
-  const events = ['SessionStart', 'UserPromptSubmit', 'PreToolUse', 'PostToolUse', 'Stop'];
   const hook = (event: string) => [
     {
       matcher: '*',
@@ -55,7 +65,7 @@ function plantedSettings(source: string): string {
     },
   ];
   return JSON.stringify({
-    hooks: Object.fromEntries(events.map((e) => [e, hook(e)])),
+    hooks: Object.fromEntries(HOOK_EVENTS.map((e) => [e, hook(e)])),
     env: { PLANTED_ENV: PLANTED_QUOTED },
     permissions: { deny: ['Bash(touch denied)', 'Bash(touch denied:*)'] },
     enableAllProjectMcpServers: true,
@@ -90,11 +100,12 @@ const COMMANDS = {
   // planted deny rule names: see `scenarios`).
   after: 'env > after-env.txt',
   // The server's environment through /proc, by its pid (`server-pid.txt`, written by the test), and
-  // every environment the agent can read there.
+  // every environment the agent can read there, one file a pid in `environs/`.
   proc: [
     'pid=$(cat server-pid.txt)',
     'if cat /proc/$pid/environ > server-environ.txt 2> /dev/null; then echo read; else echo refused; fi > server-read.txt',
-    'cat /proc/[0-9]*/environ 2> /dev/null | tr "\\0" "\\n" > all-environ.txt',
+    'mkdir environs',
+    'for d in /proc/[0-9]*; do cat $d/environ > environs/${d#/proc/} 2> /dev/null || rm -f environs/${d#/proc/}; done',
     'echo probed',
   ].join('; '),
 };
@@ -109,8 +120,38 @@ const scenarios: Scenario[] = Object.entries(COMMANDS).map(([name, command]) => 
   ],
 }));
 
+/**
+ * The effects the plant has in the control (see {@link plantEffects}), with the tenant's config dir as
+ * `CLAUDE_CONFIG_DIR`: every file but those in `$HOME/.claude`, which the CLI reads only as its default
+ * config dir ({@link HOME_EFFECTS}). The `-hook` text is what the `SessionStart` and `UserPromptSubmit`
+ * hooks print, which the CLI gives the model as context.
+ */
+const CONTROL_EFFECTS: string[] = [
+  ...['project', 'local', 'user'].flatMap((source) => HOOK_EVENTS.map((e) => `hook-${source}-${e} exists`)),
+  'mcp-started exists',
+  ...['project', 'local', 'dotclaude', 'user', 'memory', 'hook'].map(
+    (f) => `the model received ${PLANTED}-${f}`,
+  ),
+  'the planted env reached the shell',
+  'the deny rule stopped touch denied',
+];
+/**
+ * The effects of the files planted in `$HOME/.claude`, in the control without `CLAUDE_CONFIG_DIR` (the
+ * CLI's default config dir is `$HOME/.claude`): they guard a subprocess that lost its config dir.
+ */
+const HOME_EFFECTS: string[] = [
+  ...HOOK_EVENTS.map((e) => `hook-home-${e} exists`),
+  `the model received ${PLANTED}-home`,
+];
+
 /** The values of the server's environment that must reach no agent. */
 const SECRETS = [...Object.values(CANARIES), REAL_KEY];
+
+/**
+ * The CLI's command line: the SDK runs the binary of its platform package, `claude-agent-sdk-linux-ARCH`
+ * or `claude-agent-sdk-linux-ARCH-musl` (x64, arm64).
+ */
+const CLI_BINARY = /^\S*claude-agent-sdk-linux-[a-z0-9_]+(?:-musl)?\/claude( |$)/;
 
 const saved = new Map<string, string | undefined>();
 beforeAll(() => {
@@ -142,6 +183,88 @@ function cmdlineOf(pid: number): string {
     return '';
   }
 }
+
+/** One control turn's bound: past it the query is aborted (and its process tree killed). */
+const CONTROL_TURN_MS = 30_000;
+
+/**
+ * One turn of a bare SDK `query()` with every setting source on, in a subprocess of its own (as each of
+ * Berth's turns is here), every tool allowed by `canUseTool` (settings' deny rules come first). Its
+ * process tree is killed whatever happens; the turn must end in a success.
+ */
+async function settingsOnTurn(prompt: string, cwd: string, env: Record<string, string>): Promise<void> {
+  const spawner = createPlainSpawner({ killGraceMs: 2_000 });
+  const abortController = new AbortController();
+  const bound = setTimeout(() => abortController.abort(), CONTROL_TURN_MS);
+  const allow: CanUseTool = (_tool, input) => Promise.resolve({ behavior: 'allow', updatedInput: input });
+  let result: SDKResultMessage | undefined;
+  try {
+    const turn = query({
+      prompt: `${prompt} #`,
+      options: {
+        cwd,
+        env,
+        settingSources: ['user', 'project', 'local'],
+        canUseTool: allow,
+        abortController,
+        spawnClaudeCodeProcess: (request) => spawner.spawn(request),
+      },
+    });
+    for await (const message of turn) if (message.type === 'result') result = message;
+  } finally {
+    clearTimeout(bound);
+    await spawner.kill(2_000);
+  }
+  expect(result?.subtype, `${prompt}: ${spawner.stderrTail()}`).toBe('success');
+}
+
+describe('the plant with setting sources on (the control)', () => {
+  let model: MockModel | undefined;
+  let root: string | undefined;
+  beforeAll(async () => {
+    model = await startMockModel({ scenarios });
+    root = await mkdtemp(path.join(os.tmpdir(), 'berth-plant-control-'));
+  });
+  afterAll(async () => {
+    await model?.close();
+    if (root) await rm(root, { recursive: true, force: true });
+  });
+
+  // Three turns of a fresh CLI each, every one bounded by CONTROL_TURN_MS.
+  const timeout = 4 * CONTROL_TURN_MS;
+  it(
+    'loads every plant when nothing stops it, so that the levers test has something to catch',
+    { timeout },
+    async () => {
+      const cwd = path.join(root!, 'cwd');
+      const configDir = path.join(root!, 'config');
+      const home = path.join(root!, 'home');
+      await Promise.all([cwd, configDir, home].map((dir) => mkdir(dir, { recursive: true })));
+      // The directories of Berth's environment, without its lever: `CLAUDE_CODE_DISABLE_AUTO_MEMORY`.
+      const env = {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        HOME: home,
+        ANTHROPIC_BASE_URL: model!.url,
+        ANTHROPIC_API_KEY: 'sk-ant-control-dummy',
+        CLAUDE_CONFIG_DIR: configDir,
+      };
+      await settingsOnTurn('plant', cwd, env);
+      let firstRequest = model!.requests.length;
+      await settingsOnTurn('after', cwd, env);
+      const effects = await plantEffects(cwd, model!.requests.slice(firstRequest));
+      expect(effects).toEqual(expect.arrayContaining(CONTROL_EFFECTS));
+      expect(effects.filter((effect) => HOME_EFFECTS.includes(effect))).toEqual([]);
+
+      // Without `CLAUDE_CONFIG_DIR`, the CLI's config dir is `$HOME/.claude`: the home plants' turn.
+      const { CLAUDE_CONFIG_DIR: _configDir, ...defaultConfigDir } = env;
+      firstRequest = model!.requests.length;
+      await settingsOnTurn('after', cwd, defaultConfigDir);
+      expect(await plantEffects(cwd, model!.requests.slice(firstRequest))).toEqual(
+        expect.arrayContaining(HOME_EFFECTS),
+      );
+    },
+  );
+});
 
 for (const [sandbox, args] of [
   ['bwrap', []],
@@ -182,7 +305,7 @@ for (const [sandbox, args] of [
         const pids = (await listTree(tree!)).map((p) => p.pid);
         const processes = pids.map((pid) => ({ pid, cmdline: cmdlineOf(pid), env: environOf(pid) }));
         const labelOf = (p: { pid: number; cmdline: string }) => `${p.pid} ${p.cmdline.slice(0, 100)}`;
-        const cli = processes.filter((p) => /^\S*claude-agent-sdk-linux-x64\/claude( |$)/.test(p.cmdline));
+        const cli = processes.filter((p) => CLI_BINARY.test(p.cmdline));
         const shell = processes.filter((p) => p.cmdline.includes('until [ -e release ]'));
         expect(cli.length, JSON.stringify(processes.map((p) => p.cmdline))).toBeGreaterThan(0);
         expect(shell.length, JSON.stringify(processes.map((p) => p.cmdline))).toBeGreaterThan(0);
@@ -239,19 +362,8 @@ for (const [sandbox, args] of [
       expect(rescheduled[0]!.seq).toBeLessThan(events[0]!.seq);
       const requests = berth.model.requests.slice(firstRequest);
       expect(requests.some((r) => r.isMain && r.userText === 'after #')).toBe(true);
-      // Every effect at once, so that a failure names all that leaked: planted text the model received
-      // (which file's, by its suffix), hooks that ran and an MCP server that started (their marker
-      // files), the planted `env` in the tool's shell, and the deny rule (its command did not run).
-      const received = requests.flatMap((r) => JSON.stringify(r.body).match(PLANTED_TEXT) ?? []);
-      const afterEnv = await readFile(path.join(cwd, 'after-env.txt'), 'utf8').catch(() => '');
-      const effects = [
-        ...new Set(received.map((text) => `the model received ${text}`)),
-        ...(await markers(cwd)).map((name) => `${name} exists`),
-        ...(afterEnv.includes('PLANTED_ENV') ? ['the planted env reached the shell'] : []),
-        ...(existsSync(path.join(cwd, 'after-env.txt')) ? [] : ['the first tool use did not run']),
-        ...(existsSync(path.join(cwd, 'denied')) ? [] : ['the deny rule stopped touch denied']),
-      ];
-      expect(effects).toEqual([]);
+      // Every effect at once, so that a failure names all that leaked: the control's and any other.
+      expect(await plantEffects(cwd, requests)).toEqual([]);
     });
 
     // Under --sandbox none the agent runs as the server's user and may read its /proc entries: documented
@@ -259,22 +371,30 @@ for (const [sandbox, args] of [
     it.runIf(sandbox === 'bwrap')(
       "cannot read the server's environment through /proc (bwrap only: none confines nothing)",
       async () => {
-        // The server's environment as the kernel shows it (what it started with: later writes to
-        // process.env, such as the canaries', are not there); its PID namespace hides the server.
-        const serverEnviron = environOf(process.pid);
-        expect(serverEnviron.length).toBeGreaterThan(0);
         const id = await berth.createSession(withBash);
         const { cwd } = pathsOf(id);
         await writeFile(path.join(cwd, 'server-pid.txt'), `${process.pid}\n`);
         await turn(id, 'proc');
-        expect(await readFile(path.join(cwd, 'server-read.txt'), 'utf8')).toBe('refused\n');
-        const seen = new Set((await readFile(path.join(cwd, 'all-environ.txt'), 'utf8')).split('\n'));
-        // The agent's own environments are there (the probe could read), and none of the server's entries
-        // but those an agent has a value of its own for (the same `PATH`, say) or a shell sets (`SHLVL=1`).
-        expect(seen).toContain('CLAUDE_CODE_DISABLE_AUTO_MEMORY=1');
-        const common = /^(PATH|LANG|SHELL|TMPDIR|HOME|PWD|OLDPWD|SHLVL|_)=/;
-        expect(serverEnviron.filter((v) => seen.has(v) && !common.test(v))).toEqual([]);
-        for (const secret of SECRETS) expect([...seen].join('\n')).not.toContain(secret);
+        expect.soft(await readFile(path.join(cwd, 'server-read.txt'), 'utf8')).toBe('refused\n');
+        // Judged by whose each environment is, not by comparing entries with the server's: the server's
+        // kernel environment is the test runner's (the canaries, written to process.env later, are not in
+        // it), and a runner started from a Claude Code or SDK shell shares entries (`CLAUDECODE=1`, ...)
+        // that the CLI gives its own shells too. Every environment the agent can read must carry its own
+        // tree's marker (its PID namespace holds nothing else: not the server, not another session), the
+        // probe's own among them (it could read), and none may hold a secret.
+        const dir = path.join(cwd, 'environs');
+        const environs = await Promise.all(
+          (await readdir(dir)).map(async (pid) => ({
+            pid,
+            env: (await readFile(path.join(dir, pid), 'latin1')).split('\0').filter(Boolean),
+          })),
+        );
+        expect(environs.some((e) => e.env.includes('CLAUDE_CODE_DISABLE_AUTO_MEMORY=1'))).toBe(true);
+        const trees = new Set(environs.map((e) => treeMarkerOf(e.env) ?? `none (pid ${e.pid})`));
+        expect(trees.size, `the trees of the environments read: ${[...trees].join(', ')}`).toBe(1);
+        expect([...trees][0]).toMatch(/^[0-9a-f-]{36}$/);
+        const all = environs.flatMap((e) => e.env).join('\n');
+        expect(SECRETS.filter((secret) => all.includes(secret))).toEqual([]);
       },
     );
   });
@@ -282,6 +402,25 @@ for (const [sandbox, args] of [
 
 function isEndOfTurn(e: ApiEvent): boolean {
   return e.type === 'session.status_idle' && e.stop_reason.type !== 'requires_action';
+}
+
+/**
+ * What the files planted in `cwd` (and its config dir and home) did in the subprocess after the plant,
+ * given the model requests of that subprocess: planted text the model received (which file's, by its
+ * suffix), hooks that ran and an MCP server that started (their marker files), the planted `env` in the
+ * tool's shell, and the deny rule (its command did not run). Sorted; empty when the plant did nothing.
+ */
+async function plantEffects(cwd: string, requests: readonly RecordedRequest[]): Promise<string[]> {
+  // Else the absent effects of a tool use (the `env`, the deny rule) would prove nothing.
+  const afterEnv = await readFile(path.join(cwd, 'after-env.txt'), 'utf8').catch(() => undefined);
+  expect(afterEnv, 'the tool use after the plant ran (env > after-env.txt)').toBeDefined();
+  const received = requests.flatMap((r) => JSON.stringify(r.body).match(PLANTED_TEXT) ?? []);
+  return [
+    ...new Set(received.map((text) => `the model received ${text}`)),
+    ...(await markers(cwd)).map((name) => `${name} exists`),
+    ...(afterEnv?.includes('PLANTED_ENV=') ? ['the planted env reached the shell'] : []),
+    ...(existsSync(path.join(cwd, 'denied')) ? [] : ['the deny rule stopped touch denied']),
+  ].sort();
 }
 
 /** The marker files hooks and MCP servers would have left in `cwd`. */
