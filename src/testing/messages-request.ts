@@ -118,15 +118,6 @@ function statedDirectory(text: string): string | null {
   return null;
 }
 
-function textOfContent(content: unknown): string {
-  if (typeof content === 'string') return content;
-  if (!Array.isArray(content)) return '';
-  return content
-    .filter(isObject)
-    .map((block) => (typeof block.text === 'string' ? block.text : ''))
-    .join('\n');
-}
-
 /**
  * The working directory the CLI told the model about; null when it told none. The CLI states it in an
  * environment section: a system message, or (a process fed by streaming input) a text block of the first
@@ -139,9 +130,9 @@ function workingDirectoryOf(body: JsonObject, messages: readonly unknown[]): str
     .map((block) => (typeof block.text === 'string' ? block.text : ''))
     .filter((text) => text !== '' && stripReminders(text) === '');
   const sources = [
-    ...messages.filter((m) => role(m) === 'system').map((m) => textOfContent(isObject(m) ? m.content : '')),
+    ...messages.filter((m) => role(m) === 'system').map((m) => contentText(isObject(m) ? m.content : '')),
     ...reminderBlocks,
-    textOfContent(body.system),
+    contentText(body.system),
   ];
   for (const text of sources) {
     const dir = statedDirectory(text);
@@ -150,7 +141,8 @@ function workingDirectoryOf(body: JsonObject, messages: readonly unknown[]): str
   return null;
 }
 
-function toolResultText(content: unknown): string {
+/** The text blocks of a message's (or a tool result's) content, joined with newlines. */
+function contentText(content: unknown): string {
   if (typeof content === 'string') return content;
   if (!Array.isArray(content)) return '';
   return content
@@ -166,7 +158,7 @@ export function toolResultsOf(message: unknown): ToolResultSummary[] {
     .filter((block) => block.type === 'tool_result')
     .map((block) => ({
       tool_use_id: typeof block.tool_use_id === 'string' ? block.tool_use_id : '',
-      text: toolResultText(block.content),
+      text: contentText(block.content),
       is_error: block.is_error === true,
     }));
 }
