@@ -375,7 +375,7 @@ describe('the console in chromium', { timeout: 120_000 }, () => {
     const page = await newPage();
     await signIn(page);
     await page.getByRole('link', { name: 'Groups' }).click();
-    await page.getByRole('link', { name: 'Console pair' }).click();
+    await page.getByRole('link', { name: 'Console pair', exact: true }).click();
     await page.locator('.stream-state[data-state="live"]').waitFor();
     await page.getByLabel('To agent').selectOption('critic');
     await page.getByLabel('Message').fill('hello critic');

@@ -107,6 +107,10 @@ export function createPlainSpawner(options: PlainSpawnerOptions): SpawnedTree {
         stdio: ['pipe', 'pipe', 'pipe'],
       });
       if (child.pid !== undefined) tree = { leaderPid: child.pid, marker };
+      // Up to three `exit` listeners here, and the SDK's transport adds its own per process: at spawn, per
+      // close, and two each time it waits for the exit at the end of stdout (`npm test` reached 11). Bounded
+      // per process, so Node's leak warning at 10 would only be noise in the server's log.
+      child.setMaxListeners(32);
       if (cgroup) {
         // An OOM kill inside takes one process (often a tool's); the turn cannot trust the rest: all go.
         const watch = setInterval(() => {
