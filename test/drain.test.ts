@@ -11,7 +11,7 @@
  * The emergency paths (a second signal, the timeout running out, a failed suspension) are in
  * drain-emergency.test.ts.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -60,6 +60,15 @@ const scenarios: Scenario[] = [
   },
 ];
 
+/**
+ * Lets the gated tool go on: `release` appears whole, by a rename, since the tool reads it as soon as it
+ * exists (a plain write let it read the file still empty).
+ */
+async function release(dir: string, text: string): Promise<void> {
+  await writeFile(path.join(dir, 'release.tmp'), text);
+  await rename(path.join(dir, 'release.tmp'), path.join(dir, 'release'));
+}
+
 const dirs: string[] = [];
 const servers: TestBerth[] = [];
 afterAll(async () => {
@@ -97,10 +106,7 @@ describe('SIGTERM drain', () => {
       const beforeRelease = (await history(first.url, id)).filter((e) => e.seq > sent);
       expect(beforeRelease.map((e) => e.type)).not.toContain('agent.tool_result');
       expect(first.child.exitCode).toBeNull();
-      await writeFile(
-        path.join(dataDir, 'workspaces', 'default', id, 'release'),
-        'released after the signal\n',
-      );
+      await release(path.join(dataDir, 'workspaces', 'default', id), 'released after the signal\n');
       expect(await within(first.exit, 60_000, 'the drained exit')).toBe(0);
       expect(first.output).toMatch(/"suspended":2,"failed":0,"stopped_turns":0,"msg":"drained"/);
       expect(await markedProcessesUnder(dataDir)).toEqual([]);
@@ -193,7 +199,7 @@ describe('the drain, in-process', () => {
       expect((await berth.history(busy)).map((e) => e.type)).not.toContain('agent.tool_result');
     } finally {
       // Whatever failed above, the tool (and with it the drain) must not be left waiting.
-      await writeFile(path.join(cwd, 'release'), 'released during the drain\n');
+      await release(cwd, 'released during the drain\n');
     }
     expect(await drained).toEqual({ suspended: 2, failed: 0, stoppedTurns: 0 });
     expect(host.state).toBe('draining');
